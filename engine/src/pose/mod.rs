@@ -1,0 +1,1 @@
+//! OpenPose-18 poses.
