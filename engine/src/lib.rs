@@ -1,4 +1,9 @@
 //! SkeleGuide engine: poses and the layout rasteriser, models, sampling and the pipeline.
 //! It has no GUI; the app and the trainer reach models only through it.
 
+pub mod error;
+pub mod fsutil;
+pub mod imageio;
 pub mod pose;
+
+pub use error::PoseError;

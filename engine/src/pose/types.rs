@@ -1,0 +1,174 @@
+//! `Keypoint`, `Pose` and `PoseSet`: people in one image, in image pixels.
+
+use super::skeleton::NUM_JOINTS;
+
+/// A present point in image pixels, with the detector's confidence (1.0 when drawn by hand).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Keypoint {
+    pub x: f64,
+    pub y: f64,
+    pub confidence: f64,
+}
+
+impl Keypoint {
+    pub const fn new(x: f64, y: f64) -> Self {
+        Keypoint {
+            x,
+            y,
+            confidence: 1.0,
+        }
+    }
+}
+
+/// A list of optional points (a hand or a face); `None` is a missing point.
+pub type PointList = Vec<Option<Keypoint>>;
+
+/// One person: 18 body joints (OpenPose-18 order), each present or missing, plus optional
+/// hands and face carried through from the file (never invented).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Pose {
+    pub joints: [Option<Keypoint>; NUM_JOINTS],
+    pub hand_left: Option<PointList>,
+    pub hand_right: Option<PointList>,
+    pub face: Option<PointList>,
+}
+
+impl Pose {
+    /// A person with the given body joints and no hands or face.
+    pub fn from_joints(joints: [Option<Keypoint>; NUM_JOINTS]) -> Self {
+        Pose {
+            joints,
+            ..Default::default()
+        }
+    }
+
+    /// Number of present body joints.
+    pub fn present_count(&self) -> usize {
+        self.joints.iter().filter(|j| j.is_some()).count()
+    }
+
+    /// Indices of present body joints.
+    pub fn present_indices(&self) -> Vec<usize> {
+        (0..NUM_JOINTS)
+            .filter(|&j| self.joints[j].is_some())
+            .collect()
+    }
+
+    /// Every present point of the person: body, hands and face.
+    pub fn all_points(&self) -> impl Iterator<Item = &Keypoint> {
+        let extras = [&self.hand_left, &self.hand_right, &self.face];
+        self.joints.iter().flatten().chain(
+            extras
+                .into_iter()
+                .flatten()
+                .flat_map(|l| l.iter().flatten()),
+        )
+    }
+
+    fn all_points_mut(&mut self) -> impl Iterator<Item = &mut Keypoint> {
+        let Pose {
+            joints,
+            hand_left,
+            hand_right,
+            face,
+        } = self;
+        joints.iter_mut().flatten().chain(
+            [hand_left, hand_right, face]
+                .into_iter()
+                .flatten()
+                .flat_map(|l| l.iter_mut().flatten()),
+        )
+    }
+
+    /// Applies `f` to every present point (body, hands, face).
+    pub fn map_points(&mut self, mut f: impl FnMut(&mut Keypoint)) {
+        self.all_points_mut().for_each(|p| f(p));
+    }
+
+    /// Bounding box of the present body joints: (min_x, min_y, max_x, max_y).
+    pub fn body_bbox(&self) -> Option<(f64, f64, f64, f64)> {
+        bbox(self.joints.iter().flatten())
+    }
+
+    /// Bounding box of every present point, hands and face included.
+    pub fn bbox(&self) -> Option<(f64, f64, f64, f64)> {
+        bbox(self.all_points())
+    }
+}
+
+fn bbox<'a>(points: impl Iterator<Item = &'a Keypoint>) -> Option<(f64, f64, f64, f64)> {
+    points.fold(None, |acc, p| {
+        Some(match acc {
+            None => (p.x, p.y, p.x, p.y),
+            Some((a, b, c, d)) => (a.min(p.x), b.min(p.y), c.max(p.x), d.max(p.y)),
+        })
+    })
+}
+
+/// The people in one image, with the canvas size in pixels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoseSet {
+    pub width: u32,
+    pub height: u32,
+    pub people: Vec<Pose>,
+}
+
+impl PoseSet {
+    pub fn new(width: u32, height: u32) -> Self {
+        PoseSet {
+            width,
+            height,
+            people: Vec::new(),
+        }
+    }
+
+    /// Present points (body, hands, face) that lie outside the canvas, as (person, description).
+    pub fn points_outside(&self) -> Vec<(usize, String)> {
+        let (w, h) = (self.width as f64, self.height as f64);
+        let outside = |p: &Keypoint| p.x < 0.0 || p.y < 0.0 || p.x >= w || p.y >= h;
+        let mut out = Vec::new();
+        for (i, person) in self.people.iter().enumerate() {
+            for (j, k) in person.joints.iter().enumerate() {
+                if let Some(k) = k.filter(outside) {
+                    let name = super::skeleton::JOINT_NAMES[j];
+                    out.push((i, format!("{name} at ({:.1}, {:.1})", k.x, k.y)));
+                }
+            }
+            let parts = [
+                ("left hand", &person.hand_left),
+                ("right hand", &person.hand_right),
+                ("face", &person.face),
+            ];
+            for (name, list) in parts {
+                let n = list
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|k| outside(k))
+                    .count();
+                if n > 0 {
+                    out.push((i, format!("{n} {name} point(s)")));
+                }
+            }
+        }
+        out
+    }
+
+    /// Scales every point and the canvas to a new size (e.g. a pose made for another resolution).
+    pub fn resized(&self, width: u32, height: u32) -> PoseSet {
+        let sx = width as f64 / self.width as f64;
+        let sy = height as f64 / self.height as f64;
+        let mut people = self.people.clone();
+        for p in &mut people {
+            p.map_points(|k| {
+                k.x *= sx;
+                k.y *= sy;
+            });
+        }
+        PoseSet {
+            width,
+            height,
+            people,
+        }
+    }
+}
