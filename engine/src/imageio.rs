@@ -30,9 +30,12 @@ pub fn read_rgb(path: &Path) -> Result<RgbImage, PoseError> {
         )));
     }
     let reader = || image::ImageReader::with_format(Cursor::new(&bytes[..]), format);
-    let (w, h) = reader()
-        .into_dimensions()
-        .map_err(|e| bad(format!("cannot read the image header: {e}")))?;
+    let (w, h) = match png_ihdr_size(&bytes) {
+        Some(wh) => wh,
+        None => reader()
+            .into_dimensions()
+            .map_err(|e| bad(format!("cannot read the image header: {e}")))?,
+    };
     if w == 0 || h == 0 {
         return Err(bad(format!("the header claims an empty {w}x{h} image")));
     }
@@ -53,6 +56,16 @@ pub fn read_rgb(path: &Path) -> Result<RgbImage, PoseError> {
         .decode()
         .map_err(|e| bad(format!("cannot decode: {e}")))?;
     Ok(img.into_rgb8())
+}
+
+/// Width and height from a PNG's IHDR chunk, which always comes first.
+fn png_ihdr_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    if bytes.len() < 24 || &bytes[12..16] != b"IHDR" {
+        return None;
+    }
+    let w = u32::from_be_bytes(bytes[16..20].try_into().ok()?);
+    let h = u32::from_be_bytes(bytes[20..24].try_into().ok()?);
+    Some((w, h))
 }
 
 /// Encodes 8-bit pixels as a PNG in memory.

@@ -464,11 +464,15 @@ impl<'a> Ctx<'a> {
                     match t.as_array() {
                         Some(t) if t.len() == 3 || t.len() == 2 => {
                             let c = if t.len() == 3 {
-                                self.num(&t[2], &f)?
+                                self.num(&t[2], || f.clone())?
                             } else {
                                 1.0
                             };
-                            self.point(self.num(&t[0], &f)?, self.num(&t[1], &f)?, c)
+                            self.point(
+                                self.num(&t[0], || f.clone())?,
+                                self.num(&t[1], || f.clone())?,
+                                c,
+                            )
                         }
                         _ => Err(self.err(&f, "expected an [x, y, c] triple")),
                     }
@@ -487,22 +491,23 @@ impl<'a> Ctx<'a> {
         }
         let mut out = Vec::with_capacity(arr.len() / 3);
         for (i, t) in arr.chunks_exact(3).enumerate() {
-            let f = |k: usize| format!("{field}[{}]", 3 * i + k);
-            let x = self.num(&t[0], &f(0))?;
-            let y = self.num(&t[1], &f(1))?;
-            let c = self.num(&t[2], &f(2))?;
+            // field names are built only on error: this loop is the hot path of import
+            let at = |k: usize| move || format!("{field}[{}]", 3 * i + k);
+            let x = self.num(&t[0], at(0))?;
+            let y = self.num(&t[1], at(1))?;
+            let c = self.num(&t[2], at(2))?;
             out.push(self.point(x, y, c)?);
         }
         Ok(Some(out))
     }
 
-    fn num(&self, v: &Value, field: &str) -> Result<f64, PoseError> {
-        let x = v
-            .as_f64()
-            .ok_or_else(|| self.err(field, format!("is a {}, expected a number", kind_of(v))))?;
+    fn num(&self, v: &Value, field: impl FnOnce() -> String) -> Result<f64, PoseError> {
+        let Some(x) = v.as_f64() else {
+            return Err(self.err(&field(), format!("is a {}, expected a number", kind_of(v))));
+        };
         if !x.is_finite() || x.abs() > MAX_COORD {
             return Err(self.err(
-                field,
+                &field(),
                 format!("{x} is out of range (|value| must be at most {MAX_COORD:e})"),
             ));
         }

@@ -7,16 +7,19 @@
 //! `stickwidth`, centred at the truncated midpoint, rotated by the truncated angle, sampled every
 //! degree and rounded like OpenCV's `ellipse2Poly`, in colour × 0.6; then, for each of the 18
 //! joints, a filled circle of radius `stickwidth` in full colour. Stick width and radius are
-//! 4 px at 512 px, scaled by max(W, H) / 512 and never below 1 px.
+//! 4 px at 512 px, scaled by max(W, H) / 512 (rounded half to even) and never below 1 px.
+//! The output is byte-identical to OpenCV drawing the same rules (see tests/data).
 
 use super::skeleton::{limb_color, COLORS, LIMBS, NUM_JOINTS};
 use super::types::PoseSet;
 use image::{GrayImage, Rgb, RgbImage};
+use std::sync::OnceLock;
 
 /// Stick width (the ellipse's semi-minor axis) and joint radius for a canvas.
 pub fn stick_width(width: u32, height: u32) -> i64 {
     let side = width.max(height) as f64;
-    ((4.0 * side / 512.0).round() as i64).max(1)
+    // Half-to-even, like Python's round() and OpenCV's cvRound.
+    ((4.0 * side / 512.0).round_ties_even() as i64).max(1)
 }
 
 /// Draws the layout of `set` over `scene` (or on black when there is none). When the scene's size
@@ -123,8 +126,10 @@ fn hline(img: &mut RgbImage, y: i64, x0: i64, x1: i64, color: Rgb<u8>) {
 
 /// sin of an integer number of degrees, as OpenCV's single-precision table holds it.
 fn sin_deg(deg: i64) -> f64 {
-    let d = deg.rem_euclid(360) as f64;
-    (d.to_radians().sin() as f32) as f64
+    static TABLE: OnceLock<[f64; 360]> = OnceLock::new();
+    let t = TABLE
+        .get_or_init(|| std::array::from_fn(|d| ((d as f64).to_radians().sin() as f32) as f64));
+    t[deg.rem_euclid(360) as usize]
 }
 
 fn cos_deg(deg: i64) -> f64 {
@@ -280,70 +285,103 @@ impl Spans {
     }
 }
 
-/// Dilates a binary mask by a Euclidean disk of radius `r` with an exact squared distance
-/// transform (two separable 1-D lower-envelope passes).
+/// Dilates a binary mask by a Euclidean disk of radius `r`: a pixel is set when some set pixel
+/// lies within distance `r` (pixel centres). Exact, in two row-major passes: the vertical
+/// distance to the nearest set pixel of each column, then per row the union of the horizontal
+/// spans that distance leaves (a difference array).
 fn dilate(mask: &mut GrayImage, r: u32) {
     let (w, h) = (mask.width() as usize, mask.height() as usize);
-    const INF: f64 = 1e20;
-    let mut d: Vec<f64> = mask
-        .as_raw()
-        .iter()
-        .map(|&v| if v > 0 { 0.0 } else { INF })
+    let cap = r + 1;
+    let mut g = vec![cap; w * h];
+    let mut run = vec![cap; w];
+    for (y, row) in mask.as_raw().chunks_exact(w).enumerate() {
+        for x in 0..w {
+            run[x] = if row[x] > 0 { 0 } else { (run[x] + 1).min(cap) };
+            g[y * w + x] = run[x];
+        }
+    }
+    run.fill(cap);
+    for y in (0..h).rev() {
+        for x in 0..w {
+            let v = g[y * w + x];
+            run[x] = if v == 0 { 0 } else { (run[x] + 1).min(cap) };
+            g[y * w + x] = v.min(run[x]);
+        }
+    }
+    // half-width of the disk at vertical offset d
+    let hw: Vec<usize> = (0..=r)
+        .map(|d| {
+            let rem = (r * r - d * d) as f64;
+            let mut k = rem.sqrt() as usize;
+            while ((k + 1) * (k + 1)) as f64 <= rem {
+                k += 1;
+            }
+            k
+        })
         .collect();
-    let mut buf = vec![0.0; w.max(h)];
-    let mut out = vec![0.0; w.max(h)];
-    let mut v = vec![0usize; w.max(h)];
-    let mut z = vec![0.0; w.max(h) + 1];
-    for x in 0..w {
-        for y in 0..h {
-            buf[y] = d[y * w + x];
+    let mut diff = vec![0i32; w + 1];
+    for (y, out) in mask.as_mut().chunks_exact_mut(w).enumerate() {
+        diff.fill(0);
+        for x in 0..w {
+            let d = g[y * w + x];
+            if d <= r {
+                let k = hw[d as usize];
+                diff[x.saturating_sub(k)] += 1;
+                diff[(x + k + 1).min(w)] -= 1;
+            }
         }
-        edt_1d(&buf[..h], &mut out[..h], &mut v, &mut z);
-        for y in 0..h {
-            d[y * w + x] = out[y];
+        let mut acc = 0;
+        for x in 0..w {
+            acc += diff[x];
+            out[x] = if acc > 0 { 255 } else { 0 };
         }
-    }
-    for y in 0..h {
-        buf[..w].copy_from_slice(&d[y * w..(y + 1) * w]);
-        edt_1d(&buf[..w], &mut out[..w], &mut v, &mut z);
-        d[y * w..(y + 1) * w].copy_from_slice(&out[..w]);
-    }
-    let r2 = (r as f64) * (r as f64);
-    for (m, dist) in mask.as_mut().iter_mut().zip(d) {
-        *m = if dist <= r2 { 255 } else { 0 };
     }
 }
 
-/// Felzenszwalb–Huttenlocher 1-D squared distance transform of `f` into `d`.
-fn edt_1d(f: &[f64], d: &mut [f64], v: &mut [usize], z: &mut [f64]) {
-    let n = f.len();
-    if n == 0 {
-        return;
-    }
-    let mut k = 0usize;
-    v[0] = 0;
-    z[0] = f64::NEG_INFINITY;
-    z[1] = f64::INFINITY;
-    for q in 1..n {
-        let parab = |p: usize| f[p] + (p * p) as f64;
-        let mut s = (parab(q) - parab(v[k])) / (2.0 * (q - v[k]) as f64);
-        // z[0] is -inf, so this stops at k = 0 at the latest.
-        while s <= z[k] {
-            k -= 1;
-            s = (parab(q) - parab(v[k])) / (2.0 * (q - v[k]) as f64);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dilation_matches_brute_force() {
+        let (w, h) = (37u32, 23u32);
+        let mut seed = 12345u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as u32
+        };
+        for r in [1u32, 2, 3, 5, 8] {
+            let mut m = GrayImage::new(w, h);
+            for _ in 0..6 {
+                m.put_pixel(rnd() % w, rnd() % h, image::Luma([255]));
+            }
+            let src = m.clone();
+            dilate(&mut m, r);
+            for y in 0..h as i64 {
+                for x in 0..w as i64 {
+                    let near = src.enumerate_pixels().any(|(sx, sy, p)| {
+                        p.0[0] > 0
+                            && (sx as i64 - x).pow(2) + (sy as i64 - y).pow(2) <= (r * r) as i64
+                    });
+                    assert_eq!(
+                        m.get_pixel(x as u32, y as u32).0[0] > 0,
+                        near,
+                        "r={r} ({x},{y})"
+                    );
+                }
+            }
         }
-        k += 1;
-        v[k] = q;
-        z[k] = s;
-        z[k + 1] = f64::INFINITY;
     }
-    k = 0;
-    for (q, dq) in d.iter_mut().enumerate() {
-        while z[k + 1] < q as f64 {
-            k += 1;
-        }
-        let p = v[k];
-        let dx = q as f64 - p as f64;
-        *dq = dx * dx + f[p];
+
+    #[test]
+    fn circles_are_the_opencv_pixel_set() {
+        // OpenCV's filled circle of radius 4 (checked against cv2.circle): row half-widths.
+        let mut rows = Vec::new();
+        circle(0, 0, 4, |y, x0, x1| rows.push((y, x0, x1)));
+        rows.sort();
+        let hw: Vec<i64> = rows.iter().map(|r| r.2).collect();
+        assert_eq!(hw, vec![0, 2, 3, 3, 4, 3, 3, 2, 0]);
     }
 }

@@ -1,0 +1,469 @@
+//! Bad input never panics and never leaves a partial file: every case below must exit with
+//! code 2, print one line naming the file and what is wrong, and write no output.
+
+use skeleguide_tests::run;
+use std::path::Path;
+
+fn body(n: usize) -> String {
+    let v: Vec<String> = (0..n).map(|i| format!("{}", 10 + i)).collect();
+    v.join(",")
+}
+
+fn people(n: usize) -> String {
+    let one = format!(r#"{{"pose_keypoints_2d":[{}]}}"#, body(54));
+    vec![one; n].join(",")
+}
+
+fn frame(people_json: &str, w: &str, h: &str) -> String {
+    format!(r#"{{"people":[{people_json}],"canvas_width":{w},"canvas_height":{h}}}"#)
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xffff_ffffu32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// A PNG whose IHDR claims `w` x `h` (and no pixel data).
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    let mut out = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    let mut chunk = b"IHDR".to_vec();
+    chunk.extend_from_slice(&w.to_be_bytes());
+    chunk.extend_from_slice(&h.to_be_bytes());
+    chunk.extend_from_slice(&[8, 2, 0, 0, 0]);
+    out.extend_from_slice(&13u32.to_be_bytes());
+    out.extend_from_slice(&chunk);
+    out.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    out
+}
+
+struct Case {
+    name: &'static str,
+    file: Vec<u8>,
+    /// "pose" (input is a pose file for convert/draw/info) or "scene" (input is a scene image).
+    kind: &'static str,
+    expect: &'static str,
+}
+
+fn case(name: &'static str, text: impl Into<String>, expect: &'static str) -> Case {
+    Case {
+        name,
+        file: text.into().into_bytes(),
+        kind: "pose",
+        expect,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let good = people(1);
+    vec![
+        case(
+            "truncated.json",
+            r#"{"people":[{"pose_keypoints_2d":[1,2,"#,
+            "malformed JSON",
+        ),
+        case("empty.json", "", "empty"),
+        Case {
+            name: "binary.json",
+            file: vec![0xff, 0xfe, 0x00, 0x9c, 0x80],
+            kind: "pose",
+            expect: "UTF-8",
+        },
+        case(
+            "nan.json",
+            frame(
+                &format!(r#"{{"pose_keypoints_2d":[NaN,{}]}}"#, body(53)),
+                "512",
+                "512",
+            ),
+            "NaN",
+        ),
+        case(
+            "infinity.json",
+            frame(
+                &format!(r#"{{"pose_keypoints_2d":[Infinity,{}]}}"#, body(53)),
+                "512",
+                "512",
+            ),
+            "Infinity",
+        ),
+        case(
+            "overflow.json",
+            frame(
+                &format!(r#"{{"pose_keypoints_2d":[1e400,{}]}}"#, body(53)),
+                "512",
+                "512",
+            ),
+            "malformed JSON",
+        ),
+        case(
+            "absurd.json",
+            frame(
+                &format!(r#"{{"pose_keypoints_2d":[5e6,{}]}}"#, body(53)),
+                "512",
+                "512",
+            ),
+            "pose_keypoints_2d[0]",
+        ),
+        case(
+            "short_body.json",
+            frame(
+                &format!(r#"{{"pose_keypoints_2d":[{}]}}"#, body(51)),
+                "512",
+                "512",
+            ),
+            "expected 54 (COCO-18) or 75 (BODY_25)",
+        ),
+        case(
+            "not_triples.json",
+            frame(
+                &format!(r#"{{"pose_keypoints_2d":[{}]}}"#, body(55)),
+                "512",
+                "512",
+            ),
+            "not a multiple of 3",
+        ),
+        case(
+            "short_hand.json",
+            frame(
+                &format!(
+                    r#"{{"pose_keypoints_2d":[{}],"hand_left_keypoints_2d":[{}]}}"#,
+                    body(54),
+                    body(60)
+                ),
+                "512",
+                "512",
+            ),
+            "hand_left_keypoints_2d: 20 points; expected 21",
+        ),
+        case(
+            "short_face.json",
+            frame(
+                &format!(
+                    r#"{{"pose_keypoints_2d":[{}],"face_keypoints_2d":[{}]}}"#,
+                    body(54),
+                    body(30)
+                ),
+                "512",
+                "512",
+            ),
+            "face_keypoints_2d",
+        ),
+        case(
+            "zero_canvas.json",
+            frame(&good, "0", "512"),
+            "canvas_width: 0 is not a positive canvas size",
+        ),
+        case(
+            "negative_canvas.json",
+            frame(&good, "512", "-3"),
+            "canvas_height: -3 is not a positive",
+        ),
+        case(
+            "fractional_canvas.json",
+            frame(&good, "512.5", "512"),
+            "canvas_width: 512.5 is not a whole number",
+        ),
+        case(
+            "string_canvas.json",
+            frame(&good, "\"512\"", "512"),
+            "canvas_width: is a string",
+        ),
+        case(
+            "too_many_people.json",
+            frame(&people(1001), "512", "512"),
+            "1001 people; at most 1000",
+        ),
+        case(
+            "people_not_list.json",
+            r#"{"people":{"a":1},"canvas_width":5,"canvas_height":5}"#,
+            "people: is a object",
+        ),
+        case(
+            "person_not_object.json",
+            r#"{"people":[[1,2,3]],"canvas_width":5,"canvas_height":5}"#,
+            "people[0]: is a list",
+        ),
+        case(
+            "string_value.json",
+            frame(
+                &format!(r#"{{"pose_keypoints_2d":["7",{}]}}"#, body(53)),
+                "512",
+                "512",
+            ),
+            "pose_keypoints_2d[0]: is a string",
+        ),
+        case(
+            "null_value.json",
+            frame(
+                &format!(r#"{{"pose_keypoints_2d":[{},null]}}"#, body(53)),
+                "512",
+                "512",
+            ),
+            "pose_keypoints_2d[53]: is a null",
+        ),
+        case(
+            "animals.json",
+            r#"{"people":[],"animals":[[1,2,1,3,4,1]],"canvas_width":64,"canvas_height":64}"#,
+            "AP-10K",
+        ),
+        case("unknown.json", r#"{"foo":1,"bar":[]}"#, "keys [bar, foo]"),
+        case("string.json", r#""hello""#, "found a JSON string"),
+        case("empty_list.json", "[]", "empty list"),
+        case(
+            "frame_no_canvas.json",
+            format!(r#"[{{"people":[{good}]}}]"#),
+            "[0]: has no `canvas_width`",
+        ),
+        case(
+            "coco_bad_image.json",
+            r#"{"images":[{"id":1,"width":10,"height":10}],"annotations":[{"image_id":5,"keypoints":[]}],"categories":[{"id":1,"name":"person"}]}"#,
+            "annotations[0].image_id: 5 is not in `images`",
+        ),
+        case(
+            "coco_16_points.json",
+            format!(
+                r#"{{"images":[{{"id":1,"width":10,"height":10}}],"annotations":[{{"image_id":1,"category_id":1,"keypoints":[{}]}}],"categories":[{{"id":1,"name":"person"}}]}}"#,
+                body(48)
+            ),
+            "16 points; COCO person keypoints have 17",
+        ),
+        Case {
+            name: "garbage.png",
+            file: b"\x89PNG\r\n\x1a\nthis is not really a png".to_vec(),
+            kind: "scene",
+            expect: "garbage.png",
+        },
+        Case {
+            name: "huge.png",
+            file: png_header(20_000, 20_000),
+            kind: "scene",
+            expect: "400 megapixels",
+        },
+        Case {
+            name: "text.png",
+            file: b"hello world".to_vec(),
+            kind: "scene",
+            expect: "not a PNG or JPEG",
+        },
+    ]
+}
+
+fn assert_clean_failure(
+    out: &std::process::Output,
+    file: &str,
+    expect: &str,
+    dir: &Path,
+    before: usize,
+    what: &str,
+) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{what}: exit code; stderr: {err}"
+    );
+    assert!(!err.contains("panicked"), "{what}: panicked: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{what}: one line expected: {err}"
+    );
+    assert!(
+        err.contains(file),
+        "{what}: message must name {file}: {err}"
+    );
+    assert!(
+        err.contains(expect),
+        "{what}: expected `{expect}` in: {err}"
+    );
+    let now = std::fs::read_dir(dir).unwrap().count();
+    assert_eq!(
+        now,
+        before,
+        "{what}: an output or temp file was left in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn malformed_inputs_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases = cases();
+    assert!(cases.len() >= 20);
+    let good_pose = d.join("good.json");
+    std::fs::write(&good_pose, frame(&people(1), "64", "64")).unwrap();
+    for c in &cases {
+        let input = d.join(c.name);
+        std::fs::write(&input, &c.file).unwrap();
+    }
+    let before = std::fs::read_dir(d).unwrap().count();
+    let out_json = d.join("out.json");
+    let out_png = d.join("out.png");
+    for c in &cases {
+        let input = d.join(c.name);
+        let i = input.to_str().unwrap();
+        if c.kind == "pose" {
+            let r = run(&["pose", "convert", i, "-o", out_json.to_str().unwrap()]);
+            assert_clean_failure(
+                &r,
+                c.name,
+                c.expect,
+                d,
+                before,
+                &format!("convert {}", c.name),
+            );
+            let r = run(&[
+                "pose",
+                "draw",
+                "--pose",
+                i,
+                "-o",
+                out_png.to_str().unwrap(),
+                "--mask-out",
+                d.join("m.png").to_str().unwrap(),
+            ]);
+            assert_clean_failure(&r, c.name, c.expect, d, before, &format!("draw {}", c.name));
+            let r = run(&["pose", "info", i]);
+            assert_clean_failure(&r, c.name, c.expect, d, before, &format!("info {}", c.name));
+        } else {
+            let r = run(&[
+                "pose",
+                "draw",
+                "--pose",
+                good_pose.to_str().unwrap(),
+                "--scene",
+                i,
+                "-o",
+                out_png.to_str().unwrap(),
+            ]);
+            assert_clean_failure(
+                &r,
+                c.name,
+                c.expect,
+                d,
+                before,
+                &format!("draw --scene {}", c.name),
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_paths_and_arguments_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = d.join("good.json");
+    std::fs::write(&good, frame(&people(1), "64", "64")).unwrap();
+    let g = good.to_str().unwrap();
+    let before = std::fs::read_dir(d).unwrap().count();
+    let missing_dir = d.join("no/such/dir/out.json");
+    let r = run(&["pose", "convert", g, "-o", missing_dir.to_str().unwrap()]);
+    assert_clean_failure(
+        &r,
+        "out.json",
+        "does not exist",
+        d,
+        before,
+        "missing output dir",
+    );
+    let r = run(&["pose", "convert", g, "-o", d.to_str().unwrap()]);
+    assert_clean_failure(
+        &r,
+        d.to_str().unwrap(),
+        "is a directory",
+        d,
+        before,
+        "output is a directory",
+    );
+    // the mask cannot be written: the layout must not be left behind either
+    let r = run(&[
+        "pose",
+        "draw",
+        "--pose",
+        g,
+        "-o",
+        d.join("l.png").to_str().unwrap(),
+        "--mask-out",
+        missing_dir.to_str().unwrap(),
+    ]);
+    assert_clean_failure(
+        &r,
+        "out.json",
+        "does not exist",
+        d,
+        before,
+        "unwritable mask",
+    );
+    let r = run(&["pose", "info", d.join("absent.json").to_str().unwrap()]);
+    assert_clean_failure(&r, "absent.json", "cannot read", d, before, "missing input");
+    let r = run(&["pose", "info", d.to_str().unwrap()]);
+    assert_clean_failure(
+        &r,
+        d.to_str().unwrap(),
+        "is a directory",
+        d,
+        before,
+        "input is a directory",
+    );
+    let r = run(&["pose", "convert", g, "-o", "x.json", "--canvas", "0x5"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("must be between 1 and"));
+    let r = run(&[
+        "pose",
+        "draw",
+        "--pose",
+        g,
+        "-o",
+        d.join("l.png").to_str().unwrap(),
+        "--frame",
+        "3",
+    ]);
+    assert_clean_failure(
+        &r,
+        "good.json",
+        "--frame 3",
+        d,
+        before,
+        "frame out of range",
+    );
+}
+
+#[test]
+fn read_only_directory_is_refused_without_leftovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = d.join("good.json");
+    std::fs::write(&good, frame(&people(1), "64", "64")).unwrap();
+    let ro = d.join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let mut perm = std::fs::metadata(&ro).unwrap().permissions();
+    perm.set_readonly(true);
+    std::fs::set_permissions(&ro, perm).unwrap();
+    // root can write anywhere; the check only means something for a normal user
+    let probe = ro.join("probe");
+    if std::fs::write(&probe, b"x").is_ok() {
+        let _ = std::fs::remove_file(&probe);
+        eprintln!("SKIPPED: running as a user who can write to read-only directories");
+        return;
+    }
+    let r = run(&[
+        "pose",
+        "convert",
+        good.to_str().unwrap(),
+        "-o",
+        ro.join("o.json").to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
+}

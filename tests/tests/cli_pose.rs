@@ -1,0 +1,163 @@
+//! CLI flows: convert, draw and info on real files written by other tools.
+
+use skeleguide_engine::pose::{self, ImportOptions};
+use skeleguide_tests::{run, shared_poses};
+
+fn ok(out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "exit {:?}: {err}", out.status.code());
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn no_subcommand_prints_help() {
+    let out = ok(&run(&[]));
+    assert!(out.contains("Usage") && out.contains("pose"), "{out}");
+}
+
+#[test]
+fn info_on_real_files() {
+    let Some(dir) = shared_poses() else { return };
+    let out = ok(&run(&[
+        "pose",
+        "info",
+        dir.join("controlnet_editor_768x512_hands.json")
+            .to_str()
+            .unwrap(),
+    ]));
+    assert!(out.contains("ControlNet"), "{out}");
+    assert!(out.contains("canvas 768x512"), "{out}");
+    assert!(out.contains("person 0: 12/18 joints present; missing: right_hip, right_knee, right_ankle, left_hip, left_knee, left_ankle; with left hand, right hand"), "{out}");
+    let cmu = dir.join("openpose_cmu_body25_face_hands.json");
+    let out = ok(&run(&[
+        "pose",
+        "info",
+        cmu.to_str().unwrap(),
+        "--canvas",
+        "1280x720",
+    ]));
+    assert!(
+        out.contains("CMU OpenPose")
+            && out.contains("canvas 1280x720 (given)")
+            && out.contains("with left hand, right hand, face"),
+        "{out}"
+    );
+    assert!(out.contains("points outside the canvas: none"), "{out}");
+    // a canvas too small puts points outside, and info says which
+    let out = ok(&run(&[
+        "pose",
+        "info",
+        cmu.to_str().unwrap(),
+        "--canvas",
+        "640x360",
+    ]));
+    assert!(
+        out.contains("nose at (627.4, 245.4)") == false
+            && out.contains("left_shoulder at (790.0, 368.8)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn convert_and_draw_real_files() {
+    let Some(dir) = shared_poses() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cmu = dir.join("openpose_cmu_body25_face_hands.json");
+    let out = tmp.path().join("cmu.json");
+    ok(&run(&[
+        "pose",
+        "convert",
+        cmu.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--canvas",
+        "1280x720",
+    ]));
+    let doc = pose::read_pose_file(&out, &ImportOptions::default()).unwrap();
+    assert_eq!(doc.format, pose::PoseFormat::ControlNet);
+    assert_eq!((doc.frames[0].width, doc.frames[0].height), (1280, 720));
+    // confidences become 1.0 for the ControlNet tools
+    assert!(doc.frames[0].people[0]
+        .joints
+        .iter()
+        .flatten()
+        .all(|k| k.confidence == 1.0));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(
+        v["people"][0]["hand_left_keypoints_2d"]
+            .as_array()
+            .unwrap()
+            .len(),
+        63
+    );
+    assert_eq!(
+        v["people"][0]["face_keypoints_2d"]
+            .as_array()
+            .unwrap()
+            .len(),
+        210
+    );
+
+    // normalised output reads back to the same pixels
+    let norm = tmp.path().join("norm.json");
+    ok(&run(&[
+        "pose",
+        "convert",
+        out.to_str().unwrap(),
+        "-o",
+        norm.to_str().unwrap(),
+        "--normalized",
+    ]));
+    let back = pose::read_pose_file(&norm, &ImportOptions::default()).unwrap();
+    assert!(back.normalized);
+    let (a, b) = (&doc.frames[0].people[0], &back.frames[0].people[0]);
+    for (x, y) in a.joints.iter().zip(&b.joints) {
+        assert_eq!(x.is_some(), y.is_some());
+        if let (Some(x), Some(y)) = (x, y) {
+            assert!((x.x - y.x).abs() < 1e-9 && (x.y - y.y).abs() < 1e-9);
+        }
+    }
+
+    // draw on a scene and on black, with the mask
+    let editor = dir.join("controlnet_editor_768x512_hands.json");
+    let layout = tmp.path().join("layout.png");
+    let mask = tmp.path().join("mask.png");
+    ok(&run(&[
+        "pose",
+        "draw",
+        "--pose",
+        editor.to_str().unwrap(),
+        "-o",
+        layout.to_str().unwrap(),
+        "--mask-out",
+        mask.to_str().unwrap(),
+    ]));
+    let img = image::open(&layout).unwrap().into_rgb8();
+    assert_eq!(img.dimensions(), (768, 512));
+    // nose joint (367, 172) is red; the neck (367, 301) is orange
+    assert_eq!(img.get_pixel(367, 172).0, [255, 0, 0]);
+    assert_eq!(img.get_pixel(367, 301).0, [255, 85, 0]);
+    let m = image::open(&mask).unwrap().into_luma8();
+    assert_eq!(m.get_pixel(367, 172).0[0], 255);
+    assert_eq!(m.get_pixel(5, 5).0[0], 0);
+
+    let scene_path = tmp.path().join("scene.png");
+    image::RgbImage::from_pixel(384, 256, image::Rgb([40, 80, 120]))
+        .save(&scene_path)
+        .unwrap();
+    ok(&run(&[
+        "pose",
+        "draw",
+        "--pose",
+        editor.to_str().unwrap(),
+        "--scene",
+        scene_path.to_str().unwrap(),
+        "-o",
+        layout.to_str().unwrap(),
+    ]));
+    let img = image::open(&layout).unwrap().into_rgb8();
+    assert_eq!(img.dimensions(), (384, 256)); // the pose is scaled to the scene
+    assert_eq!(img.get_pixel(183, 86).0, [255, 0, 0]);
+    assert_eq!(img.get_pixel(2, 2).0, [40, 80, 120]);
+}
