@@ -1,13 +1,11 @@
 //! `skeleguide`: the SkeleGuide desktop app and command line.
 
-mod cli;
-
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
-    match cli::run(args) {
+    let args = skeleguide::cli::Cli::parse();
+    match skeleguide::cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the engine's errors already name the file and the field.

@@ -10,9 +10,27 @@ fn ok(out: &std::process::Output) -> String {
 }
 
 #[test]
-fn no_subcommand_prints_help() {
-    let out = ok(&run(&[]));
-    assert!(out.contains("Usage") && out.contains("pose"), "{out}");
+fn help_lists_the_subcommands() {
+    let out = ok(&run(&["--help"]));
+    assert!(
+        out.contains("Usage") && out.contains("pose") && out.contains("gui"),
+        "{out}"
+    );
+}
+
+#[test]
+fn no_subcommand_opens_the_gui_and_fails_cleanly_without_a_display() {
+    let out = std::process::Command::new(skeleguide_tests::skeleguide_bin())
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot open the window") && !err.contains("panicked"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! Command-line interface (clap). Every failure is one line on stderr and exit code 2.
 
-mod pose;
+pub mod pose;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -18,6 +19,18 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Open the desktop app (the default when no subcommand is given).
+    Gui {
+        /// Scene image to open.
+        #[arg(long)]
+        scene: Option<PathBuf>,
+        /// Pose JSON to open.
+        #[arg(long)]
+        pose: Option<PathBuf>,
+        /// Render one full window offscreen into this PNG and exit (docs and checks).
+        #[arg(long)]
+        screenshot: Option<PathBuf>,
+    },
     /// Pose files: convert between OpenPose JSON variants, draw layouts, inspect.
     #[command(subcommand)]
     Pose(pose::PoseCommand),
@@ -26,10 +39,15 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Pose(cmd)) => pose::run(cmd),
-        None => {
-            Cli::command().print_help()?;
-            println!();
-            Ok(())
-        }
+        Some(Command::Gui {
+            scene,
+            pose,
+            screenshot,
+        }) => crate::gui::run(crate::gui::GuiOptions {
+            scene,
+            pose,
+            screenshot,
+        }),
+        None => crate::gui::run(crate::gui::GuiOptions::default()),
     }
 }

@@ -1,0 +1,484 @@
+//! The centre canvas: the scene, the layout overlay (drawn by the engine's rasteriser, so the
+//! designer sees exactly what the model is given), and draggable skeletons.
+//!
+//! Mouse: drag a joint to move it; drag inside the selected person's box to move the person and
+//! its corner handle to scale it; click to select; right-click a joint to hide it; right-click
+//! elsewhere for the context menu. Wheel zooms at the cursor; middle-drag or Space+drag pans.
+
+use super::document::Document;
+use egui::{
+    Color32, PointerButton, Pos2, Rect, Sense, Stroke, StrokeKind, TextureHandle, TextureOptions,
+    Ui, Vec2,
+};
+use skeleguide_engine::pose::{self, skeleton::COLORS, Edit, PoseSet, LIMBS};
+use std::borrow::Cow;
+
+/// Joint handle radius in screen points.
+const HANDLE: f32 = 5.0;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Drag {
+    Joint {
+        person: usize,
+        joint: usize,
+        x: f64,
+        y: f64,
+    },
+    Move {
+        person: usize,
+        dx: f64,
+        dy: f64,
+    },
+    Scale {
+        person: usize,
+        anchor: (f64, f64),
+        corner: (f64, f64),
+        sx: f64,
+        sy: f64,
+    },
+}
+
+impl Drag {
+    fn edit(&self) -> Edit {
+        match *self {
+            Drag::Joint {
+                person,
+                joint,
+                x,
+                y,
+            } => Edit::MoveJoint {
+                person,
+                joint,
+                x,
+                y,
+            },
+            Drag::Move { person, dx, dy } => Edit::Translate { person, dx, dy },
+            Drag::Scale {
+                person,
+                anchor,
+                sx,
+                sy,
+                ..
+            } => Edit::Scale {
+                person,
+                sx,
+                sy,
+                anchor,
+            },
+        }
+    }
+}
+
+/// An action the canvas asks the app to run (so the app's status line reports it).
+#[derive(Debug, PartialEq)]
+pub enum CanvasAction {
+    Edit(Edit),
+    Select(Option<usize>),
+}
+
+pub struct Canvas {
+    /// Screen points per image pixel.
+    pub zoom: f32,
+    /// Screen offset of the image origin from the canvas' top-left corner.
+    pub offset: Vec2,
+    pub fit_requested: bool,
+    /// Layout overlay opacity, 0..1.
+    pub opacity: f32,
+    drag: Option<Drag>,
+    scene_tex: Option<(u64, TextureHandle)>,
+    overlay_tex: Option<(OverlayKey, TextureHandle)>,
+    /// The last canvas rectangle, for tests and fit.
+    pub rect: Rect,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+struct OverlayKey {
+    revision: u64,
+    drag: Option<Drag>,
+}
+
+impl Default for Canvas {
+    fn default() -> Self {
+        Canvas {
+            zoom: 1.0,
+            offset: Vec2::ZERO,
+            fit_requested: true,
+            opacity: 1.0,
+            drag: None,
+            scene_tex: None,
+            overlay_tex: None,
+            rect: Rect::NOTHING,
+        }
+    }
+}
+
+impl Canvas {
+    /// Image pixel -> screen point.
+    pub fn to_screen(&self, x: f64, y: f64) -> Pos2 {
+        self.rect.min + self.offset + Vec2::new(x as f32, y as f32) * self.zoom
+    }
+
+    /// Screen point -> image pixel.
+    pub fn to_image(&self, p: Pos2) -> (f64, f64) {
+        let v = (p - self.rect.min - self.offset) / self.zoom;
+        (v.x as f64, v.y as f64)
+    }
+
+    fn fit(&mut self, size: (u32, u32)) {
+        let (w, h) = (size.0.max(1) as f32, size.1.max(1) as f32);
+        let avail = self.rect.size() - Vec2::splat(16.0);
+        self.zoom = (avail.x / w).min(avail.y / h).clamp(0.02, 32.0);
+        self.offset = (self.rect.size() - Vec2::new(w, h) * self.zoom) / 2.0;
+    }
+
+    fn zoom_at(&mut self, factor: f32, at: Pos2) {
+        let new_zoom = (self.zoom * factor).clamp(0.02, 64.0);
+        let f = new_zoom / self.zoom;
+        let anchor = at - self.rect.min;
+        self.offset = anchor - (anchor - self.offset) * f;
+        self.zoom = new_zoom;
+    }
+
+    /// Whether a drag is in progress (live preview shows it, the history does not yet).
+    pub fn dragging(&self) -> bool {
+        self.drag.is_some()
+    }
+
+    pub fn ui(&mut self, ui: &mut Ui, doc: &Document) -> Vec<CanvasAction> {
+        let mut actions = Vec::new();
+        let (resp, painter) = ui.allocate_painter(ui.available_size(), Sense::click_and_drag());
+        self.rect = resp.rect;
+        if self.fit_requested && self.rect.width() > 32.0 {
+            self.fit(doc.canvas());
+            self.fit_requested = false;
+        }
+
+        // zoom and pan
+        if resp.hovered() {
+            let (scroll, zoom) = ui.input(|i| (i.smooth_scroll_delta.y, i.zoom_delta()));
+            let factor = zoom * (scroll * 0.0015).exp();
+            if (factor - 1.0).abs() > 1e-4 {
+                if let Some(p) = resp.hover_pos() {
+                    self.zoom_at(factor, p);
+                }
+            }
+        }
+        let space = ui.input(|i| i.key_down(egui::Key::Space));
+        if resp.dragged_by(PointerButton::Middle)
+            || (space && resp.dragged_by(PointerButton::Primary))
+        {
+            self.offset += resp.drag_delta();
+        }
+
+        let shown: Cow<PoseSet> = match self.drag.map(|d| d.edit().apply(doc.poses())) {
+            Some(Ok(p)) => Cow::Owned(p),
+            _ => Cow::Borrowed(doc.poses()),
+        };
+        let (cw, ch) = doc.canvas();
+        let img_rect = Rect::from_min_max(
+            self.to_screen(0.0, 0.0),
+            self.to_screen(cw as f64, ch as f64),
+        );
+        let uv = Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0));
+
+        // scene and layout overlay
+        painter.rect_filled(resp.rect, 0.0, Color32::from_gray(28));
+        match (&doc.scene, self.scene_texture(ui, doc)) {
+            (Some(_), Some(tex)) => {
+                painter.image(tex, img_rect, uv, Color32::WHITE);
+            }
+            _ => {
+                painter.rect_filled(img_rect, 0.0, Color32::BLACK);
+            }
+        }
+        let overlay = self.overlay_texture(ui, doc.revision, &shown);
+        let alpha = (self.opacity.clamp(0.0, 1.0) * 255.0) as u8;
+        painter.image(overlay, img_rect, uv, Color32::from_white_alpha(alpha));
+
+        // interaction: selected person's box (move, scale), then joints on top
+        let sel = doc.selected.filter(|&s| s < shown.people.len());
+        if let Some(s) = sel {
+            if let Some((x0, y0, x1, y1)) = shown.people[s].body_bbox() {
+                let r = Rect::from_min_max(self.to_screen(x0, y0), self.to_screen(x1, y1))
+                    .expand(HANDLE * 2.0);
+                let body = ui.interact(r, resp.id.with("bbox"), Sense::click_and_drag());
+                if body.drag_started_by(PointerButton::Primary) && !space && self.drag.is_none() {
+                    self.drag = Some(Drag::Move {
+                        person: s,
+                        dx: 0.0,
+                        dy: 0.0,
+                    });
+                }
+                if body.dragged_by(PointerButton::Primary) {
+                    if let Some(Drag::Move { dx, dy, .. }) = &mut self.drag {
+                        let d = body.drag_delta() / self.zoom;
+                        *dx += d.x as f64;
+                        *dy += d.y as f64;
+                    }
+                }
+                context_menu(
+                    &body,
+                    doc,
+                    self.to_image(body.interact_pointer_pos().unwrap_or(r.center())),
+                    &mut actions,
+                );
+                let corner = Rect::from_center_size(r.max, Vec2::splat(HANDLE * 2.4));
+                let handle = ui.interact(corner, resp.id.with("scale"), Sense::drag());
+                if handle.drag_started() {
+                    let anchor = (x0, y0);
+                    self.drag = Some(Drag::Scale {
+                        person: s,
+                        anchor,
+                        corner: (x1, y1),
+                        sx: 1.0,
+                        sy: 1.0,
+                    });
+                }
+                if handle.dragged() {
+                    let pointer = handle.interact_pointer_pos().map(|p| self.to_image(p));
+                    if let (
+                        Some(Drag::Scale {
+                            anchor,
+                            corner,
+                            sx,
+                            sy,
+                            ..
+                        }),
+                        Some((px, py)),
+                    ) = (&mut self.drag, pointer)
+                    {
+                        // uniform scale from the diagonal, so the person keeps its proportions
+                        let (w0, h0) = (
+                            (corner.0 - anchor.0).max(1.0),
+                            (corner.1 - anchor.1).max(1.0),
+                        );
+                        let f = (((px - anchor.0) / w0).max((py - anchor.1) / h0)).max(0.05);
+                        *sx = f;
+                        *sy = f;
+                    }
+                }
+                painter.rect_stroke(
+                    r,
+                    2.0,
+                    Stroke::new(1.0, Color32::from_white_alpha(160)),
+                    StrokeKind::Middle,
+                );
+                painter.rect_filled(corner, 1.0, Color32::WHITE);
+            }
+        }
+        for (pi, person) in shown.people.iter().enumerate() {
+            for (j, k) in person.joints.iter().enumerate() {
+                let Some(k) = k else { continue };
+                let c = self.to_screen(k.x, k.y);
+                let id = resp.id.with(("joint", pi, j));
+                let r = ui.interact(
+                    Rect::from_center_size(c, Vec2::splat(HANDLE * 2.6)),
+                    id,
+                    Sense::click_and_drag(),
+                );
+                if r.drag_started_by(PointerButton::Primary) && !space {
+                    self.drag = Some(Drag::Joint {
+                        person: pi,
+                        joint: j,
+                        x: k.x,
+                        y: k.y,
+                    });
+                    actions.push(CanvasAction::Select(Some(pi)));
+                }
+                if r.dragged_by(PointerButton::Primary) {
+                    if let Some(Drag::Joint { x, y, .. }) = &mut self.drag {
+                        let d = r.drag_delta() / self.zoom;
+                        *x += d.x as f64;
+                        *y += d.y as f64;
+                    }
+                }
+                if r.clicked() {
+                    actions.push(CanvasAction::Select(Some(pi)));
+                }
+                if r.secondary_clicked() {
+                    actions.push(CanvasAction::Edit(Edit::HideJoint {
+                        person: pi,
+                        joint: j,
+                    }));
+                }
+                let r = r.on_hover_text(format!(
+                    "person {} · {} (right-click hides)",
+                    pi + 1,
+                    pose::JOINT_NAMES[j]
+                ));
+                let selected = Some(pi) == sel;
+                let rad = if selected || r.hovered() {
+                    HANDLE * 1.25
+                } else {
+                    HANDLE
+                };
+                let [cr, cg, cb] = COLORS[j];
+                painter.circle(
+                    c,
+                    rad,
+                    Color32::from_rgb(cr, cg, cb),
+                    Stroke::new(
+                        if selected { 2.0 } else { 1.0 },
+                        if selected {
+                            Color32::WHITE
+                        } else {
+                            Color32::BLACK
+                        },
+                    ),
+                );
+            }
+            // thin limb guides so a skeleton stays readable at low overlay opacity
+            if self.opacity < 0.5 {
+                for (i, &(a, b)) in LIMBS.iter().enumerate() {
+                    if let (Some(p), Some(q)) = (person.joints[a], person.joints[b]) {
+                        let [r, g, bb] = COLORS[i];
+                        painter.line_segment(
+                            [self.to_screen(p.x, p.y), self.to_screen(q.x, q.y)],
+                            Stroke::new(1.5, Color32::from_rgb(r, g, bb)),
+                        );
+                    }
+                }
+            }
+        }
+
+        // end of a drag: one undoable edit
+        let released = ui.input(|i| i.pointer.any_released());
+        if released {
+            if let Some(d) = self.drag.take() {
+                let no_op = match d {
+                    Drag::Joint {
+                        person,
+                        joint,
+                        x,
+                        y,
+                    } => doc
+                        .poses()
+                        .people
+                        .get(person)
+                        .and_then(|p| p.joints[joint])
+                        .is_some_and(|k| k.x == x && k.y == y),
+                    Drag::Move { dx, dy, .. } => dx == 0.0 && dy == 0.0,
+                    Drag::Scale { sx, sy, .. } => sx == 1.0 && sy == 1.0,
+                };
+                if !no_op {
+                    actions.push(CanvasAction::Edit(d.edit()));
+                }
+            }
+        }
+
+        // background: click selects, right-click opens the menu
+        if resp.clicked() {
+            let hit = resp.interact_pointer_pos().and_then(|p| {
+                let (x, y) = self.to_image(p);
+                doc.person_at(x, y, (HANDLE * 2.0 / self.zoom) as f64)
+            });
+            actions.push(CanvasAction::Select(hit));
+        }
+        let at = self.to_image(resp.interact_pointer_pos().unwrap_or(resp.rect.center()));
+        context_menu(&resp, doc, at, &mut actions);
+        actions
+    }
+
+    fn scene_texture(&mut self, ui: &Ui, doc: &Document) -> Option<egui::TextureId> {
+        let scene = doc.scene.as_ref()?;
+        let key = doc
+            .scene_path
+            .as_ref()
+            .map_or(0, |p| fxhash(p.to_string_lossy().as_bytes()))
+            ^ (scene.width() as u64) << 32
+            ^ scene.height() as u64;
+        if self.scene_tex.as_ref().is_none_or(|(k, _)| *k != key) {
+            let img = egui::ColorImage::from_rgb(
+                [scene.width() as usize, scene.height() as usize],
+                scene.as_raw(),
+            );
+            self.scene_tex = Some((
+                key,
+                ui.ctx().load_texture("scene", img, TextureOptions::LINEAR),
+            ));
+        }
+        self.scene_tex.as_ref().map(|(_, t)| t.id())
+    }
+
+    /// The engine's layout of the poses on a transparent canvas (black = transparent).
+    fn overlay_texture(&mut self, ui: &Ui, revision: u64, shown: &PoseSet) -> egui::TextureId {
+        let key = OverlayKey {
+            revision,
+            drag: self.drag,
+        };
+        if self.overlay_tex.as_ref().is_none_or(|(k, _)| *k != key) {
+            let rgb = pose::draw_layout(None, shown);
+            let mut rgba = Vec::with_capacity(rgb.len() / 3 * 4);
+            for px in rgb.as_raw().chunks_exact(3) {
+                let a = if px == [0, 0, 0] { 0 } else { 255 };
+                rgba.extend_from_slice(&[px[0], px[1], px[2], a]);
+            }
+            let img = egui::ColorImage::from_rgba_unmultiplied(
+                [rgb.width() as usize, rgb.height() as usize],
+                &rgba,
+            );
+            match &mut self.overlay_tex {
+                Some((k, tex)) => {
+                    tex.set(img, TextureOptions::NEAREST);
+                    *k = key;
+                }
+                None => {
+                    self.overlay_tex = Some((
+                        key,
+                        ui.ctx()
+                            .load_texture("layout", img, TextureOptions::NEAREST),
+                    ))
+                }
+            }
+        }
+        self.overlay_tex
+            .as_ref()
+            .map(|(_, t)| t.id())
+            .expect("set above")
+    }
+}
+
+fn fxhash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// The right-click menu: add a person here; act on the selected person.
+fn context_menu(
+    resp: &egui::Response,
+    doc: &Document,
+    at: (f64, f64),
+    actions: &mut Vec<CanvasAction>,
+) {
+    resp.context_menu(|ui| {
+        let (_, h) = doc.canvas();
+        if ui.button("Add person here").clicked() {
+            actions.push(CanvasAction::Edit(Edit::AddPerson {
+                center: at,
+                height: h as f64 * 0.45,
+            }));
+            ui.close();
+        }
+        let Some(s) = doc.selected else { return };
+        ui.separator();
+        let items: [(&str, Edit); 4] = [
+            (
+                "Duplicate",
+                Edit::Duplicate {
+                    person: s,
+                    offset: (h as f64 * 0.05, 0.0),
+                },
+            ),
+            ("Delete (Del)", Edit::Delete { person: s }),
+            ("Mirror (M)", Edit::Mirror { person: s }),
+            ("Swap left/right", Edit::SwapLeftRight { person: s }),
+        ];
+        for (label, edit) in items {
+            if ui.button(label).clicked() {
+                actions.push(CanvasAction::Edit(edit));
+                ui.close();
+            }
+        }
+    });
+}

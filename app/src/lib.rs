@@ -1,0 +1,5 @@
+//! The `skeleguide` app: the desktop editor (`gui`) and the command line (`cli`). Models are
+//! reached only through the engine.
+
+pub mod cli;
+pub mod gui;

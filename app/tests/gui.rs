@@ -1,0 +1,197 @@
+//! Headless GUI tests (egui_kittest, no renderer): dragging, undo/redo, person edits, save and
+//! reload, bad files.
+
+use egui::{Key, Modifiers, Pos2, Vec2};
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use skeleguide::gui::{GuiOptions, SkeleGuideApp};
+use skeleguide_engine::pose::{edit::default_person, Edit, PoseSet};
+
+fn harness(app: SkeleGuideApp) -> Harness<'static, SkeleGuideApp> {
+    let mut h = Harness::builder()
+        .with_size(Vec2::new(1280.0, 800.0))
+        .build_ui_state(|ui, app: &mut SkeleGuideApp| app.frame(ui), app);
+    h.run();
+    h
+}
+
+fn app_with_people(n: usize) -> SkeleGuideApp {
+    let mut app = SkeleGuideApp::new(&GuiOptions::default());
+    let mut set = PoseSet::new(512, 512);
+    for i in 0..n {
+        let mut p = default_person((150.0 + 200.0 * i as f64, 256.0), 300.0);
+        // raise the left wrist so that mirroring changes the pose
+        let w = p.joints[7].as_mut().unwrap();
+        w.x += 25.0;
+        w.y -= 120.0;
+        set.people.push(p);
+    }
+    app.doc.history.replace("test poses", set);
+    app
+}
+
+fn joint_screen(h: &Harness<SkeleGuideApp>, person: usize, joint: usize) -> Pos2 {
+    let app = h.state();
+    let k = app.doc.poses().people[person].joints[joint].unwrap();
+    app.canvas.to_screen(k.x, k.y)
+}
+
+fn drag(h: &mut Harness<SkeleGuideApp>, from: Pos2, delta: Vec2) {
+    h.hover_at(from);
+    h.run();
+    h.drag_at(from);
+    h.run();
+    for i in 1..=4 {
+        h.hover_at(from + delta * (i as f32 / 4.0));
+        h.run();
+    }
+    h.drop_at(from + delta);
+    h.run();
+}
+
+#[test]
+fn dragging_a_joint_moves_it_by_the_drag() {
+    let mut h = harness(app_with_people(1));
+    let before = h.state().doc.poses().people[0].joints[4].unwrap();
+    let zoom = h.state().canvas.zoom as f64;
+    let p = joint_screen(&h, 0, 4);
+    drag(&mut h, p, Vec2::new(30.0, 10.0));
+    let after = h.state().doc.poses().people[0].joints[4].unwrap();
+    assert!(
+        (after.x - before.x - 30.0 / zoom).abs() < 1e-3,
+        "dx {} vs {}",
+        after.x - before.x,
+        30.0 / zoom
+    );
+    assert!((after.y - before.y - 10.0 / zoom).abs() < 1e-3);
+    // other joints did not move, and the whole drag is one undo step
+    assert_eq!(
+        h.state().doc.poses().people[0].joints[3],
+        default_person((150.0, 256.0), 300.0).joints[3]
+    );
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run();
+    assert_eq!(h.state().doc.poses().people[0].joints[4], Some(before));
+}
+
+#[test]
+fn undo_and_redo_across_mixed_edits() {
+    let mut h = harness(app_with_people(2));
+    let s0 = h.state().doc.poses().clone();
+    // select person 0 by clicking a joint, mirror with M, delete person 1 via the model, add one
+    let p = joint_screen(&h, 0, 0);
+    h.hover_at(p);
+    h.run();
+    h.drag_at(p);
+    h.drop_at(p);
+    h.run();
+    assert_eq!(h.state().doc.selected, Some(0));
+    h.key_press(Key::M);
+    h.run();
+    let s1 = h.state().doc.poses().clone();
+    assert_ne!(s1, s0);
+    h.state_mut().apply(Edit::Delete { person: 1 });
+    h.get_by_label("Add person").click();
+    h.run();
+    let s3 = h.state().doc.poses().clone();
+    assert_eq!(s3.people.len(), 2);
+    for _ in 0..3 {
+        h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+        h.run();
+    }
+    assert_eq!(h.state().doc.poses(), &s0);
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Y);
+    h.run();
+    assert_eq!(h.state().doc.poses(), &s1);
+    h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
+    h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
+    h.run();
+    assert_eq!(h.state().doc.poses(), &s3);
+}
+
+#[test]
+fn mirror_delete_and_add() {
+    let mut h = harness(app_with_people(2));
+    h.state_mut().doc.selected = Some(1);
+    h.run();
+    let before = h.state().doc.poses().people[1].clone();
+    h.get_by_label("Mirror").click();
+    h.run();
+    let mirrored = h.state().doc.poses().people[1].clone();
+    assert_eq!(
+        mirrored.joints[4].map(|k| k.y),
+        before.joints[7].map(|k| k.y)
+    );
+    assert_ne!(mirrored, before);
+    h.key_press(Key::Delete);
+    h.run();
+    assert_eq!(h.state().doc.poses().people.len(), 1);
+    assert_eq!(h.state().doc.selected, None);
+    h.get_by_label("Add person").click();
+    h.run();
+    assert_eq!(h.state().doc.poses().people.len(), 2);
+    assert_eq!(h.state().doc.selected, Some(1));
+    // right-click a joint hides it
+    let p = joint_screen(&h, 1, 0);
+    h.hover_at(p);
+    h.run();
+    h.event(egui::Event::PointerButton {
+        pos: p,
+        button: egui::PointerButton::Secondary,
+        pressed: true,
+        modifiers: Modifiers::NONE,
+    });
+    h.event(egui::Event::PointerButton {
+        pos: p,
+        button: egui::PointerButton::Secondary,
+        pressed: false,
+        modifiers: Modifiers::NONE,
+    });
+    h.run();
+    assert!(h.state().doc.poses().people[1].joints[0].is_none());
+}
+
+#[test]
+fn save_and_reload_gives_the_same_pose() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pose.json");
+    let mut h = harness(app_with_people(2));
+    let p = joint_screen(&h, 1, 9);
+    drag(&mut h, p, Vec2::new(-12.0, 7.0));
+    h.state_mut().save_pose(&path);
+    assert!(!h.state().status.error, "{}", h.state().status.text);
+    let saved = h.state().doc.poses().clone();
+    let mut other = SkeleGuideApp::new(&GuiOptions {
+        pose: Some(path.clone()),
+        ..Default::default()
+    });
+    assert_eq!(other.doc.poses(), &saved);
+    other.open_path(&path);
+    assert_eq!(other.doc.poses(), &saved);
+}
+
+#[test]
+fn corrupt_files_show_an_error_and_keep_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_png = dir.path().join("scene.png");
+    std::fs::write(&bad_png, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let bad_json = dir.path().join("pose.json");
+    std::fs::write(&bad_json, b"{\"people\": [").unwrap();
+    let mut h = harness(app_with_people(1));
+    let before = h.state().doc.poses().clone();
+    h.state_mut().open_path(&bad_png);
+    h.run();
+    assert!(
+        h.state().status.error && h.state().status.text.contains("scene.png"),
+        "{}",
+        h.state().status.text
+    );
+    h.state_mut().open_path(&bad_json);
+    h.run();
+    assert!(h.state().status.error && h.state().status.text.contains("pose.json"));
+    assert_eq!(h.state().doc.poses(), &before);
+    // still usable
+    h.get_by_label("Add person").click();
+    h.run();
+    assert_eq!(h.state().doc.poses().people.len(), 2);
+}
