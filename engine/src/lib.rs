@@ -5,5 +5,6 @@ pub mod error;
 pub mod fsutil;
 pub mod imageio;
 pub mod pose;
+pub mod sampling;
 
 pub use error::PoseError;
