@@ -1,4 +1,5 @@
 //! SkeleGuide engine: poses and the layout rasteriser, models, sampling and the pipeline.
 //! It has no GUI; the app and the trainer reach models only through it.
 
+pub mod model;
 pub mod pose;
