@@ -561,3 +561,16 @@ fn pack_unpack_roundtrip() {
     let u = unpack_latents(&p, 3, 4).unwrap();
     assert_eq!(max_abs(&lat, &u), 0.0);
 }
+
+#[test]
+fn bench_runs_quickly_in_smoke_mode() {
+    let r = skeleguide_engine::model::bench::bench_dit(
+        &skeleguide_engine::model::bench::BenchOptions::quick(),
+    )
+    .unwrap();
+    assert_eq!(r.rows.len(), 1);
+    assert!(r.rows[0].dit_forward_ms > 0.0 && r.train_step_ms > 0.0);
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(json["rows"][0]["stage_sampling_ms_cached"].is_number());
+    assert!(format!("{r}").contains("reference ms"));
+}

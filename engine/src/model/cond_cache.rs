@@ -28,10 +28,11 @@ pub struct CondKey {
     pub tokens: usize,
 }
 
-/// Per-layer condition keys and values (after QK-norm and RoPE), `(B, heads, N_cond, head_dim)`.
+/// Per-layer condition keys and values (after QK-norm and RoPE), each layer one tensor
+/// `(2, B, heads, N_cond, head_dim)` (K then V).
 #[derive(Debug, Clone)]
 pub struct CondCache {
-    pub(crate) kv: Vec<(Tensor, Tensor)>,
+    pub(crate) kv: Vec<Tensor>,
     pub(crate) key: CondKey,
 }
 
@@ -50,7 +51,7 @@ impl CondCache {
     pub fn memory_bytes(&self) -> usize {
         self.kv
             .iter()
-            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
+            .map(|kv| kv.elem_count() * kv.dtype().size_in_bytes())
             .sum()
     }
 

@@ -24,6 +24,8 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+use super::kernels;
 
 const NORM_EPS: f64 = 1e-6;
 
@@ -72,9 +74,27 @@ pub enum Condition<'a> {
 struct Lin {
     wt: Tensor,
     b: Option<Tensor>,
+    /// The bias as host f32 for the fused CPU kernels (CPU + f32 models only).
+    bh: Option<Arc<Vec<f32>>>,
 }
 
 impl Lin {
+    /// `x @ W^T` without the bias (the fused kernels add it).
+    fn mm(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (inn, out) = self.wt.dims2()?;
+        let mut dims = x.dims().to_vec();
+        let rows = x.elem_count() / inn.max(1);
+        let y = x.reshape((rows, inn))?.matmul(&self.wt)?;
+        if let Some(last) = dims.last_mut() {
+            *last = out;
+        }
+        y.reshape(dims)
+    }
+
+    fn bias_part(&self, off: usize, len: usize) -> Option<Arc<Vec<f32>>> {
+        self.bh.as_ref().map(|b| Arc::new(b[off..off + len].to_vec()))
+    }
+
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (inn, out) = self.wt.dims2()?;
         let mut dims = x.dims().to_vec();
@@ -110,6 +130,8 @@ struct StreamWeights {
     qkv: Lin,
     q_norm: Tensor,
     k_norm: Tensor,
+    qn_h: Arc<Vec<f32>>,
+    kn_h: Arc<Vec<f32>>,
     proj: Lin,
     mlp0: Lin,
     mlp2: Lin,
@@ -127,6 +149,8 @@ struct SingleBlock {
     linear2: Lin,
     q_norm: Tensor,
     k_norm: Tensor,
+    qn_h: Arc<Vec<f32>>,
+    kn_h: Arc<Vec<f32>>,
     modulation: Lin,
 }
 
@@ -187,6 +211,8 @@ pub struct MmDit {
     final_layer: FinalLayer,
     ln_ones: Tensor,
     ln_zeros: Tensor,
+    /// CPU + f32: the fast path uses our fused kernels.
+    host: bool,
     loras: LoraSets,
 }
 
@@ -364,8 +390,14 @@ fn timestep_embedding(t: &Tensor, dim: usize, dtype: DType) -> candle_core::Resu
     Tensor::cat(&[args.cos()?, args.sin()?], D::Minus1)?.to_dtype(dtype)
 }
 
+fn host_vec(t: &Tensor) -> Result<Arc<Vec<f32>>> {
+    Ok(Arc::new(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?))
+}
+
 struct Loader<'a, 'b> {
     vb: &'a VarBuilder<'b>,
+    /// Keep host copies of small vectors for the fused CPU kernels.
+    host: bool,
 }
 
 impl Loader<'_, '_> {
@@ -395,9 +427,14 @@ impl Loader<'_, '_> {
         } else {
             None
         };
+        let bh = match (&b, self.host) {
+            (Some(b), true) => Some(Arc::new(b.to_vec1::<f32>()?)),
+            _ => None,
+        };
         Ok(Lin {
             wt: w.t()?.contiguous()?,
             b,
+            bh,
         })
     }
 
@@ -417,7 +454,8 @@ impl MmDit {
         let device = vb.device().clone();
         let dtype = vb.dtype();
         check_dtype(&device, dtype)?;
-        let ld = Loader { vb: &vb };
+        let host = device.is_cpu() && dtype == DType::F32;
+        let ld = Loader { vb: &vb, host };
         let h = cfg.hidden_size;
         let hd = cfg.head_dim();
         let mlp = cfg.mlp_hidden();
@@ -427,6 +465,8 @@ impl MmDit {
                 qkv: ld.lin(&format!("{p}_attn.qkv"), h, 3 * h, cfg.qkv_bias)?,
                 q_norm: ld.tensor(&format!("{p}_attn.norm.query_norm.scale"), &[hd])?,
                 k_norm: ld.tensor(&format!("{p}_attn.norm.key_norm.scale"), &[hd])?,
+                qn_h: host_vec(&ld.tensor(&format!("{p}_attn.norm.query_norm.scale"), &[hd])?)?,
+                kn_h: host_vec(&ld.tensor(&format!("{p}_attn.norm.key_norm.scale"), &[hd])?)?,
                 proj: ld.lin(&format!("{p}_attn.proj"), h, h, true)?,
                 mlp0: ld.lin(&format!("{p}_mlp.0"), h, mlp, true)?,
                 mlp2: ld.lin(&format!("{p}_mlp.2"), mlp, h, true)?,
@@ -447,6 +487,8 @@ impl MmDit {
                 linear2: ld.lin(&format!("{p}.linear2"), h + mlp, h, true)?,
                 q_norm: ld.tensor(&format!("{p}.norm.query_norm.scale"), &[hd])?,
                 k_norm: ld.tensor(&format!("{p}.norm.key_norm.scale"), &[hd])?,
+                qn_h: host_vec(&ld.tensor(&format!("{p}.norm.query_norm.scale"), &[hd])?)?,
+                kn_h: host_vec(&ld.tensor(&format!("{p}.norm.key_norm.scale"), &[hd])?)?,
                 modulation: ld.lin(&format!("{p}.modulation.lin"), h, 3 * h, true)?,
             });
         }
@@ -469,6 +511,7 @@ impl MmDit {
             ln_ones: Tensor::ones(h, dtype, &device)?,
             ln_zeros: Tensor::zeros(h, dtype, &device)?,
             loras: LoraSets::new(cfg, &device, dtype),
+            host,
             cfg: cfg.clone(),
             device,
             dtype,
@@ -782,7 +825,7 @@ impl MmDit {
         ids: &Tensor,
         y: &Tensor,
         mode: Mode,
-    ) -> Result<Vec<(Tensor, Tensor)>> {
+    ) -> Result<Vec<Tensor>> {
         let active = self.loras.active();
         let scale = active.map(|s| s.scale()).unwrap_or(0.0);
         let lora_of = |li: usize| active.map(|s| (&s.layers[li], scale));
@@ -807,7 +850,7 @@ impl MmDit {
             }
             let (q, k, v) = self.split_qkv(&qkv, &blk.img.q_norm, &blk.img.k_norm, mode)?;
             let k = self.rope(&k, &cs.rope, mode)?;
-            kv.push((k.clone(), v.clone()));
+            kv.push(Tensor::stack(&[&k, &v], 0)?);
             if last {
                 break;
             }
@@ -834,7 +877,7 @@ impl MmDit {
             }
             let (q, k, v) = self.split_qkv(&qkv, &blk.q_norm, &blk.k_norm, mode)?;
             let k = self.rope(&k, &cs.rope, mode)?;
-            kv.push((k.clone(), v.clone()));
+            kv.push(Tensor::stack(&[&k, &v], 0)?);
             if last {
                 break;
             }
@@ -924,7 +967,7 @@ impl MmDit {
     pub fn forward(&self, inp: &DitInputs, cond: Condition, mode: Mode) -> Result<Tensor> {
         let (b, n_img, n_txt) = self.check_inputs(inp)?;
         let owned_kv;
-        let cond_kv: Option<&[(Tensor, Tensor)]> = match cond {
+        let cond_kv: Option<&[Tensor]> = match cond {
             Condition::None => None,
             Condition::Tokens { tokens, ids } => {
                 let cb = self.check_condition(tokens, ids, inp.y)?;
@@ -943,6 +986,9 @@ impl MmDit {
                 Some(&c.kv)
             }
         };
+        if mode == Mode::Fast && self.host {
+            return self.forward_fused_cpu(inp, cond_kv, n_img, n_txt);
+        }
         let ckv = |i: usize| cond_kv.map(|kv| &kv[i]);
 
         let vec = self.vec_embedding(inp.timesteps, inp.y, inp.guidance)?;
@@ -962,9 +1008,9 @@ impl MmDit {
             let q = self.rope(&Tensor::cat(&[qt, qi], 2)?, &rope, mode)?;
             let mut k = self.rope(&Tensor::cat(&[kt, ki], 2)?, &rope, mode)?;
             let mut v = Tensor::cat(&[vt, vi], 2)?;
-            if let Some((ck, cv)) = ckv(i) {
-                k = Tensor::cat(&[&k, ck], 2)?;
-                v = Tensor::cat(&[&v, cv], 2)?;
+            if let Some(c) = ckv(i) {
+                k = Tensor::cat(&[&k, &c.get(0)?], 2)?;
+                v = Tensor::cat(&[&v, &c.get(1)?], 2)?;
             }
             let a = self.attend(&q, &k, &v, mode)?;
             let at = a.narrow(1, 0, n_txt)?;
@@ -991,9 +1037,9 @@ impl MmDit {
             let q = self.rope(&q, &rope, mode)?;
             let mut k = self.rope(&k, &rope, mode)?;
             let mut v = v;
-            if let Some((ck, cv)) = ckv(i) {
-                k = Tensor::cat(&[&k, ck], 2)?;
-                v = Tensor::cat(&[&v, cv], 2)?;
+            if let Some(c) = ckv(i) {
+                k = Tensor::cat(&[&k, &c.get(0)?], 2)?;
+                v = Tensor::cat(&[&v, &c.get(1)?], 2)?;
             }
             let a = self.attend(&q, &k, &v, mode)?;
             let mlp = lin1.narrow(2, h3, mlp_w)?.gelu()?;
@@ -1010,6 +1056,166 @@ impl MmDit {
             .layer_norm(&img, mode)?
             .broadcast_mul(&scale1)?
             .broadcast_add(&shift)?;
+        Ok(self.final_layer.linear.forward(&img)?)
+    }
+}
+
+impl MmDit {
+    /// The fast path on CPU f32: fused kernels (see `kernels.rs`), no bias/elementwise passes of
+    /// their own, heads split and merged in the same passes.
+    fn forward_fused_cpu(
+        &self,
+        inp: &DitInputs,
+        cond_kv: Option<&[Tensor]>,
+        n_img: usize,
+        n_txt: usize,
+    ) -> Result<Tensor> {
+        let h = self.cfg.hidden_size;
+        let nh = self.cfg.num_heads;
+        let hd = self.cfg.head_dim();
+        let mlp_w = self.cfg.mlp_hidden();
+        let eps = NORM_EPS as f32;
+        let sm_scale = 1.0 / (hd as f32).sqrt();
+        let n_cond = cond_kv.map_or(Ok(0), |kv| kv[0].dim(3))?;
+        let l = n_txt + n_img;
+
+        let vec = self.vec_embedding(inp.timesteps, inp.y, inp.guidance)?;
+        let svec = vec.silu()?;
+        let ids = Tensor::cat(&[inp.txt_ids, inp.img_ids], 1)?;
+        let rope = self.rope_tables(&ids)?;
+        let cos = Arc::new(rope.cos.flatten_all()?.to_vec1::<f32>()?);
+        let sin = Arc::new(rope.sin.flatten_all()?.to_vec1::<f32>()?);
+        let mut txt = self.txt_in.forward(&inp.txt.contiguous()?)?;
+        let mut img = self.img_in.forward(&inp.img.contiguous()?)?;
+
+        let adaln = |x: &Tensor, m: &Tensor, k: usize| -> candle_core::Result<Tensor> {
+            x.apply_op2_no_bwd(
+                m,
+                &kernels::AdaLn {
+                    shift_off: 3 * k * h,
+                    scale_off: (3 * k + 1) * h,
+                    eps,
+                },
+            )
+        };
+        let gate = |x: &Tensor, y: &Tensor, m: &Tensor, k: usize, bias: &Option<Arc<Vec<f32>>>| {
+            x.apply_op3_no_bwd(
+                y,
+                m,
+                &kernels::GateRes {
+                    gate_off: (3 * k + 2) * h,
+                    bias: bias.clone(),
+                },
+            )
+        };
+        // Attention over the prepared (3, B, heads, L + Nc, hd) tensor; returns (B, heads, L, hd).
+        let attend = |prep: &Tensor| -> candle_core::Result<Tensor> {
+            let q = prep.get(0)?.narrow(2, 0, l)?;
+            let k = prep.get(1)?;
+            let v = prep.get(2)?;
+            let s = q.matmul(&k.t()?)?;
+            candle_nn::ops::softmax_last_dim(&s)?.matmul(&v)
+        };
+        let stream_mlp = |sw: &StreamWeights, x: &Tensor, m: &Tensor| -> candle_core::Result<Tensor> {
+            let hid = sw.mlp0.mm(&adaln(x, m, 1)?)?;
+            let g = hid.apply_op1_no_bwd(&kernels::Gelu {
+                cols: mlp_w,
+                col_off: 0,
+                bias: sw.mlp0.bh.clone(),
+                out_shape: hid.shape().clone(),
+            })?;
+            gate(x, &sw.mlp2.mm(&g)?, m, 1, &sw.mlp2.bh)
+        };
+
+        for (i, blk) in self.double_blocks.iter().enumerate() {
+            let mi = blk.img.modulation.forward(&svec)?;
+            let mt = blk.txt.modulation.forward(&svec)?;
+            let qt = blk.txt.qkv.mm(&adaln(&txt, &mt, 0)?)?;
+            let qi = blk.img.qkv.mm(&adaln(&img, &mi, 0)?)?;
+            let op = kernels::QkvPrep {
+                heads: nh,
+                hd,
+                stream_rows: vec![n_txt, n_img],
+                stream_bias: vec![blk.txt.qkv.bh.clone(), blk.img.qkv.bh.clone()],
+                q_scale: vec![Arc::clone(&blk.txt.qn_h), Arc::clone(&blk.img.qn_h)],
+                k_scale: vec![Arc::clone(&blk.txt.kn_h), Arc::clone(&blk.img.kn_h)],
+                cos: Arc::clone(&cos),
+                sin: Arc::clone(&sin),
+                sm_scale,
+                eps,
+                n_cond,
+            };
+            let prep = match cond_kv {
+                Some(kv) => qt.apply_op3_no_bwd(&qi, &kv[i], &op)?,
+                None => qt.apply_op2_no_bwd(&qi, &op)?,
+            };
+            let a = attend(&prep)?;
+            let flat = a.apply_op1_no_bwd(&kernels::MergeHeads {
+                split: n_txt,
+                mlp: None,
+            })?;
+            let b = a.dim(0)?;
+            let at = flat.narrow(0, 0, b * n_txt * h)?.reshape((b, n_txt, h))?;
+            let ai = flat
+                .narrow(0, b * n_txt * h, b * n_img * h)?
+                .reshape((b, n_img, h))?;
+            let t2 = gate(&txt, &blk.txt.proj.mm(&at)?, &mt, 0, &blk.txt.proj.bh)?;
+            txt = stream_mlp(&blk.txt, &t2, &mt)?;
+            let i2 = gate(&img, &blk.img.proj.mm(&ai)?, &mi, 0, &blk.img.proj.bh)?;
+            img = stream_mlp(&blk.img, &i2, &mi)?;
+        }
+
+        let h3 = 3 * h;
+        let mut x = Tensor::cat(&[&txt, &img], 1)?;
+        for (j, blk) in self.single_blocks.iter().enumerate() {
+            let i = self.cfg.depth + j;
+            let m = blk.modulation.forward(&svec)?;
+            let lin1 = blk.linear1.mm(&adaln(&x, &m, 0)?)?;
+            let op = kernels::QkvPrep {
+                heads: nh,
+                hd,
+                stream_rows: vec![l],
+                stream_bias: vec![blk.linear1.bias_part(0, h3)],
+                q_scale: vec![Arc::clone(&blk.qn_h)],
+                k_scale: vec![Arc::clone(&blk.kn_h)],
+                cos: Arc::clone(&cos),
+                sin: Arc::clone(&sin),
+                sm_scale,
+                eps,
+                n_cond,
+            };
+            let prep = match cond_kv {
+                Some(kv) => lin1.apply_op2_no_bwd(&kv[i], &op)?,
+                None => lin1.apply_op1_no_bwd(&op)?,
+            };
+            let a = attend(&prep)?;
+            let cat = a.apply_op2_no_bwd(
+                &lin1,
+                &kernels::MergeHeads {
+                    split: l,
+                    mlp: Some(kernels::MlpPart {
+                        col_off: h3,
+                        cols: mlp_w,
+                        bias: blk.linear1.bias_part(h3, mlp_w),
+                    }),
+                },
+            )?;
+            x = gate(&x, &blk.linear2.mm(&cat)?, &m, 0, &blk.linear2.bh)?;
+        }
+        let img = if self.single_blocks.is_empty() {
+            img
+        } else {
+            x.narrow(1, n_txt, n_img)?.contiguous()?
+        };
+        let ada = self.final_layer.ada.forward(&svec)?;
+        let img = img.apply_op2_no_bwd(
+            &ada,
+            &kernels::AdaLn {
+                shift_off: 0,
+                scale_off: h,
+                eps,
+            },
+        )?;
         Ok(self.final_layer.linear.forward(&img)?)
     }
 }

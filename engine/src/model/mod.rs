@@ -14,6 +14,7 @@ pub mod cond_cache;
 pub mod config;
 pub mod device;
 pub mod error;
+mod kernels;
 pub mod lora;
 pub mod mmdit;
 
