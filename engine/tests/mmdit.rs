@@ -574,3 +574,45 @@ fn bench_runs_quickly_in_smoke_mode() {
     assert!(json["rows"][0]["stage_sampling_ms_cached"].is_number());
     assert!(format!("{r}").contains("reference ms"));
 }
+
+/// The `tiny` preset at a batch large enough for the fused kernels' parallel paths: the fast
+/// path agrees with the training path, with and without the condition cache.
+#[test]
+fn tiny_preset_fast_path_matches_training_path() {
+    let cfg = DitConfig::tiny();
+    let mut m = model(&cfg, 21);
+    add_random_set(&mut m, "skeletal", 8, 2);
+    m.loras_mut().freeze("skeletal").unwrap();
+    m.loras_mut().set_active(Some("skeletal")).unwrap();
+    let (bs, g, nt) = (3, 8, 12);
+    let img = rnd(&[bs, g * g, 64], 1, 1.0);
+    let cond = rnd(&[bs, g * g, 64], 2, 1.0);
+    let ids = image_ids(bs, g, g, &DEV, DType::F32).unwrap();
+    let txt = rnd(&[bs, nt, cfg.context_in_dim], 3, 1.0);
+    let tids = text_ids(bs, nt, &DEV, DType::F32).unwrap();
+    let y = rnd(&[bs, cfg.vec_in_dim], 4, 1.0);
+    let t = Tensor::new(&[0.9f32, 0.5, 0.1], &DEV).unwrap();
+    let inp = DitInputs {
+        img: &img,
+        img_ids: &ids,
+        txt: &txt,
+        txt_ids: &tids,
+        timesteps: &t,
+        y: &y,
+        guidance: None,
+    };
+    let c = Condition::Tokens {
+        tokens: &cond,
+        ids: &ids,
+    };
+    let fast = m.forward(&inp, c, Mode::Fast).unwrap();
+    let train = m.forward(&inp, c, Mode::Train).unwrap();
+    let e = rel_err(&fast, &train);
+    assert!(e <= 1e-5, "rel err {e}");
+    let cache = m.build_cond_cache(&cond, &ids, &y, Mode::Fast).unwrap();
+    let cached = m.forward(&inp, Condition::Cached(&cache), Mode::Fast).unwrap();
+    assert!(rel_err(&cached, &train) <= 1e-5);
+    let plain_fast = m.forward(&inp, Condition::None, Mode::Fast).unwrap();
+    let plain_train = m.forward(&inp, Condition::None, Mode::Train).unwrap();
+    assert!(rel_err(&plain_fast, &plain_train) <= 1e-5);
+}

@@ -527,3 +527,130 @@ impl CustomOp2 for MergeHeads {
         Ok((CpuStorage::F32(o), sh))
     }
 }
+
+#[inline(always)]
+fn gelu_grad_row_generic(x: &[f32], g: &[f32], dst: &mut [f32]) {
+    const C: f32 = 0.797_884_6;
+    const A: f32 = 0.044_715;
+    for ((d, xv), gv) in dst.iter_mut().zip(x).zip(g) {
+        let x = *xv;
+        let u = C * (x + A * x * x * x);
+        let s = 1.0 / (1.0 + fast_exp(-2.0 * u));
+        let du = C * (1.0 + 3.0 * A * x * x);
+        *d = gv * (s + x * s * (1.0 - s) * 2.0 * du);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_grad_row_avx2(x: &[f32], g: &[f32], dst: &mut [f32]) {
+    gelu_grad_row_generic(x, g, dst)
+}
+
+fn gelu_grad_row(x: &[f32], g: &[f32], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the enabled features (checked just above).
+            unsafe { gelu_grad_row_avx2(x, g, dst) };
+            return;
+        }
+    }
+    gelu_grad_row_generic(x, g, dst)
+}
+
+/// Differentiable GELU (tanh approximation) for the training path: the same vectorised
+/// forward as the fast path, and a fused backward (candle's own GELU backward goes through
+/// scalar `powf`/`tanh`).
+pub(crate) struct GeluTrain;
+
+impl CustomOp1 for GeluTrain {
+    fn name(&self) -> &'static str {
+        "sg-gelu-train"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, "gelu")?;
+        let mut out = vec![0f32; x.len()];
+        let row = 4096.min(x.len().max(1));
+        for_rows(&mut out, row, |r, dst| {
+            let n = dst.len();
+            gelu_row(&x[r * row..r * row + n], None, dst)
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+    fn bwd(&self, arg: &candle_core::Tensor, _res: &candle_core::Tensor, grad: &candle_core::Tensor) -> Result<Option<candle_core::Tensor>> {
+        let g = grad.contiguous()?;
+        Ok(Some(arg.apply_op2_no_bwd(&g, &GeluGrad)?))
+    }
+}
+
+struct GeluGrad;
+
+impl CustomOp2 for GeluGrad {
+    fn name(&self) -> &'static str {
+        "sg-gelu-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "gelu-grad x")?;
+        let g = slice(s2, l2, "gelu-grad g")?;
+        if x.len() != g.len() {
+            bail!("gelu-grad: size mismatch")
+        }
+        let mut out = vec![0f32; x.len()];
+        let row = 4096.min(x.len().max(1));
+        for_rows(&mut out, row, |r, dst| {
+            let n = dst.len();
+            gelu_grad_row(&x[r * row..r * row + n], &g[r * row..r * row + n], dst)
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// GELU for the training path: fused CPU kernel (with backward) on contiguous f32 CPU
+/// tensors, candle's differentiable `gelu` elsewhere.
+pub(crate) fn gelu_train(x: &candle_core::Tensor) -> Result<candle_core::Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        x.contiguous()?.apply_op1(GeluTrain)
+    } else {
+        x.gelu()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor, Var};
+
+    #[test]
+    fn gelu_train_matches_candle_forward_and_backward() {
+        let v: Vec<f32> = (0..5000).map(|i| (i as f32 - 2500.0) / 300.0).collect();
+        let x = Var::from_tensor(&Tensor::from_vec(v, (50, 100), &Device::Cpu).unwrap()).unwrap();
+        let w = Tensor::rand(-1f32, 1f32, (50, 100), &Device::Cpu).unwrap();
+        let ours = gelu_train(x.as_tensor()).unwrap();
+        let theirs = x.as_tensor().gelu().unwrap();
+        let d: f32 = (&ours - &theirs).unwrap().abs().unwrap().max_keepdim(0).unwrap().max(1).unwrap().to_vec1().unwrap()[0];
+        assert!(d < 1e-5, "forward diff {d}");
+        let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (theirs * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let a = g1.get(x.as_tensor()).unwrap();
+        let b = g2.get(x.as_tensor()).unwrap();
+        let d: f32 = (a - b).unwrap().abs().unwrap().max_keepdim(0).unwrap().max(1).unwrap().to_vec1().unwrap()[0];
+        assert!(d < 1e-4, "gradient diff {d}");
+    }
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        for i in -8000..8000 {
+            let x = i as f32 / 100.0;
+            let e = fast_exp(x);
+            let r = x.exp();
+            assert!(((e - r) / r).abs() < 2e-6, "{x}: {e} vs {r}");
+        }
+    }
+}

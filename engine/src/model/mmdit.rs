@@ -786,7 +786,7 @@ impl MmDit {
     }
 
     fn mlp(&self, sw: &StreamWeights, x: &Tensor) -> candle_core::Result<Tensor> {
-        sw.mlp2.forward(&sw.mlp0.forward(x)?.gelu()?)
+        sw.mlp2.forward(&kernels::gelu_train(&sw.mlp0.forward(x)?)?)
     }
 
     // ----------------------------------------------------------------- embeddings
@@ -883,7 +883,7 @@ impl MmDit {
             }
             let q = self.rope(&q, &cs.rope, mode)?;
             let a = self.attend(&q, &k, &v, mode)?;
-            let mlp = lin1.narrow(2, h3, mlp_w)?.gelu()?;
+            let mlp = kernels::gelu_train(&lin1.narrow(2, h3, mlp_w)?)?;
             let out = blk.linear2.forward(&Tensor::cat(&[a, mlp], 2)?)?;
             cs.h = (&cs.h + out.broadcast_mul(&m[0].gate)?)?;
         }
@@ -1042,7 +1042,7 @@ impl MmDit {
                 v = Tensor::cat(&[&v, &c.get(1)?], 2)?;
             }
             let a = self.attend(&q, &k, &v, mode)?;
-            let mlp = lin1.narrow(2, h3, mlp_w)?.gelu()?;
+            let mlp = kernels::gelu_train(&lin1.narrow(2, h3, mlp_w)?)?;
             let out = blk.linear2.forward(&Tensor::cat(&[a, mlp], 2)?)?;
             x = (x + out.broadcast_mul(&m[0].gate)?)?;
         }
