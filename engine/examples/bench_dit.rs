@@ -18,13 +18,22 @@ fn main() {
     if let Ok(v) = std::env::var("BENCH_BATCHES") {
         opts.batches = v.split(',').filter_map(|s| s.trim().parse().ok()).collect();
     }
-    if let Some(n) = std::env::var("BENCH_FORWARD_ITERS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("BENCH_FORWARD_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         opts.forward_iters = n;
     }
-    if let Some(n) = std::env::var("BENCH_SAMPLING_ITERS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("BENCH_SAMPLING_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         opts.sampling_iters = n;
     }
-    if let Some(n) = std::env::var("BENCH_TRAIN_ITERS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("BENCH_TRAIN_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         opts.train_iters = n;
     }
     match bench_dit(&opts) {

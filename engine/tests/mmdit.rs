@@ -610,9 +610,51 @@ fn tiny_preset_fast_path_matches_training_path() {
     let e = rel_err(&fast, &train);
     assert!(e <= 1e-5, "rel err {e}");
     let cache = m.build_cond_cache(&cond, &ids, &y, Mode::Fast).unwrap();
-    let cached = m.forward(&inp, Condition::Cached(&cache), Mode::Fast).unwrap();
+    let cached = m
+        .forward(&inp, Condition::Cached(&cache), Mode::Fast)
+        .unwrap();
     assert!(rel_err(&cached, &train) <= 1e-5);
     let plain_fast = m.forward(&inp, Condition::None, Mode::Fast).unwrap();
     let plain_train = m.forward(&inp, Condition::None, Mode::Train).unwrap();
     assert!(rel_err(&plain_fast, &plain_train) <= 1e-5);
+}
+
+/// The fused differentiable kernels of the training path give the same loss and the same LoRA
+/// gradients as plain candle primitives.
+#[test]
+fn fused_training_kernels_match_primitive_ops() {
+    let cfg = small_cfg(true);
+    let mut m = model(&cfg, 17);
+    let vars = add_random_set(&mut m, "skeletal", 4, 7);
+    m.loras_mut().set_active(Some("skeletal")).unwrap();
+    let b = Batch::new(&cfg, 2, 91);
+    let target = rnd(b.img.dims(), 5, 1.0);
+    let run = |m: &MmDit| {
+        let loss = m
+            .forward(&b.inputs(), b.cond(), Mode::Train)
+            .unwrap()
+            .sub(&target)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean_all()
+            .unwrap();
+        let g = loss.backward().unwrap();
+        let grads: Vec<Tensor> = vars
+            .iter()
+            .map(|v| g.get(v.as_tensor()).unwrap().clone())
+            .collect();
+        (loss.to_scalar::<f32>().unwrap(), grads)
+    };
+    let (l_fused, g_fused) = run(&m);
+    m.set_fused_training(false);
+    let (l_prim, g_prim) = run(&m);
+    assert!(
+        ((l_fused - l_prim) / l_prim).abs() < 1e-5,
+        "{l_fused} vs {l_prim}"
+    );
+    for (i, (a, p)) in g_fused.iter().zip(&g_prim).enumerate() {
+        let e = rel_err(a, p);
+        assert!(e < 1e-4, "var {i}: gradient rel err {e}");
+    }
 }

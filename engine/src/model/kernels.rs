@@ -283,7 +283,11 @@ impl QkvPrep {
             || self.stream_bias.len() != ns
             || self.q_scale.len() != ns
             || self.k_scale.len() != ns
-            || self.q_scale.iter().chain(&self.k_scale).any(|w| w.len() != hd)
+            || self
+                .q_scale
+                .iter()
+                .chain(&self.k_scale)
+                .any(|w| w.len() != hd)
         {
             bail!("qkv-prep: per-stream parameters mismatch")
         }
@@ -304,9 +308,7 @@ impl QkvPrep {
         let job = |bi: usize| {
             let p = &ptr;
             let mut pos = 0usize;
-            for (si, ((src, stride), rows)) in
-                streams.iter().zip(&self.stream_rows).enumerate()
-            {
+            for (si, ((src, stride), rows)) in streams.iter().zip(&self.stream_rows).enumerate() {
                 let bias = self.stream_bias[si].as_deref();
                 let (qs, ks) = (&self.q_scale[si], &self.k_scale[si]);
                 for r in 0..*rows {
@@ -353,9 +355,8 @@ impl QkvPrep {
                         let src_off = (((part * batch + bi) * nh + hh) * nc) * hd;
                         let dst_off = (part + 1) * sec + ((bi * nh + hh) * lt + l) * hd;
                         // SAFETY: rows l..lt of (bi, hh) in the k and v sections are ours.
-                        let dst = unsafe {
-                            std::slice::from_raw_parts_mut(p.0.add(dst_off), nc * hd)
-                        };
+                        let dst =
+                            unsafe { std::slice::from_raw_parts_mut(p.0.add(dst_off), nc * hd) };
                         dst.copy_from_slice(&c[src_off..src_off + nc * hd]);
                     }
                 }
@@ -453,7 +454,12 @@ pub(crate) struct MlpPart {
 }
 
 impl MergeHeads {
-    fn run(&self, a: &[f32], al: &Layout, lin1: Option<(&[f32], usize)>) -> Result<(Vec<f32>, Shape)> {
+    fn run(
+        &self,
+        a: &[f32],
+        al: &Layout,
+        lin1: Option<(&[f32], usize)>,
+    ) -> Result<(Vec<f32>, Shape)> {
         let (b, nh, l, hd) = al.shape().dims4()?;
         let h = nh * hd;
         match (&self.mlp, lin1) {
@@ -523,7 +529,11 @@ impl CustomOp2 for MergeHeads {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let stride = *l2.dims().last().unwrap_or(&0);
-        let (o, sh) = self.run(slice(s1, l1, "attn")?, l1, Some((slice(s2, l2, "lin1")?, stride)))?;
+        let (o, sh) = self.run(
+            slice(s1, l1, "attn")?,
+            l1,
+            Some((slice(s2, l2, "lin1")?, stride)),
+        )?;
         Ok((CpuStorage::F32(o), sh))
     }
 }
@@ -578,7 +588,12 @@ impl CustomOp1 for GeluTrain {
         });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
-    fn bwd(&self, arg: &candle_core::Tensor, _res: &candle_core::Tensor, grad: &candle_core::Tensor) -> Result<Option<candle_core::Tensor>> {
+    fn bwd(
+        &self,
+        arg: &candle_core::Tensor,
+        _res: &candle_core::Tensor,
+        grad: &candle_core::Tensor,
+    ) -> Result<Option<candle_core::Tensor>> {
         let g = grad.contiguous()?;
         Ok(Some(arg.apply_op2_no_bwd(&g, &GeluGrad)?))
     }
@@ -634,13 +649,36 @@ mod tests {
         let w = Tensor::rand(-1f32, 1f32, (50, 100), &Device::Cpu).unwrap();
         let ours = gelu_train(x.as_tensor()).unwrap();
         let theirs = x.as_tensor().gelu().unwrap();
-        let d: f32 = (&ours - &theirs).unwrap().abs().unwrap().max_keepdim(0).unwrap().max(1).unwrap().to_vec1().unwrap()[0];
+        let d: f32 = (&ours - &theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_keepdim(0)
+            .unwrap()
+            .max(1)
+            .unwrap()
+            .to_vec1()
+            .unwrap()[0];
         assert!(d < 1e-5, "forward diff {d}");
         let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (theirs * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (theirs * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         let a = g1.get(x.as_tensor()).unwrap();
         let b = g2.get(x.as_tensor()).unwrap();
-        let d: f32 = (a - b).unwrap().abs().unwrap().max_keepdim(0).unwrap().max(1).unwrap().to_vec1().unwrap()[0];
+        let d: f32 = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_keepdim(0)
+            .unwrap()
+            .max(1)
+            .unwrap()
+            .to_vec1()
+            .unwrap()[0];
         assert!(d < 1e-4, "gradient diff {d}");
     }
 
@@ -652,5 +690,230 @@ mod tests {
             let r = x.exp();
             assert!(((e - r) / r).abs() < 2e-6, "{x}: {e} vs {r}");
         }
+    }
+}
+
+/// Differentiable adaLN for the training path: `LayerNorm(x) * (1 + scale) + shift` with scale
+/// and shift read from `m` `(B, mod_cols)` at the given offsets; x is `(B, L, H)` contiguous.
+/// The backward pass gives the gradients of x and of m.
+#[derive(Clone)]
+pub(crate) struct AdaLnTrain {
+    pub shift_off: usize,
+    pub scale_off: usize,
+    pub eps: f32,
+}
+
+impl CustomOp2 for AdaLnTrain {
+    fn name(&self) -> &'static str {
+        "sg-adaln-train"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        AdaLn {
+            shift_off: self.shift_off,
+            scale_off: self.scale_off,
+            eps: self.eps,
+        }
+        .cpu_fwd(s1, l1, s2, l2)
+    }
+    fn bwd(
+        &self,
+        x: &candle_core::Tensor,
+        m: &candle_core::Tensor,
+        _res: &candle_core::Tensor,
+        grad: &candle_core::Tensor,
+    ) -> Result<(Option<candle_core::Tensor>, Option<candle_core::Tensor>)> {
+        let (b, l, h) = x.dims3()?;
+        let (_, mc) = m.dims2()?;
+        let g = grad.contiguous()?;
+        let flat = x.apply_op3_no_bwd(m, &g, &AdaLnGrad(self.clone()))?;
+        let dx = flat.narrow(0, 0, b * l * h)?.reshape((b, l, h))?;
+        let dm = flat.narrow(0, b * l * h, b * mc)?.reshape((b, mc))?;
+        Ok((Some(dx), Some(dm)))
+    }
+}
+
+struct AdaLnGrad(AdaLnTrain);
+
+impl CustomOp3 for AdaLnGrad {
+    fn name(&self) -> &'static str {
+        "sg-adaln-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "adaln-grad x")?;
+        let m = slice(s2, l2, "adaln-grad m")?;
+        let g = slice(s3, l3, "adaln-grad g")?;
+        let (b, l, h) = l1.shape().dims3()?;
+        let (mb, mc) = l2.shape().dims2()?;
+        let p = &self.0;
+        if mb != b || g.len() != x.len() || p.shift_off + h > mc || p.scale_off + h > mc {
+            bail!("adaln-grad: bad shapes")
+        }
+        let n = b * l * h;
+        let mut out = vec![0f32; n + b * mc];
+        let ptr = SyncPtr(out.as_mut_ptr());
+        let inv_h = 1.0 / h as f32;
+        let job = |bi: usize| {
+            let pp = &ptr;
+            // SAFETY: batch element bi owns dx rows [bi*l, (bi+1)*l) and dm row bi.
+            let dx = unsafe { std::slice::from_raw_parts_mut(pp.0.add(bi * l * h), l * h) };
+            let dm = unsafe { std::slice::from_raw_parts_mut(pp.0.add(n + bi * mc), mc) };
+            let scale = &m[bi * mc + p.scale_off..bi * mc + p.scale_off + h];
+            let mut xhat = vec![0f32; h];
+            let mut dxhat = vec![0f32; h];
+            for r in 0..l {
+                let o = (bi * l + r) * h;
+                let xr = &x[o..o + h];
+                let gr = &g[o..o + h];
+                let mean = xr.iter().sum::<f32>() * inv_h;
+                let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() * inv_h;
+                let rstd = 1.0 / (var + p.eps).sqrt();
+                let (mut s1, mut s2) = (0f32, 0f32);
+                for j in 0..h {
+                    xhat[j] = (xr[j] - mean) * rstd;
+                    dxhat[j] = gr[j] * (1.0 + scale[j]);
+                    s1 += dxhat[j];
+                    s2 += dxhat[j] * xhat[j];
+                    dm[p.shift_off + j] += gr[j];
+                    dm[p.scale_off + j] += gr[j] * xhat[j];
+                }
+                let (m1, m2) = (s1 * inv_h, s2 * inv_h);
+                let d = &mut dx[r * h..(r + 1) * h];
+                for j in 0..h {
+                    d[j] = rstd * (dxhat[j] - m1 - xhat[j] * m2);
+                }
+            }
+        };
+        if b > 1 && n >= 2 * PAR_GRAIN {
+            (0..b).into_par_iter().for_each(job);
+        } else {
+            (0..b).for_each(job);
+        }
+        Ok((CpuStorage::F32(out), Shape::from(n + b * mc)))
+    }
+}
+
+/// Differentiable QK RMS-norm + RoPE (+ an output scale) for the training path, on
+/// `(B, heads, L, hd)` contiguous f32. The norm scale `w` is a frozen base weight (no gradient
+/// is returned for it; base weights are never trainable).
+#[derive(Clone)]
+pub(crate) struct NormRopeTrain {
+    pub w: Arc<Vec<f32>>,
+    /// `(B, L, hd/2)` tables.
+    pub cos: Arc<Vec<f32>>,
+    pub sin: Arc<Vec<f32>>,
+    pub eps: f32,
+}
+
+impl NormRopeTrain {
+    fn check(&self, l: &Layout) -> Result<(usize, usize, usize, usize)> {
+        let (b, nh, len, hd) = l.shape().dims4()?;
+        if self.w.len() != hd
+            || self.cos.len() != b * len * hd / 2
+            || self.sin.len() != self.cos.len()
+        {
+            bail!("norm-rope: parameter sizes do not match {:?}", l.dims())
+        }
+        Ok((b, nh, len, hd))
+    }
+}
+
+impl CustomOp1 for NormRopeTrain {
+    fn name(&self) -> &'static str {
+        "sg-norm-rope-train"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, "norm-rope x")?;
+        let (_b, nh, len, hd) = self.check(l)?;
+        let half = hd / 2;
+        let inv = 1.0 / hd as f32;
+        let mut out = vec![0f32; x.len()];
+        for_rows(&mut out, hd, |r, dst| {
+            let bi = r / (nh * len);
+            let li = r % len;
+            let xr = &x[r * hd..(r + 1) * hd];
+            let rstd = 1.0 / (xr.iter().map(|v| v * v).sum::<f32>() * inv + self.eps).sqrt();
+            let cs = &self.cos[(bi * len + li) * half..(bi * len + li + 1) * half];
+            let sn = &self.sin[(bi * len + li) * half..(bi * len + li + 1) * half];
+            for i in 0..half {
+                let x0 = xr[2 * i] * rstd * self.w[2 * i];
+                let x1 = xr[2 * i + 1] * rstd * self.w[2 * i + 1];
+                dst[2 * i] = x0 * cs[i] - x1 * sn[i];
+                dst[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+            }
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        arg: &candle_core::Tensor,
+        _res: &candle_core::Tensor,
+        grad: &candle_core::Tensor,
+    ) -> Result<Option<candle_core::Tensor>> {
+        let g = grad.contiguous()?;
+        Ok(Some(arg.apply_op2_no_bwd(&g, &NormRopeGrad(self.clone()))?))
+    }
+}
+
+struct NormRopeGrad(NormRopeTrain);
+
+impl CustomOp2 for NormRopeGrad {
+    fn name(&self) -> &'static str {
+        "sg-norm-rope-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "norm-rope-grad x")?;
+        let g = slice(s2, l2, "norm-rope-grad g")?;
+        let p = &self.0;
+        let (_b, nh, len, hd) = p.check(l1)?;
+        if g.len() != x.len() {
+            bail!("norm-rope-grad: size mismatch")
+        }
+        let half = hd / 2;
+        let inv = 1.0 / hd as f32;
+        let mut out = vec![0f32; x.len()];
+        for_rows(&mut out, hd, |r, dst| {
+            let bi = r / (nh * len);
+            let li = r % len;
+            let xr = &x[r * hd..(r + 1) * hd];
+            let gr = &g[r * hd..(r + 1) * hd];
+            let rstd = 1.0 / (xr.iter().map(|v| v * v).sum::<f32>() * inv + p.eps).sqrt();
+            let cs = &p.cos[(bi * len + li) * half..(bi * len + li + 1) * half];
+            let sn = &p.sin[(bi * len + li) * half..(bi * len + li + 1) * half];
+            // Undo the rotation (transpose), then the scale: dn = R^T g * w.
+            let mut dot = 0f32;
+            for i in 0..half {
+                let g0 = gr[2 * i] * cs[i] + gr[2 * i + 1] * sn[i];
+                let g1 = -gr[2 * i] * sn[i] + gr[2 * i + 1] * cs[i];
+                dst[2 * i] = g0 * p.w[2 * i];
+                dst[2 * i + 1] = g1 * p.w[2 * i + 1];
+                dot += dst[2 * i] * xr[2 * i] * rstd + dst[2 * i + 1] * xr[2 * i + 1] * rstd;
+            }
+            let mdot = dot * inv;
+            for j in 0..hd {
+                let n = xr[j] * rstd;
+                dst[j] = rstd * (dst[j] - n * mdot);
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }

@@ -19,13 +19,13 @@ use super::cond_cache::{condition_fingerprint, fingerprint, CondCache, CondKey};
 use super::config::DitConfig;
 use super::device::{check_dtype, device_name};
 use super::error::{ModelError, Result};
+use super::kernels;
 use super::lora::{LayerLora, LoraSets, SplitMix64};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use super::kernels;
 
 const NORM_EPS: f64 = 1e-6;
 
@@ -92,7 +92,9 @@ impl Lin {
     }
 
     fn bias_part(&self, off: usize, len: usize) -> Option<Arc<Vec<f32>>> {
-        self.bh.as_ref().map(|b| Arc::new(b[off..off + len].to_vec()))
+        self.bh
+            .as_ref()
+            .map(|b| Arc::new(b[off..off + len].to_vec()))
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -165,10 +167,14 @@ struct Mod {
     shift: Tensor,
     scale1: Tensor,
     gate: Tensor,
+    /// The whole modulation output `(B, 3n*H)` and this triple's index in it.
+    raw: Tensor,
+    idx: usize,
 }
 
 fn chunks(m: &Tensor, n: usize) -> candle_core::Result<Vec<Mod>> {
     let h = m.dim(D::Minus1)? / (3 * n);
+    let raw = m.contiguous()?;
     let m = m.unsqueeze(1)?;
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
@@ -176,6 +182,8 @@ fn chunks(m: &Tensor, n: usize) -> candle_core::Result<Vec<Mod>> {
             shift: m.narrow(D::Minus1, (3 * i) * h, h)?,
             scale1: (m.narrow(D::Minus1, (3 * i + 1) * h, h)? + 1.0)?,
             gate: m.narrow(D::Minus1, (3 * i + 2) * h, h)?,
+            raw: raw.clone(),
+            idx: i,
         });
     }
     Ok(out)
@@ -185,6 +193,24 @@ fn chunks(m: &Tensor, n: usize) -> candle_core::Result<Vec<Mod>> {
 struct Rope {
     cos: Tensor,
     sin: Tensor,
+    /// Host copies for the fused training kernels (CPU f32 only).
+    host: Option<(Arc<Vec<f32>>, Arc<Vec<f32>>)>,
+}
+
+impl Rope {
+    /// The tables of rows `start..start+len`.
+    fn rows(&self, start: usize, len: usize) -> candle_core::Result<Rope> {
+        let cos = self.cos.narrow(1, start, len)?.contiguous()?;
+        let sin = self.sin.narrow(1, start, len)?.contiguous()?;
+        let host = match self.host {
+            Some(_) => Some((
+                Arc::new(cos.flatten_all()?.to_vec1::<f32>()?),
+                Arc::new(sin.flatten_all()?.to_vec1::<f32>()?),
+            )),
+            None => None,
+        };
+        Ok(Rope { cos, sin, host })
+    }
 }
 
 /// The condition stream's state inside one forward.
@@ -213,6 +239,8 @@ pub struct MmDit {
     ln_zeros: Tensor,
     /// CPU + f32: the fast path uses our fused kernels.
     host: bool,
+    /// Train mode uses the fused differentiable kernels (CPU f32).
+    fused_train: bool,
     loras: LoraSets,
 }
 
@@ -391,7 +419,9 @@ fn timestep_embedding(t: &Tensor, dim: usize, dtype: DType) -> candle_core::Resu
 }
 
 fn host_vec(t: &Tensor) -> Result<Arc<Vec<f32>>> {
-    Ok(Arc::new(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?))
+    Ok(Arc::new(
+        t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+    ))
 }
 
 struct Loader<'a, 'b> {
@@ -512,6 +542,7 @@ impl MmDit {
             ln_zeros: Tensor::zeros(h, dtype, &device)?,
             loras: LoraSets::new(cfg, &device, dtype),
             host,
+            fused_train: true,
             cfg: cfg.clone(),
             device,
             dtype,
@@ -655,6 +686,17 @@ impl MmDit {
     }
 
     fn modulate(&self, x: &Tensor, m: &Mod, mode: Mode) -> candle_core::Result<Tensor> {
+        if mode == Mode::Train && self.fused_training() {
+            let h = self.cfg.hidden_size;
+            return x.contiguous()?.apply_op2(
+                &m.raw,
+                kernels::AdaLnTrain {
+                    shift_off: 3 * m.idx * h,
+                    scale_off: (3 * m.idx + 1) * h,
+                    eps: NORM_EPS as f32,
+                },
+            );
+        }
         self.layer_norm(x, mode)?
             .broadcast_mul(&m.scale1)?
             .broadcast_add(&m.shift)
@@ -676,10 +718,17 @@ impl MmDit {
         }
         let freqs = Tensor::cat(&parts, 2)?; // (b, l, hd/2)
         debug_assert_eq!(freqs.dims(), &[b, l, self.cfg.head_dim() / 2]);
-        Ok(Rope {
-            cos: freqs.cos()?.to_dtype(self.dtype)?.contiguous()?,
-            sin: freqs.sin()?.to_dtype(self.dtype)?.contiguous()?,
-        })
+        let cos = freqs.cos()?.to_dtype(self.dtype)?.contiguous()?;
+        let sin = freqs.sin()?.to_dtype(self.dtype)?.contiguous()?;
+        let host = if self.host {
+            Some((
+                Arc::new(cos.flatten_all()?.to_vec1::<f32>()?),
+                Arc::new(sin.flatten_all()?.to_vec1::<f32>()?),
+            ))
+        } else {
+            None
+        };
+        Ok(Rope { cos, sin, host })
     }
 
     /// Rotates `x` `(B, heads, L, hd)` by the tables (pairs (2i, 2i+1), like BFL).
@@ -710,14 +759,8 @@ impl MmDit {
         }
     }
 
-    /// `(B, L, 3H)` -> q, k, v `(B, heads, L, hd)` with QK-norm applied.
-    fn split_qkv(
-        &self,
-        qkv: &Tensor,
-        qn: &Tensor,
-        kn: &Tensor,
-        mode: Mode,
-    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    /// `(B, L, 3H)` -> raw q, k, v `(B, heads, L, hd)` (no norm yet).
+    fn split_qkv(&self, qkv: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let (b, l, _) = qkv.dims3()?;
         let nh = self.cfg.num_heads;
         let hd = self.cfg.head_dim();
@@ -725,9 +768,41 @@ impl MmDit {
             .reshape((b, l, 3, nh, hd))?
             .permute((2, 0, 3, 1, 4))?
             .contiguous()?;
-        let q = self.rms(&t.get(0)?, qn, mode)?;
-        let k = self.rms(&t.get(1)?, kn, mode)?;
-        Ok((q, k, t.get(2)?))
+        Ok((t.get(0)?, t.get(1)?, t.get(2)?))
+    }
+
+    /// QK RMS-norm with scale `w` (host copy `wh`), then RoPE with the tables of these rows.
+    fn norm_rope(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        wh: &Arc<Vec<f32>>,
+        r: &Rope,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
+        if mode == Mode::Train && self.fused_training() {
+            if let Some((cos, sin)) = &r.host {
+                return x.contiguous()?.apply_op1(kernels::NormRopeTrain {
+                    w: Arc::clone(wh),
+                    cos: Arc::clone(cos),
+                    sin: Arc::clone(sin),
+                    eps: NORM_EPS as f32,
+                });
+            }
+        }
+        self.rope(&self.rms(x, w, mode)?, r, mode)
+    }
+
+    /// Whether the training path uses the fused differentiable CPU kernels.
+    fn fused_training(&self) -> bool {
+        self.host && self.fused_train
+    }
+
+    /// Chooses between the fused differentiable CPU kernels (default) and plain candle
+    /// primitives for [`Mode::Train`]. Both give the same values and gradients (tested); the
+    /// primitive path is slower and exists for verification and non-CPU devices.
+    pub fn set_fused_training(&mut self, on: bool) {
+        self.fused_train = on;
     }
 
     /// Scaled dot-product attention; returns `(B, Lq, H)`.
@@ -848,13 +923,13 @@ impl MmDit {
                     qkv = (qkv + d)?;
                 }
             }
-            let (q, k, v) = self.split_qkv(&qkv, &blk.img.q_norm, &blk.img.k_norm, mode)?;
-            let k = self.rope(&k, &cs.rope, mode)?;
+            let (q, k, v) = self.split_qkv(&qkv)?;
+            let k = self.norm_rope(&k, &blk.img.k_norm, &blk.img.kn_h, &cs.rope, mode)?;
             kv.push(Tensor::stack(&[&k, &v], 0)?);
             if last {
                 break;
             }
-            let q = self.rope(&q, &cs.rope, mode)?;
+            let q = self.norm_rope(&q, &blk.img.q_norm, &blk.img.qn_h, &cs.rope, mode)?;
             let a = self.attend(&q, &k, &v, mode)?;
             let h = (&cs.h + blk.img.proj.forward(&a)?.broadcast_mul(&m[0].gate)?)?;
             let mlp = self.mlp(&blk.img, &self.modulate(&h, &m[1], mode)?)?;
@@ -875,13 +950,13 @@ impl MmDit {
                     qkv = (qkv + d)?;
                 }
             }
-            let (q, k, v) = self.split_qkv(&qkv, &blk.q_norm, &blk.k_norm, mode)?;
-            let k = self.rope(&k, &cs.rope, mode)?;
+            let (q, k, v) = self.split_qkv(&qkv)?;
+            let k = self.norm_rope(&k, &blk.k_norm, &blk.kn_h, &cs.rope, mode)?;
             kv.push(Tensor::stack(&[&k, &v], 0)?);
             if last {
                 break;
             }
-            let q = self.rope(&q, &cs.rope, mode)?;
+            let q = self.norm_rope(&q, &blk.q_norm, &blk.qn_h, &cs.rope, mode)?;
             let a = self.attend(&q, &k, &v, mode)?;
             let mlp = kernels::gelu_train(&lin1.narrow(2, h3, mlp_w)?)?;
             let out = blk.linear2.forward(&Tensor::cat(&[a, mlp], 2)?)?;
@@ -995,6 +1070,8 @@ impl MmDit {
         let svec = vec.silu()?;
         let ids = Tensor::cat(&[inp.txt_ids, inp.img_ids], 1)?;
         let rope = self.rope_tables(&ids)?;
+        let rope_txt = rope.rows(0, n_txt)?;
+        let rope_img = rope.rows(n_txt, n_img)?;
         let mut txt = self.txt_in.forward(inp.txt)?;
         let mut img = self.img_in.forward(inp.img)?;
 
@@ -1003,10 +1080,23 @@ impl MmDit {
             let mt = chunks(&blk.txt.modulation.forward(&svec)?, 2)?;
             let ti = blk.txt.qkv.forward(&self.modulate(&txt, &mt[0], mode)?)?;
             let ii = blk.img.qkv.forward(&self.modulate(&img, &mi[0], mode)?)?;
-            let (qt, kt, vt) = self.split_qkv(&ti, &blk.txt.q_norm, &blk.txt.k_norm, mode)?;
-            let (qi, ki, vi) = self.split_qkv(&ii, &blk.img.q_norm, &blk.img.k_norm, mode)?;
-            let q = self.rope(&Tensor::cat(&[qt, qi], 2)?, &rope, mode)?;
-            let mut k = self.rope(&Tensor::cat(&[kt, ki], 2)?, &rope, mode)?;
+            let (qt, kt, vt) = self.split_qkv(&ti)?;
+            let (qi, ki, vi) = self.split_qkv(&ii)?;
+            let (tw, iw) = (&blk.txt, &blk.img);
+            let q = Tensor::cat(
+                &[
+                    self.norm_rope(&qt, &tw.q_norm, &tw.qn_h, &rope_txt, mode)?,
+                    self.norm_rope(&qi, &iw.q_norm, &iw.qn_h, &rope_img, mode)?,
+                ],
+                2,
+            )?;
+            let mut k = Tensor::cat(
+                &[
+                    self.norm_rope(&kt, &tw.k_norm, &tw.kn_h, &rope_txt, mode)?,
+                    self.norm_rope(&ki, &iw.k_norm, &iw.kn_h, &rope_img, mode)?,
+                ],
+                2,
+            )?;
             let mut v = Tensor::cat(&[vt, vi], 2)?;
             if let Some(c) = ckv(i) {
                 k = Tensor::cat(&[&k, &c.get(0)?], 2)?;
@@ -1032,10 +1122,9 @@ impl MmDit {
             let i = self.cfg.depth + j;
             let m = chunks(&blk.modulation.forward(&svec)?, 1)?;
             let lin1 = blk.linear1.forward(&self.modulate(&x, &m[0], mode)?)?;
-            let (q, k, v) =
-                self.split_qkv(&lin1.narrow(2, 0, h3)?, &blk.q_norm, &blk.k_norm, mode)?;
-            let q = self.rope(&q, &rope, mode)?;
-            let mut k = self.rope(&k, &rope, mode)?;
+            let (q, k, v) = self.split_qkv(&lin1.narrow(2, 0, h3)?)?;
+            let q = self.norm_rope(&q, &blk.q_norm, &blk.qn_h, &rope, mode)?;
+            let mut k = self.norm_rope(&k, &blk.k_norm, &blk.kn_h, &rope, mode)?;
             let mut v = v;
             if let Some(c) = ckv(i) {
                 k = Tensor::cat(&[&k, &c.get(0)?], 2)?;
@@ -1052,10 +1141,20 @@ impl MmDit {
         let h = self.cfg.hidden_size;
         let shift = ada.narrow(2, 0, h)?;
         let scale1 = (ada.narrow(2, h, h)? + 1.0)?;
-        let img = self
-            .layer_norm(&img, mode)?
-            .broadcast_mul(&scale1)?
-            .broadcast_add(&shift)?;
+        let img = if mode == Mode::Train && self.fused_training() {
+            img.contiguous()?.apply_op2(
+                &ada.squeeze(1)?.contiguous()?,
+                kernels::AdaLnTrain {
+                    shift_off: 0,
+                    scale_off: h,
+                    eps: NORM_EPS as f32,
+                },
+            )?
+        } else {
+            self.layer_norm(&img, mode)?
+                .broadcast_mul(&scale1)?
+                .broadcast_add(&shift)?
+        };
         Ok(self.final_layer.linear.forward(&img)?)
     }
 }
@@ -1116,16 +1215,17 @@ impl MmDit {
             let s = q.matmul(&k.t()?)?;
             candle_nn::ops::softmax_last_dim(&s)?.matmul(&v)
         };
-        let stream_mlp = |sw: &StreamWeights, x: &Tensor, m: &Tensor| -> candle_core::Result<Tensor> {
-            let hid = sw.mlp0.mm(&adaln(x, m, 1)?)?;
-            let g = hid.apply_op1_no_bwd(&kernels::Gelu {
-                cols: mlp_w,
-                col_off: 0,
-                bias: sw.mlp0.bh.clone(),
-                out_shape: hid.shape().clone(),
-            })?;
-            gate(x, &sw.mlp2.mm(&g)?, m, 1, &sw.mlp2.bh)
-        };
+        let stream_mlp =
+            |sw: &StreamWeights, x: &Tensor, m: &Tensor| -> candle_core::Result<Tensor> {
+                let hid = sw.mlp0.mm(&adaln(x, m, 1)?)?;
+                let g = hid.apply_op1_no_bwd(&kernels::Gelu {
+                    cols: mlp_w,
+                    col_off: 0,
+                    bias: sw.mlp0.bh.clone(),
+                    out_shape: hid.shape().clone(),
+                })?;
+                gate(x, &sw.mlp2.mm(&g)?, m, 1, &sw.mlp2.bh)
+            };
 
         for (i, blk) in self.double_blocks.iter().enumerate() {
             let mi = blk.img.modulation.forward(&svec)?;
