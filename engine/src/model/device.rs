@@ -1,0 +1,90 @@
+//! Device and dtype selection.
+//!
+//! CPU + f32 is the default. With the opt-in `cuda` cargo feature the default device is the
+//! first CUDA GPU and the default dtype bf16.
+
+use super::error::{ModelError, Result};
+use candle_core::{DType, Device};
+
+/// A human-readable name of a device ("cpu", "cuda:0", ...).
+pub fn device_name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".to_string(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+/// Whether this build has the CUDA backend compiled in.
+pub fn cuda_compiled() -> bool {
+    cfg!(feature = "cuda")
+}
+
+/// The default device: CUDA GPU 0 when built with the `cuda` feature, the CPU otherwise.
+pub fn default_device() -> Result<Device> {
+    if cuda_compiled() {
+        cuda_device(0)
+    } else {
+        Ok(Device::Cpu)
+    }
+}
+
+/// Open CUDA device `ordinal`; a clear error when CUDA is not compiled in or cannot start.
+pub fn cuda_device(ordinal: usize) -> Result<Device> {
+    if !cuda_compiled() {
+        return Err(ModelError::DeviceUnavailable(
+            "this build has no CUDA support (rebuild with `--features cuda`)".into(),
+        ));
+    }
+    Device::new_cuda(ordinal)
+        .map_err(|e| ModelError::DeviceUnavailable(format!("cannot open cuda:{ordinal}: {e}")))
+}
+
+/// Parse a device name: `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(name: &str) -> Result<Device> {
+    let n = name.trim().to_ascii_lowercase();
+    if n == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    if n == "cuda" || n == "gpu" {
+        return cuda_device(0);
+    }
+    if let Some(idx) = n.strip_prefix("cuda:") {
+        let ordinal = idx
+            .parse::<usize>()
+            .map_err(|_| ModelError::DeviceUnavailable(format!("bad device name `{name}`")))?;
+        return cuda_device(ordinal);
+    }
+    Err(ModelError::DeviceUnavailable(format!(
+        "unknown device `{name}` (use cpu, cuda or cuda:N)"
+    )))
+}
+
+/// The default dtype for a device: bf16 on CUDA, f32 elsewhere.
+pub fn default_dtype(device: &Device) -> DType {
+    if device.is_cuda() {
+        DType::BF16
+    } else {
+        DType::F32
+    }
+}
+
+/// Checks that the model can run in `dtype` on `device`.
+///
+/// On the CPU only f32 and f64 are accepted: candle has no bf16/f16 CPU matmul kernels (it
+/// widens to f32) and its bf16 CPU conv errors.
+pub fn check_dtype(device: &Device, dtype: DType) -> Result<()> {
+    let ok = match device.location() {
+        candle_core::DeviceLocation::Cpu => matches!(dtype, DType::F32 | DType::F64),
+        _ => matches!(dtype, DType::F32 | DType::BF16 | DType::F16),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::UnsupportedDtype {
+            dtype,
+            device: device_name(device),
+            reason: "use f32 on the CPU; bf16/f16/f32 on CUDA".into(),
+        })
+    }
+}

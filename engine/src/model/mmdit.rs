@@ -1,0 +1,1321 @@
+//! A FLUX.1-architecture MM-DiT with a cached condition stream and switchable LoRA sets.
+//!
+//! * Double-stream blocks, then single-stream blocks; QK RMS-norm; 3-axis RoPE; adaLN
+//!   modulation; time, vector and guidance embeddings; the final layer. It loads BFL
+//!   checkpoints by their own tensor names (`double_blocks.N.img_attn.qkv.weight`, ...).
+//! * Two execution modes that agree to float tolerance: [`Mode::Train`] uses only
+//!   differentiable candle ops (so every LoRA parameter, q and k rows included, gets its
+//!   gradient); [`Mode::Fast`] uses candle's fused kernels (softmax, layer/RMS norm, RoPE) for
+//!   inference.
+//! * The condition stream (DESIGN.md): condition tokens are the packed latent of the condition
+//!   image with the image's position ids, modulated from timestep 0, through the base
+//!   image-stream weights plus the active LoRA on q, k and v. Condition rows attend only to
+//!   condition tokens; text and image rows attend to everything. Their per-layer K/V can be
+//!   cached ([`CondCache`]).
+//!
+//! Base weights are plain tensors (`detach`ed on load): they are never trainable.
+
+use super::cond_cache::{condition_fingerprint, fingerprint, CondCache, CondKey};
+use super::config::DitConfig;
+use super::device::{check_dtype, device_name};
+use super::error::{ModelError, Result};
+use super::kernels;
+use super::lora::{LayerLora, LoraSets, SplitMix64};
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+const NORM_EPS: f64 = 1e-6;
+
+/// Which implementation of the non-matmul ops to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Inference: candle's fused kernels (they have no backward pass).
+    Fast,
+    /// Training: only differentiable primitive ops.
+    Train,
+}
+
+/// The per-call inputs of the DiT (everything but the condition).
+#[derive(Debug, Clone, Copy)]
+pub struct DitInputs<'a> {
+    /// Packed noisy latent, `(B, N_img, in_channels)`.
+    pub img: &'a Tensor,
+    /// Image position ids, `(B, N_img, n_axes)` (`[0, row, col]`).
+    pub img_ids: &'a Tensor,
+    /// Text tokens, `(B, N_txt, context_in_dim)`.
+    pub txt: &'a Tensor,
+    /// Text position ids, `(B, N_txt, n_axes)` (zeros).
+    pub txt_ids: &'a Tensor,
+    /// σ per sample, `(B,)`, in [0, 1].
+    pub timesteps: &'a Tensor,
+    /// Pooled text vector, `(B, vec_in_dim)`.
+    pub y: &'a Tensor,
+    /// Guidance per sample, `(B,)`; used only when the config has a guidance embedding.
+    pub guidance: Option<&'a Tensor>,
+}
+
+/// The condition of one call.
+#[derive(Debug, Clone, Copy)]
+pub enum Condition<'a> {
+    /// No condition: the plain FLUX forward.
+    None,
+    /// Condition tokens `(B, N_cond, in_channels)` with their ids `(B, N_cond, n_axes)`
+    /// (the image's own ids). They run through the network in this call.
+    Tokens { tokens: &'a Tensor, ids: &'a Tensor },
+    /// A cache built by [`MmDit::build_cond_cache`] for the current LoRA set and pooled vector.
+    Cached(&'a CondCache),
+}
+
+/// A linear layer holding its weight transposed and contiguous, `(in, out)`.
+#[derive(Debug, Clone)]
+struct Lin {
+    wt: Tensor,
+    b: Option<Tensor>,
+    /// The bias as host f32 for the fused CPU kernels (CPU + f32 models only).
+    bh: Option<Arc<Vec<f32>>>,
+}
+
+impl Lin {
+    /// `x @ W^T` without the bias (the fused kernels add it).
+    fn mm(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (inn, out) = self.wt.dims2()?;
+        let mut dims = x.dims().to_vec();
+        let rows = x.elem_count() / inn.max(1);
+        let y = x.reshape((rows, inn))?.matmul(&self.wt)?;
+        if let Some(last) = dims.last_mut() {
+            *last = out;
+        }
+        y.reshape(dims)
+    }
+
+    fn bias_part(&self, off: usize, len: usize) -> Option<Arc<Vec<f32>>> {
+        self.bh
+            .as_ref()
+            .map(|b| Arc::new(b[off..off + len].to_vec()))
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (inn, out) = self.wt.dims2()?;
+        let mut dims = x.dims().to_vec();
+        let rows = x.elem_count() / inn.max(1);
+        let y = x.reshape((rows, inn))?.matmul(&self.wt)?;
+        let y = match &self.b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        if let Some(last) = dims.last_mut() {
+            *last = out;
+        }
+        y.reshape(dims)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct MlpEmbedder {
+    in_layer: Lin,
+    out_layer: Lin,
+}
+
+impl MlpEmbedder {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.out_layer.forward(&self.in_layer.forward(x)?.silu()?)
+    }
+}
+
+/// The weights of one stream of a double block (`img_*` or `txt_*`).
+#[derive(Debug, Clone)]
+struct StreamWeights {
+    modulation: Lin,
+    qkv: Lin,
+    q_norm: Tensor,
+    k_norm: Tensor,
+    qn_h: Arc<Vec<f32>>,
+    kn_h: Arc<Vec<f32>>,
+    proj: Lin,
+    mlp0: Lin,
+    mlp2: Lin,
+}
+
+#[derive(Debug, Clone)]
+struct DoubleBlock {
+    img: StreamWeights,
+    txt: StreamWeights,
+}
+
+#[derive(Debug, Clone)]
+struct SingleBlock {
+    linear1: Lin,
+    linear2: Lin,
+    q_norm: Tensor,
+    k_norm: Tensor,
+    qn_h: Arc<Vec<f32>>,
+    kn_h: Arc<Vec<f32>>,
+    modulation: Lin,
+}
+
+#[derive(Debug, Clone)]
+struct FinalLayer {
+    linear: Lin,
+    ada: Lin,
+}
+
+/// shift / (1 + scale) / gate, each `(B, 1, H)`.
+struct Mod {
+    shift: Tensor,
+    scale1: Tensor,
+    gate: Tensor,
+    /// The whole modulation output `(B, 3n*H)` and this triple's index in it.
+    raw: Tensor,
+    idx: usize,
+}
+
+fn chunks(m: &Tensor, n: usize) -> candle_core::Result<Vec<Mod>> {
+    let h = m.dim(D::Minus1)? / (3 * n);
+    let raw = m.contiguous()?;
+    let m = m.unsqueeze(1)?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(Mod {
+            shift: m.narrow(D::Minus1, (3 * i) * h, h)?,
+            scale1: (m.narrow(D::Minus1, (3 * i + 1) * h, h)? + 1.0)?,
+            gate: m.narrow(D::Minus1, (3 * i + 2) * h, h)?,
+            raw: raw.clone(),
+            idx: i,
+        });
+    }
+    Ok(out)
+}
+
+/// RoPE tables for one sequence: `cos`/`sin` `(B, L, head_dim/2)`.
+struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+    /// Host copies for the fused training kernels (CPU f32 only).
+    host: Option<(Arc<Vec<f32>>, Arc<Vec<f32>>)>,
+}
+
+impl Rope {
+    /// The tables of rows `start..start+len`.
+    fn rows(&self, start: usize, len: usize) -> candle_core::Result<Rope> {
+        let cos = self.cos.narrow(1, start, len)?.contiguous()?;
+        let sin = self.sin.narrow(1, start, len)?.contiguous()?;
+        let host = match self.host {
+            Some(_) => Some((
+                Arc::new(cos.flatten_all()?.to_vec1::<f32>()?),
+                Arc::new(sin.flatten_all()?.to_vec1::<f32>()?),
+            )),
+            None => None,
+        };
+        Ok(Rope { cos, sin, host })
+    }
+}
+
+/// The condition stream's state inside one forward.
+struct CondStream<'a> {
+    h: Tensor,
+    mods_vec: Tensor,
+    rope: Rope,
+    lora: Option<(&'a LayerLora, f64)>,
+}
+
+/// Our FLUX.1-architecture MM-DiT. See the module docs.
+#[derive(Debug, Clone)]
+pub struct MmDit {
+    cfg: DitConfig,
+    device: Device,
+    dtype: DType,
+    img_in: Lin,
+    txt_in: Lin,
+    time_in: MlpEmbedder,
+    vector_in: MlpEmbedder,
+    guidance_in: Option<MlpEmbedder>,
+    double_blocks: Vec<DoubleBlock>,
+    single_blocks: Vec<SingleBlock>,
+    final_layer: FinalLayer,
+    ln_ones: Tensor,
+    ln_zeros: Tensor,
+    /// CPU + f32: the fast path uses our fused kernels.
+    host: bool,
+    /// Train mode uses the fused differentiable kernels (CPU f32).
+    fused_train: bool,
+    loras: LoraSets,
+}
+
+/// Every tensor of a BFL checkpoint for this config, with its shape, in a stable order.
+pub fn bfl_tensor_shapes(cfg: &DitConfig) -> Vec<(String, Vec<usize>)> {
+    let h = cfg.hidden_size;
+    let hd = cfg.head_dim();
+    let mlp = cfg.mlp_hidden();
+    let mut v: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut lin = |name: String, inn: usize, out: usize, bias: bool| {
+        v.push((format!("{name}.weight"), vec![out, inn]));
+        if bias {
+            v.push((format!("{name}.bias"), vec![out]));
+        }
+    };
+    lin("img_in".into(), cfg.in_channels, h, true);
+    lin("txt_in".into(), cfg.context_in_dim, h, true);
+    lin("time_in.in_layer".into(), 256, h, true);
+    lin("time_in.out_layer".into(), h, h, true);
+    lin("vector_in.in_layer".into(), cfg.vec_in_dim, h, true);
+    lin("vector_in.out_layer".into(), h, h, true);
+    if cfg.guidance_embed {
+        lin("guidance_in.in_layer".into(), 256, h, true);
+        lin("guidance_in.out_layer".into(), h, h, true);
+    }
+    for i in 0..cfg.depth {
+        for s in ["img", "txt"] {
+            let p = format!("double_blocks.{i}.{s}");
+            lin(format!("{p}_mod.lin"), h, 6 * h, true);
+            lin(format!("{p}_attn.qkv"), h, 3 * h, cfg.qkv_bias);
+            lin(format!("{p}_attn.proj"), h, h, true);
+            lin(format!("{p}_mlp.0"), h, mlp, true);
+            lin(format!("{p}_mlp.2"), mlp, h, true);
+        }
+    }
+    for i in 0..cfg.depth_single_blocks {
+        let p = format!("single_blocks.{i}");
+        lin(format!("{p}.linear1"), h, 3 * h + mlp, true);
+        lin(format!("{p}.linear2"), h + mlp, h, true);
+        lin(format!("{p}.modulation.lin"), h, 3 * h, true);
+    }
+    lin("final_layer.linear".into(), h, cfg.in_channels, true);
+    lin("final_layer.adaLN_modulation.1".into(), h, 2 * h, true);
+    for i in 0..cfg.depth {
+        for s in ["img", "txt"] {
+            let p = format!("double_blocks.{i}.{s}_attn.norm");
+            v.push((format!("{p}.query_norm.scale"), vec![hd]));
+            v.push((format!("{p}.key_norm.scale"), vec![hd]));
+        }
+    }
+    for i in 0..cfg.depth_single_blocks {
+        let p = format!("single_blocks.{i}.norm");
+        v.push((format!("{p}.query_norm.scale"), vec![hd]));
+        v.push((format!("{p}.key_norm.scale"), vec![hd]));
+    }
+    v
+}
+
+/// Seeded random weights with BFL names: linear weights uniform in `±1/sqrt(in)`, biases in
+/// `±0.1/sqrt(in)`, norm scales one (a zero QK-norm scale would zero q and k). Used by tests,
+/// the benchmark and as the starting point of the tiny base model.
+pub fn random_weights(
+    cfg: &DitConfig,
+    seed: u64,
+    device: &Device,
+    dtype: DType,
+) -> Result<HashMap<String, Tensor>> {
+    cfg.validate()?;
+    let mut rng = SplitMix64(seed);
+    let mut out = HashMap::new();
+    let shapes = bfl_tensor_shapes(cfg);
+    let in_dims: HashMap<String, usize> = shapes
+        .iter()
+        .filter(|(n, s)| n.ends_with(".weight") && s.len() == 2)
+        .map(|(n, s)| (n.trim_end_matches(".weight").to_string(), s[1]))
+        .collect();
+    for (name, shape) in shapes {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = if name.ends_with(".scale") {
+            vec![1.0; n]
+        } else {
+            let stem = name
+                .trim_end_matches(".weight")
+                .trim_end_matches(".bias")
+                .to_string();
+            let inn = *in_dims.get(&stem).unwrap_or(&1) as f64;
+            let bound = if name.ends_with(".bias") {
+                0.1 / inn.sqrt()
+            } else {
+                1.0 / inn.sqrt()
+            };
+            (0..n)
+                .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
+                .collect()
+        };
+        let t = Tensor::from_vec(data, shape, device)?.to_dtype(dtype)?;
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+/// Writes a name -> tensor map as a safetensors checkpoint.
+pub fn save_weights(weights: &HashMap<String, Tensor>, path: impl AsRef<Path>) -> Result<()> {
+    candle_core::safetensors::save(weights, path.as_ref())?;
+    Ok(())
+}
+
+/// Position ids of an `h x w` grid of packed tokens: `[0, row, col]`, `(B, h*w, 3)`.
+pub fn image_ids(
+    batch: usize,
+    h: usize,
+    w: usize,
+    device: &Device,
+    dtype: DType,
+) -> Result<Tensor> {
+    let mut v = Vec::with_capacity(h * w * 3);
+    for r in 0..h {
+        for c in 0..w {
+            v.extend_from_slice(&[0f32, r as f32, c as f32]);
+        }
+    }
+    let t = Tensor::from_vec(v, (1, h * w, 3), device)?
+        .to_dtype(dtype)?
+        .repeat((batch, 1, 1))?;
+    Ok(t)
+}
+
+/// Text position ids (zeros), `(B, len, 3)`.
+pub fn text_ids(batch: usize, len: usize, device: &Device, dtype: DType) -> Result<Tensor> {
+    Ok(Tensor::zeros((batch, len, 3), dtype, device)?)
+}
+
+/// Packs a latent `(B, C, H, W)` into tokens of 2x2 patches `(B, H/2*W/2, 4C)` (BFL order).
+pub fn pack_latents(latent: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = latent.dims4()?;
+    if h % 2 != 0 || w % 2 != 0 {
+        return Err(ModelError::BadInput {
+            name: "latent".into(),
+            expected: "(B, C, H, W) with even H and W".into(),
+            found: latent.dims().to_vec(),
+        });
+    }
+    Ok(latent
+        .reshape((b, c, h / 2, 2, w / 2, 2))?
+        .permute((0, 2, 4, 1, 3, 5))?
+        .reshape((b, (h / 2) * (w / 2), c * 4))?)
+}
+
+/// Inverse of [`pack_latents`]: tokens `(B, h*w, 4C)` of an `h x w` token grid to `(B, C, 2h, 2w)`.
+pub fn unpack_latents(tokens: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    let (b, n, c4) = tokens.dims3()?;
+    if n != h * w || c4 % 4 != 0 {
+        return Err(ModelError::BadInput {
+            name: "tokens".into(),
+            expected: format!("(B, {}, 4C)", h * w),
+            found: tokens.dims().to_vec(),
+        });
+    }
+    let c = c4 / 4;
+    Ok(tokens
+        .reshape((b, h, w, c, 2, 2))?
+        .permute((0, 3, 1, 4, 2, 5))?
+        .reshape((b, c, h * 2, w * 2))?)
+}
+
+fn timestep_embedding(t: &Tensor, dim: usize, dtype: DType) -> candle_core::Result<Tensor> {
+    let half = dim / 2;
+    let dev = t.device();
+    let t = (t.to_dtype(DType::F32)? * 1000.0)?;
+    let freqs: Vec<f32> = (0..half)
+        .map(|i| (-(10000f64.ln()) * i as f64 / half as f64).exp() as f32)
+        .collect();
+    let freqs = Tensor::from_vec(freqs, (1, half), dev)?;
+    let args = t.unsqueeze(1)?.broadcast_mul(&freqs)?;
+    Tensor::cat(&[args.cos()?, args.sin()?], D::Minus1)?.to_dtype(dtype)
+}
+
+fn host_vec(t: &Tensor) -> Result<Arc<Vec<f32>>> {
+    Ok(Arc::new(
+        t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+    ))
+}
+
+struct Loader<'a, 'b> {
+    vb: &'a VarBuilder<'b>,
+    /// Keep host copies of small vectors for the fused CPU kernels.
+    host: bool,
+}
+
+impl Loader<'_, '_> {
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        if !self.vb.contains_tensor(name) {
+            return Err(ModelError::MissingTensor {
+                name: name.to_string(),
+                expected: shape.to_vec(),
+            });
+        }
+        let t = self.vb.get_unchecked(name)?;
+        if t.dims() != shape {
+            return Err(ModelError::ShapeMismatch {
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                found: t.dims().to_vec(),
+            });
+        }
+        // Plain tensor, never a Var: base weights are frozen.
+        Ok(t.detach())
+    }
+
+    fn lin(&self, p: &str, inn: usize, out: usize, bias: bool) -> Result<Lin> {
+        let w = self.tensor(&format!("{p}.weight"), &[out, inn])?;
+        let b = if bias {
+            Some(self.tensor(&format!("{p}.bias"), &[out])?)
+        } else {
+            None
+        };
+        let bh = match (&b, self.host) {
+            (Some(b), true) => Some(Arc::new(b.to_vec1::<f32>()?)),
+            _ => None,
+        };
+        Ok(Lin {
+            wt: w.t()?.contiguous()?,
+            b,
+            bh,
+        })
+    }
+
+    fn embedder(&self, p: &str, inn: usize, h: usize) -> Result<MlpEmbedder> {
+        Ok(MlpEmbedder {
+            in_layer: self.lin(&format!("{p}.in_layer"), inn, h, true)?,
+            out_layer: self.lin(&format!("{p}.out_layer"), h, h, true)?,
+        })
+    }
+}
+
+impl MmDit {
+    /// Builds the model from a `VarBuilder` holding BFL tensor names. The device and dtype are
+    /// the builder's. Missing or mis-shaped tensors give an error naming the tensor.
+    pub fn new(cfg: &DitConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let device = vb.device().clone();
+        let dtype = vb.dtype();
+        check_dtype(&device, dtype)?;
+        let host = device.is_cpu() && dtype == DType::F32;
+        let ld = Loader { vb: &vb, host };
+        let h = cfg.hidden_size;
+        let hd = cfg.head_dim();
+        let mlp = cfg.mlp_hidden();
+        let stream = |p: String| -> Result<StreamWeights> {
+            Ok(StreamWeights {
+                modulation: ld.lin(&format!("{p}_mod.lin"), h, 6 * h, true)?,
+                qkv: ld.lin(&format!("{p}_attn.qkv"), h, 3 * h, cfg.qkv_bias)?,
+                q_norm: ld.tensor(&format!("{p}_attn.norm.query_norm.scale"), &[hd])?,
+                k_norm: ld.tensor(&format!("{p}_attn.norm.key_norm.scale"), &[hd])?,
+                qn_h: host_vec(&ld.tensor(&format!("{p}_attn.norm.query_norm.scale"), &[hd])?)?,
+                kn_h: host_vec(&ld.tensor(&format!("{p}_attn.norm.key_norm.scale"), &[hd])?)?,
+                proj: ld.lin(&format!("{p}_attn.proj"), h, h, true)?,
+                mlp0: ld.lin(&format!("{p}_mlp.0"), h, mlp, true)?,
+                mlp2: ld.lin(&format!("{p}_mlp.2"), mlp, h, true)?,
+            })
+        };
+        let mut double_blocks = Vec::with_capacity(cfg.depth);
+        for i in 0..cfg.depth {
+            double_blocks.push(DoubleBlock {
+                img: stream(format!("double_blocks.{i}.img"))?,
+                txt: stream(format!("double_blocks.{i}.txt"))?,
+            });
+        }
+        let mut single_blocks = Vec::with_capacity(cfg.depth_single_blocks);
+        for i in 0..cfg.depth_single_blocks {
+            let p = format!("single_blocks.{i}");
+            single_blocks.push(SingleBlock {
+                linear1: ld.lin(&format!("{p}.linear1"), h, 3 * h + mlp, true)?,
+                linear2: ld.lin(&format!("{p}.linear2"), h + mlp, h, true)?,
+                q_norm: ld.tensor(&format!("{p}.norm.query_norm.scale"), &[hd])?,
+                k_norm: ld.tensor(&format!("{p}.norm.key_norm.scale"), &[hd])?,
+                qn_h: host_vec(&ld.tensor(&format!("{p}.norm.query_norm.scale"), &[hd])?)?,
+                kn_h: host_vec(&ld.tensor(&format!("{p}.norm.key_norm.scale"), &[hd])?)?,
+                modulation: ld.lin(&format!("{p}.modulation.lin"), h, 3 * h, true)?,
+            });
+        }
+        Ok(Self {
+            img_in: ld.lin("img_in", cfg.in_channels, h, true)?,
+            txt_in: ld.lin("txt_in", cfg.context_in_dim, h, true)?,
+            time_in: ld.embedder("time_in", 256, h)?,
+            vector_in: ld.embedder("vector_in", cfg.vec_in_dim, h)?,
+            guidance_in: if cfg.guidance_embed {
+                Some(ld.embedder("guidance_in", 256, h)?)
+            } else {
+                None
+            },
+            double_blocks,
+            single_blocks,
+            final_layer: FinalLayer {
+                linear: ld.lin("final_layer.linear", h, cfg.in_channels, true)?,
+                ada: ld.lin("final_layer.adaLN_modulation.1", h, 2 * h, true)?,
+            },
+            ln_ones: Tensor::ones(h, dtype, &device)?,
+            ln_zeros: Tensor::zeros(h, dtype, &device)?,
+            loras: LoraSets::new(cfg, &device, dtype),
+            host,
+            fused_train: true,
+            cfg: cfg.clone(),
+            device,
+            dtype,
+        })
+    }
+
+    /// Loads a BFL safetensors checkpoint (memory-mapped) onto `device` in `dtype`.
+    pub fn load(
+        path: impl AsRef<Path>,
+        cfg: &DitConfig,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        check_dtype(device, dtype)?;
+        if !path.is_file() {
+            return Err(ModelError::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such checkpoint file"),
+            ));
+        }
+        // SAFETY: the file is memory-mapped read-only; it must not be modified while loaded.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], dtype, device)? };
+        Self::new(cfg, vb)
+    }
+
+    /// Builds the model from an in-memory name -> tensor map (e.g. [`random_weights`]).
+    pub fn from_tensors(
+        cfg: &DitConfig,
+        weights: HashMap<String, Tensor>,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        Self::new(cfg, VarBuilder::from_tensors(weights, dtype, device))
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &DitConfig {
+        &self.cfg
+    }
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+    /// The compute dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    /// The LoRA sets of this model.
+    pub fn loras(&self) -> &LoraSets {
+        &self.loras
+    }
+    /// The LoRA sets, mutable (add, load, `set_active`, `make_trainable`, ...).
+    pub fn loras_mut(&mut self) -> &mut LoraSets {
+        &mut self.loras
+    }
+
+    // ----------------------------------------------------------------- input checks
+
+    fn check(&self, name: &str, t: &Tensor, shape: &[Option<usize>]) -> Result<()> {
+        if !t.device().same_device(&self.device) {
+            return Err(ModelError::WrongDevice {
+                name: name.into(),
+                expected: device_name(&self.device),
+                found: device_name(t.device()),
+            });
+        }
+        if t.dtype() != self.dtype {
+            return Err(ModelError::WrongDtype {
+                name: name.into(),
+                expected: self.dtype,
+                found: t.dtype(),
+            });
+        }
+        let ok = t.rank() == shape.len()
+            && t.dims()
+                .iter()
+                .zip(shape)
+                .all(|(d, e)| e.is_none_or(|e| e == *d));
+        if !ok {
+            let exp: Vec<String> = shape
+                .iter()
+                .map(|e| e.map_or("_".to_string(), |e| e.to_string()))
+                .collect();
+            return Err(ModelError::BadInput {
+                name: name.into(),
+                expected: format!("({})", exp.join(", ")),
+                found: t.dims().to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_inputs(&self, inp: &DitInputs) -> Result<(usize, usize, usize)> {
+        let c = &self.cfg;
+        let axes = c.axes_dim.len();
+        self.check("img", inp.img, &[None, None, Some(c.in_channels)])?;
+        let (b, n_img, _) = inp.img.dims3()?;
+        self.check("img_ids", inp.img_ids, &[Some(b), Some(n_img), Some(axes)])?;
+        self.check("txt", inp.txt, &[Some(b), None, Some(c.context_in_dim)])?;
+        let n_txt = inp.txt.dim(1)?;
+        self.check("txt_ids", inp.txt_ids, &[Some(b), Some(n_txt), Some(axes)])?;
+        self.check("timesteps", inp.timesteps, &[Some(b)])?;
+        self.check("y", inp.y, &[Some(b), Some(c.vec_in_dim)])?;
+        if let Some(g) = inp.guidance {
+            self.check("guidance", g, &[Some(b)])?;
+        }
+        Ok((b, n_img, n_txt))
+    }
+
+    fn check_condition(&self, tokens: &Tensor, ids: &Tensor, y: &Tensor) -> Result<usize> {
+        let c = &self.cfg;
+        self.check("condition", tokens, &[None, None, Some(c.in_channels)])?;
+        let (b, n, _) = tokens.dims3()?;
+        self.check(
+            "condition_ids",
+            ids,
+            &[Some(b), Some(n), Some(c.axes_dim.len())],
+        )?;
+        self.check("y", y, &[Some(b), Some(c.vec_in_dim)])?;
+        Ok(b)
+    }
+
+    // ----------------------------------------------------------------- primitives
+
+    fn layer_norm(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        match mode {
+            Mode::Fast => candle_nn::ops::layer_norm(
+                &x.contiguous()?,
+                &self.ln_ones,
+                &self.ln_zeros,
+                NORM_EPS as f32,
+            ),
+            Mode::Train => {
+                let mean = x.mean_keepdim(D::Minus1)?;
+                let xc = x.broadcast_sub(&mean)?;
+                let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+                xc.broadcast_div(&(var + NORM_EPS)?.sqrt()?)
+            }
+        }
+    }
+
+    fn modulate(&self, x: &Tensor, m: &Mod, mode: Mode) -> candle_core::Result<Tensor> {
+        if mode == Mode::Train && self.fused_training() {
+            let h = self.cfg.hidden_size;
+            return x.contiguous()?.apply_op2(
+                &m.raw,
+                kernels::AdaLnTrain {
+                    shift_off: 3 * m.idx * h,
+                    scale_off: (3 * m.idx + 1) * h,
+                    eps: NORM_EPS as f32,
+                },
+            );
+        }
+        self.layer_norm(x, mode)?
+            .broadcast_mul(&m.scale1)?
+            .broadcast_add(&m.shift)
+    }
+
+    fn rope_tables(&self, ids: &Tensor) -> candle_core::Result<Rope> {
+        let (b, l, _) = ids.dims3()?;
+        let ids = ids.to_dtype(DType::F32)?;
+        let theta = self.cfg.theta as f64;
+        let mut parts = Vec::with_capacity(self.cfg.axes_dim.len());
+        for (i, &dim) in self.cfg.axes_dim.iter().enumerate() {
+            let inv: Vec<f32> = (0..dim)
+                .step_by(2)
+                .map(|j| 1f32 / theta.powf(j as f64 / dim as f64) as f32)
+                .collect();
+            let inv = Tensor::from_vec(inv, (1, 1, dim / 2), ids.device())?;
+            let pos = ids.narrow(2, i, 1)?; // (b, l, 1)
+            parts.push(pos.broadcast_mul(&inv)?);
+        }
+        let freqs = Tensor::cat(&parts, 2)?; // (b, l, hd/2)
+        debug_assert_eq!(freqs.dims(), &[b, l, self.cfg.head_dim() / 2]);
+        let cos = freqs.cos()?.to_dtype(self.dtype)?.contiguous()?;
+        let sin = freqs.sin()?.to_dtype(self.dtype)?.contiguous()?;
+        let host = if self.host {
+            Some((
+                Arc::new(cos.flatten_all()?.to_vec1::<f32>()?),
+                Arc::new(sin.flatten_all()?.to_vec1::<f32>()?),
+            ))
+        } else {
+            None
+        };
+        Ok(Rope { cos, sin, host })
+    }
+
+    /// Rotates `x` `(B, heads, L, hd)` by the tables (pairs (2i, 2i+1), like BFL).
+    fn rope(&self, x: &Tensor, r: &Rope, mode: Mode) -> candle_core::Result<Tensor> {
+        match mode {
+            Mode::Fast => candle_nn::rotary_emb::rope_i(&x.contiguous()?, &r.cos, &r.sin),
+            Mode::Train => {
+                let (b, h, l, d) = x.dims4()?;
+                let x = x.reshape((b, h, l, d / 2, 2))?;
+                let x0 = x.narrow(4, 0, 1)?;
+                let x1 = x.narrow(4, 1, 1)?;
+                let cos = r.cos.unsqueeze(1)?.unsqueeze(4)?;
+                let sin = r.sin.unsqueeze(1)?.unsqueeze(4)?;
+                let o0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
+                let o1 = (x0.broadcast_mul(&sin)? + x1.broadcast_mul(&cos)?)?;
+                Tensor::cat(&[o0, o1], 4)?.reshape((b, h, l, d))
+            }
+        }
+    }
+
+    fn rms(&self, x: &Tensor, w: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        match mode {
+            Mode::Fast => candle_nn::ops::rms_norm(&x.contiguous()?, w, NORM_EPS as f32),
+            Mode::Train => {
+                let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+                x.broadcast_div(&(ms + NORM_EPS)?.sqrt()?)?.broadcast_mul(w)
+            }
+        }
+    }
+
+    /// `(B, L, 3H)` -> raw q, k, v `(B, heads, L, hd)` (no norm yet).
+    fn split_qkv(&self, qkv: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let (b, l, _) = qkv.dims3()?;
+        let nh = self.cfg.num_heads;
+        let hd = self.cfg.head_dim();
+        let t = qkv
+            .reshape((b, l, 3, nh, hd))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?;
+        Ok((t.get(0)?, t.get(1)?, t.get(2)?))
+    }
+
+    /// QK RMS-norm with scale `w` (host copy `wh`), then RoPE with the tables of these rows.
+    fn norm_rope(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        wh: &Arc<Vec<f32>>,
+        r: &Rope,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
+        if mode == Mode::Train && self.fused_training() {
+            if let Some((cos, sin)) = &r.host {
+                return x.contiguous()?.apply_op1(kernels::NormRopeTrain {
+                    w: Arc::clone(wh),
+                    cos: Arc::clone(cos),
+                    sin: Arc::clone(sin),
+                    eps: NORM_EPS as f32,
+                });
+            }
+        }
+        self.rope(&self.rms(x, w, mode)?, r, mode)
+    }
+
+    /// Whether the training path uses the fused differentiable CPU kernels.
+    fn fused_training(&self) -> bool {
+        self.host && self.fused_train
+    }
+
+    /// Chooses between the fused differentiable CPU kernels (default) and plain candle
+    /// primitives for [`Mode::Train`]. Both give the same values and gradients (tested); the
+    /// primitive path is slower and exists for verification and non-CPU devices.
+    pub fn set_fused_training(&mut self, on: bool) {
+        self.fused_train = on;
+    }
+
+    /// Scaled dot-product attention; returns `(B, Lq, H)`.
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
+        let (b, _, lq, _) = q.dims4()?;
+        let scale = 1.0 / (self.cfg.head_dim() as f64).sqrt();
+        let p = match mode {
+            Mode::Fast => {
+                let s = (q * scale)?.matmul(&k.t()?)?;
+                candle_nn::ops::softmax_last_dim(&s)?
+            }
+            Mode::Train => {
+                let s = (q.matmul(&k.t()?)? * scale)?;
+                candle_nn::ops::softmax(&s, D::Minus1)?
+            }
+        };
+        p.matmul(v)?
+            .transpose(1, 2)?
+            .reshape((b, lq, self.cfg.hidden_size))
+    }
+
+    fn lora_delta(
+        &self,
+        x: &Tensor,
+        layer: &LayerLora,
+        scale: f64,
+    ) -> candle_core::Result<Option<Tensor>> {
+        if layer.adapters.iter().all(|a| a.is_none()) {
+            return Ok(None);
+        }
+        let h = self.cfg.hidden_size;
+        let dims = x.dims().to_vec();
+        let rows = x.elem_count() / h;
+        let x2 = x.reshape((rows, h))?;
+        let mut parts = Vec::with_capacity(3);
+        for a in layer.adapters.iter() {
+            parts.push(match a {
+                Some(p) => {
+                    let u = x2.matmul(&p.a.tensor().t()?)?;
+                    (u.matmul(&p.b.tensor().t()?)? * scale)?
+                }
+                None => Tensor::zeros((rows, h), x.dtype(), x.device())?,
+            });
+        }
+        let mut out_dims = dims;
+        if let Some(last) = out_dims.last_mut() {
+            *last = 3 * h;
+        }
+        Ok(Some(Tensor::cat(&parts, 1)?.reshape(out_dims)?))
+    }
+
+    fn mlp(&self, sw: &StreamWeights, x: &Tensor) -> candle_core::Result<Tensor> {
+        sw.mlp2.forward(&kernels::gelu_train(&sw.mlp0.forward(x)?)?)
+    }
+
+    // ----------------------------------------------------------------- embeddings
+
+    fn vec_embedding(
+        &self,
+        timesteps: &Tensor,
+        y: &Tensor,
+        guidance: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let mut v = self
+            .time_in
+            .forward(&timestep_embedding(timesteps, 256, self.dtype)?)?;
+        if let (Some(g_in), Some(g)) = (&self.guidance_in, guidance) {
+            v = (v + g_in.forward(&timestep_embedding(g, 256, self.dtype)?)?)?;
+        }
+        v + self.vector_in.forward(y)?
+    }
+
+    /// The condition stream's vector: timestep 0, guidance 1 (when the model has a guidance
+    /// embedding) and the pooled text vector. It depends only on `y`, so the cache can be keyed
+    /// by it.
+    fn cond_vec(&self, y: &Tensor) -> candle_core::Result<Tensor> {
+        let b = y.dim(0)?;
+        let t0 = Tensor::zeros(b, self.dtype, &self.device)?;
+        let g1 = Tensor::ones(b, self.dtype, &self.device)?;
+        self.vec_embedding(&t0, y, Some(&g1))
+    }
+
+    // ----------------------------------------------------------------- condition stream
+
+    /// Runs the condition tokens through every block; returns their per-layer (K, V).
+    fn run_cond_stream(
+        &self,
+        tokens: &Tensor,
+        ids: &Tensor,
+        y: &Tensor,
+        mode: Mode,
+    ) -> Result<Vec<Tensor>> {
+        let active = self.loras.active();
+        let scale = active.map(|s| s.scale()).unwrap_or(0.0);
+        let lora_of = |li: usize| active.map(|s| (&s.layers[li], scale));
+        let n_layers = self.cfg.num_blocks();
+        let mut cs = CondStream {
+            h: self.img_in.forward(tokens)?,
+            mods_vec: self.cond_vec(y)?.silu()?,
+            rope: self.rope_tables(ids)?,
+            lora: None,
+        };
+        let mut kv = Vec::with_capacity(n_layers);
+        for (i, blk) in self.double_blocks.iter().enumerate() {
+            cs.lora = lora_of(i);
+            let last = i + 1 == n_layers;
+            let m = chunks(&blk.img.modulation.forward(&cs.mods_vec)?, 2)?;
+            let xm = self.modulate(&cs.h, &m[0], mode)?;
+            let mut qkv = blk.img.qkv.forward(&xm)?;
+            if let Some((l, s)) = cs.lora {
+                if let Some(d) = self.lora_delta(&xm, l, s)? {
+                    qkv = (qkv + d)?;
+                }
+            }
+            let (q, k, v) = self.split_qkv(&qkv)?;
+            let k = self.norm_rope(&k, &blk.img.k_norm, &blk.img.kn_h, &cs.rope, mode)?;
+            kv.push(Tensor::stack(&[&k, &v], 0)?);
+            if last {
+                break;
+            }
+            let q = self.norm_rope(&q, &blk.img.q_norm, &blk.img.qn_h, &cs.rope, mode)?;
+            let a = self.attend(&q, &k, &v, mode)?;
+            let h = (&cs.h + blk.img.proj.forward(&a)?.broadcast_mul(&m[0].gate)?)?;
+            let mlp = self.mlp(&blk.img, &self.modulate(&h, &m[1], mode)?)?;
+            cs.h = (h + mlp.broadcast_mul(&m[1].gate)?)?;
+        }
+        let h3 = 3 * self.cfg.hidden_size;
+        let mlp_w = self.cfg.mlp_hidden();
+        for (j, blk) in self.single_blocks.iter().enumerate() {
+            let i = self.cfg.depth + j;
+            cs.lora = lora_of(i);
+            let last = i + 1 == n_layers;
+            let m = chunks(&blk.modulation.forward(&cs.mods_vec)?, 1)?;
+            let xm = self.modulate(&cs.h, &m[0], mode)?;
+            let lin1 = blk.linear1.forward(&xm)?;
+            let mut qkv = lin1.narrow(2, 0, h3)?;
+            if let Some((l, s)) = cs.lora {
+                if let Some(d) = self.lora_delta(&xm, l, s)? {
+                    qkv = (qkv + d)?;
+                }
+            }
+            let (q, k, v) = self.split_qkv(&qkv)?;
+            let k = self.norm_rope(&k, &blk.k_norm, &blk.kn_h, &cs.rope, mode)?;
+            kv.push(Tensor::stack(&[&k, &v], 0)?);
+            if last {
+                break;
+            }
+            let q = self.norm_rope(&q, &blk.q_norm, &blk.qn_h, &cs.rope, mode)?;
+            let a = self.attend(&q, &k, &v, mode)?;
+            let mlp = kernels::gelu_train(&lin1.narrow(2, h3, mlp_w)?)?;
+            let out = blk.linear2.forward(&Tensor::cat(&[a, mlp], 2)?)?;
+            cs.h = (&cs.h + out.broadcast_mul(&m[0].gate)?)?;
+        }
+        Ok(kv)
+    }
+
+    /// Runs the condition tokens once and records their K/V in every layer, for the active
+    /// LoRA set and pooled vector `y`. `ids` are the image's own position ids.
+    pub fn build_cond_cache(
+        &self,
+        tokens: &Tensor,
+        ids: &Tensor,
+        y: &Tensor,
+        mode: Mode,
+    ) -> Result<CondCache> {
+        let b = self.check_condition(tokens, ids, y)?;
+        let kv = self.run_cond_stream(tokens, ids, y, mode)?;
+        Ok(CondCache {
+            kv,
+            key: CondKey {
+                condition: condition_fingerprint(tokens, ids)?,
+                lora: self.loras.active_name().map(|s| s.to_string()),
+                pooled: fingerprint(y)?,
+                batch: b,
+                tokens: tokens.dim(1)?,
+            },
+        })
+    }
+
+    /// Rebuilds `slot` (in [`Mode::Fast`]) unless it already matches this condition, the active
+    /// LoRA set and `y`. Returns whether it was rebuilt.
+    pub fn ensure_cond_cache(
+        &self,
+        slot: &mut Option<CondCache>,
+        tokens: &Tensor,
+        ids: &Tensor,
+        y: &Tensor,
+    ) -> Result<bool> {
+        if let Some(c) = slot.as_ref() {
+            if c.matches(tokens, ids, self.loras.active_name(), y)? {
+                return Ok(false);
+            }
+        }
+        *slot = Some(self.build_cond_cache(tokens, ids, y, Mode::Fast)?);
+        Ok(true)
+    }
+
+    fn validate_cache(&self, cache: &CondCache, b: usize, y: &Tensor) -> Result<()> {
+        let key = &cache.key;
+        if key.lora.as_deref() != self.loras.active_name() {
+            return Err(ModelError::StaleCache(format!(
+                "built for LoRA set {:?}, active is {:?}",
+                key.lora,
+                self.loras.active_name()
+            )));
+        }
+        if key.batch != b {
+            return Err(ModelError::StaleCache(format!(
+                "built for batch {}, called with batch {b}",
+                key.batch
+            )));
+        }
+        if cache.kv.len() != self.cfg.num_blocks() {
+            return Err(ModelError::StaleCache(format!(
+                "has {} layers, the model has {}",
+                cache.kv.len(),
+                self.cfg.num_blocks()
+            )));
+        }
+        if key.pooled != fingerprint(y)? {
+            return Err(ModelError::StaleCache(
+                "built for another pooled vector y".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------- forward
+
+    /// Predicts the velocity `v = noise - x_data` for the image tokens, `(B, N_img, in_channels)`.
+    pub fn forward(&self, inp: &DitInputs, cond: Condition, mode: Mode) -> Result<Tensor> {
+        let (b, n_img, n_txt) = self.check_inputs(inp)?;
+        let owned_kv;
+        let cond_kv: Option<&[Tensor]> = match cond {
+            Condition::None => None,
+            Condition::Tokens { tokens, ids } => {
+                let cb = self.check_condition(tokens, ids, inp.y)?;
+                if cb != b {
+                    return Err(ModelError::BadInput {
+                        name: "condition".into(),
+                        expected: format!("batch {b}"),
+                        found: tokens.dims().to_vec(),
+                    });
+                }
+                owned_kv = self.run_cond_stream(tokens, ids, inp.y, mode)?;
+                Some(&owned_kv)
+            }
+            Condition::Cached(c) => {
+                self.validate_cache(c, b, inp.y)?;
+                Some(&c.kv)
+            }
+        };
+        if mode == Mode::Fast && self.host {
+            return self.forward_fused_cpu(inp, cond_kv, n_img, n_txt);
+        }
+        let ckv = |i: usize| cond_kv.map(|kv| &kv[i]);
+
+        let vec = self.vec_embedding(inp.timesteps, inp.y, inp.guidance)?;
+        let svec = vec.silu()?;
+        let ids = Tensor::cat(&[inp.txt_ids, inp.img_ids], 1)?;
+        let rope = self.rope_tables(&ids)?;
+        let rope_txt = rope.rows(0, n_txt)?;
+        let rope_img = rope.rows(n_txt, n_img)?;
+        let mut txt = self.txt_in.forward(inp.txt)?;
+        let mut img = self.img_in.forward(inp.img)?;
+
+        for (i, blk) in self.double_blocks.iter().enumerate() {
+            let mi = chunks(&blk.img.modulation.forward(&svec)?, 2)?;
+            let mt = chunks(&blk.txt.modulation.forward(&svec)?, 2)?;
+            let ti = blk.txt.qkv.forward(&self.modulate(&txt, &mt[0], mode)?)?;
+            let ii = blk.img.qkv.forward(&self.modulate(&img, &mi[0], mode)?)?;
+            let (qt, kt, vt) = self.split_qkv(&ti)?;
+            let (qi, ki, vi) = self.split_qkv(&ii)?;
+            let (tw, iw) = (&blk.txt, &blk.img);
+            let q = Tensor::cat(
+                &[
+                    self.norm_rope(&qt, &tw.q_norm, &tw.qn_h, &rope_txt, mode)?,
+                    self.norm_rope(&qi, &iw.q_norm, &iw.qn_h, &rope_img, mode)?,
+                ],
+                2,
+            )?;
+            let mut k = Tensor::cat(
+                &[
+                    self.norm_rope(&kt, &tw.k_norm, &tw.kn_h, &rope_txt, mode)?,
+                    self.norm_rope(&ki, &iw.k_norm, &iw.kn_h, &rope_img, mode)?,
+                ],
+                2,
+            )?;
+            let mut v = Tensor::cat(&[vt, vi], 2)?;
+            if let Some(c) = ckv(i) {
+                k = Tensor::cat(&[&k, &c.get(0)?], 2)?;
+                v = Tensor::cat(&[&v, &c.get(1)?], 2)?;
+            }
+            let a = self.attend(&q, &k, &v, mode)?;
+            let at = a.narrow(1, 0, n_txt)?;
+            let ai = a.narrow(1, n_txt, n_img)?;
+
+            let t2 = (&txt + blk.txt.proj.forward(&at)?.broadcast_mul(&mt[0].gate)?)?;
+            let tm = self.mlp(&blk.txt, &self.modulate(&t2, &mt[1], mode)?)?;
+            txt = (t2 + tm.broadcast_mul(&mt[1].gate)?)?;
+
+            let i2 = (&img + blk.img.proj.forward(&ai)?.broadcast_mul(&mi[0].gate)?)?;
+            let im = self.mlp(&blk.img, &self.modulate(&i2, &mi[1], mode)?)?;
+            img = (i2 + im.broadcast_mul(&mi[1].gate)?)?;
+        }
+
+        let h3 = 3 * self.cfg.hidden_size;
+        let mlp_w = self.cfg.mlp_hidden();
+        let mut x = Tensor::cat(&[&txt, &img], 1)?;
+        for (j, blk) in self.single_blocks.iter().enumerate() {
+            let i = self.cfg.depth + j;
+            let m = chunks(&blk.modulation.forward(&svec)?, 1)?;
+            let lin1 = blk.linear1.forward(&self.modulate(&x, &m[0], mode)?)?;
+            let (q, k, v) = self.split_qkv(&lin1.narrow(2, 0, h3)?)?;
+            let q = self.norm_rope(&q, &blk.q_norm, &blk.qn_h, &rope, mode)?;
+            let mut k = self.norm_rope(&k, &blk.k_norm, &blk.kn_h, &rope, mode)?;
+            let mut v = v;
+            if let Some(c) = ckv(i) {
+                k = Tensor::cat(&[&k, &c.get(0)?], 2)?;
+                v = Tensor::cat(&[&v, &c.get(1)?], 2)?;
+            }
+            let a = self.attend(&q, &k, &v, mode)?;
+            let mlp = kernels::gelu_train(&lin1.narrow(2, h3, mlp_w)?)?;
+            let out = blk.linear2.forward(&Tensor::cat(&[a, mlp], 2)?)?;
+            x = (x + out.broadcast_mul(&m[0].gate)?)?;
+        }
+        let img = x.narrow(1, n_txt, n_img)?;
+
+        let ada = self.final_layer.ada.forward(&svec)?.unsqueeze(1)?;
+        let h = self.cfg.hidden_size;
+        let shift = ada.narrow(2, 0, h)?;
+        let scale1 = (ada.narrow(2, h, h)? + 1.0)?;
+        let img = if mode == Mode::Train && self.fused_training() {
+            img.contiguous()?.apply_op2(
+                &ada.squeeze(1)?.contiguous()?,
+                kernels::AdaLnTrain {
+                    shift_off: 0,
+                    scale_off: h,
+                    eps: NORM_EPS as f32,
+                },
+            )?
+        } else {
+            self.layer_norm(&img, mode)?
+                .broadcast_mul(&scale1)?
+                .broadcast_add(&shift)?
+        };
+        Ok(self.final_layer.linear.forward(&img)?)
+    }
+}
+
+impl MmDit {
+    /// The fast path on CPU f32: fused kernels (see `kernels.rs`), no bias/elementwise passes of
+    /// their own, heads split and merged in the same passes.
+    fn forward_fused_cpu(
+        &self,
+        inp: &DitInputs,
+        cond_kv: Option<&[Tensor]>,
+        n_img: usize,
+        n_txt: usize,
+    ) -> Result<Tensor> {
+        let h = self.cfg.hidden_size;
+        let nh = self.cfg.num_heads;
+        let hd = self.cfg.head_dim();
+        let mlp_w = self.cfg.mlp_hidden();
+        let eps = NORM_EPS as f32;
+        let sm_scale = 1.0 / (hd as f32).sqrt();
+        let n_cond = cond_kv.map_or(Ok(0), |kv| kv[0].dim(3))?;
+        let l = n_txt + n_img;
+
+        let vec = self.vec_embedding(inp.timesteps, inp.y, inp.guidance)?;
+        let svec = vec.silu()?;
+        let ids = Tensor::cat(&[inp.txt_ids, inp.img_ids], 1)?;
+        let rope = self.rope_tables(&ids)?;
+        let cos = Arc::new(rope.cos.flatten_all()?.to_vec1::<f32>()?);
+        let sin = Arc::new(rope.sin.flatten_all()?.to_vec1::<f32>()?);
+        let mut txt = self.txt_in.forward(&inp.txt.contiguous()?)?;
+        let mut img = self.img_in.forward(&inp.img.contiguous()?)?;
+
+        let adaln = |x: &Tensor, m: &Tensor, k: usize| -> candle_core::Result<Tensor> {
+            x.apply_op2_no_bwd(
+                m,
+                &kernels::AdaLn {
+                    shift_off: 3 * k * h,
+                    scale_off: (3 * k + 1) * h,
+                    eps,
+                },
+            )
+        };
+        let gate = |x: &Tensor, y: &Tensor, m: &Tensor, k: usize, bias: &Option<Arc<Vec<f32>>>| {
+            x.apply_op3_no_bwd(
+                y,
+                m,
+                &kernels::GateRes {
+                    gate_off: (3 * k + 2) * h,
+                    bias: bias.clone(),
+                },
+            )
+        };
+        // Attention over the prepared (3, B, heads, L + Nc, hd) tensor; returns (B, heads, L, hd).
+        let attend = |prep: &Tensor| -> candle_core::Result<Tensor> {
+            let q = prep.get(0)?.narrow(2, 0, l)?;
+            let k = prep.get(1)?;
+            let v = prep.get(2)?;
+            let s = q.matmul(&k.t()?)?;
+            candle_nn::ops::softmax_last_dim(&s)?.matmul(&v)
+        };
+        let stream_mlp =
+            |sw: &StreamWeights, x: &Tensor, m: &Tensor| -> candle_core::Result<Tensor> {
+                let hid = sw.mlp0.mm(&adaln(x, m, 1)?)?;
+                let g = hid.apply_op1_no_bwd(&kernels::Gelu {
+                    cols: mlp_w,
+                    col_off: 0,
+                    bias: sw.mlp0.bh.clone(),
+                    out_shape: hid.shape().clone(),
+                })?;
+                gate(x, &sw.mlp2.mm(&g)?, m, 1, &sw.mlp2.bh)
+            };
+
+        for (i, blk) in self.double_blocks.iter().enumerate() {
+            let mi = blk.img.modulation.forward(&svec)?;
+            let mt = blk.txt.modulation.forward(&svec)?;
+            let qt = blk.txt.qkv.mm(&adaln(&txt, &mt, 0)?)?;
+            let qi = blk.img.qkv.mm(&adaln(&img, &mi, 0)?)?;
+            let op = kernels::QkvPrep {
+                heads: nh,
+                hd,
+                stream_rows: vec![n_txt, n_img],
+                stream_bias: vec![blk.txt.qkv.bh.clone(), blk.img.qkv.bh.clone()],
+                q_scale: vec![Arc::clone(&blk.txt.qn_h), Arc::clone(&blk.img.qn_h)],
+                k_scale: vec![Arc::clone(&blk.txt.kn_h), Arc::clone(&blk.img.kn_h)],
+                cos: Arc::clone(&cos),
+                sin: Arc::clone(&sin),
+                sm_scale,
+                eps,
+                n_cond,
+            };
+            let prep = match cond_kv {
+                Some(kv) => qt.apply_op3_no_bwd(&qi, &kv[i], &op)?,
+                None => qt.apply_op2_no_bwd(&qi, &op)?,
+            };
+            let a = attend(&prep)?;
+            let flat = a.apply_op1_no_bwd(&kernels::MergeHeads {
+                split: n_txt,
+                mlp: None,
+            })?;
+            let b = a.dim(0)?;
+            let at = flat.narrow(0, 0, b * n_txt * h)?.reshape((b, n_txt, h))?;
+            let ai = flat
+                .narrow(0, b * n_txt * h, b * n_img * h)?
+                .reshape((b, n_img, h))?;
+            let t2 = gate(&txt, &blk.txt.proj.mm(&at)?, &mt, 0, &blk.txt.proj.bh)?;
+            txt = stream_mlp(&blk.txt, &t2, &mt)?;
+            let i2 = gate(&img, &blk.img.proj.mm(&ai)?, &mi, 0, &blk.img.proj.bh)?;
+            img = stream_mlp(&blk.img, &i2, &mi)?;
+        }
+
+        let h3 = 3 * h;
+        let mut x = Tensor::cat(&[&txt, &img], 1)?;
+        for (j, blk) in self.single_blocks.iter().enumerate() {
+            let i = self.cfg.depth + j;
+            let m = blk.modulation.forward(&svec)?;
+            let lin1 = blk.linear1.mm(&adaln(&x, &m, 0)?)?;
+            let op = kernels::QkvPrep {
+                heads: nh,
+                hd,
+                stream_rows: vec![l],
+                stream_bias: vec![blk.linear1.bias_part(0, h3)],
+                q_scale: vec![Arc::clone(&blk.qn_h)],
+                k_scale: vec![Arc::clone(&blk.kn_h)],
+                cos: Arc::clone(&cos),
+                sin: Arc::clone(&sin),
+                sm_scale,
+                eps,
+                n_cond,
+            };
+            let prep = match cond_kv {
+                Some(kv) => lin1.apply_op2_no_bwd(&kv[i], &op)?,
+                None => lin1.apply_op1_no_bwd(&op)?,
+            };
+            let a = attend(&prep)?;
+            let cat = a.apply_op2_no_bwd(
+                &lin1,
+                &kernels::MergeHeads {
+                    split: l,
+                    mlp: Some(kernels::MlpPart {
+                        col_off: h3,
+                        cols: mlp_w,
+                        bias: blk.linear1.bias_part(h3, mlp_w),
+                    }),
+                },
+            )?;
+            x = gate(&x, &blk.linear2.mm(&cat)?, &m, 0, &blk.linear2.bh)?;
+        }
+        let img = if self.single_blocks.is_empty() {
+            img
+        } else {
+            x.narrow(1, n_txt, n_img)?.contiguous()?
+        };
+        let ada = self.final_layer.ada.forward(&svec)?;
+        let img = img.apply_op2_no_bwd(
+            &ada,
+            &kernels::AdaLn {
+                shift_off: 0,
+                scale_off: h,
+                eps,
+            },
+        )?;
+        Ok(self.final_layer.linear.forward(&img)?)
+    }
+}
