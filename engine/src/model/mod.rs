@@ -9,6 +9,7 @@
 //! * [`CondCache`] — the per-layer condition K/V;
 //! * [`bench::bench_dit`] — the `skeleguide bench dit` numbers.
 
+pub mod autoencoder;
 pub mod bench;
 pub mod cond_cache;
 pub mod config;
@@ -17,7 +18,11 @@ pub mod error;
 mod kernels;
 pub mod lora;
 pub mod mmdit;
+pub mod text;
+pub mod tiny_ae;
+pub mod tiny_text;
 
+pub use autoencoder::{Autoencoder, FluxAe, FluxAeConfig};
 pub use cond_cache::{CondCache, CondKey};
 pub use config::{DitConfig, PRESETS};
 pub use device::{default_device, default_dtype};
@@ -27,3 +32,8 @@ pub use mmdit::{
     bfl_tensor_shapes, image_ids, pack_latents, random_weights, save_weights, text_ids,
     unpack_latents, Condition, DitInputs, MmDit, Mode,
 };
+pub use text::{FluxText, FluxTextOptions, TextEncoder, TextFeatures};
+pub use tiny_ae::{
+    train_tiny_ae, TinyAe, TinyAeConfig, TinyAeTrainMetrics, TinyAeTrainOptions, TinyAeTrainer,
+};
+pub use tiny_text::{TinyText, TinyTextConfig};

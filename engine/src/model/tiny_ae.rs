@@ -1,0 +1,728 @@
+//! `TinyAe`: our small autoencoder for the CPU preset (÷8, 16 latent channels by default).
+//!
+//! Designed for quality per CPU-second: candle's CPU `conv2d` (and above all its backward
+//! pass) is slow, so the network never convolves at full resolution. It works channels-last
+//! (`(B, H, W, C)`), so that every 1×1 convolution is one large matmul:
+//!
+//! * **Encoder.** Per stage: pixel-unshuffle ×2 (space-to-depth), a 1×1 projection + SiLU,
+//!   then `enc_blocks[s]` residual blocks of two 3×3 convolutions. After the last stage a 1×1
+//!   projection gives the latent, then `(z - shift) * scale`.
+//! * **Decoder.** The mirror: a 1×1 projection, residual blocks at ÷8, then per stage a 1×1
+//!   projection to 4× the channels, pixel-shuffle ×2 (depth-to-space), SiLU and residual
+//!   blocks; a last 1×1 projection + pixel-shuffle gives RGB at full resolution.
+//! * 3×3 convolutions are im2col + one matmul (9 shifted views of the zero-padded input,
+//!   concatenated on channels), differentiable through candle's primitive ops, so their
+//!   backward pass is matmuls and copies, not candle's direct `conv_transpose2d` loop.
+//!
+//! Weights are named `enc.s{S}.proj.weight`, `enc.s{S}.block{B}.conv{1,2}.weight`, ... and are
+//! stored as plain matrices (3×3 kernels as `(out, 9*in)`, tap-major).
+
+use super::autoencoder::{
+    build_checked, build_checked_backend, check_images, check_latents, Autoencoder,
+};
+use super::device::check_dtype;
+use super::error::{ModelError, Result};
+use super::lora::SplitMix64;
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+/// Architecture of a [`TinyAe`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TinyAeConfig {
+    /// Latent channels `C` (16 for the DiT's 64-dim packed tokens).
+    pub latent_channels: usize,
+    /// Channel width of each stage; stage `s` runs at ÷2^(s+1). Its length `S` gives the
+    /// downsampling factor 2^S.
+    pub widths: Vec<usize>,
+    /// Residual blocks (two 3×3 convs each) per encoder stage.
+    pub enc_blocks: Vec<usize>,
+    /// Residual blocks per decoder stage (same stage indexing as `widths`).
+    pub dec_blocks: Vec<usize>,
+    /// Latent scale applied after the shift (`z_dit = (z - shift) * scale`).
+    pub scale_factor: f64,
+    /// Latent shift.
+    pub shift_factor: f64,
+}
+
+impl Default for TinyAeConfig {
+    fn default() -> Self {
+        Self {
+            latent_channels: 16,
+            widths: vec![32, 64, 128],
+            enc_blocks: vec![0, 1, 1],
+            dec_blocks: vec![1, 1, 2],
+            scale_factor: 1.0,
+            shift_factor: 0.0,
+        }
+    }
+}
+
+impl TinyAeConfig {
+    /// The downsampling factor 2^S.
+    pub fn downsample(&self) -> usize {
+        1usize << self.widths.len()
+    }
+
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(ModelError::InvalidConfig(format!("tiny autoencoder: {m}")));
+        if self.widths.is_empty() || self.widths.len() > 5 {
+            return bad("widths must have 1 to 5 stages");
+        }
+        if self.widths.contains(&0) || self.latent_channels == 0 {
+            return bad("widths and latent_channels must be positive");
+        }
+        if self.enc_blocks.len() != self.widths.len() || self.dec_blocks.len() != self.widths.len()
+        {
+            return bad("enc_blocks and dec_blocks need one entry per stage");
+        }
+        if !(self.scale_factor.is_finite() && self.scale_factor != 0.0)
+            || !self.shift_factor.is_finite()
+        {
+            return bad("scale_factor must be finite and non-zero, shift_factor finite");
+        }
+        Ok(())
+    }
+
+    /// Every parameter: name, shape and its initialisation.
+    pub(crate) fn param_specs(&self) -> Vec<ParamSpec> {
+        let mut v = Vec::new();
+        let s_count = self.widths.len();
+        // Encoder.
+        let mut cin = 3;
+        for s in 0..s_count {
+            let w = self.widths[s];
+            lin_spec(&mut v, &format!("enc.s{s}.proj"), cin * 4, w, 1.0);
+            for b in 0..self.enc_blocks[s] {
+                block_spec(&mut v, &format!("enc.s{s}.block{b}"), w);
+            }
+            cin = w;
+        }
+        lin_spec(&mut v, "enc.out", cin, self.latent_channels, 1.0);
+        // Decoder.
+        let top = self.widths[s_count - 1];
+        lin_spec(&mut v, "dec.in", self.latent_channels, top, 1.0);
+        for s in (0..s_count).rev() {
+            let w = self.widths[s];
+            for b in 0..self.dec_blocks[s] {
+                block_spec(&mut v, &format!("dec.s{s}.block{b}"), w);
+            }
+            let next = if s == 0 { 3 } else { self.widths[s - 1] };
+            lin_spec(&mut v, &format!("dec.s{s}.up"), w, next * 4, 1.0);
+        }
+        v
+    }
+}
+
+// ------------------------------------------------------------------ parameters
+
+/// How a parameter is initialised.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum InitKind {
+    Uniform(f64),
+    Normal(f64),
+    Const(f64),
+}
+
+/// One parameter of our own small models.
+#[derive(Debug, Clone)]
+pub(crate) struct ParamSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub init: InitKind,
+}
+
+fn lin_spec(v: &mut Vec<ParamSpec>, p: &str, inn: usize, out: usize, gain: f64) {
+    v.push(ParamSpec {
+        name: format!("{p}.weight"),
+        shape: vec![out, inn],
+        init: InitKind::Uniform(gain * (3.0 / inn as f64).sqrt()),
+    });
+    v.push(ParamSpec {
+        name: format!("{p}.bias"),
+        shape: vec![out],
+        init: InitKind::Const(0.0),
+    });
+}
+
+fn block_spec(v: &mut Vec<ParamSpec>, p: &str, w: usize) {
+    lin_spec(v, &format!("{p}.conv1"), 9 * w, w, 1.0);
+    // The second conv starts small so that a fresh block is close to the identity.
+    lin_spec(v, &format!("{p}.conv2"), 9 * w, w, 0.1);
+}
+
+impl InitKind {
+    fn candle(self) -> candle_nn::Init {
+        match self {
+            InitKind::Uniform(b) => candle_nn::Init::Uniform { lo: -b, up: b },
+            InitKind::Normal(s) => candle_nn::Init::Randn {
+                mean: 0.0,
+                stdev: s,
+            },
+            InitKind::Const(c) => candle_nn::Init::Const(c),
+        }
+    }
+}
+
+/// Seeded values for `specs` (f32 on `device`).
+pub(crate) fn seeded_params(
+    specs: &[ParamSpec],
+    seed: u64,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let mut rng = SplitMix64(seed);
+    let mut out = HashMap::new();
+    for s in specs {
+        let n: usize = s.shape.iter().product();
+        let data: Vec<f32> = match s.init {
+            InitKind::Uniform(b) => (0..n)
+                .map(|_| ((rng.next_f64() * 2.0 - 1.0) * b) as f32)
+                .collect(),
+            InitKind::Normal(sd) => (0..n).map(|_| (rng.next_normal() * sd) as f32).collect(),
+            InitKind::Const(c) => vec![c as f32; n],
+        };
+        out.insert(
+            s.name.clone(),
+            Tensor::from_vec(data, s.shape.clone(), device)?,
+        );
+    }
+    Ok(out)
+}
+
+/// A [`VarMap`] holding trainable copies of `params`.
+pub(crate) fn varmap_from(params: &HashMap<String, Tensor>) -> Result<VarMap> {
+    let vm = VarMap::new();
+    {
+        let mut data = vm
+            .data()
+            .lock()
+            .map_err(|_| ModelError::InvalidConfig("poisoned VarMap lock".into()))?;
+        for (k, t) in params {
+            data.insert(k.clone(), Var::from_tensor(t)?);
+        }
+    }
+    Ok(vm)
+}
+
+/// Fetches every parameter of `specs` from `vb` (a fresh `VarMap` initialises missing ones).
+pub(crate) fn fetch_params(
+    vb: &VarBuilder,
+    specs: &[ParamSpec],
+) -> candle_core::Result<HashMap<String, Tensor>> {
+    let mut out = HashMap::new();
+    for s in specs {
+        let t = vb.get_with_hints(s.shape.clone(), &s.name, s.init.candle())?;
+        out.insert(s.name.clone(), t);
+    }
+    Ok(out)
+}
+
+/// Writes parameters as safetensors.
+pub(crate) fn save_params(params: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() && !dir.is_dir() {
+            return Err(ModelError::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+            ));
+        }
+    }
+    candle_core::safetensors::save(params, path)
+        .map_err(|e| ModelError::Safetensors(format!("{}: {e}", path.display())))
+}
+
+// ------------------------------------------------------------------ layers
+
+/// A channels-last linear map (1×1 conv): `(.., in) -> (.., out)`.
+#[derive(Debug, Clone)]
+struct Lin {
+    w: Tensor,
+    b: Tensor,
+}
+
+impl Lin {
+    fn get(p: &HashMap<String, Tensor>, name: &str) -> Result<Self> {
+        let g = |n: String| {
+            p.get(&n).cloned().ok_or(ModelError::MissingTensor {
+                name: n,
+                expected: vec![],
+            })
+        };
+        Ok(Self {
+            w: g(format!("{name}.weight"))?,
+            b: g(format!("{name}.bias"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let inn = *dims.last().unwrap_or(&0);
+        let n = x.elem_count() / inn.max(1);
+        let y = x
+            .reshape((n, inn))?
+            .matmul(&self.w.t()?)?
+            .broadcast_add(&self.b)?;
+        let mut od = dims;
+        if let Some(l) = od.last_mut() {
+            *l = self.b.dim(0)?;
+        }
+        Ok(y.reshape(od)?)
+    }
+
+    /// A 3×3 convolution (zero padding 1) on `(B, H, W, C)`; the weight is `(out, 9*C)`.
+    fn conv3x3(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, h, w, _) = x.dims4()?;
+        let xp = x.pad_with_zeros(1, 1, 1)?.pad_with_zeros(2, 1, 1)?;
+        let mut taps = Vec::with_capacity(9);
+        for dy in 0..3 {
+            let row = xp.narrow(1, dy, h)?;
+            for dx in 0..3 {
+                taps.push(row.narrow(2, dx, w)?);
+            }
+        }
+        let cols = Tensor::cat(&taps, 3)?;
+        self.forward(&cols)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ResBlock {
+    c1: Lin,
+    c2: Lin,
+}
+
+impl ResBlock {
+    fn get(p: &HashMap<String, Tensor>, name: &str) -> Result<Self> {
+        Ok(Self {
+            c1: Lin::get(p, &format!("{name}.conv1"))?,
+            c2: Lin::get(p, &format!("{name}.conv2"))?,
+        })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.c1.conv3x3(x)?.silu()?;
+        let h = self.c2.conv3x3(&h)?;
+        Ok((x + h)?)
+    }
+}
+
+/// Space-to-depth ×2 on `(B, H, W, C)` -> `(B, H/2, W/2, 4C)`.
+fn unshuffle2(x: &Tensor) -> Result<Tensor> {
+    let (b, h, w, c) = x.dims4()?;
+    Ok(x.reshape((b, h / 2, 2, w / 2, 2, c))?
+        .permute((0, 1, 3, 2, 4, 5))?
+        .reshape((b, h / 2, w / 2, 4 * c))?)
+}
+
+/// Depth-to-space ×2 on `(B, h, w, 4C)` -> `(B, 2h, 2w, C)`.
+fn shuffle2(x: &Tensor) -> Result<Tensor> {
+    let (b, h, w, c4) = x.dims4()?;
+    let c = c4 / 4;
+    Ok(x.reshape((b, h, w, 2, 2, c))?
+        .permute((0, 1, 3, 2, 4, 5))?
+        .reshape((b, h * 2, w * 2, c))?)
+}
+
+// ------------------------------------------------------------------ the model
+
+struct Stage {
+    proj: Lin,
+    blocks: Vec<ResBlock>,
+}
+
+/// Our small autoencoder for the CPU preset; see the module docs for the architecture.
+pub struct TinyAe {
+    cfg: TinyAeConfig,
+    enc: Vec<Stage>,
+    enc_out: Lin,
+    dec_in: Lin,
+    /// Decoder stages in execution order (deepest first): blocks, then `proj` = the up map.
+    dec: Vec<Stage>,
+    params: HashMap<String, Tensor>,
+    device: Device,
+}
+
+impl std::fmt::Debug for TinyAe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TinyAe")
+            .field("cfg", &self.cfg)
+            .field("params", &self.num_params())
+            .finish()
+    }
+}
+
+impl TinyAe {
+    /// Builds the model from a var builder: a `VarMap`-backed one for training (missing
+    /// parameters are created with their initialisation), or loaded tensors.
+    pub fn new(vb: VarBuilder, cfg: &TinyAeConfig) -> Result<Self> {
+        cfg.validate()?;
+        if vb.dtype() != DType::F32 {
+            return Err(ModelError::UnsupportedDtype {
+                dtype: vb.dtype(),
+                device: super::device::device_name(vb.device()),
+                reason: "the tiny autoencoder runs in f32".into(),
+            });
+        }
+        let params = fetch_params(&vb, &cfg.param_specs())?;
+        Self::from_params(params, cfg, vb.device())
+    }
+
+    /// A model with seeded random weights (plain tensors, not trainable).
+    pub fn random(cfg: &TinyAeConfig, seed: u64, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let params = seeded_params(&cfg.param_specs(), seed, device)?;
+        Self::from_params(params, cfg, device)
+    }
+
+    /// Seeded trainable parameters: a [`VarMap`] to build the model from (with
+    /// `VarBuilder::from_varmap`) and to hand to the optimiser.
+    pub fn seeded_varmap(cfg: &TinyAeConfig, seed: u64, device: &Device) -> Result<VarMap> {
+        cfg.validate()?;
+        varmap_from(&seeded_params(&cfg.param_specs(), seed, device)?)
+    }
+
+    /// Loads weights written by [`TinyAe::save`]; a missing or mis-shaped tensor is named.
+    pub fn load(path: &Path, cfg: &TinyAeConfig, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        check_dtype(device, DType::F32)?;
+        let specs = cfg.param_specs();
+        let params = build_checked(&[path.to_path_buf()], device, DType::F32, |vb| {
+            fetch_params(&vb, &specs)
+        })?;
+        Self::from_params(params, cfg, device)
+    }
+
+    /// Builds the model from an in-memory name -> tensor map (checked like [`TinyAe::load`]).
+    pub fn from_tensors(
+        tensors: HashMap<String, Tensor>,
+        cfg: &TinyAeConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let specs = cfg.param_specs();
+        let params = build_checked_backend(Box::new(tensors), device, DType::F32, |vb| {
+            fetch_params(&vb, &specs)
+        })?;
+        Self::from_params(params, cfg, device)
+    }
+
+    fn from_params(
+        params: HashMap<String, Tensor>,
+        cfg: &TinyAeConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let s_count = cfg.widths.len();
+        let mut enc = Vec::with_capacity(s_count);
+        for s in 0..s_count {
+            enc.push(Stage {
+                proj: Lin::get(&params, &format!("enc.s{s}.proj"))?,
+                blocks: (0..cfg.enc_blocks[s])
+                    .map(|b| ResBlock::get(&params, &format!("enc.s{s}.block{b}")))
+                    .collect::<Result<_>>()?,
+            });
+        }
+        let mut dec = Vec::with_capacity(s_count);
+        for s in (0..s_count).rev() {
+            dec.push(Stage {
+                proj: Lin::get(&params, &format!("dec.s{s}.up"))?,
+                blocks: (0..cfg.dec_blocks[s])
+                    .map(|b| ResBlock::get(&params, &format!("dec.s{s}.block{b}")))
+                    .collect::<Result<_>>()?,
+            });
+        }
+        Ok(Self {
+            enc_out: Lin::get(&params, "enc.out")?,
+            dec_in: Lin::get(&params, "dec.in")?,
+            enc,
+            dec,
+            params,
+            cfg: cfg.clone(),
+            device: device.clone(),
+        })
+    }
+
+    /// Writes the weights as safetensors.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        save_params(&self.params, path)
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &TinyAeConfig {
+        &self.cfg
+    }
+
+    /// All parameters by name.
+    pub fn parameters(&self) -> &HashMap<String, Tensor> {
+        &self.params
+    }
+
+    /// Number of scalar parameters.
+    pub fn num_params(&self) -> usize {
+        self.params.values().map(|t| t.elem_count()).sum()
+    }
+
+    /// Encoder on checked f32 channels-last input; returns unscaled latents `(B, h, w, C)`.
+    fn encode_raw(&self, images: &Tensor) -> Result<Tensor> {
+        let mut x = images.permute((0, 2, 3, 1))?.contiguous()?;
+        for st in &self.enc {
+            x = st.proj.forward(&unshuffle2(&x)?)?.silu()?;
+            for b in &st.blocks {
+                x = b.forward(&x)?;
+            }
+        }
+        self.enc_out.forward(&x)
+    }
+
+    /// Decoder on channels-last unscaled latents; returns `(B, 3, H, W)`.
+    fn decode_raw(&self, z: &Tensor) -> Result<Tensor> {
+        let mut x = self.dec_in.forward(z)?.silu()?;
+        let n = self.dec.len();
+        for (i, st) in self.dec.iter().enumerate() {
+            for b in &st.blocks {
+                x = b.forward(&x)?;
+            }
+            x = shuffle2(&st.proj.forward(&x)?)?;
+            if i + 1 < n {
+                x = x.silu()?;
+            }
+        }
+        Ok(x.permute((0, 3, 1, 2))?)
+    }
+
+    /// The reconstruction `(B, 3, H, W)` of images `(B, 3, H, W)` in `[-1, 1]`, differentiable
+    /// with respect to the parameters (when they are `Var`s). Not clamped.
+    pub fn forward_train(&self, images: &Tensor) -> Result<Tensor> {
+        check_images(images, self.downsample(), &self.device)?;
+        let x = images.to_dtype(DType::F32)?;
+        let z = self.encode_raw(&x)?;
+        self.decode_raw(&z)
+    }
+}
+
+impl Autoencoder for TinyAe {
+    fn encode(&self, images: &Tensor) -> Result<Tensor> {
+        check_images(images, self.downsample(), &self.device)?;
+        let z = self.encode_raw(&images.to_dtype(DType::F32)?)?;
+        let z = ((z - self.cfg.shift_factor)? * self.cfg.scale_factor)?;
+        Ok(z.permute((0, 3, 1, 2))?.contiguous()?)
+    }
+
+    fn decode(&self, latents: &Tensor) -> Result<Tensor> {
+        check_latents(latents, self.cfg.latent_channels, &self.device)?;
+        let z = latents.to_dtype(DType::F32)?.permute((0, 2, 3, 1))?;
+        let z = ((z / self.cfg.scale_factor)? + self.cfg.shift_factor)?;
+        Ok(self.decode_raw(&z.contiguous()?)?.contiguous()?)
+    }
+
+    fn latent_channels(&self) -> usize {
+        self.cfg.latent_channels
+    }
+
+    fn downsample(&self) -> usize {
+        self.cfg.downsample()
+    }
+}
+
+// ------------------------------------------------------------------ training
+
+/// Options of [`train_tiny_ae`] / [`TinyAeTrainer`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TinyAeTrainOptions {
+    /// AdamW learning rate.
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Seed of the initial weights.
+    pub seed: u64,
+}
+
+impl Default for TinyAeTrainOptions {
+    fn default() -> Self {
+        Self {
+            lr: 2e-3,
+            weight_decay: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+/// What a training run measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TinyAeTrainMetrics {
+    /// Optimiser steps taken.
+    pub steps: usize,
+    /// Images seen (sum of batch sizes).
+    pub images: usize,
+    /// Wall time of the steps in seconds.
+    pub seconds: f64,
+    /// Loss (MSE on `[-1, 1]` pixels) of each step.
+    pub losses: Vec<f32>,
+    /// PSNR (dB, on `[0, 1]` pixels) of the last batch's reconstruction.
+    pub last_psnr: f64,
+}
+
+impl TinyAeTrainMetrics {
+    /// Images per second of training.
+    pub fn images_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.images as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// PSNR in dB between two image batches in `[-1, 1]` (after clamping), on a `[0, 1]` scale.
+pub fn psnr(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let a = a.to_dtype(DType::F32)?.clamp(-1f32, 1f32)?;
+    let b = b.to_dtype(DType::F32)?.clamp(-1f32, 1f32)?;
+    // Pixels in [-1, 1] span 2: MSE on [0, 1] is a quarter of it.
+    let mse = (a - b)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64 / 4.0;
+    Ok(10.0 * (1.0 / mse.max(1e-12)).log10())
+}
+
+/// A training loop for [`TinyAe`]: AdamW on the MSE between images and reconstructions.
+pub struct TinyAeTrainer {
+    varmap: VarMap,
+    model: TinyAe,
+    opt: AdamW,
+    metrics: TinyAeTrainMetrics,
+}
+
+impl TinyAeTrainer {
+    /// Fresh seeded weights.
+    pub fn new(cfg: &TinyAeConfig, opts: &TinyAeTrainOptions, device: &Device) -> Result<Self> {
+        let varmap = TinyAe::seeded_varmap(cfg, opts.seed, device)?;
+        Self::from_varmap(varmap, cfg, opts, device)
+    }
+
+    /// Continues from the weights in `varmap` (e.g. after `VarMap::load`).
+    pub fn from_varmap(
+        varmap: VarMap,
+        cfg: &TinyAeConfig,
+        opts: &TinyAeTrainOptions,
+        device: &Device,
+    ) -> Result<Self> {
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let model = TinyAe::new(vb, cfg)?;
+        let opt = AdamW::new(
+            varmap.all_vars(),
+            ParamsAdamW {
+                lr: opts.lr,
+                weight_decay: opts.weight_decay,
+                ..Default::default()
+            },
+        )?;
+        Ok(Self {
+            varmap,
+            model,
+            opt,
+            metrics: TinyAeTrainMetrics::default(),
+        })
+    }
+
+    /// One optimiser step on a batch `(B, 3, H, W)` in `[-1, 1]`; returns the loss.
+    pub fn step(&mut self, images: &Tensor) -> Result<f32> {
+        let t0 = Instant::now();
+        let x = images.to_dtype(DType::F32)?.detach();
+        let recon = self.model.forward_train(&x)?;
+        let loss = (&recon - &x)?.sqr()?.mean_all()?;
+        self.opt.backward_step(&loss)?;
+        let l = loss.to_scalar::<f32>()?;
+        if !l.is_finite() {
+            return Err(ModelError::InvalidConfig(format!(
+                "tiny autoencoder training diverged (loss {l}); lower the learning rate"
+            )));
+        }
+        let m = &mut self.metrics;
+        m.steps += 1;
+        m.images += x.dim(0)?;
+        m.seconds += t0.elapsed().as_secs_f64();
+        m.losses.push(l);
+        m.last_psnr = 10.0 * (4.0 / (l as f64).max(1e-12)).log10();
+        Ok(l)
+    }
+
+    /// Sets the learning rate (for schedules).
+    pub fn set_learning_rate(&mut self, lr: f64) {
+        self.opt.set_learning_rate(lr);
+    }
+
+    /// The model being trained (its tensors are the live trainable ones).
+    pub fn model(&self) -> &TinyAe {
+        &self.model
+    }
+
+    /// The trainable variables.
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// What was measured so far.
+    pub fn metrics(&self) -> &TinyAeTrainMetrics {
+        &self.metrics
+    }
+
+    /// A frozen copy of the current weights (plain tensors, for inference).
+    pub fn snapshot(&self) -> Result<TinyAe> {
+        let params = self
+            .model
+            .params
+            .iter()
+            .map(|(k, t)| Ok((k.clone(), t.copy()?.detach())))
+            .collect::<Result<HashMap<_, _>>>()?;
+        TinyAe::from_params(params, &self.model.cfg, &self.model.device)
+    }
+}
+
+/// Trains a fresh [`TinyAe`] for at most `steps` batches from `images` (each `(B, 3, H, W)`
+/// in `[-1, 1]`), with a cosine learning-rate decay from `lr` to `lr/10`. `progress(step,
+/// steps, loss)` is called after every step; it returns `false` to stop early. Returns the
+/// trained model (plain tensors) and the metrics.
+pub fn train_tiny_ae<I, F>(
+    cfg: &TinyAeConfig,
+    device: &Device,
+    images: I,
+    steps: usize,
+    lr: f64,
+    mut progress: F,
+) -> Result<(TinyAe, TinyAeTrainMetrics)>
+where
+    I: IntoIterator<Item = Result<Tensor>>,
+    F: FnMut(usize, usize, f32) -> bool,
+{
+    let opts = TinyAeTrainOptions {
+        lr,
+        ..Default::default()
+    };
+    let mut tr = TinyAeTrainer::new(cfg, &opts, device)?;
+    for (i, batch) in images.into_iter().take(steps).enumerate() {
+        let frac = i as f64 / steps.max(1) as f64;
+        let cos = 0.5 * (1.0 + (std::f64::consts::PI * frac).cos());
+        tr.set_learning_rate(lr * (0.1 + 0.9 * cos));
+        let loss = tr.step(&batch?)?;
+        if !progress(i + 1, steps, loss) {
+            break;
+        }
+    }
+    let model = tr.snapshot()?;
+    Ok((model, tr.metrics.clone()))
+}
+
+/// Mean and standard deviation of the (unscaled) latents of `images`: the `shift_factor` and
+/// `1 / scale_factor` that make the DiT's latents roughly zero-mean and unit-variance.
+pub fn latent_stats(model: &TinyAe, images: &Tensor) -> Result<(f64, f64)> {
+    check_images(images, model.downsample(), &model.device)?;
+    let z = model.encode_raw(&images.to_dtype(DType::F32)?)?;
+    let mean = z.mean_all()?.to_scalar::<f32>()? as f64;
+    let var = z
+        .broadcast_sub(&z.mean_all()?)?
+        .sqr()?
+        .mean_all()?
+        .to_scalar::<f32>()? as f64;
+    Ok((mean, var.sqrt()))
+}
