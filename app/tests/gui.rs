@@ -195,3 +195,102 @@ fn corrupt_files_show_an_error_and_keep_the_state() {
     h.run();
     assert_eq!(h.state().doc.poses().people.len(), 2);
 }
+
+/// A randomly initialised tiny model directory, shared by the generation tests.
+fn tiny_model() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = tempfile::tempdir().unwrap();
+        skeleguide_engine::modeldir::init_random(d.path(), "tiny", 7).unwrap();
+        d
+    })
+    .path()
+}
+
+fn app_with_scene_and_model() -> (SkeleGuideApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("scene.png");
+    image::RgbImage::from_fn(160, 120, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 2) as u8, 100])
+    })
+    .save(&scene)
+    .unwrap();
+    let mut app = app_with_people(1);
+    app.open_path(&scene);
+    app.gen.model_dir = tiny_model().display().to_string();
+    (app, dir)
+}
+
+fn run_until_idle(h: &mut Harness<SkeleGuideApp>, secs: u64) {
+    let start = std::time::Instant::now();
+    while h.state().running.is_some() && start.elapsed().as_secs() < secs {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        h.run();
+    }
+}
+
+#[test]
+fn render_on_a_random_tiny_model_shows_a_result_with_ordered_progress() {
+    use skeleguide::worker::Event;
+    let (mut app, _dir) = app_with_scene_and_model();
+    app.gen.steps = 3;
+    let mut h = harness(app);
+    h.get_by_label("Render").click();
+    h.run();
+    run_until_idle(&mut h, 120);
+    let app = h.state();
+    assert!(!app.status.error, "{}", app.status.text);
+    assert_eq!(app.results.len(), 1);
+    assert_eq!(app.results[0].image.dimensions(), (160, 120));
+    let steps: Vec<usize> = app
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress { step, .. } => Some(*step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps, vec![1, 2, 3]);
+    assert!(matches!(app.events.first(), Some(Event::Started { .. })));
+    assert!(matches!(app.events.last(), Some(Event::Image { .. })));
+}
+
+#[test]
+fn cancel_mid_render_and_the_next_job_still_works() {
+    use skeleguide::worker::Event;
+    let (mut app, _dir) = app_with_scene_and_model();
+    app.gen.steps = 50;
+    let mut h = harness(app);
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Generate")
+        .click();
+    h.run();
+    // wait for the first progress event, then cancel
+    let start = std::time::Instant::now();
+    while !h
+        .state()
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Progress { .. }))
+        && start.elapsed().as_secs() < 120
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        h.run();
+    }
+    h.get_by_label("Cancel").click();
+    h.run();
+    run_until_idle(&mut h, 60);
+    assert!(
+        h.state()
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Cancelled { .. })),
+        "{:?}",
+        h.state().status.text
+    );
+    assert!(h.state().results.is_empty());
+    h.state_mut().gen.steps = 2;
+    h.get_by_label("Render").click();
+    h.run();
+    run_until_idle(&mut h, 120);
+    assert_eq!(h.state().results.len(), 1, "{}", h.state().status.text);
+}

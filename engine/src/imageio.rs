@@ -117,3 +117,68 @@ fn write_png(
     })?;
     crate::fsutil::write_atomic(path, &bytes)
 }
+
+/// Writes an RGB PNG carrying `text` as text chunks (tEXt when the value is Latin-1, iTXt
+/// otherwise, so any prompt survives), atomically.
+pub fn write_png_with_text(
+    path: &Path,
+    img: &RgbImage,
+    text: &[(&str, String)],
+) -> Result<(), PoseError> {
+    let file = display_path(path);
+    let err = |msg: String| PoseError::Write {
+        file: file.clone(),
+        msg,
+    };
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, img.width(), img.height());
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        for (k, v) in text {
+            let latin1 = v.chars().all(|c| (c as u32) < 256 && c != '\0');
+            let r = if latin1 {
+                enc.add_text_chunk(k.to_string(), v.clone())
+            } else {
+                enc.add_itxt_chunk(k.to_string(), v.clone())
+            };
+            r.map_err(|e| err(format!("text chunk `{k}`: {e}")))?;
+        }
+        let mut w = enc.write_header().map_err(|e| err(e.to_string()))?;
+        w.write_image_data(img.as_raw())
+            .map_err(|e| err(e.to_string()))?;
+    }
+    crate::fsutil::write_atomic(path, &out)
+}
+
+/// The text chunks (tEXt, zTXt and iTXt) of a PNG file.
+pub fn read_png_text(path: &Path) -> Result<Vec<(String, String)>, PoseError> {
+    let file = display_path(path);
+    let f = std::fs::File::open(path).map_err(|source| PoseError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    let reader = png::Decoder::new(std::io::BufReader::new(f))
+        .read_info()
+        .map_err(|e| PoseError::Image {
+            file: file.clone(),
+            msg: e.to_string(),
+        })?;
+    let info = reader.info();
+    let mut out: Vec<(String, String)> = info
+        .uncompressed_latin1_text
+        .iter()
+        .map(|t| (t.keyword.clone(), t.text.clone()))
+        .collect();
+    for t in &info.compressed_latin1_text {
+        if let Ok(s) = t.get_text() {
+            out.push((t.keyword.clone(), s));
+        }
+    }
+    for t in &info.utf8_text {
+        if let Ok(s) = t.get_text() {
+            out.push((t.keyword.clone(), s));
+        }
+    }
+    Ok(out)
+}

@@ -5,6 +5,8 @@ pub mod error;
 pub mod fsutil;
 pub mod imageio;
 pub mod model;
+pub mod modeldir;
+pub mod pipeline;
 pub mod pose;
 pub mod sampling;
 

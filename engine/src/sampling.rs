@@ -83,7 +83,12 @@ pub fn schedule(steps: usize, image_tokens: Option<usize>) -> Vec<f64> {
 }
 
 /// Standard normal noise of `shape` from `seed`, identical bits on every device.
-pub fn seeded_noise(shape: &[usize], seed: u64, device: &Device, dtype: DType) -> Result<Tensor, SampleError> {
+pub fn seeded_noise(
+    shape: &[usize],
+    seed: u64,
+    device: &Device,
+    dtype: DType,
+) -> Result<Tensor, SampleError> {
     let n: usize = shape.iter().product();
     let mut rng = SplitMix64(seed ^ 0x5EED_5EED_5EED_5EED);
     let mut v = Vec::with_capacity(n + 1);
@@ -97,7 +102,9 @@ pub fn seeded_noise(shape: &[usize], seed: u64, device: &Device, dtype: DType) -
         v.push((r * t.sin()) as f32);
     }
     v.truncate(n);
-    Ok(Tensor::from_vec(v, shape, &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?)
+    Ok(Tensor::from_vec(v, shape, &Device::Cpu)?
+        .to_dtype(dtype)?
+        .to_device(device)?)
 }
 
 /// A small, fast, well-mixed 64-bit generator (Vigna's SplitMix64).
@@ -125,10 +132,14 @@ pub fn euler(
     cancel: &AtomicBool,
 ) -> Result<Tensor, SampleError> {
     if sigmas.len() < 2 {
-        return Err(SampleError::Settings("a schedule needs at least two noise levels".into()));
+        return Err(SampleError::Settings(
+            "a schedule needs at least two noise levels".into(),
+        ));
     }
     if sigmas.iter().any(|s| !s.is_finite()) {
-        return Err(SampleError::Settings("the schedule holds a non-finite noise level".into()));
+        return Err(SampleError::Settings(
+            "the schedule holds a non-finite noise level".into(),
+        ));
     }
     let total = sigmas.len() - 1;
     for (i, w) in sigmas.windows(2).enumerate() {
@@ -137,7 +148,11 @@ pub fn euler(
         }
         let v = velocity(&x, w[0])?;
         if v.dims() != x.dims() {
-            return Err(SampleError::Model(format!("the model returned {:?} for a state of {:?}", v.dims(), x.dims())));
+            return Err(SampleError::Model(format!(
+                "the model returned {:?} for a state of {:?}",
+                v.dims(),
+                x.dims()
+            )));
         }
         x = (x + (v * (w[1] - w[0]))?)?;
         progress(i + 1, total);
@@ -175,7 +190,13 @@ mod tests {
         let v = (&noise - &data)?;
         let never = AtomicBool::new(false);
         let mut steps = Vec::new();
-        let out = euler(noise.clone(), &schedule(7, Some(300)), |_, _| Ok(v.clone()), |i, n| steps.push((i, n)), &never)?;
+        let out = euler(
+            noise.clone(),
+            &schedule(7, Some(300)),
+            |_, _| Ok(v.clone()),
+            |i, n| steps.push((i, n)),
+            &never,
+        )?;
         let err: f32 = (out - &data)?.abs()?.max(0)?.to_scalar()?;
         assert!(err < 1e-5, "{err}");
         assert_eq!(steps, (1..=7).map(|i| (i, 7)).collect::<Vec<_>>());
@@ -185,14 +206,26 @@ mod tests {
     #[test]
     fn seeded_noise_is_deterministic_and_normal() -> Result<(), SampleError> {
         let dev = Device::Cpu;
-        let a = seeded_noise(&[4, 1000], 42, &dev, DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let b = seeded_noise(&[4, 1000], 42, &dev, DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let c = seeded_noise(&[4, 1000], 43, &dev, DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        assert_eq!(a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), b.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        let a = seeded_noise(&[4, 1000], 42, &dev, DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let b = seeded_noise(&[4, 1000], 42, &dev, DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let c = seeded_noise(&[4, 1000], 43, &dev, DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        assert_eq!(
+            a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
         assert_ne!(a, c);
         let mean = a.iter().sum::<f32>() / a.len() as f32;
         let var = a.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / a.len() as f32;
-        assert!(mean.abs() < 0.05 && (var - 1.0).abs() < 0.08, "mean {mean} var {var}");
+        assert!(
+            mean.abs() < 0.05 && (var - 1.0).abs() < 0.08,
+            "mean {mean} var {var}"
+        );
         Ok(())
     }
 

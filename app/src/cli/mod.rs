@@ -1,5 +1,6 @@
 //! Command-line interface (clap). Every failure is one line on stderr and exit code 2.
 
+pub mod generate;
 pub mod pose;
 
 use clap::{Parser, Subcommand};
@@ -30,7 +31,16 @@ pub enum Command {
         /// Render one full window offscreen into this PNG and exit (docs and checks).
         #[arg(long)]
         screenshot: Option<PathBuf>,
+        /// Model directory for generation.
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
+    /// Put a person into a scene: reason a skeleton, then render it.
+    Generate(generate::GenerateArgs),
+    /// Stage 1 only: the scene-aware layout (skeleton over the scene).
+    Reason(generate::ReasonArgs),
+    /// Stage 2 only: render a person on a pose or layout.
+    Render(generate::RenderArgs),
     /// Pose files: convert between OpenPose JSON variants, draw layouts, inspect.
     #[command(subcommand)]
     Pose(pose::PoseCommand),
@@ -39,14 +49,19 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Pose(cmd)) => pose::run(cmd),
+        Some(Command::Generate(a)) => generate::generate(a),
+        Some(Command::Reason(a)) => generate::reason(a),
+        Some(Command::Render(a)) => generate::render(a),
         Some(Command::Gui {
             scene,
             pose,
             screenshot,
+            model,
         }) => crate::gui::run(crate::gui::GuiOptions {
             scene,
             pose,
             screenshot,
+            model,
         }),
         None => crate::gui::run(crate::gui::GuiOptions::default()),
     }

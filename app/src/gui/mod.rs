@@ -3,15 +3,20 @@
 
 pub mod canvas;
 pub mod document;
+mod generate_panel;
 pub mod history;
 mod people_panel;
+mod results_panel;
 mod scene_panel;
 mod status_bar;
 
+use crate::worker::{Event, JobKind, Worker};
 use canvas::{Canvas, CanvasAction};
 use document::{file_name, Document};
 use egui::{Key, KeyboardShortcut, Modifiers};
+use skeleguide_engine::pipeline::RunOptions;
 use skeleguide_engine::pose::Edit;
+use skeleguide_engine::sampling::Stage;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +27,8 @@ pub struct GuiOptions {
     pub pose: Option<PathBuf>,
     /// Render one full window, save it as PNG there, and exit.
     pub screenshot: Option<PathBuf>,
+    /// Model directory for generation.
+    pub model: Option<PathBuf>,
 }
 
 /// The status line: the last thing that happened, or the last error.
@@ -31,6 +38,43 @@ pub struct Status {
     pub error: bool,
 }
 
+/// Generation settings.
+#[derive(Clone, Debug)]
+pub struct GenSettings {
+    pub model_dir: String,
+    pub prompt: String,
+    pub seed: u64,
+    pub steps: usize,
+    pub live_preview: bool,
+}
+
+/// Steps used by live preview renders.
+pub const PREVIEW_STEPS: usize = 8;
+
+/// One rendered variant.
+pub struct ResultItem {
+    pub image: image::RgbImage,
+    pub texture: egui::TextureHandle,
+    pub seed: u64,
+    pub prompt: String,
+    pub steps: usize,
+    pub model: String,
+}
+
+impl ResultItem {
+    pub fn aspect(&self) -> f32 {
+        self.image.height() as f32 / self.image.width().max(1) as f32
+    }
+}
+
+/// The job in flight: id, and the last progress (stage, step, total).
+#[derive(Clone, Copy, Debug)]
+pub struct Running {
+    pub job: u64,
+    pub reason_only: bool,
+    pub progress: Option<(Stage, usize, usize)>,
+}
+
 pub struct SkeleGuideApp {
     pub doc: Document,
     pub canvas: Canvas,
@@ -38,6 +82,18 @@ pub struct SkeleGuideApp {
     /// The path field (works without a file dialog).
     pub path_field: String,
     pub recent: Vec<PathBuf>,
+    pub gen: GenSettings,
+    pub results: Vec<ResultItem>,
+    pub selected_result: Option<usize>,
+    /// Before/after wipe position of the selected result.
+    pub wipe: f32,
+    pub running: Option<Running>,
+    /// Every event received, in order (the progress log; tests read it).
+    pub events: Vec<Event>,
+    worker: Option<Worker>,
+    ctx: Option<egui::Context>,
+    scene_texture: Option<egui::TextureHandle>,
+    scene_texture_rev: Option<PathBuf>,
     screenshot: Option<Screenshot>,
 }
 
@@ -59,6 +115,26 @@ impl SkeleGuideApp {
             },
             path_field: String::new(),
             recent: Vec::new(),
+            gen: GenSettings {
+                model_dir: opts
+                    .model
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                prompt: "a person standing".into(),
+                seed: 0,
+                steps: skeleguide_engine::sampling::DEFAULT_STEPS,
+                live_preview: false,
+            },
+            results: Vec::new(),
+            selected_result: None,
+            wipe: 0.5,
+            running: None,
+            events: Vec::new(),
+            worker: None,
+            ctx: None,
+            scene_texture: None,
+            scene_texture_rev: None,
             screenshot: None,
         };
         if let Some(s) = &opts.scene {
@@ -142,6 +218,144 @@ impl SkeleGuideApp {
     pub fn apply(&mut self, edit: Edit) {
         if let Err(e) = self.doc.apply(edit) {
             self.error(e);
+        }
+    }
+
+    /// Sends a job to the engine thread (started on first use). `steps` overrides the setting
+    /// (live preview).
+    pub fn submit(&mut self, kind: JobKind, steps: Option<usize>) {
+        let Some(scene) = self.doc.scene.clone() else {
+            self.error("Open a scene first.");
+            return;
+        };
+        if self.gen.model_dir.trim().is_empty() {
+            self.error("Set the model directory first.");
+            return;
+        }
+        let worker = match &mut self.worker {
+            Some(w) => w,
+            None => {
+                let ctx = self.ctx.clone();
+                self.worker.insert(Worker::spawn(move || {
+                    if let Some(c) = &ctx {
+                        c.request_repaint();
+                    }
+                }))
+            }
+        };
+        let opts = RunOptions {
+            steps: steps.unwrap_or(self.gen.steps).max(1),
+            seed: self.gen.seed,
+            keep_background: false,
+        };
+        let reason_only = matches!(kind, JobKind::Reason);
+        let job = worker.submit(
+            PathBuf::from(self.gen.model_dir.trim()),
+            std::sync::Arc::new(scene),
+            self.gen.prompt.clone(),
+            opts,
+            kind,
+        );
+        self.running = Some(Running {
+            job,
+            reason_only,
+            progress: None,
+        });
+    }
+
+    pub fn cancel(&mut self) {
+        if let Some(w) = &self.worker {
+            w.cancel();
+        }
+    }
+
+    /// Handles the engine's events.
+    pub fn poll_worker(&mut self, ctx: &egui::Context) {
+        let Some(w) = &self.worker else { return };
+        for e in w.poll() {
+            self.events.push(e.clone());
+            let current = self.running.map(|r| r.job);
+            match e {
+                Event::Started { .. } => {}
+                Event::Progress {
+                    job,
+                    stage,
+                    step,
+                    total,
+                } => {
+                    if current == Some(job) {
+                        self.running = Some(Running {
+                            job,
+                            reason_only: self.running.is_some_and(|r| r.reason_only),
+                            progress: Some((stage, step, total)),
+                        });
+                    }
+                }
+                Event::Layout {
+                    job, poses, note, ..
+                } => {
+                    if self.running.is_some_and(|r| r.job == job && r.reason_only) {
+                        self.running = None;
+                    }
+                    match poses {
+                        Some(p) => {
+                            let n = p.people.len();
+                            let (w, h) = self.doc.canvas();
+                            let p = if (p.width, p.height) == (w, h) {
+                                p
+                            } else {
+                                p.resized(w, h)
+                            };
+                            self.doc.history.replace("reasoned pose", p);
+                            self.doc.revision += 1;
+                            self.ok(format!("Reasoned a pose with {n} people"));
+                        }
+                        None => self.ok(format!("Reasoned a layout; {}", note.unwrap_or_default())),
+                    }
+                }
+                Event::Image {
+                    job,
+                    image,
+                    seed,
+                    prompt,
+                    steps,
+                    model,
+                } => {
+                    let tex = ctx.load_texture(
+                        format!("result-{job}"),
+                        egui::ColorImage::from_rgb(
+                            [image.width() as usize, image.height() as usize],
+                            image.as_raw(),
+                        ),
+                        egui::TextureOptions::LINEAR,
+                    );
+                    self.results.push(ResultItem {
+                        image,
+                        texture: tex,
+                        seed,
+                        prompt,
+                        steps,
+                        model,
+                    });
+                    self.selected_result = Some(self.results.len() - 1);
+                    if current == Some(job) {
+                        self.running = None;
+                    }
+                    self.ok(format!("Rendered seed {seed}"));
+                }
+                Event::Failed { job, message } => {
+                    if current == Some(job) {
+                        self.running = None;
+                    }
+                    self.error(message);
+                }
+                Event::Cancelled { job } => {
+                    if current == Some(job) {
+                        self.running = None;
+                        self.ok("Cancelled");
+                    }
+                }
+            }
         }
     }
 
@@ -255,26 +469,73 @@ impl SkeleGuideApp {
         }
     }
 
+    fn update_scene_texture(&mut self, ctx: &egui::Context) {
+        if self.scene_texture_rev != self.doc.scene_path {
+            self.scene_texture = self.doc.scene.as_ref().map(|s| {
+                let img = egui::ColorImage::from_rgb(
+                    [s.width() as usize, s.height() as usize],
+                    s.as_raw(),
+                );
+                ctx.load_texture("scene-compare", img, egui::TextureOptions::LINEAR)
+            });
+            self.scene_texture_rev = self.doc.scene_path.clone();
+        }
+    }
+
     /// One frame of the whole window (also driven by the tests' harness).
     pub fn frame(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
+        self.ctx = Some(ctx.clone());
+        self.poll_worker(&ctx);
+        self.update_scene_texture(&ctx);
         self.dropped_files(&ctx);
         self.shortcuts(&ctx);
         egui::Panel::left("scene_panel")
             .resizable(true)
             .default_size(270.0)
-            .show(ui, |ui| scene_panel::show(self, ui));
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("left_scroll")
+                    .show(ui, |ui| {
+                        scene_panel::show(self, ui);
+                        ui.separator();
+                        generate_panel::show(self, ui);
+                    });
+            });
         egui::Panel::right("people_panel")
             .resizable(true)
-            .default_size(230.0)
-            .show(ui, |ui| people_panel::show(self, ui));
+            .default_size(240.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("right_scroll")
+                    .show(ui, |ui| {
+                        people_panel::show(self, ui);
+                        ui.separator();
+                        results_panel::show(self, ui);
+                    });
+            });
         egui::Panel::bottom("status_bar").show(ui, |ui| status_bar::show(self, ui));
         egui::CentralPanel::default().show(ui, |ui| {
+            let mut edited = false;
             for a in self.canvas.ui(ui, &self.doc) {
                 match a {
-                    CanvasAction::Edit(e) => self.apply(e),
+                    CanvasAction::Edit(e) => {
+                        self.apply(e);
+                        edited = true;
+                    }
                     CanvasAction::Select(s) => self.doc.selected = s,
                 }
+            }
+            if edited
+                && self.gen.live_preview
+                && self.doc.scene.is_some()
+                && !self.gen.model_dir.trim().is_empty()
+            {
+                let poses = self.doc.poses().clone();
+                self.submit(
+                    JobKind::Render { poses },
+                    Some(PREVIEW_STEPS.min(self.gen.steps)),
+                );
             }
         });
         self.screenshot_step(&ctx);

@@ -61,24 +61,22 @@ pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
     };
     ui.separator();
     ui.label(format!("Joints of person {}", s + 1));
-    egui::ScrollArea::vertical().show(ui, |ui| {
-        for (j, name) in JOINT_NAMES.iter().enumerate() {
-            let mut visible = person.joints[j].is_some();
-            if ui.checkbox(&mut visible, name.replace('_', " ")).changed() {
-                let edit = if visible {
-                    Edit::ShowJoint {
-                        person: s,
-                        joint: j,
-                        at: None,
-                    }
-                } else {
-                    Edit::HideJoint {
-                        person: s,
-                        joint: j,
-                    }
-                };
-                app.apply(edit);
-            }
+    for (j, name) in JOINT_NAMES.iter().enumerate() {
+        let mut visible = person.joints[j].is_some();
+        if ui.checkbox(&mut visible, name.replace('_', " ")).changed() {
+            let edit = if visible {
+                Edit::ShowJoint {
+                    person: s,
+                    joint: j,
+                    at: None,
+                }
+            } else {
+                Edit::HideJoint {
+                    person: s,
+                    joint: j,
+                }
+            };
+            app.apply(edit);
         }
-    });
+    }
 }

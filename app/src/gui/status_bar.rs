@@ -4,6 +4,25 @@ use super::SkeleGuideApp;
 use egui::{Color32, RichText, Ui};
 
 pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
+    if let Some(r) = app.running {
+        ui.horizontal(|ui| {
+            let (text, frac) = match r.progress {
+                Some((stage, step, total)) => (
+                    format!("{} {step}/{total}", stage.name()),
+                    step as f32 / total.max(1) as f32,
+                ),
+                None => ("loading the model…".to_string(), 0.0),
+            };
+            if ui.button("Cancel").clicked() {
+                app.cancel();
+            }
+            ui.add(
+                egui::ProgressBar::new(frac)
+                    .text(text)
+                    .desired_width(ui.available_width()),
+            );
+        });
+    }
     ui.horizontal(|ui| {
         let text = RichText::new(&app.status.text);
         if app.status.error {

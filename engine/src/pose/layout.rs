@@ -101,7 +101,7 @@ pub fn person_mask(set: &PoseSet, margin: u32) -> GrayImage {
         }
     }
     if margin > 0 {
-        dilate(&mut mask, margin);
+        dilate_mask(&mut mask, margin);
     }
     mask
 }
@@ -289,7 +289,7 @@ impl Spans {
 /// lies within distance `r` (pixel centres). Exact, in two row-major passes: the vertical
 /// distance to the nearest set pixel of each column, then per row the union of the horizontal
 /// spans that distance leaves (a difference array).
-fn dilate(mask: &mut GrayImage, r: u32) {
+pub fn dilate_mask(mask: &mut GrayImage, r: u32) {
     let (w, h) = (mask.width() as usize, mask.height() as usize);
     let cap = r + 1;
     let mut g = vec![cap; w * h];
@@ -358,7 +358,7 @@ mod tests {
                 m.put_pixel(rnd() % w, rnd() % h, image::Luma([255]));
             }
             let src = m.clone();
-            dilate(&mut m, r);
+            dilate_mask(&mut m, r);
             for y in 0..h as i64 {
                 for x in 0..w as i64 {
                     let near = src.enumerate_pixels().any(|(sx, sy, p)| {

@@ -1,0 +1,350 @@
+//! `skeleguide generate | reason | render`: the two-stage pipeline from the command line, with
+//! a progress bar per stage. Written PNGs carry their parameters in text chunks.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use skeleguide_engine::imageio;
+use skeleguide_engine::pipeline::{Layout, Pipeline, RunOptions};
+use skeleguide_engine::pose::{self, ExportOptions, ImportOptions, PoseSet};
+use skeleguide_engine::sampling::Stage;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model directory (config.json + weights).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sampling steps per stage (default: the model's).
+    #[arg(long)]
+    pub steps: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Scene image (PNG or JPEG), any size.
+    #[arg(long)]
+    pub scene: PathBuf,
+    /// What to put in the scene, e.g. "a man in a blue shirt sitting on the bench".
+    #[arg(long)]
+    pub prompt: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Output image (PNG).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Also write the reasoned layout image.
+    #[arg(long)]
+    pub layout_out: Option<PathBuf>,
+    /// Also write the reasoned pose (needs a model with a PoseInverter).
+    #[arg(long)]
+    pub pose_out: Option<PathBuf>,
+    /// Paste the scene back outside the person, so the background is exactly preserved.
+    #[arg(long)]
+    pub keep_background: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReasonArgs {
+    #[arg(long)]
+    pub scene: PathBuf,
+    #[arg(long)]
+    pub prompt: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Output layout image (PNG).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Also write the pose (needs a model with a PoseInverter).
+    #[arg(long)]
+    pub pose_out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    #[arg(long)]
+    pub scene: PathBuf,
+    /// Pose JSON to render (drawn over the scene by the layout rasteriser).
+    #[arg(long, conflicts_with = "layout", required_unless_present = "layout")]
+    pub pose: Option<PathBuf>,
+    /// Layout image to render (e.g. from `skeleguide reason`).
+    #[arg(long)]
+    pub layout: Option<PathBuf>,
+    #[arg(long)]
+    pub prompt: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[arg(long)]
+    pub keep_background: bool,
+}
+
+fn model_dir(args: &ModelArgs) -> Result<PathBuf> {
+    match &args.model {
+        Some(d) => Ok(d.clone()),
+        None => bail!("--model DIR is required: no trained model ships yet (make one with `skeleguide-train init --preset tiny --out DIR`)"),
+    }
+}
+
+fn load(args: &ModelArgs) -> Result<(Pipeline, RunOptions)> {
+    let dir = model_dir(args)?;
+    let device = skeleguide_engine::pipeline::default_device()?;
+    let p = Pipeline::load(&dir, &device)?;
+    let steps = args.steps.unwrap_or(p.config().steps);
+    if steps == 0 || steps > 1000 {
+        bail!("--steps {steps}: use 1 to 1000");
+    }
+    Ok((
+        p,
+        RunOptions {
+            steps,
+            seed: args.seed,
+            keep_background: false,
+        },
+    ))
+}
+
+/// One progress bar per stage, created when the stage starts.
+struct Bars {
+    current: Option<(Stage, ProgressBar)>,
+}
+
+impl Bars {
+    fn new() -> Self {
+        Bars { current: None }
+    }
+
+    fn update(&mut self, stage: Stage, step: usize, total: usize) {
+        if self.current.as_ref().is_none_or(|(s, _)| *s != stage) {
+            if let Some((_, b)) = self.current.take() {
+                b.finish();
+            }
+            let b = ProgressBar::new(total as u64);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>7} [{bar:30}] {pos}/{len} steps {elapsed_precise} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b.set_prefix(stage.name());
+            self.current = Some((stage, b));
+        }
+        if let Some((_, b)) = &self.current {
+            b.set_position(step as u64);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some((_, b)) = self.current.take() {
+            b.finish();
+        }
+    }
+}
+
+fn check_outputs(paths: &[&Path]) -> Result<()> {
+    for p in paths {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if p.is_dir() {
+            bail!("{}: cannot write: is a directory", p.display());
+        }
+        if !dir.is_dir() {
+            bail!(
+                "{}: cannot write: directory {} does not exist",
+                p.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn metadata(
+    p: &Pipeline,
+    prompt: &str,
+    opts: &RunOptions,
+    pose: Option<&PoseSet>,
+) -> Vec<(&'static str, String)> {
+    let mut m = vec![
+        (
+            "Software",
+            format!("SkeleGuide {}", env!("CARGO_PKG_VERSION")),
+        ),
+        ("prompt", prompt.to_string()),
+        ("seed", opts.seed.to_string()),
+        ("steps", opts.steps.to_string()),
+        ("model", p.config().id()),
+    ];
+    if let Some(pose) = pose {
+        m.push((
+            "pose",
+            pose::to_json(std::slice::from_ref(pose), ExportOptions::default()),
+        ));
+    }
+    m
+}
+
+fn warn_truncated(p: &Pipeline, prompt: &str) {
+    if p.prompt_truncated(prompt).unwrap_or(false) {
+        eprintln!("warning: the prompt is longer than the text encoder reads; the end was dropped");
+    }
+}
+
+pub fn generate(a: GenerateArgs) -> Result<()> {
+    let outs: Vec<&Path> = [
+        Some(a.output.as_path()),
+        a.layout_out.as_deref(),
+        a.pose_out.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    check_outputs(&outs)?;
+    let scene = imageio::read_rgb(&a.scene)?;
+    let (mut p, mut opts) = load(&a.model)?;
+    opts.keep_background = a.keep_background;
+    if a.pose_out.is_some() && !p.has_inverter() {
+        bail!(
+            "--pose-out: {} has no PoseInverter (inverter.safetensors)",
+            p.model_dir().display()
+        );
+    }
+    warn_truncated(&p, &a.prompt);
+    let cancel = AtomicBool::new(false);
+    let mut bars = Bars::new();
+    let (layout, image) = p.generate(
+        &scene,
+        &a.prompt,
+        &opts,
+        &mut |s, i, n| bars.update(s, i, n),
+        &cancel,
+    )?;
+    bars.finish();
+    let poses = match &a.pose_out {
+        Some(_) => Some(p.invert(&layout)?),
+        None => None,
+    };
+    write_outputs(
+        &p,
+        &a.prompt,
+        &opts,
+        &a.output,
+        &image,
+        a.layout_out.as_deref(),
+        &layout,
+        a.pose_out.as_deref(),
+        poses.as_ref(),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_outputs(
+    p: &Pipeline,
+    prompt: &str,
+    opts: &RunOptions,
+    out: &Path,
+    image: &image::RgbImage,
+    layout_out: Option<&Path>,
+    layout: &Layout,
+    pose_out: Option<&Path>,
+    poses: Option<&PoseSet>,
+) -> Result<()> {
+    let meta = metadata(p, prompt, opts, poses.or(layout.poses.as_ref()));
+    imageio::write_png_with_text(out, image, &meta)?;
+    if let Some(l) = layout_out {
+        imageio::write_png_with_text(l, &layout.image, &meta)?;
+    }
+    if let (Some(path), Some(poses)) = (pose_out, poses) {
+        pose::write_pose_file(path, std::slice::from_ref(poses), ExportOptions::default())?;
+    }
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+pub fn reason(a: ReasonArgs) -> Result<()> {
+    let outs: Vec<&Path> = [Some(a.output.as_path()), a.pose_out.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    check_outputs(&outs)?;
+    let scene = imageio::read_rgb(&a.scene)?;
+    let (mut p, opts) = load(&a.model)?;
+    if a.pose_out.is_some() && !p.has_inverter() {
+        bail!(
+            "--pose-out: {} has no PoseInverter (inverter.safetensors)",
+            p.model_dir().display()
+        );
+    }
+    warn_truncated(&p, &a.prompt);
+    let cancel = AtomicBool::new(false);
+    let mut bars = Bars::new();
+    let layout = p.reason(
+        &scene,
+        &a.prompt,
+        &opts,
+        &mut |s, i, n| bars.update(s, i, n),
+        &cancel,
+    )?;
+    bars.finish();
+    let poses = match &a.pose_out {
+        Some(_) => Some(p.invert(&layout)?),
+        None => None,
+    };
+    let meta = metadata(&p, &a.prompt, &opts, poses.as_ref());
+    imageio::write_png_with_text(&a.output, &layout.image, &meta)?;
+    if let (Some(path), Some(poses)) = (&a.pose_out, &poses) {
+        pose::write_pose_file(path, std::slice::from_ref(poses), ExportOptions::default())?;
+    }
+    eprintln!("wrote {}", a.output.display());
+    Ok(())
+}
+
+pub fn render(a: RenderArgs) -> Result<()> {
+    check_outputs(&[a.output.as_path()])?;
+    let scene = imageio::read_rgb(&a.scene)?;
+    let (mut p, mut opts) = load(&a.model)?;
+    opts.keep_background = a.keep_background;
+    let layout = match (&a.pose, &a.layout) {
+        (Some(pp), _) => {
+            let io = ImportOptions {
+                canvas: Some(scene.dimensions()),
+                normalized: None,
+            };
+            let doc = pose::read_pose_file(pp, &io)?;
+            let set = doc
+                .frames
+                .into_iter()
+                .next()
+                .with_context(|| format!("{}: no frames", pp.display()))?;
+            p.relayout(&scene, &set)?
+        }
+        (None, Some(lp)) => {
+            let img = imageio::read_rgb(lp)?;
+            p.layout_from_image(&scene, &img)?
+        }
+        (None, None) => bail!("give --pose P.json or --layout L.png"),
+    };
+    warn_truncated(&p, &a.prompt);
+    let cancel = AtomicBool::new(false);
+    let mut bars = Bars::new();
+    let image = p.render(
+        &scene,
+        &layout,
+        &a.prompt,
+        &opts,
+        &mut |s, i, n| bars.update(s, i, n),
+        &cancel,
+    )?;
+    bars.finish();
+    write_outputs(
+        &p, &a.prompt, &opts, &a.output, &image, None, &layout, None, None,
+    )
+}

@@ -1,0 +1,345 @@
+//! The model directory: `config.json` plus the weight files of one SkeleGuide model.
+//!
+//! ```text
+//! config.json                  preset, DiT dimensions, resolution, LoRA ranks, AE and text kinds
+//! base.safetensors             the MM-DiT (BFL tensor names)
+//! lora-skeletal.safetensors    stage-1 LoRA set (one set per file, with its metadata)
+//! lora-appearance.safetensors  stage-2 LoRA set
+//! ae.safetensors               the autoencoder (TinyAe, or BFL's ae.safetensors)
+//! text.safetensors             TinyText (or t5/ and clip/ directories for FluxText)
+//! inverter.safetensors         the PoseInverter, when present
+//! MODEL_CARD.md                data, steps, metrics
+//! ```
+//!
+//! `check` verifies every file and every base tensor's shape up front, so a broken directory
+//! fails at load with a message naming the file or tensor, not in the middle of a generation.
+
+use crate::model::{
+    bfl_tensor_shapes, random_weights, save_weights, DitConfig, LoraSets, LoraSpec, LoraTarget,
+    ModelError, TinyAe, TinyAeConfig, TinyText, TinyTextConfig,
+};
+use candle_core::{DType, Device};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const BASE_FILE: &str = "base.safetensors";
+pub const AE_FILE: &str = "ae.safetensors";
+pub const TEXT_FILE: &str = "text.safetensors";
+pub const INVERTER_FILE: &str = "inverter.safetensors";
+pub const CARD_FILE: &str = "MODEL_CARD.md";
+/// The two LoRA sets of the method.
+pub const SKELETAL: &str = "skeletal";
+pub const APPEARANCE: &str = "appearance";
+
+pub fn lora_file(set: &str) -> String {
+    format!("lora-{set}.safetensors")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelDirError {
+    #[error("{path}: {msg}")]
+    File { path: String, msg: String },
+    #[error("{path}: tensor `{name}`: expected shape {expected:?}, found {found:?}")]
+    Shape {
+        path: String,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("{path}: tensor `{name}` is missing (expected shape {expected:?})")]
+    Missing {
+        path: String,
+        name: String,
+        expected: Vec<usize>,
+    },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+impl ModelDirError {
+    fn file(path: &Path, msg: impl Into<String>) -> Self {
+        ModelDirError::File {
+            path: path.display().to_string(),
+            msg: msg.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    pub rank: usize,
+    pub alpha: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum AeSpec {
+    Tiny { config: TinyAeConfig },
+    Flux,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum TextSpec {
+    Tiny { config: TinyTextConfig },
+    Flux,
+}
+
+/// `config.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub format: u32,
+    pub preset: String,
+    pub dit: DitConfig,
+    /// Longest side of the working resolution in pixels; scenes are fitted to it.
+    pub resolution: u32,
+    /// Default sampling steps.
+    pub steps: usize,
+    /// Guidance for models with a guidance embedding.
+    pub guidance: f64,
+    /// Whether sampling uses the resolution-dependent time shift.
+    pub time_shift: bool,
+    pub lora: BTreeMap<String, LoraConfig>,
+    pub ae: AeSpec,
+    pub text: TextSpec,
+}
+
+impl ModelConfig {
+    /// The `tiny` preset: the CPU model trained by our trainer.
+    pub fn tiny() -> Self {
+        let dit = DitConfig::tiny();
+        let lora = [SKELETAL, APPEARANCE]
+            .into_iter()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    LoraConfig {
+                        rank: 16,
+                        alpha: 16.0,
+                    },
+                )
+            })
+            .collect();
+        let mut text =
+            TinyTextConfig::with_vocab(TinyText::build_vocab(&[default_vocabulary().join(" ")], 1));
+        text.token_dim = dit.context_in_dim;
+        text.pooled_dim = dit.vec_in_dim;
+        ModelConfig {
+            format: 1,
+            preset: "tiny".into(),
+            dit,
+            resolution: 128,
+            steps: crate::sampling::DEFAULT_STEPS,
+            guidance: 1.0,
+            time_shift: true,
+            lora,
+            ae: AeSpec::Tiny {
+                config: TinyAeConfig::default(),
+            },
+            text: TextSpec::Tiny { config: text },
+        }
+    }
+
+    pub fn load(dir: &Path) -> Result<Self, ModelDirError> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ModelDirError::file(&path, format!("cannot read: {e}")))?;
+        let cfg: ModelConfig = serde_json::from_str(&text)
+            .map_err(|e| ModelDirError::file(&path, format!("invalid: {e}")))?;
+        if cfg.format != 1 {
+            return Err(ModelDirError::file(
+                &path,
+                format!("format {} is not supported (expected 1)", cfg.format),
+            ));
+        }
+        cfg.dit
+            .validate()
+            .map_err(|e| ModelDirError::file(&path, format!("dit: {e}")))?;
+        if cfg.resolution < 16 || cfg.resolution % 16 != 0 {
+            return Err(ModelDirError::file(
+                &path,
+                format!(
+                    "resolution {} must be a positive multiple of 16",
+                    cfg.resolution
+                ),
+            ));
+        }
+        for set in [SKELETAL, APPEARANCE] {
+            if !cfg.lora.contains_key(set) {
+                return Err(ModelDirError::file(
+                    &path,
+                    format!("lora: the `{set}` set is missing"),
+                ));
+            }
+        }
+        Ok(cfg)
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<(), ModelDirError> {
+        let path = dir.join(CONFIG_FILE);
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| ModelDirError::file(&path, e.to_string()))?;
+        crate::fsutil::write_atomic(&path, text.as_bytes())
+            .map_err(|e| ModelDirError::file(&path, e.to_string()))
+    }
+
+    /// A short id for metadata: preset and config hash.
+    pub fn id(&self) -> String {
+        format!(
+            "{}-{}",
+            self.preset,
+            &self.dit.hash()[..12.min(self.dit.hash().len())]
+        )
+    }
+}
+
+/// Words of the synthetic scenes' prompts: the starting vocabulary of TinyText (the trainer
+/// rebuilds it from its data).
+pub fn default_vocabulary() -> Vec<String> {
+    const WORDS: &str = "a an the one two three people person persons man woman boy girl child kid \
+        men women children in on at by near next to of with and wearing shirt shirts trousers pants jeans \
+        red blue green yellow black white orange purple pink grey gray brown \
+        standing stands stand walking walks walk sitting sits sit lying lies lie waving waves wave \
+        raising raises raise arms arm pointing points point hand hands up \
+        chair bench sofa couch bed table floor grass lawn park street plaza room living bedroom \
+        road sidewalk square garden inside outside front behind left right";
+    WORDS.split_whitespace().map(str::to_string).collect()
+}
+
+/// Checks a model directory: config, every file present and every base tensor's shape.
+/// Returns the config.
+pub fn check(dir: &Path) -> Result<ModelConfig, ModelDirError> {
+    if !dir.is_dir() {
+        return Err(ModelDirError::file(dir, "model directory not found"));
+    }
+    let cfg = ModelConfig::load(dir)?;
+    let base = dir.join(BASE_FILE);
+    check_shapes(&base, &bfl_tensor_shapes(&cfg.dit))?;
+    for set in [SKELETAL, APPEARANCE] {
+        let p = dir.join(lora_file(set));
+        if !p.is_file() {
+            return Err(ModelDirError::file(
+                &p,
+                format!("missing (the `{set}` LoRA set)"),
+            ));
+        }
+    }
+    let ae = dir.join(AE_FILE);
+    if !ae.is_file() {
+        return Err(ModelDirError::file(&ae, "missing (the autoencoder)"));
+    }
+    match &cfg.text {
+        TextSpec::Tiny { .. } => {
+            let p = dir.join(TEXT_FILE);
+            if !p.is_file() {
+                return Err(ModelDirError::file(&p, "missing (the text encoder)"));
+            }
+        }
+        TextSpec::Flux => {
+            for sub in ["t5", "clip"] {
+                let p = dir.join(sub);
+                if !p.is_dir() {
+                    return Err(ModelDirError::file(
+                        &p,
+                        "missing (FluxText needs t5/ and clip/ directories)",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(cfg)
+}
+
+/// Compares a safetensors file's header with the expected names and shapes, reading only the
+/// header.
+pub fn check_shapes(path: &Path, expected: &[(String, Vec<usize>)]) -> Result<(), ModelDirError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| ModelDirError::file(path, format!("cannot open: {e}")))?;
+    // SAFETY: read-only map of a file we do not modify while checking it.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .map_err(|e| ModelDirError::file(path, format!("cannot map: {e}")))?;
+    let st = safetensors::SafeTensors::deserialize(&map)
+        .map_err(|e| ModelDirError::file(path, format!("not a safetensors file: {e}")))?;
+    for (name, shape) in expected {
+        match st.tensor(name) {
+            Ok(t) if t.shape() == shape.as_slice() => {}
+            Ok(t) => {
+                return Err(ModelDirError::Shape {
+                    path: path.display().to_string(),
+                    name: name.clone(),
+                    expected: shape.clone(),
+                    found: t.shape().to_vec(),
+                })
+            }
+            Err(_) => {
+                return Err(ModelDirError::Missing {
+                    path: path.display().to_string(),
+                    name: name.clone(),
+                    expected: shape.clone(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes a randomly initialised model directory for `preset` (only `tiny` can be initialised
+/// from scratch: FLUX weights come from BFL). Used by tests and as the start of training.
+pub fn init_random(dir: &Path, preset: &str, seed: u64) -> Result<ModelConfig, ModelDirError> {
+    if preset != "tiny" {
+        return Err(ModelDirError::file(
+            dir,
+            format!("preset `{preset}` cannot be initialised randomly; only `tiny` can"),
+        ));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ModelDirError::file(dir, format!("cannot create: {e}")))?;
+    let cfg = ModelConfig::tiny();
+    let dev = Device::Cpu;
+    let weights = random_weights(&cfg.dit, seed, &dev, DType::F32)?;
+    save_atomic(&dir.join(BASE_FILE), |tmp| save_weights(&weights, tmp))?;
+    let mut sets = LoraSets::new(&cfg.dit, &dev, DType::F32);
+    for (i, (name, l)) in cfg.lora.iter().enumerate() {
+        let spec = LoraSpec {
+            rank: l.rank,
+            alpha: l.alpha,
+            targets: LoraTarget::ALL.to_vec(),
+            seed: seed.wrapping_add(1 + i as u64),
+        };
+        sets.add(name, &spec)?;
+        sets.save(name, dir.join(lora_file(name)))?;
+    }
+    if let AeSpec::Tiny { config } = &cfg.ae {
+        let ae = TinyAe::random(config, seed.wrapping_add(101), &dev)?;
+        save_atomic(&dir.join(AE_FILE), |tmp| ae.save(tmp))?;
+    }
+    if let TextSpec::Tiny { config } = &cfg.text {
+        let text = TinyText::random(config, seed.wrapping_add(202), &dev)?;
+        save_atomic(&dir.join(TEXT_FILE), |tmp| text.save(tmp))?;
+    }
+    cfg.save(dir)?;
+    let card = format!(
+        "# SkeleGuide model `{}` (randomly initialised)\n\nWritten by `skeleguide-train init --preset {preset} --seed {seed}`.\n\
+         Untrained: its outputs are noise. Train it with `skeleguide-train` (phase 0, then phases 1-3).\n",
+        cfg.id()
+    );
+    crate::fsutil::write_atomic(&dir.join(CARD_FILE), card.as_bytes())
+        .map_err(|e| ModelDirError::file(&dir.join(CARD_FILE), e.to_string()))?;
+    Ok(cfg)
+}
+
+/// Runs `save` into a temporary sibling, then renames it over `path`.
+fn save_atomic(
+    path: &Path,
+    save: impl FnOnce(&Path) -> Result<(), ModelError>,
+) -> Result<(), ModelDirError> {
+    let tmp: PathBuf = path.with_extension("safetensors.tmp");
+    if let Err(e) = save(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    std::fs::rename(&tmp, path)
+        .map_err(|e| ModelDirError::file(path, format!("cannot rename into place: {e}")))
+}

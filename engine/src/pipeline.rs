@@ -1,0 +1,501 @@
+//! The two-stage pipeline, the only door the app and the CLI use to reach the models:
+//! `reason` (scene + prompt → layout, skeletal LoRA), `invert` (layout → poses),
+//! `relayout` (scene + poses → layout, through the one rasteriser), `render` (scene + layout +
+//! prompt → image, appearance LoRA) and `generate` (reason then render).
+//!
+//! Any scene size works: the scene is fitted to the model's resolution keeping its aspect ratio
+//! (sides multiples of 16), and outputs come back at the scene's size. Scene latents, text
+//! features and the condition K/V are cached across calls with the same inputs.
+
+use crate::model::{
+    image_ids, pack_latents, text_ids, unpack_latents, Autoencoder, CondCache, Condition,
+    DitInputs, FluxAe, FluxText, LoraSets, MmDit, Mode, ModelError, TextEncoder, TextFeatures,
+    TinyAe, TinyText,
+};
+use crate::modeldir::{self, AeSpec, ModelConfig, ModelDirError, TextSpec, APPEARANCE, SKELETAL};
+use crate::pose::{self, PoseSet};
+use crate::sampling::{self, SampleError, Stage};
+use candle_core::{DType, Device, Tensor};
+use image::{imageops, RgbImage};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Dir(#[from] ModelDirError),
+    #[error("{0}")]
+    Model(#[from] ModelError),
+    #[error("{0}")]
+    Sampling(String),
+    #[error("this model has no PoseInverter ({0} is missing): train one with `skeleguide-train inverter`")]
+    NoInverter(String),
+    #[error("{0}")]
+    Input(String),
+}
+
+impl From<SampleError> for PipelineError {
+    fn from(e: SampleError) -> Self {
+        match e {
+            SampleError::Cancelled => PipelineError::Cancelled,
+            other => PipelineError::Sampling(other.to_string()),
+        }
+    }
+}
+
+impl From<candle_core::Error> for PipelineError {
+    fn from(e: candle_core::Error) -> Self {
+        PipelineError::Model(ModelError::from(e))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, PipelineError>;
+
+/// Per-call settings.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub steps: usize,
+    pub seed: u64,
+    /// Paste the scene back outside the dilated person mask, so the background is exact.
+    pub keep_background: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            steps: sampling::DEFAULT_STEPS,
+            seed: 0,
+            keep_background: false,
+        }
+    }
+}
+
+/// A layout: the latent the render stage is conditioned on, and its image at the scene's size.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// `(1, C, h, w)` at the model's working size.
+    pub latent: Tensor,
+    /// The layout image at the scene's size.
+    pub image: RgbImage,
+    /// The poses it was drawn from, when it came from `relayout`.
+    pub poses: Option<PoseSet>,
+}
+
+/// Progress: (stage, step, total steps).
+pub type Progress<'a> = &'a mut dyn FnMut(Stage, usize, usize);
+
+pub struct Pipeline {
+    cfg: ModelConfig,
+    dir: PathBuf,
+    dit: MmDit,
+    ae: Box<dyn Autoencoder>,
+    text: Box<dyn TextEncoder>,
+    device: Device,
+    dtype: DType,
+    scene_cache: HashMap<u64, Tensor>,
+    text_cache: HashMap<String, (Tensor, Tensor)>,
+    cond_cache: Option<CondCache>,
+}
+
+impl Pipeline {
+    /// Loads a model directory after checking every file and shape.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let cfg = modeldir::check(dir)?;
+        let dtype = crate::model::default_dtype(device);
+        let mut dit = MmDit::load(dir.join(modeldir::BASE_FILE), &cfg.dit, device, dtype)?;
+        for set in [SKELETAL, APPEARANCE] {
+            dit.loras_mut().load(dir.join(modeldir::lora_file(set)))?;
+        }
+        let ae: Box<dyn Autoencoder> = match &cfg.ae {
+            AeSpec::Tiny { config } => {
+                Box::new(TinyAe::load(&dir.join(modeldir::AE_FILE), config, device)?)
+            }
+            AeSpec::Flux => Box::new(FluxAe::load(&dir.join(modeldir::AE_FILE), device, dtype)?),
+        };
+        let text: Box<dyn TextEncoder> = match &cfg.text {
+            TextSpec::Tiny { config } => Box::new(TinyText::load(
+                &dir.join(modeldir::TEXT_FILE),
+                config,
+                device,
+            )?),
+            TextSpec::Flux => Box::new(FluxText::load(dir, device, dtype)?),
+        };
+        let latent_ch = ae.latent_channels();
+        if latent_ch * 4 != cfg.dit.in_channels {
+            return Err(PipelineError::Input(format!(
+                "{}: the autoencoder has {latent_ch} latent channels but the DiT expects {} (= 4 x channels)",
+                dir.display(),
+                cfg.dit.in_channels
+            )));
+        }
+        if text.token_dim() != cfg.dit.context_in_dim || text.pooled_dim() != cfg.dit.vec_in_dim {
+            return Err(PipelineError::Input(format!(
+                "{}: the text encoder gives ({}, {}) features but the DiT expects ({}, {})",
+                dir.display(),
+                text.token_dim(),
+                text.pooled_dim(),
+                cfg.dit.context_in_dim,
+                cfg.dit.vec_in_dim
+            )));
+        }
+        Ok(Pipeline {
+            cfg,
+            dir: dir.to_path_buf(),
+            dit,
+            ae,
+            text,
+            device: device.clone(),
+            dtype,
+            scene_cache: HashMap::new(),
+            text_cache: HashMap::new(),
+            cond_cache: None,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn model_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn loras(&self) -> &LoraSets {
+        self.dit.loras()
+    }
+
+    /// The working size for a scene: longest side = resolution, aspect kept, sides multiples of
+    /// 16 (÷8 latent, 2x2 patches).
+    pub fn working_size(&self, w: u32, h: u32) -> (u32, u32) {
+        let unit = (self.ae.downsample() * 2) as u32;
+        let r = self.cfg.resolution as f64;
+        let s = r / w.max(h) as f64;
+        let side = |v: u32| (((v as f64 * s) / unit as f64).round() as u32).max(1) * unit;
+        (side(w), side(h))
+    }
+
+    fn to_tensor(&self, img: &RgbImage) -> Result<Tensor> {
+        let (w, h) = img.dimensions();
+        let data: Vec<f32> = img
+            .as_raw()
+            .iter()
+            .map(|&v| v as f32 / 127.5 - 1.0)
+            .collect();
+        let t = Tensor::from_vec(data, (1, h as usize, w as usize, 3), &Device::Cpu)?
+            .permute((0, 3, 1, 2))?
+            .contiguous()?;
+        Ok(t.to_dtype(self.dtype)?.to_device(&self.device)?)
+    }
+
+    fn to_image(&self, t: &Tensor) -> Result<RgbImage> {
+        let (_, c, h, w) = t.dims4()?;
+        if c != 3 {
+            return Err(PipelineError::Input(format!(
+                "decoded image has {c} channels"
+            )));
+        }
+        let v: Vec<f32> = t
+            .to_dtype(DType::F32)?
+            .to_device(&Device::Cpu)?
+            .get(0)?
+            .permute((1, 2, 0))?
+            .flatten_all()?
+            .to_vec1()?;
+        let bytes = v
+            .iter()
+            .map(|x| ((x + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8)
+            .collect();
+        RgbImage::from_raw(w as u32, h as u32, bytes)
+            .ok_or_else(|| PipelineError::Input("decoded image has a bad size".into()))
+    }
+
+    /// Encodes an image fitted to the working size (cached by content).
+    fn encode_fitted(&mut self, img: &RgbImage) -> Result<Tensor> {
+        let (ww, wh) = self.working_size(img.width(), img.height());
+        let key = hash_image(img) ^ ((ww as u64) << 40) ^ ((wh as u64) << 20);
+        if let Some(t) = self.scene_cache.get(&key) {
+            return Ok(t.clone());
+        }
+        let fitted = imageops::resize(img, ww, wh, imageops::FilterType::Triangle);
+        let latent = self.ae.encode(&self.to_tensor(&fitted)?)?;
+        if self.scene_cache.len() > 16 {
+            self.scene_cache.clear();
+        }
+        self.scene_cache.insert(key, latent.clone());
+        Ok(latent)
+    }
+
+    fn text_features(&mut self, prompt: &str) -> Result<(Tensor, Tensor)> {
+        if let Some(f) = self.text_cache.get(prompt) {
+            return Ok(f.clone());
+        }
+        let TextFeatures { tokens, pooled, .. } = self.text.encode(&[prompt])?;
+        if self.text_cache.len() > 64 {
+            self.text_cache.clear();
+        }
+        self.text_cache
+            .insert(prompt.to_string(), (tokens.clone(), pooled.clone()));
+        Ok((tokens, pooled))
+    }
+
+    /// Whether the text encoder had to truncate `prompt`.
+    pub fn prompt_truncated(&self, prompt: &str) -> Result<bool> {
+        Ok(self.text.encode(&[prompt])?.truncated)
+    }
+
+    /// One flow-matching stage conditioned on `cond` (a latent of the working size).
+    #[allow(clippy::too_many_arguments)]
+    fn sample_stage(
+        &mut self,
+        stage: Stage,
+        lora: &str,
+        cond: &Tensor,
+        prompt: &str,
+        opts: &RunOptions,
+        progress: Progress,
+        cancel: &AtomicBool,
+    ) -> Result<Tensor> {
+        let (_, c, h, w) = cond.dims4()?;
+        let (th, tw) = (h / 2, w / 2);
+        let (txt, y) = self.text_features(prompt)?;
+        let img_ids = image_ids(1, th, tw, &self.device, self.dtype)?;
+        let txt_ids = text_ids(1, txt.dim(1)?, &self.device, self.dtype)?;
+        self.dit.loras_mut().set_active(Some(lora))?;
+        let cond_tokens = pack_latents(cond)?;
+        self.dit
+            .ensure_cond_cache(&mut self.cond_cache, &cond_tokens, &img_ids, &y)?;
+        let salt = match stage {
+            Stage::Reason => 0x5245_4153,
+            Stage::Render => 0x5245_4e44,
+        };
+        let noise =
+            sampling::seeded_noise(&[1, c, h, w], opts.seed ^ salt, &self.device, self.dtype)?;
+        let sigmas = sampling::schedule(opts.steps, self.cfg.time_shift.then_some(th * tw));
+        let guidance = self
+            .cfg
+            .dit
+            .guidance_embed
+            .then(|| {
+                Tensor::new(&[self.cfg.guidance as f32], &self.device)
+                    .and_then(|t| t.to_dtype(self.dtype))
+            })
+            .transpose()?;
+        let cache = self
+            .cond_cache
+            .as_ref()
+            .ok_or_else(|| PipelineError::Input("condition cache missing".into()))?;
+        let dit = &self.dit;
+        let (device, dtype) = (&self.device, self.dtype);
+        let x = sampling::euler(
+            pack_latents(&noise)?,
+            &sigmas,
+            |x, sigma| {
+                let t = Tensor::new(&[sigma as f32], device)?.to_dtype(dtype)?;
+                let inp = DitInputs {
+                    img: x,
+                    img_ids: &img_ids,
+                    txt: &txt,
+                    txt_ids: &txt_ids,
+                    timesteps: &t,
+                    y: &y,
+                    guidance: guidance.as_ref(),
+                };
+                dit.forward(&inp, Condition::Cached(cache), Mode::Fast)
+                    .map_err(|e| SampleError::Model(e.to_string()))
+            },
+            |i, n| progress(stage, i, n),
+            cancel,
+        )?;
+        Ok(unpack_latents(&x, th, tw)?)
+    }
+
+    /// Stage 1: the scene-aware layout for `prompt`.
+    pub fn reason(
+        &mut self,
+        scene: &RgbImage,
+        prompt: &str,
+        opts: &RunOptions,
+        progress: Progress,
+        cancel: &AtomicBool,
+    ) -> Result<Layout> {
+        let cond = self.encode_fitted(scene)?;
+        let latent = self.sample_stage(
+            Stage::Reason,
+            SKELETAL,
+            &cond,
+            prompt,
+            opts,
+            progress,
+            cancel,
+        )?;
+        let decoded = self.to_image(&self.ae.decode(&latent)?)?;
+        let image = imageops::resize(
+            &decoded,
+            scene.width(),
+            scene.height(),
+            imageops::FilterType::Triangle,
+        );
+        Ok(Layout {
+            latent,
+            image,
+            poses: None,
+        })
+    }
+
+    /// The poses of a layout, through the model's PoseInverter.
+    pub fn invert(&self, _layout: &Layout) -> Result<PoseSet> {
+        let p = self.dir.join(modeldir::INVERTER_FILE);
+        Err(PipelineError::NoInverter(p.display().to_string()))
+    }
+
+    /// A layout from edited poses: the one rasteriser over the scene, then the encoder.
+    pub fn relayout(&mut self, scene: &RgbImage, poses: &PoseSet) -> Result<Layout> {
+        let image = pose::draw_layout(Some(scene), poses);
+        let latent = self.encode_fitted(&image)?;
+        let poses = if (poses.width, poses.height) == scene.dimensions() {
+            poses.clone()
+        } else {
+            poses.resized(scene.width(), scene.height())
+        };
+        Ok(Layout {
+            latent,
+            image,
+            poses: Some(poses),
+        })
+    }
+
+    /// A layout from a layout image (e.g. one saved by `reason` or drawn by another tool),
+    /// resized to the scene.
+    pub fn layout_from_image(&mut self, scene: &RgbImage, image: &RgbImage) -> Result<Layout> {
+        let image = if image.dimensions() == scene.dimensions() {
+            image.clone()
+        } else {
+            imageops::resize(
+                image,
+                scene.width(),
+                scene.height(),
+                imageops::FilterType::Triangle,
+            )
+        };
+        let latent = self.encode_fitted(&image)?;
+        Ok(Layout {
+            latent,
+            image,
+            poses: None,
+        })
+    }
+
+    /// Whether the model directory has a PoseInverter.
+    pub fn has_inverter(&self) -> bool {
+        self.dir.join(modeldir::INVERTER_FILE).is_file()
+    }
+
+    /// Stage 2: the person rendered on `layout`, at the scene's size.
+    pub fn render(
+        &mut self,
+        scene: &RgbImage,
+        layout: &Layout,
+        prompt: &str,
+        opts: &RunOptions,
+        progress: Progress,
+        cancel: &AtomicBool,
+    ) -> Result<RgbImage> {
+        let (ww, wh) = self.working_size(scene.width(), scene.height());
+        let (_, _, lh, lw) = layout.latent.dims4()?;
+        let f = self.ae.downsample();
+        if (lw * f, lh * f) != (ww as usize, wh as usize) {
+            return Err(PipelineError::Input(format!(
+                "the layout was made for {}x{} but this scene works at {ww}x{wh}",
+                lw * f,
+                lh * f
+            )));
+        }
+        let latent = self.sample_stage(
+            Stage::Render,
+            APPEARANCE,
+            &layout.latent,
+            prompt,
+            opts,
+            progress,
+            cancel,
+        )?;
+        let decoded = self.to_image(&self.ae.decode(&latent)?)?;
+        let mut out = imageops::resize(
+            &decoded,
+            scene.width(),
+            scene.height(),
+            imageops::FilterType::CatmullRom,
+        );
+        if opts.keep_background {
+            let mask = person_region(scene, layout);
+            for ((o, s), m) in out.pixels_mut().zip(scene.pixels()).zip(mask.pixels()) {
+                if m.0[0] == 0 {
+                    *o = *s;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reason, then render.
+    pub fn generate(
+        &mut self,
+        scene: &RgbImage,
+        prompt: &str,
+        opts: &RunOptions,
+        progress: Progress,
+        cancel: &AtomicBool,
+    ) -> Result<(Layout, RgbImage)> {
+        let layout = self.reason(scene, prompt, opts, &mut *progress, cancel)?;
+        let image = self.render(scene, &layout, prompt, opts, progress, cancel)?;
+        Ok((layout, image))
+    }
+}
+
+/// Where the person may be: the dilated skeleton mask when the poses are known, else the pixels
+/// where the layout differs from the scene, dilated. The margin covers the body around the
+/// skeleton (an eighth of the longest side).
+pub fn person_region(scene: &RgbImage, layout: &Layout) -> image::GrayImage {
+    let margin = (scene.width().max(scene.height()) / 8).max(2);
+    if let Some(p) = &layout.poses {
+        return pose::person_mask(p, margin);
+    }
+    let mut m = image::GrayImage::new(scene.width(), scene.height());
+    for ((d, a), b) in m
+        .pixels_mut()
+        .zip(layout.image.pixels())
+        .zip(scene.pixels())
+    {
+        let diff =
+            a.0.iter()
+                .zip(b.0)
+                .map(|(x, y)| (*x as i32 - y as i32).abs())
+                .max()
+                .unwrap_or(0);
+        if diff > 48 {
+            d.0[0] = 255;
+        }
+    }
+    pose::layout::dilate_mask(&mut m, margin);
+    m
+}
+
+fn hash_image(img: &RgbImage) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ ((img.width() as u64) << 32 | img.height() as u64);
+    for chunk in img.as_raw().chunks(8) {
+        let mut v = 0u64;
+        for (i, b) in chunk.iter().enumerate() {
+            v |= (*b as u64) << (8 * i);
+        }
+        h = (h ^ v).wrapping_mul(0x100_0000_01b3).rotate_left(29);
+    }
+    h
+}
+
+/// The default device: CUDA with the `cuda` feature when available, else the CPU.
+pub fn default_device() -> Result<Device> {
+    Ok(crate::model::default_device()?)
+}
