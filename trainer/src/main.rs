@@ -1,6 +1,6 @@
 //! `skeleguide-train`: the SkeleGuide trainer's command line.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use skeleguide_trainer::data::synth::{self, Split, SynthOptions};
@@ -95,8 +95,8 @@ fn run() -> Result<()> {
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             let start = std::time::Instant::now();
-            let n = synth::write_dataset(&out, &opts, &|| bar.inc(1))
-                .with_context(|| format!("synth --out {}", out.display()))?;
+            // the library's errors name the file or option at fault
+            let n = synth::write_dataset(&out, &opts, &|| bar.inc(1))?;
             bar.finish_and_clear();
             let secs = start.elapsed().as_secs_f64();
             eprintln!(

@@ -103,14 +103,28 @@ fn broken_manifests_name_file_line_and_field() {
         format!("{f}:8: prompt: expected a string, found a number"),
     ];
     for e in &expect {
-        assert!(p.iter().any(|l| l.starts_with(e.as_str())), "no problem starting {e:?} in\n{msg}");
+        assert!(
+            p.iter().any(|l| l.starts_with(e.as_str())),
+            "no problem starting {e:?} in\n{msg}"
+        );
     }
-    assert!(!p.iter().any(|l| l.contains(":1:")), "line 1 is fine:\n{msg}");
-    assert!(msg.contains("does not exist") && msg.contains("is not a file"), "{msg}");
+    assert!(
+        !p.iter().any(|l| l.contains(":1:")),
+        "line 1 is fine:\n{msg}"
+    );
+    assert!(
+        msg.contains("does not exist") && msg.contains("is not a file"),
+        "{msg}"
+    );
 
     // no file, empty file, a directory without a manifest
-    let missing = Manifest::open(&dir.path().join("nope.jsonl")).unwrap_err().to_string();
-    assert!(missing.contains("nope.jsonl") && missing.contains("cannot read"), "{missing}");
+    let missing = Manifest::open(&dir.path().join("nope.jsonl"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("nope.jsonl") && missing.contains("cannot read"),
+        "{missing}"
+    );
     let empty = dir.path().join("empty.jsonl");
     std::fs::write(&empty, "\n\n").unwrap();
     let e = Manifest::open(&empty).unwrap_err().to_string();

@@ -42,6 +42,7 @@ pub fn shade(base: Rgbf, nx: f64, ny: f64) -> Rgbf {
 }
 
 /// The supersampled drawing surface.
+#[derive(Clone)]
 pub struct Canvas {
     pub width: usize,
     pub height: usize,

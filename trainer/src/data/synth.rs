@@ -26,6 +26,8 @@ use std::sync::Mutex;
 /// Smallest and largest `--size`.
 pub const MIN_SIZE: u32 = 64;
 pub const MAX_SIZE: u32 = 1024;
+/// Most examples in one data set.
+pub const MAX_COUNT: usize = 10_000_000;
 /// Canvas pixels per output pixel (2x2 supersampling).
 const SUPERSAMPLE: usize = 2;
 
@@ -494,9 +496,11 @@ fn render(scene: &Scene, placed: Vec<Placed>, rng: &mut Rng) -> Result<Example, 
         items.push((key, 1, Item::Person(k)));
     }
     items.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    // the backdrop is the same in both renders: ray-cast it once
+    let mut backdrop = Canvas::new(side, side, [0, 0, 0], SUPERSAMPLE as f64);
+    scene.draw_backdrop(&mut backdrop);
     let paint = |with_people: bool| {
-        let mut c = Canvas::new(side, side, [0, 0, 0], SUPERSAMPLE as f64);
-        scene.draw_backdrop(&mut c);
+        let mut c = backdrop.clone();
         for &(_, _, item) in &items {
             match item {
                 Item::Furniture(k) => scene.draw_furniture(&scene.furniture[k], &mut c),
@@ -667,6 +671,12 @@ pub fn write_dataset(
         return Err(DataError::Invalid(format!(
             "--size {} is outside {MIN_SIZE}..={MAX_SIZE}",
             opts.size
+        )));
+    }
+    if opts.count > MAX_COUNT {
+        return Err(DataError::Invalid(format!(
+            "--count {} is more than {MAX_COUNT} examples in one data set",
+            opts.count
         )));
     }
     prepare_dir(out)?;
