@@ -244,13 +244,12 @@ impl Skeleton3 {
 
     /// Applies `map` (3-D point to image pixels) to every visible joint.
     pub fn project(&self, map: impl Fn([f64; 3]) -> (f64, f64)) -> Pose {
-        let mut joints = [None; NUM_JOINTS];
-        for j in 0..NUM_JOINTS {
-            if self.visible[j] {
+        let joints = std::array::from_fn(|j| {
+            self.visible[j].then(|| {
                 let (x, y) = map(self.joints[j]);
-                joints[j] = Some(Keypoint::new(x, y));
-            }
-        }
+                Keypoint::new(x, y)
+            })
+        });
         Pose::from_joints(joints)
     }
 

@@ -12,12 +12,12 @@ const LIGHT: [f64; 3] = [-0.41, -0.57, 0.71];
 /// A colour as floats in 0..=255.
 pub type Rgbf = [f64; 3];
 
+/// Rounds (half up) and clamps to bytes; NaN becomes 0.
+#[inline]
 pub fn to_u8(c: Rgbf) -> [u8; 3] {
-    [
-        c[0].round().clamp(0.0, 255.0) as u8,
-        c[1].round().clamp(0.0, 255.0) as u8,
-        c[2].round().clamp(0.0, 255.0) as u8,
-    ]
+    // `as u8` truncates and saturates, and `round()` is a slow library call here
+    let q = |v: f64| (v.clamp(0.0, 255.0) + 0.5) as u8;
+    [q(c[0]), q(c[1]), q(c[2])]
 }
 
 pub fn mul(c: Rgbf, k: f64) -> Rgbf {

@@ -336,7 +336,7 @@ fn try_place(
                     f.z + rng.jitter(0.3),
                 )
             } else {
-                let z = scene.z_min + (scene.z_max - scene.z_min) * rng.f64().powf(0.8);
+                let z = scene.z_min + (scene.z_max - scene.z_min) * rng.f64().powf(1.3);
                 let (a, b) = scene.x_range(z, 0.4);
                 if b <= a {
                     return None;
