@@ -662,6 +662,45 @@ pub fn pose_for(
     sk.project(|p| oblique(p, anchor, height))
 }
 
+/// A random person for scene-free data (e.g. PoseInverter training): a random action, facing,
+/// proportions, size (30-90 % of the shorter side) and place, drawn with the oblique projection
+/// of [`pose_for`], every joint inside the `width`×`height` canvas.
+pub fn random_pose(width: u32, height: u32, rng: &mut Rng) -> (Action, Pose) {
+    let (w, h) = (width.max(1) as f64, height.max(1) as f64);
+    let side = w.min(h);
+    let inside = |p: &Pose| {
+        p.joints
+            .iter()
+            .flatten()
+            .all(|k| k.x >= 0.0 && k.y >= 0.0 && k.x < w && k.y < h)
+    };
+    for _ in 0..64 {
+        let action = Action::ALL[rng.below(Action::ALL.len())];
+        let size = side * rng.range(0.3, 0.9);
+        let facing = if rng.chance(0.15) {
+            PI + rng.jitter(0.8)
+        } else {
+            rng.jitter(1.6)
+        };
+        let model = BodyModel::sampled(rng);
+        let opts = PoseOptions {
+            facing,
+            seat_height: rng.range(0.2, 0.32),
+            head_towards: if rng.chance(0.5) { 1.0 } else { -1.0 },
+        };
+        let mut sk = model.articulate(action, &opts, rng);
+        sk.set_view([0.0, OBLIQUE_K, 1.0]);
+        let anchor = (rng.range(0.15, 0.85) * w, rng.range(0.5, 0.98) * h);
+        let pose = sk.project(|p| oblique(p, anchor, size));
+        if inside(&pose) {
+            return (action, pose);
+        }
+    }
+    // always fits: a small standing person in the middle
+    let pose = pose_for(Action::Stand, (w / 2.0, h * 0.9), h * 0.6, 0.0, rng);
+    (Action::Stand, pose)
+}
+
 /// The oblique projection of [`pose_for`].
 pub fn oblique(p: [f64; 3], anchor: (f64, f64), height: f64) -> (f64, f64) {
     (
@@ -788,6 +827,25 @@ mod tests {
         assert!(side.joints[R_EAR].is_some());
         let profile = pose_for(Action::Stand, (100.0, 200.0), 150.0, FRAC_PI_2, &mut rng);
         assert!(profile.joints[L_EAR].is_none() && profile.joints[R_EAR].is_some());
+    }
+
+    #[test]
+    fn random_poses_fit_their_canvas() {
+        let mut rng = Rng::new(9);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..300 {
+            let (w, h) = (64 + (i % 5) * 100, 64 + (i % 3) * 150);
+            let (action, p) = random_pose(w, h, &mut rng);
+            seen.insert(action);
+            let set = skeleguide_engine::pose::PoseSet {
+                width: w,
+                height: h,
+                people: vec![p],
+            };
+            assert!(set.points_outside().is_empty());
+            assert!(set.people[0].present_count() >= 13);
+        }
+        assert_eq!(seen.len(), Action::ALL.len());
     }
 
     #[test]
