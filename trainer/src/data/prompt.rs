@@ -150,7 +150,12 @@ pub fn make_prompt(place: PlaceKind, people: &[PersonDesc], rng: &mut Rng) -> St
                 if let Some(c) = pl.get_mut(0..1) {
                     c.make_ascii_uppercase();
                 }
-                format!("{pl}, {subject} {cl} is {act}")
+                let verb = if act.starts_with("with ") {
+                    "stands"
+                } else {
+                    "is"
+                };
+                format!("{pl}, {subject} {cl} {verb} {act}")
             }
             _ => format!("{subject} {cl} {act}{tail}"),
         };
@@ -165,13 +170,13 @@ pub fn make_prompt(place: PlaceKind, people: &[PersonDesc], rng: &mut Rng) -> St
             .iter()
             .map(|p| p.looks.shirt_name().to_string())
             .collect();
-        let mut uniq = shirts.clone();
-        uniq.dedup();
-        let cl = if uniq.len() == 1 {
-            format!("in {} shirts", uniq[0])
-        } else {
-            format!("in {} shirts", join_list(&shirts))
-        };
+        let mut uniq: Vec<String> = Vec::new();
+        for s in shirts {
+            if !uniq.contains(&s) {
+                uniq.push(s);
+            }
+        }
+        let cl = format!("in {} shirts", join_list(&uniq));
         let tail = if names_place {
             String::new()
         } else {
@@ -195,6 +200,44 @@ pub fn make_prompt(place: PlaceKind, people: &[PersonDesc], rng: &mut Rng) -> St
                 c.make_ascii_uppercase();
             }
             format!("{pl}, {count} people: {}", join_list(&descs))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_name_count_clothes_action_and_place() {
+        let mut rng = Rng::new(4);
+        for i in 0..500 {
+            let looks: Vec<Appearance> = (0..3).map(|_| Appearance::random(&mut rng)).collect();
+            let n = 1 + i % 3;
+            let place = PlaceKind::ALL[i % PlaceKind::ALL.len()];
+            let people: Vec<PersonDesc> = (0..n)
+                .map(|k| PersonDesc {
+                    action: Action::ALL[(i + k) % Action::ALL.len()],
+                    looks: &looks[k],
+                    support: Some("bench"),
+                    near: Some("table"),
+                })
+                .collect();
+            let p = make_prompt(place, &people, &mut rng);
+            assert!(p.contains(place.noun()), "{p}");
+            for d in &people {
+                assert!(p.contains(d.looks.shirt_name()), "{p}");
+            }
+            if n > 1 {
+                assert!(p.contains(count_word(n)), "{p}");
+            }
+            for bad in [" a orange", " a a", "is with", "  "] {
+                assert!(!p.contains(bad), "{p:?} contains {bad:?}");
+            }
+            let words = [
+                "stand", "walk", "sit", "seated", "lying", "wav", "rais", "point",
+            ];
+            assert!(words.iter().any(|w| p.contains(w)), "{p}");
         }
     }
 }
