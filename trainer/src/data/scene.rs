@@ -406,11 +406,13 @@ impl Scene {
         let z_far = if indoor {
             (env.back - 0.5).min(z_far_size)
         } else {
-            z_far_size.min(if place == PlaceKind::Park {
-                40.0
-            } else {
-                env.back - 1.0
-            })
+            // outdoors: in front of the far backdrop, and on the pavement (not the road)
+            let limit = match (place, env.road) {
+                (PlaceKind::Park, _) => 40.0,
+                (_, Some(road)) => road - 0.4,
+                _ => env.back - 1.0,
+            };
+            z_far_size.min(limit)
         };
         let z_max = z_far.max(z_near + 0.5);
         let x_limit = if indoor { env.half_width } else { 30.0 };
