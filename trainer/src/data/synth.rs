@@ -7,7 +7,7 @@
 //! (no people), the image, the layout (the engine's `pose::draw_layout` over the background),
 //! the person mask (the visible silhouettes), the poses, a prompt and the structured facts.
 
-use super::body::{Action, BodyModel, PoseOptions, HIP_ABOVE_SEAT};
+use super::body::{Action, BodyModel, PoseOptions};
 use super::people::{Appearance, Figure};
 use super::prompt::{make_prompt, PersonDesc};
 use super::raster::Canvas;
@@ -783,6 +783,3 @@ pub fn mid_hip(p: &Pose) -> Option<(f64, f64)> {
     let (a, b) = (p.joints[R_HIP]?, p.joints[L_HIP]?);
     Some(((a.x + b.x) / 2.0, (a.y + b.y) / 2.0))
 }
-
-/// Height of the hip joints above a seat, as a fraction of the standing height.
-pub const SEAT_HIP_OFFSET: f64 = HIP_ABOVE_SEAT;
