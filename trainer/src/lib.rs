@@ -1,0 +1,4 @@
+//! SkeleGuide trainer: synthetic data and manifest data sets (the curriculum, checkpoints and
+//! evaluation build on them).
+
+pub mod data;
