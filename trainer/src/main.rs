@@ -46,6 +46,18 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Write a randomly initialised model directory (the start of training; used by tests).
+    Init {
+        /// Preset (only `tiny` can start from random weights).
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        /// Output model directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the initial weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
 fn main() {
@@ -57,6 +69,16 @@ fn main() {
 
 fn run() -> Result<()> {
     match Cli::parse().command {
+        Command::Init { preset, out, seed } => {
+            let cfg = skeleguide_engine::modeldir::init_random(&out, &preset, seed)?;
+            eprintln!(
+                "wrote a randomly initialised `{}` model ({}) to {}",
+                cfg.preset,
+                cfg.id(),
+                out.display()
+            );
+            Ok(())
+        }
         Command::Synth {
             out,
             count,
