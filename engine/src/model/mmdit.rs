@@ -1213,7 +1213,7 @@ impl MmDit {
             let k = prep.get(1)?;
             let v = prep.get(2)?;
             let s = q.matmul(&k.t()?)?;
-            candle_nn::ops::softmax_last_dim(&s)?.matmul(&v)
+            s.apply_op1_no_bwd(&kernels::SoftmaxLast)?.matmul(&v)
         };
         let stream_mlp =
             |sw: &StreamWeights, x: &Tensor, m: &Tensor| -> candle_core::Result<Tensor> {
