@@ -1014,3 +1014,120 @@ impl CustomOp1 for SoftmaxLast {
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 }
+
+/// `x @ W (+ b)` for a frozen base weight in the training path. The backward pass returns only
+/// the input gradient: candle's own matmul backward also computes the weight gradient
+/// (`x^T @ g`, a third of the backward flops) even for tensors that are not trainable.
+pub(crate) struct FrozenLinear {
+    pub bias: Option<Arc<Vec<f32>>>,
+}
+
+impl CustomOp2 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "sg-frozen-linear"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        let (m, k) = l1.shape().dims2()?;
+        let (k2, n) = l2.shape().dims2()?;
+        if k != k2 {
+            bail!("frozen-linear: {:?} x {:?}", l1.dims(), l2.dims())
+        }
+        let mut out = s1.matmul(s2, (1, m, n, k), l1, l2)?;
+        if let (Some(b), CpuStorage::F32(v)) = (&self.bias, &mut out) {
+            if b.len() != n {
+                bail!("frozen-linear: bias has {} values, expected {n}", b.len())
+            }
+            for_rows(v, n, |_, row| {
+                for (r, bv) in row.iter_mut().zip(b.iter()) {
+                    *r += bv;
+                }
+            });
+        }
+        Ok((out, Shape::from((m, n))))
+    }
+    fn bwd(
+        &self,
+        _x: &candle_core::Tensor,
+        w: &candle_core::Tensor,
+        _res: &candle_core::Tensor,
+        grad: &candle_core::Tensor,
+    ) -> Result<(Option<candle_core::Tensor>, Option<candle_core::Tensor>)> {
+        Ok((Some(grad.matmul(&w.t()?)?), None))
+    }
+}
+
+/// Gated residual `x + gate * y` for the training path (gate read from `m` `(B, mod_cols)`).
+/// The gradient of `m` is computed only when `m` is tracked (it never is for LoRA training,
+/// where the modulation depends on frozen weights only).
+#[derive(Clone)]
+pub(crate) struct GateResTrain {
+    pub gate_off: usize,
+}
+
+impl CustomOp3 for GateResTrain {
+    fn name(&self) -> &'static str {
+        "sg-gate-res-train"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        GateRes {
+            gate_off: self.gate_off,
+            bias: None,
+        }
+        .cpu_fwd(s1, l1, s2, l2, s3, l3)
+    }
+    fn bwd(
+        &self,
+        _x: &candle_core::Tensor,
+        y: &candle_core::Tensor,
+        m: &candle_core::Tensor,
+        _res: &candle_core::Tensor,
+        grad: &candle_core::Tensor,
+    ) -> Result<(
+        Option<candle_core::Tensor>,
+        Option<candle_core::Tensor>,
+        Option<candle_core::Tensor>,
+    )> {
+        let h = y.dim(2)?;
+        let gate = m.narrow(1, self.gate_off, h)?.unsqueeze(1)?;
+        let dy = grad.broadcast_mul(&gate)?;
+        let dm = if m.track_op() {
+            let (b, mc) = m.dims2()?;
+            let dgate = (grad * y)?.sum(1)?;
+            let mut parts = Vec::new();
+            if self.gate_off > 0 {
+                parts.push(candle_core::Tensor::zeros(
+                    (b, self.gate_off),
+                    m.dtype(),
+                    m.device(),
+                )?);
+            }
+            parts.push(dgate);
+            if self.gate_off + h < mc {
+                parts.push(candle_core::Tensor::zeros(
+                    (b, mc - self.gate_off - h),
+                    m.dtype(),
+                    m.device(),
+                )?);
+            }
+            Some(candle_core::Tensor::cat(&parts, 1)?)
+        } else {
+            None
+        };
+        Ok((Some(grad.clone()), Some(dy), dm))
+    }
+}
