@@ -190,11 +190,14 @@ fn chunks(m: &Tensor, n: usize) -> candle_core::Result<Vec<Mod>> {
 }
 
 /// RoPE tables for one sequence: `cos`/`sin` `(B, L, head_dim/2)`.
+/// Host copies of the cos / sin tables.
+type HostTables = (Arc<Vec<f32>>, Arc<Vec<f32>>);
+
 struct Rope {
     cos: Tensor,
     sin: Tensor,
     /// Host copies for the fused training kernels (CPU f32 only).
-    host: Option<(Arc<Vec<f32>>, Arc<Vec<f32>>)>,
+    host: Option<HostTables>,
 }
 
 impl Rope {
