@@ -8,6 +8,7 @@ use skeleguide_engine::model::{
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    skeleguide_engine::model::device::configure_cpu_threads();
     let args: Vec<String> = std::env::args().collect();
     let kind = args.get(1).map(|s| s.as_str()).unwrap_or("fast");
     let b: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
