@@ -7,6 +7,7 @@ use skeleguide_engine::model::bench::{bench_dit, BenchOptions};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    skeleguide_engine::model::device::configure_cpu_threads();
     let json = std::env::args().any(|a| a == "--json");
     let quick = std::env::args().any(|a| a == "--quick");
     let mut opts = if quick {

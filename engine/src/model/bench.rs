@@ -86,6 +86,10 @@ pub struct DitBenchRow {
     pub reference_forward_ms: f64,
     /// `dit_forward_ms / reference_forward_ms` (target <= 0.5).
     pub forward_ratio: f64,
+    /// Our forward, fast path, against a condition K/V cache (one sampling step).
+    pub dit_forward_cached_ms: f64,
+    /// Our forward, fast path, running the condition tokens too (one uncached step).
+    pub dit_forward_uncached_ms: f64,
     /// Our forward in the training (differentiable) path, no condition.
     pub dit_forward_train_path_ms: f64,
     /// A whole stage (`steps` Euler steps) with a condition, K/V cache on (cache build included).
@@ -205,6 +209,19 @@ pub fn bench_dit(opts: &BenchOptions) -> Result<DitBench> {
             model.forward(&inp, Condition::None, Mode::Fast)?;
             Ok(())
         })?;
+        let cache = model.build_cond_cache(&cond, &img_ids, &y, Mode::Fast)?;
+        let cached_fwd_ms = time_ms(w, it, || {
+            model.forward(&inp, Condition::Cached(&cache), Mode::Fast)?;
+            Ok(())
+        })?;
+        let uncached_fwd_ms = time_ms(w, it, || {
+            let c = Condition::Tokens {
+                tokens: &cond,
+                ids: &img_ids,
+            };
+            model.forward(&inp, c, Mode::Fast)?;
+            Ok(())
+        })?;
         let train_path_ms = time_ms(w.min(1), it.div_ceil(4), || {
             model.forward(&inp, Condition::None, Mode::Train)?;
             Ok(())
@@ -238,14 +255,28 @@ pub fn bench_dit(opts: &BenchOptions) -> Result<DitBench> {
             }
             Ok(())
         };
-        let sw = usize::from(opts.warmup > 0);
-        let cached_ms = time_ms(sw, opts.sampling_iters, || sample(true))?;
-        let uncached_ms = time_ms(sw, opts.sampling_iters, || sample(false))?;
+        // Interleave the two runs so that machine load affects both alike.
+        if opts.warmup > 0 {
+            sample(true)?;
+            sample(false)?;
+        }
+        let (mut vc, mut vu) = (Vec::new(), Vec::new());
+        for _ in 0..opts.sampling_iters.max(1) {
+            let t0 = Instant::now();
+            sample(true)?;
+            vc.push(t0.elapsed().as_secs_f64() * 1e3);
+            let t0 = Instant::now();
+            sample(false)?;
+            vu.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        let (cached_ms, uncached_ms) = (median(vc), median(vu));
         rows.push(DitBenchRow {
             batch: b,
             dit_forward_ms: ours_ms,
             reference_forward_ms: reference_ms,
             forward_ratio: ours_ms / reference_ms,
+            dit_forward_cached_ms: cached_fwd_ms,
+            dit_forward_uncached_ms: uncached_fwd_ms,
             dit_forward_train_path_ms: train_path_ms,
             stage_sampling_ms_cached: cached_ms,
             stage_sampling_ms_uncached: uncached_ms,
@@ -332,11 +363,13 @@ impl fmt::Display for DitBench {
         )?;
         writeln!(
             f,
-            "{:>5} {:>12} {:>14} {:>8} {:>12} {:>16} {:>18} {:>8}",
+            "{:>5} {:>12} {:>14} {:>8} {:>11} {:>13} {:>12} {:>16} {:>18} {:>8}",
             "batch",
             "forward ms",
             "reference ms",
             "ratio",
+            "fwd cached",
+            "fwd uncached",
             "train-path",
             format!("{} steps cached", self.steps),
             format!("{} steps uncached", self.steps),
@@ -345,11 +378,13 @@ impl fmt::Display for DitBench {
         for r in &self.rows {
             writeln!(
                 f,
-                "{:>5} {:>12.2} {:>14.2} {:>7.2}x {:>12.2} {:>16.1} {:>18.1} {:>7.2}x",
+                "{:>5} {:>12.2} {:>14.2} {:>7.2}x {:>11.2} {:>13.2} {:>12.2} {:>16.1} {:>18.1} {:>7.2}x",
                 r.batch,
                 r.dit_forward_ms,
                 r.reference_forward_ms,
                 r.forward_ratio,
+                r.dit_forward_cached_ms,
+                r.dit_forward_uncached_ms,
                 r.dit_forward_train_path_ms,
                 r.stage_sampling_ms_cached,
                 r.stage_sampling_ms_uncached,

@@ -166,7 +166,7 @@ impl DitConfig {
         if self.num_blocks() == 0 {
             return bad("the model needs at least one block".into());
         }
-        if !(self.mlp_ratio > 0.0) || self.mlp_hidden() == 0 {
+        if self.mlp_ratio.is_nan() || self.mlp_ratio <= 0.0 || self.mlp_hidden() == 0 {
             return bad(format!("mlp_ratio {} gives an empty MLP", self.mlp_ratio));
         }
         if self.in_channels == 0 || self.vec_in_dim == 0 || self.context_in_dim == 0 {

@@ -88,3 +88,23 @@ pub fn check_dtype(device: &Device, dtype: DType) -> Result<()> {
         })
     }
 }
+
+/// Sets candle's CPU thread environment, unless the user already set it. Call it at the very
+/// start of `main`, before any other thread exists (it writes environment variables).
+///
+/// * `RAYON_NUM_THREADS` = the available parallelism. Without it candle re-reads
+///   `/proc/cpuinfo` on every matmul to count the physical cores (about 6% of a small forward).
+/// * `CANDLE_NUM_THREADS` = 1: candle's spinning elementwise pool falls into a 2-2.5x slower
+///   mode when the machine is busy (candle_cpu_perf.md); our fused kernels use rayon instead.
+///
+/// Returns the (rayon) thread count in effect.
+pub fn configure_cpu_threads() -> usize {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    candle_core::utils::get_num_threads()
+}

@@ -170,8 +170,8 @@ impl CustomOp2 for AdaLn {
         for_rows(&mut out, h, |r, dst| {
             let bi = r / l;
             let xr = &x[r * h..(r + 1) * h];
-            let mean = xr.iter().sum::<f32>() * inv_h;
-            let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() * inv_h;
+            let mean = sum8(xr) * inv_h;
+            let var = sumsq8(xr, mean) * inv_h;
             let rstd = 1.0 / (var + self.eps).sqrt();
             let shift = &m[bi * mc + self.shift_off..bi * mc + self.shift_off + h];
             let scale = &m[bi * mc + self.scale_off..bi * mc + self.scale_off + h];
@@ -308,40 +308,46 @@ impl QkvPrep {
         let job = |bi: usize| {
             let p = &ptr;
             let mut pos = 0usize;
+            let mut t = vec![0f32; 3 * h];
             for (si, ((src, stride), rows)) in streams.iter().zip(&self.stream_rows).enumerate() {
                 let bias = self.stream_bias[si].as_deref();
                 let (qs, ks) = (&self.q_scale[si], &self.k_scale[si]);
                 for r in 0..*rows {
-                    let row = &src[(bi * rows + r) * stride..(bi * rows + r) * stride + 3 * h];
+                    let o = (bi * rows + r) * stride;
+                    let row = &src[o..o + 3 * h];
+                    match bias {
+                        Some(b) => {
+                            for ((d, x), bv) in t.iter_mut().zip(row).zip(b.iter()) {
+                                *d = x + bv;
+                            }
+                        }
+                        None => t.copy_from_slice(row),
+                    }
                     let li = pos + r;
                     let cs = &self.cos[(bi * l + li) * half..(bi * l + li + 1) * half];
                     let sn = &self.sin[(bi * l + li) * half..(bi * l + li + 1) * half];
                     for hh in 0..nh {
                         let dst_off = ((bi * nh + hh) * lt + li) * hd;
-                        for (part, scale) in [(0usize, Some(qs)), (1, Some(ks)), (2, None)] {
+                        for part in 0..3 {
                             let so = part * h + hh * hd;
-                            let mut tmp = [0f32; 512];
-                            let t = &mut tmp[..hd];
-                            for j in 0..hd {
-                                t[j] = row[so + j] + bias.map_or(0.0, |b| b[so + j]);
-                            }
+                            let th = &t[so..so + hd];
                             // SAFETY: every (bi, part, hh, li) writes its own hd-long slot.
                             let dst = unsafe {
                                 std::slice::from_raw_parts_mut(p.0.add(part * sec + dst_off), hd)
                             };
-                            match scale {
-                                Some(w) => {
-                                    let ms = t.iter().map(|v| v * v).sum::<f32>() * inv_hd;
-                                    let rs = 1.0 / (ms + self.eps).sqrt();
-                                    let extra = if part == 0 { self.sm_scale } else { 1.0 };
-                                    for i in 0..half {
-                                        let x0 = t[2 * i] * rs * w[2 * i];
-                                        let x1 = t[2 * i + 1] * rs * w[2 * i + 1];
-                                        dst[2 * i] = (x0 * cs[i] - x1 * sn[i]) * extra;
-                                        dst[2 * i + 1] = (x0 * sn[i] + x1 * cs[i]) * extra;
-                                    }
-                                }
-                                None => dst.copy_from_slice(t),
+                            if part == 2 {
+                                dst.copy_from_slice(th);
+                                continue;
+                            }
+                            let w = if part == 0 { qs } else { ks };
+                            let extra = if part == 0 { self.sm_scale } else { 1.0 };
+                            let ms = sumsq8(th, 0.0) * inv_hd;
+                            let rs = extra / (ms + self.eps).sqrt();
+                            for i in 0..half {
+                                let x0 = th[2 * i] * rs * w[2 * i];
+                                let x1 = th[2 * i + 1] * rs * w[2 * i + 1];
+                                dst[2 * i] = x0 * cs[i] - x1 * sn[i];
+                                dst[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
                             }
                         }
                     }
@@ -778,8 +784,8 @@ impl CustomOp3 for AdaLnGrad {
                 let o = (bi * l + r) * h;
                 let xr = &x[o..o + h];
                 let gr = &g[o..o + h];
-                let mean = xr.iter().sum::<f32>() * inv_h;
-                let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() * inv_h;
+                let mean = sum8(xr) * inv_h;
+                let var = sumsq8(xr, mean) * inv_h;
                 let rstd = 1.0 / (var + p.eps).sqrt();
                 let (mut s1, mut s2) = (0f32, 0f32);
                 for j in 0..h {
@@ -845,7 +851,7 @@ impl CustomOp1 for NormRopeTrain {
             let bi = r / (nh * len);
             let li = r % len;
             let xr = &x[r * hd..(r + 1) * hd];
-            let rstd = 1.0 / (xr.iter().map(|v| v * v).sum::<f32>() * inv + self.eps).sqrt();
+            let rstd = 1.0 / (sumsq8(xr, 0.0) * inv + self.eps).sqrt();
             let cs = &self.cos[(bi * len + li) * half..(bi * len + li + 1) * half];
             let sn = &self.sin[(bi * len + li) * half..(bi * len + li + 1) * half];
             for i in 0..half {
@@ -896,7 +902,7 @@ impl CustomOp2 for NormRopeGrad {
             let li = r % len;
             let xr = &x[r * hd..(r + 1) * hd];
             let gr = &g[r * hd..(r + 1) * hd];
-            let rstd = 1.0 / (xr.iter().map(|v| v * v).sum::<f32>() * inv + p.eps).sqrt();
+            let rstd = 1.0 / (sumsq8(xr, 0.0) * inv + p.eps).sqrt();
             let cs = &p.cos[(bi * len + li) * half..(bi * len + li + 1) * half];
             let sn = &p.sin[(bi * len + li) * half..(bi * len + li + 1) * half];
             // Undo the rotation (transpose), then the scale: dn = R^T g * w.
@@ -915,5 +921,213 @@ impl CustomOp2 for NormRopeGrad {
             }
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// Sum with 8 independent lanes (vectorises; plain `sum` is a strict sequential reduction).
+#[inline(always)]
+fn sum8(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
+/// Sum of `(x - c)^2` with 8 lanes.
+#[inline(always)]
+fn sumsq8(x: &[f32], c: f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for ch in chunks {
+        for i in 0..8 {
+            let d = ch[i] - c;
+            acc[i] += d * d;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().map(|v| (v - c) * (v - c)).sum::<f32>()
+}
+
+#[inline(always)]
+fn max8(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = acc[i].max(c[i]);
+        }
+    }
+    acc.iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |a, b| a.max(*b))
+}
+
+#[inline(always)]
+fn softmax_row_generic(x: &[f32], dst: &mut [f32]) {
+    let m = max8(x);
+    for (d, v) in dst.iter_mut().zip(x) {
+        *d = fast_exp(v - m);
+    }
+    let inv = 1.0 / sum8(dst);
+    for d in dst.iter_mut() {
+        *d *= inv;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn softmax_row_avx2(x: &[f32], dst: &mut [f32]) {
+    softmax_row_generic(x, dst)
+}
+
+/// Softmax over the last dimension (inference only), vectorised `exp`.
+pub(crate) struct SoftmaxLast;
+
+impl CustomOp1 for SoftmaxLast {
+    fn name(&self) -> &'static str {
+        "sg-softmax"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, "softmax")?;
+        let n = *l.dims().last().unwrap_or(&1);
+        let mut out = vec![0f32; x.len()];
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+        for_rows(&mut out, n, |r, dst| {
+            let src = &x[r * n..(r + 1) * n];
+            #[cfg(target_arch = "x86_64")]
+            {
+                if avx2 {
+                    // SAFETY: the CPU supports the enabled features (checked above).
+                    unsafe { softmax_row_avx2(src, dst) };
+                    return;
+                }
+            }
+            softmax_row_generic(src, dst)
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+}
+
+/// `x @ W (+ b)` for a frozen base weight in the training path. The backward pass returns only
+/// the input gradient: candle's own matmul backward also computes the weight gradient
+/// (`x^T @ g`, a third of the backward flops) even for tensors that are not trainable.
+pub(crate) struct FrozenLinear {
+    pub bias: Option<Arc<Vec<f32>>>,
+}
+
+impl CustomOp2 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "sg-frozen-linear"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        let (m, k) = l1.shape().dims2()?;
+        let (k2, n) = l2.shape().dims2()?;
+        if k != k2 {
+            bail!("frozen-linear: {:?} x {:?}", l1.dims(), l2.dims())
+        }
+        let mut out = s1.matmul(s2, (1, m, n, k), l1, l2)?;
+        if let (Some(b), CpuStorage::F32(v)) = (&self.bias, &mut out) {
+            if b.len() != n {
+                bail!("frozen-linear: bias has {} values, expected {n}", b.len())
+            }
+            for_rows(v, n, |_, row| {
+                for (r, bv) in row.iter_mut().zip(b.iter()) {
+                    *r += bv;
+                }
+            });
+        }
+        Ok((out, Shape::from((m, n))))
+    }
+    fn bwd(
+        &self,
+        _x: &candle_core::Tensor,
+        w: &candle_core::Tensor,
+        _res: &candle_core::Tensor,
+        grad: &candle_core::Tensor,
+    ) -> Result<(Option<candle_core::Tensor>, Option<candle_core::Tensor>)> {
+        Ok((Some(grad.matmul(&w.t()?)?), None))
+    }
+}
+
+/// Gated residual `x + gate * y` for the training path (gate read from `m` `(B, mod_cols)`).
+/// The gradient of `m` is computed only when `m` is tracked (it never is for LoRA training,
+/// where the modulation depends on frozen weights only).
+#[derive(Clone)]
+pub(crate) struct GateResTrain {
+    pub gate_off: usize,
+}
+
+impl CustomOp3 for GateResTrain {
+    fn name(&self) -> &'static str {
+        "sg-gate-res-train"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        GateRes {
+            gate_off: self.gate_off,
+            bias: None,
+        }
+        .cpu_fwd(s1, l1, s2, l2, s3, l3)
+    }
+    fn bwd(
+        &self,
+        _x: &candle_core::Tensor,
+        y: &candle_core::Tensor,
+        m: &candle_core::Tensor,
+        _res: &candle_core::Tensor,
+        grad: &candle_core::Tensor,
+    ) -> Result<(
+        Option<candle_core::Tensor>,
+        Option<candle_core::Tensor>,
+        Option<candle_core::Tensor>,
+    )> {
+        let h = y.dim(2)?;
+        let gate = m.narrow(1, self.gate_off, h)?.unsqueeze(1)?;
+        let dy = grad.broadcast_mul(&gate)?;
+        let dm = if m.track_op() {
+            let (b, mc) = m.dims2()?;
+            let dgate = (grad * y)?.sum(1)?;
+            let mut parts = Vec::new();
+            if self.gate_off > 0 {
+                parts.push(candle_core::Tensor::zeros(
+                    (b, self.gate_off),
+                    m.dtype(),
+                    m.device(),
+                )?);
+            }
+            parts.push(dgate);
+            if self.gate_off + h < mc {
+                parts.push(candle_core::Tensor::zeros(
+                    (b, mc - self.gate_off - h),
+                    m.dtype(),
+                    m.device(),
+                )?);
+            }
+            Some(candle_core::Tensor::cat(&parts, 1)?)
+        } else {
+            None
+        };
+        Ok((Some(grad.clone()), Some(dy), dm))
     }
 }

@@ -503,7 +503,7 @@ impl LoraSets {
         let alpha: f64 = get("alpha")?
             .parse()
             .map_err(|_| bad("alpha is not a number".into()))?;
-        if rank == 0 || !(alpha > 0.0) {
+        if rank == 0 || alpha.is_nan() || alpha <= 0.0 {
             return Err(bad(format!("invalid rank {rank} / alpha {alpha}")));
         }
         let mut targets = Vec::new();

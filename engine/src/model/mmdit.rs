@@ -190,11 +190,14 @@ fn chunks(m: &Tensor, n: usize) -> candle_core::Result<Vec<Mod>> {
 }
 
 /// RoPE tables for one sequence: `cos`/`sin` `(B, L, head_dim/2)`.
+/// Host copies of the cos / sin tables.
+type HostTables = (Arc<Vec<f32>>, Arc<Vec<f32>>);
+
 struct Rope {
     cos: Tensor,
     sin: Tensor,
     /// Host copies for the fused training kernels (CPU f32 only).
-    host: Option<(Arc<Vec<f32>>, Arc<Vec<f32>>)>,
+    host: Option<HostTables>,
 }
 
 impl Rope {
@@ -798,6 +801,38 @@ impl MmDit {
         self.host && self.fused_train
     }
 
+    /// A base-weight linear layer; in the fused training path it skips the (useless) weight
+    /// gradient of candle's matmul backward.
+    fn lin(&self, l: &Lin, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        if mode == Mode::Train && self.fused_training() && x.track_op() {
+            let (inn, out) = l.wt.dims2()?;
+            let mut dims = x.dims().to_vec();
+            let rows = x.elem_count() / inn.max(1);
+            let x2 = x.reshape((rows, inn))?.contiguous()?;
+            let y = x2.apply_op2(&l.wt, kernels::FrozenLinear { bias: l.bh.clone() })?;
+            if let Some(last) = dims.last_mut() {
+                *last = out;
+            }
+            return y.reshape(dims);
+        }
+        l.forward(x)
+    }
+
+    /// `x + gate * y`.
+    fn gate_res(&self, x: &Tensor, y: &Tensor, m: &Mod, mode: Mode) -> candle_core::Result<Tensor> {
+        if mode == Mode::Train && self.fused_training() {
+            let h = self.cfg.hidden_size;
+            return x.contiguous()?.apply_op3(
+                &y.contiguous()?,
+                &m.raw,
+                kernels::GateResTrain {
+                    gate_off: (3 * m.idx + 2) * h,
+                },
+            );
+        }
+        x + y.broadcast_mul(&m.gate)?
+    }
+
     /// Chooses between the fused differentiable CPU kernels (default) and plain candle
     /// primitives for [`Mode::Train`]. Both give the same values and gradients (tested); the
     /// primitive path is slower and exists for verification and non-CPU devices.
@@ -860,8 +895,9 @@ impl MmDit {
         Ok(Some(Tensor::cat(&parts, 1)?.reshape(out_dims)?))
     }
 
-    fn mlp(&self, sw: &StreamWeights, x: &Tensor) -> candle_core::Result<Tensor> {
-        sw.mlp2.forward(&kernels::gelu_train(&sw.mlp0.forward(x)?)?)
+    fn mlp(&self, sw: &StreamWeights, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        let hid = kernels::gelu_train(&self.lin(&sw.mlp0, x, mode)?)?;
+        self.lin(&sw.mlp2, &hid, mode)
     }
 
     // ----------------------------------------------------------------- embeddings
@@ -917,7 +953,7 @@ impl MmDit {
             let last = i + 1 == n_layers;
             let m = chunks(&blk.img.modulation.forward(&cs.mods_vec)?, 2)?;
             let xm = self.modulate(&cs.h, &m[0], mode)?;
-            let mut qkv = blk.img.qkv.forward(&xm)?;
+            let mut qkv = self.lin(&blk.img.qkv, &xm, mode)?;
             if let Some((l, s)) = cs.lora {
                 if let Some(d) = self.lora_delta(&xm, l, s)? {
                     qkv = (qkv + d)?;
@@ -931,9 +967,9 @@ impl MmDit {
             }
             let q = self.norm_rope(&q, &blk.img.q_norm, &blk.img.qn_h, &cs.rope, mode)?;
             let a = self.attend(&q, &k, &v, mode)?;
-            let h = (&cs.h + blk.img.proj.forward(&a)?.broadcast_mul(&m[0].gate)?)?;
-            let mlp = self.mlp(&blk.img, &self.modulate(&h, &m[1], mode)?)?;
-            cs.h = (h + mlp.broadcast_mul(&m[1].gate)?)?;
+            let h = self.gate_res(&cs.h, &self.lin(&blk.img.proj, &a, mode)?, &m[0], mode)?;
+            let mlp = self.mlp(&blk.img, &self.modulate(&h, &m[1], mode)?, mode)?;
+            cs.h = self.gate_res(&h, &mlp, &m[1], mode)?;
         }
         let h3 = 3 * self.cfg.hidden_size;
         let mlp_w = self.cfg.mlp_hidden();
@@ -943,7 +979,7 @@ impl MmDit {
             let last = i + 1 == n_layers;
             let m = chunks(&blk.modulation.forward(&cs.mods_vec)?, 1)?;
             let xm = self.modulate(&cs.h, &m[0], mode)?;
-            let lin1 = blk.linear1.forward(&xm)?;
+            let lin1 = self.lin(&blk.linear1, &xm, mode)?;
             let mut qkv = lin1.narrow(2, 0, h3)?;
             if let Some((l, s)) = cs.lora {
                 if let Some(d) = self.lora_delta(&xm, l, s)? {
@@ -959,8 +995,8 @@ impl MmDit {
             let q = self.norm_rope(&q, &blk.q_norm, &blk.qn_h, &cs.rope, mode)?;
             let a = self.attend(&q, &k, &v, mode)?;
             let mlp = kernels::gelu_train(&lin1.narrow(2, h3, mlp_w)?)?;
-            let out = blk.linear2.forward(&Tensor::cat(&[a, mlp], 2)?)?;
-            cs.h = (&cs.h + out.broadcast_mul(&m[0].gate)?)?;
+            let out = self.lin(&blk.linear2, &Tensor::cat(&[a, mlp], 2)?, mode)?;
+            cs.h = self.gate_res(&cs.h, &out, &m[0], mode)?;
         }
         Ok(kv)
     }
@@ -1078,8 +1114,8 @@ impl MmDit {
         for (i, blk) in self.double_blocks.iter().enumerate() {
             let mi = chunks(&blk.img.modulation.forward(&svec)?, 2)?;
             let mt = chunks(&blk.txt.modulation.forward(&svec)?, 2)?;
-            let ti = blk.txt.qkv.forward(&self.modulate(&txt, &mt[0], mode)?)?;
-            let ii = blk.img.qkv.forward(&self.modulate(&img, &mi[0], mode)?)?;
+            let ti = self.lin(&blk.txt.qkv, &self.modulate(&txt, &mt[0], mode)?, mode)?;
+            let ii = self.lin(&blk.img.qkv, &self.modulate(&img, &mi[0], mode)?, mode)?;
             let (qt, kt, vt) = self.split_qkv(&ti)?;
             let (qi, ki, vi) = self.split_qkv(&ii)?;
             let (tw, iw) = (&blk.txt, &blk.img);
@@ -1106,13 +1142,13 @@ impl MmDit {
             let at = a.narrow(1, 0, n_txt)?;
             let ai = a.narrow(1, n_txt, n_img)?;
 
-            let t2 = (&txt + blk.txt.proj.forward(&at)?.broadcast_mul(&mt[0].gate)?)?;
-            let tm = self.mlp(&blk.txt, &self.modulate(&t2, &mt[1], mode)?)?;
-            txt = (t2 + tm.broadcast_mul(&mt[1].gate)?)?;
+            let t2 = self.gate_res(&txt, &self.lin(&blk.txt.proj, &at, mode)?, &mt[0], mode)?;
+            let tm = self.mlp(&blk.txt, &self.modulate(&t2, &mt[1], mode)?, mode)?;
+            txt = self.gate_res(&t2, &tm, &mt[1], mode)?;
 
-            let i2 = (&img + blk.img.proj.forward(&ai)?.broadcast_mul(&mi[0].gate)?)?;
-            let im = self.mlp(&blk.img, &self.modulate(&i2, &mi[1], mode)?)?;
-            img = (i2 + im.broadcast_mul(&mi[1].gate)?)?;
+            let i2 = self.gate_res(&img, &self.lin(&blk.img.proj, &ai, mode)?, &mi[0], mode)?;
+            let im = self.mlp(&blk.img, &self.modulate(&i2, &mi[1], mode)?, mode)?;
+            img = self.gate_res(&i2, &im, &mi[1], mode)?;
         }
 
         let h3 = 3 * self.cfg.hidden_size;
@@ -1121,7 +1157,7 @@ impl MmDit {
         for (j, blk) in self.single_blocks.iter().enumerate() {
             let i = self.cfg.depth + j;
             let m = chunks(&blk.modulation.forward(&svec)?, 1)?;
-            let lin1 = blk.linear1.forward(&self.modulate(&x, &m[0], mode)?)?;
+            let lin1 = self.lin(&blk.linear1, &self.modulate(&x, &m[0], mode)?, mode)?;
             let (q, k, v) = self.split_qkv(&lin1.narrow(2, 0, h3)?)?;
             let q = self.norm_rope(&q, &blk.q_norm, &blk.qn_h, &rope, mode)?;
             let mut k = self.norm_rope(&k, &blk.k_norm, &blk.kn_h, &rope, mode)?;
@@ -1132,8 +1168,8 @@ impl MmDit {
             }
             let a = self.attend(&q, &k, &v, mode)?;
             let mlp = kernels::gelu_train(&lin1.narrow(2, h3, mlp_w)?)?;
-            let out = blk.linear2.forward(&Tensor::cat(&[a, mlp], 2)?)?;
-            x = (x + out.broadcast_mul(&m[0].gate)?)?;
+            let out = self.lin(&blk.linear2, &Tensor::cat(&[a, mlp], 2)?, mode)?;
+            x = self.gate_res(&x, &out, &m[0], mode)?;
         }
         let img = x.narrow(1, n_txt, n_img)?;
 
@@ -1155,7 +1191,7 @@ impl MmDit {
                 .broadcast_mul(&scale1)?
                 .broadcast_add(&shift)?
         };
-        Ok(self.final_layer.linear.forward(&img)?)
+        Ok(self.lin(&self.final_layer.linear, &img, mode)?)
     }
 }
 
@@ -1213,7 +1249,7 @@ impl MmDit {
             let k = prep.get(1)?;
             let v = prep.get(2)?;
             let s = q.matmul(&k.t()?)?;
-            candle_nn::ops::softmax_last_dim(&s)?.matmul(&v)
+            s.apply_op1_no_bwd(&kernels::SoftmaxLast)?.matmul(&v)
         };
         let stream_mlp =
             |sw: &StreamWeights, x: &Tensor, m: &Tensor| -> candle_core::Result<Tensor> {

@@ -2,12 +2,34 @@
 //!
 //! Entry points:
 //! * [`DitConfig`] — presets (`flux-dev`, `flux-schnell`, `tiny`), JSON, [`DitConfig::hash`];
-//! * [`MmDit`] — [`MmDit::load`] / [`MmDit::new`], [`MmDit::forward`],
-//!   [`MmDit::build_cond_cache`] / [`MmDit::ensure_cond_cache`];
-//! * [`LoraSets`] (via [`MmDit::loras_mut`]) — `add`, `set_active`, `make_trainable`, `save`,
-//!   `load`;
+//! * [`MmDit`] — [`MmDit::load`] (BFL safetensors) / [`MmDit::new`] (any `VarBuilder`),
+//!   [`MmDit::forward`], [`MmDit::build_cond_cache`] / [`MmDit::ensure_cond_cache`];
+//! * [`LoraSets`] (via [`MmDit::loras_mut`]) — `add`, `set_active`, `make_trainable`,
+//!   `trainable_vars`, `freeze`, `save`, `load`;
 //! * [`CondCache`] — the per-layer condition K/V;
 //! * [`bench::bench_dit`] — the `skeleguide bench dit` numbers.
+//!
+//! Typical inference (one stage, the cache rebuilt only when the stage or prompt changes):
+//!
+//! ```text
+//! let cfg = DitConfig::preset("tiny")?;
+//! let mut dit = MmDit::load("dit.safetensors", &cfg, &Device::Cpu, DType::F32)?;
+//! dit.loras_mut().load("skeletal.safetensors")?;
+//! dit.loras_mut().set_active(Some("skeletal"))?;
+//! let mut cache = None;
+//! dit.ensure_cond_cache(&mut cache, &scene_tokens, &img_ids, &y)?;
+//! for each step: v = dit.forward(&DitInputs { img: &x, .. }, Condition::Cached(cache.as_ref().unwrap()), Mode::Fast)?;
+//! ```
+//!
+//! Training: `let vars = dit.loras_mut().make_trainable("skeletal")?;` then
+//! `dit.forward(&inputs, Condition::Tokens { tokens, ids }, Mode::Train)` and an optimizer over
+//! `vars`. Base weights are plain (detached) tensors and never get gradients.
+//!
+//! Conventions: tokens are 2x2-packed latents ([`pack_latents`]); ids are `[0, row, col]`
+//! ([`image_ids`]); text ids are zeros ([`text_ids`]); `timesteps` is σ in [0, 1]; the output
+//! is the velocity `noise - x_data` (DESIGN.md). The condition stream is modulated from
+//! timestep 0 and, for models with a guidance embedding, guidance 1 (so its K/V depend only on
+//! the condition, the LoRA set and `y`).
 
 pub mod autoencoder;
 pub mod bench;
