@@ -91,6 +91,7 @@ fn undo_and_redo_across_mixed_edits() {
     let s1 = h.state().doc.poses().clone();
     assert_ne!(s1, s0);
     h.state_mut().apply(Edit::Delete { person: 1 });
+    h.run(); // refresh the widget tree before clicking by label
     h.get_by_label("Add person").click();
     h.run();
     let s3 = h.state().doc.poses().clone();

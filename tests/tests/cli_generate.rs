@@ -47,7 +47,10 @@ fn generate_reason_render_on_a_random_tiny_model() {
     ]));
     let img = image::open(&out).unwrap().into_rgb8();
     assert_eq!(img.dimensions(), (200, 150));
-    assert_eq!(image::open(&layout).unwrap().into_rgb8().dimensions(), (200, 150));
+    assert_eq!(
+        image::open(&layout).unwrap().into_rgb8().dimensions(),
+        (200, 150)
+    );
     let text = read_png_text(&out).unwrap();
     let get = |k: &str| {
         text.iter()
@@ -139,7 +142,10 @@ fn generate_reason_render_on_a_random_tiny_model() {
         "-o",
         l2.to_str().unwrap(),
     ]));
-    assert_eq!(image::open(&l2).unwrap().into_rgb8().dimensions(), (200, 150));
+    assert_eq!(
+        image::open(&l2).unwrap().into_rgb8().dimensions(),
+        (200, 150)
+    );
 }
 
 #[test]

@@ -16,9 +16,10 @@ pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
             .hint_text("a man in a blue shirt sitting on the bench"),
     );
     ui.horizontal(|ui| {
-        ui.label("Seed");
-        ui.add(egui::DragValue::new(&mut app.gen.seed));
-        if ui.button("🎲").on_hover_text("Random seed").clicked() {
+        let label = ui.label("Seed");
+        ui.add(egui::DragValue::new(&mut app.gen.seed))
+            .labelled_by(label.id);
+        if ui.button("Random seed").clicked() {
             app.gen.seed = random_seed();
         }
     });
