@@ -60,7 +60,11 @@ enum Command {
     },
 }
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
+    skeleguide_engine::model::device::configure_cpu_threads();
     if let Err(e) = run() {
         eprintln!("error: {}", format!("{e:#}").replace('\n', "\n  "));
         std::process::exit(2);

@@ -1,5 +1,6 @@
 //! Command-line interface (clap). Every failure is one line on stderr and exit code 2.
 
+pub mod bench;
 pub mod generate;
 pub mod pose;
 
@@ -41,6 +42,9 @@ pub enum Command {
     Reason(generate::ReasonArgs),
     /// Stage 2 only: render a person on a pose or layout.
     Render(generate::RenderArgs),
+    /// Speed figures (table, or --json).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Pose files: convert between OpenPose JSON variants, draw layouts, inspect.
     #[command(subcommand)]
     Pose(pose::PoseCommand),
@@ -50,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Pose(cmd)) => pose::run(cmd),
         Some(Command::Generate(a)) => generate::generate(a),
+        Some(Command::Bench(c)) => bench::run(c),
         Some(Command::Reason(a)) => generate::reason(a),
         Some(Command::Render(a)) => generate::render(a),
         Some(Command::Gui {
