@@ -15,15 +15,23 @@ fn harness(app: SkeleGuideApp) -> Harness<'static, SkeleGuideApp> {
     h
 }
 
+const PERSON_HEIGHT: f64 = 240.0;
+
+fn person_center(i: usize) -> (f64, f64) {
+    (110.0 + 160.0 * i as f64, 192.0)
+}
+
 fn app_with_people(n: usize) -> SkeleGuideApp {
     let mut app = SkeleGuideApp::new(&GuiOptions::default());
-    let mut set = PoseSet::new(512, 512);
+    // the app opens a bundled sample scene at start; poses use its canvas
+    let (w, h) = app.doc.canvas();
+    let mut set = PoseSet::new(w, h);
     for i in 0..n {
-        let mut p = default_person((150.0 + 200.0 * i as f64, 256.0), 300.0);
+        let mut p = default_person(person_center(i), PERSON_HEIGHT);
         // raise the left wrist so that mirroring changes the pose
         let w = p.joints[7].as_mut().unwrap();
-        w.x += 25.0;
-        w.y -= 120.0;
+        w.x += 20.0;
+        w.y -= 90.0;
         set.people.push(p);
     }
     app.doc.history.replace("test poses", set);
@@ -67,7 +75,7 @@ fn dragging_a_joint_moves_it_by_the_drag() {
     // other joints did not move, and the whole drag is one undo step
     assert_eq!(
         h.state().doc.poses().people[0].joints[3],
-        default_person((150.0, 256.0), 300.0).joints[3]
+        default_person(person_center(0), PERSON_HEIGHT).joints[3]
     );
     h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
     h.run();
@@ -254,6 +262,34 @@ fn render_on_a_random_tiny_model_shows_a_result_with_ordered_progress() {
     assert_eq!(steps, vec![1, 2, 3]);
     assert!(matches!(app.events.first(), Some(Event::Started { .. })));
     assert!(matches!(app.events.last(), Some(Event::Image { .. })));
+
+    // export: PNG with its parameters, and the pose JSON beside it
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("variant.png");
+    h.state_mut().export_result(&out);
+    assert!(!h.state().status.error, "{}", h.state().status.text);
+    let text = skeleguide_engine::imageio::read_png_text(&out).unwrap();
+    assert!(text.iter().any(|(k, v)| k == "seed" && v == "0"));
+    assert!(text
+        .iter()
+        .any(|(k, v)| k == "pose" && v.contains("pose_keypoints_2d")));
+    let sidecar = skeleguide_engine::pose::read_pose_file(
+        &dir.path().join("variant.json"),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(&sidecar.frames[0], h.state().doc.poses());
+}
+
+#[test]
+fn bundled_sample_scenes_open() {
+    let mut app = SkeleGuideApp::new(&GuiOptions::default());
+    assert!(app.doc.scene.is_some(), "the first sample opens at start");
+    for i in 0..skeleguide::gui::samples::SAMPLES.len() {
+        app.open_sample(i);
+        assert!(!app.status.error, "{}", app.status.text);
+        assert_eq!(app.doc.canvas(), (384, 384));
+    }
 }
 
 #[test]

@@ -80,16 +80,21 @@ impl Document {
     /// Opens a scene image. Poses made for another size are scaled to it (one undoable step).
     pub fn open_scene(&mut self, path: &Path) -> Result<(), String> {
         let img = imageio::read_rgb(path).map_err(|e| e.to_string())?;
+        self.set_scene(img, path.to_path_buf());
+        Ok(())
+    }
+
+    /// Uses `img` as the scene; `origin` names it (a file, or `sample:NAME`).
+    pub fn set_scene(&mut self, img: image::RgbImage, origin: PathBuf) {
         let (w, h) = (img.width(), img.height());
         self.scene = Some(img);
-        self.scene_path = Some(path.to_path_buf());
+        self.scene_path = Some(origin);
         let cur = self.poses();
         if (cur.width, cur.height) != (w, h) {
             let fitted = cur.resized(w, h);
             self.history.replace("fit poses to scene", fitted);
         }
         self.touched();
-        Ok(())
     }
 
     /// Loads a pose file (any OpenPose JSON variant; the first frame of a multi-frame file).

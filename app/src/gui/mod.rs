@@ -7,6 +7,7 @@ mod generate_panel;
 pub mod history;
 mod people_panel;
 mod results_panel;
+pub mod samples;
 mod scene_panel;
 mod status_bar;
 
@@ -137,8 +138,9 @@ impl SkeleGuideApp {
             scene_texture_rev: None,
             screenshot: None,
         };
-        if let Some(s) = &opts.scene {
-            app.open_path(s);
+        match &opts.scene {
+            Some(s) => app.open_path(s),
+            None => app.open_sample(0),
         }
         if let Some(p) = &opts.pose {
             app.open_path(p);
@@ -202,6 +204,53 @@ impl SkeleGuideApp {
                 self.ok(msg);
             }
             Err(e) => self.error(e),
+        }
+    }
+
+    /// Opens a bundled sample scene.
+    pub fn open_sample(&mut self, i: usize) {
+        match samples::load(i) {
+            Ok((name, img)) => {
+                self.doc
+                    .set_scene(img, PathBuf::from(format!("sample:{name}")));
+                self.canvas.fit_requested = true;
+                self.ok(format!("Opened the sample scene “{name}”"));
+            }
+            Err(e) => self.error(e),
+        }
+    }
+
+    /// Writes the selected result as PNG (parameters in text chunks) with the pose JSON beside it.
+    pub fn export_result(&mut self, path: &Path) {
+        let Some(r) = self.selected_result.and_then(|i| self.results.get(i)) else {
+            self.error("Select a result first.");
+            return;
+        };
+        let pose_json = skeleguide_engine::pose::to_json(
+            std::slice::from_ref(self.doc.poses()),
+            Default::default(),
+        );
+        let meta = [
+            (
+                "Software",
+                format!("SkeleGuide {}", env!("CARGO_PKG_VERSION")),
+            ),
+            ("prompt", r.prompt.clone()),
+            ("seed", r.seed.to_string()),
+            ("steps", r.steps.to_string()),
+            ("model", r.model.clone()),
+            ("pose", pose_json.clone()),
+        ];
+        let sidecar = path.with_extension("json");
+        let res = skeleguide_engine::imageio::write_png_with_text(path, &r.image, &meta)
+            .and_then(|_| skeleguide_engine::fsutil::write_atomic(&sidecar, pose_json.as_bytes()));
+        match res {
+            Ok(()) => self.ok(format!(
+                "Wrote {} and {}",
+                path.display(),
+                sidecar.display()
+            )),
+            Err(e) => self.error(e.to_string()),
         }
     }
 

@@ -65,4 +65,13 @@ pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
         (1.5, Color32::WHITE),
     );
     ui.small(format!("seed {} · {} steps · {}", r.seed, r.steps, r.model));
+    if ui
+        .button("Export PNG…")
+        .on_hover_text("PNG with the parameters in text chunks, and the pose JSON beside it")
+        .clicked()
+    {
+        if let Some(p) = app.pick(true, ("PNG", &["png"])) {
+            app.export_result(&p);
+        }
+    }
 }

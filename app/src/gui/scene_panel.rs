@@ -53,6 +53,14 @@ pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
         }
     }
     ui.small("You can also drop files onto the window.");
+    ui.horizontal_wrapped(|ui| {
+        ui.label("Samples:");
+        for (i, (name, _)) in super::samples::SAMPLES.iter().enumerate() {
+            if ui.small_button(*name).clicked() {
+                app.open_sample(i);
+            }
+        }
+    });
 
     ui.separator();
     ui.heading("Pose");
