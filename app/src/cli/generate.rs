@@ -1,6 +1,7 @@
 //! `skeleguide generate | reason | render`: the two-stage pipeline from the command line, with
 //! a progress bar per stage. Written PNGs carry their parameters in text chunks.
 
+use crate::export;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -173,23 +174,7 @@ fn metadata(
     opts: &RunOptions,
     pose: Option<&PoseSet>,
 ) -> Vec<(&'static str, String)> {
-    let mut m = vec![
-        (
-            "Software",
-            format!("SkeleGuide {}", env!("CARGO_PKG_VERSION")),
-        ),
-        ("prompt", prompt.to_string()),
-        ("seed", opts.seed.to_string()),
-        ("steps", opts.steps.to_string()),
-        ("model", p.config().id()),
-    ];
-    if let Some(pose) = pose {
-        m.push((
-            "pose",
-            pose::to_json(std::slice::from_ref(pose), ExportOptions::default()),
-        ));
-    }
-    m
+    crate::export::metadata(prompt, opts.seed, opts.steps, &p.config().id(), pose)
 }
 
 fn warn_truncated(p: &Pipeline, prompt: &str) {
@@ -347,4 +332,85 @@ pub fn render(a: RenderArgs) -> Result<()> {
     write_outputs(
         &p, &a.prompt, &opts, &a.output, &image, None, &layout, None, None,
     )
+}
+
+#[derive(Args, Debug)]
+pub struct BatchArgs {
+    /// Scene image.
+    #[arg(long)]
+    pub scene: PathBuf,
+    /// Prompts file: one prompt per line (# starts a comment).
+    #[arg(long)]
+    pub prompts: PathBuf,
+    /// Seeds, `A..B` inclusive (or one seed).
+    #[arg(long, value_parser = export::parse_seeds)]
+    pub seeds: (u64, u64),
+    /// Render this pose for every item (otherwise each seed reasons its own).
+    #[arg(long)]
+    pub pose: Option<PathBuf>,
+    /// Reason a pose per seed even when --pose is given.
+    #[arg(long)]
+    pub reason: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Output directory: PNGs, pose JSONs and manifest.jsonl. Existing outputs are skipped.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub keep_background: bool,
+}
+
+pub fn batch(a: BatchArgs) -> Result<()> {
+    let scene = imageio::read_rgb(&a.scene)?;
+    let prompts = export::read_prompts(&a.prompts).map_err(anyhow::Error::msg)?;
+    let pose = match &a.pose {
+        Some(pp) => {
+            let io = ImportOptions {
+                canvas: Some(scene.dimensions()),
+                normalized: None,
+            };
+            let doc = pose::read_pose_file(pp, &io)?;
+            Some(
+                doc.frames
+                    .into_iter()
+                    .next()
+                    .with_context(|| format!("{}: no frames", pp.display()))?,
+            )
+        }
+        None => None,
+    };
+    let (mut p, opts) = load(&a.model)?;
+    let spec = export::BatchSpec {
+        prompts,
+        seeds: a.seeds,
+        pose,
+        reason: a.reason,
+        steps: opts.steps,
+        keep_background: a.keep_background,
+    };
+    let bar = ProgressBar::new(spec.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "batch [{bar:30}] {pos}/{len} images {elapsed_precise} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let cancel = AtomicBool::new(false);
+    let report = export::run_batch(
+        &mut p,
+        &scene,
+        &spec,
+        &a.out,
+        &mut |done, _| bar.set_position(done as u64),
+        &cancel,
+    )?;
+    bar.finish();
+    eprintln!(
+        "batch: {} written, {} already there, manifest {}",
+        report.written,
+        report.skipped,
+        a.out.join("manifest.jsonl").display()
+    );
+    Ok(())
 }

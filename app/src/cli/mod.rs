@@ -42,6 +42,8 @@ pub enum Command {
     Reason(generate::ReasonArgs),
     /// Stage 2 only: render a person on a pose or layout.
     Render(generate::RenderArgs),
+    /// Batch export: seeds x prompts x (a given pose, or a reasoned pose per seed).
+    Batch(generate::BatchArgs),
     /// Speed figures (table, or --json).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -55,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Pose(cmd)) => pose::run(cmd),
         Some(Command::Generate(a)) => generate::generate(a),
         Some(Command::Bench(c)) => bench::run(c),
+        Some(Command::Batch(a)) => generate::batch(a),
         Some(Command::Reason(a)) => generate::reason(a),
         Some(Command::Render(a)) => generate::render(a),
         Some(Command::Gui {

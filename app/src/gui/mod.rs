@@ -226,31 +226,16 @@ impl SkeleGuideApp {
             self.error("Select a result first.");
             return;
         };
-        let pose_json = skeleguide_engine::pose::to_json(
-            std::slice::from_ref(self.doc.poses()),
-            Default::default(),
-        );
-        let meta = [
-            (
-                "Software",
-                format!("SkeleGuide {}", env!("CARGO_PKG_VERSION")),
-            ),
-            ("prompt", r.prompt.clone()),
-            ("seed", r.seed.to_string()),
-            ("steps", r.steps.to_string()),
-            ("model", r.model.clone()),
-            ("pose", pose_json.clone()),
-        ];
-        let sidecar = path.with_extension("json");
-        let res = skeleguide_engine::imageio::write_png_with_text(path, &r.image, &meta)
-            .and_then(|_| skeleguide_engine::fsutil::write_atomic(&sidecar, pose_json.as_bytes()));
-        match res {
-            Ok(()) => self.ok(format!(
-                "Wrote {} and {}",
-                path.display(),
-                sidecar.display()
-            )),
-            Err(e) => self.error(e.to_string()),
+        let pose = self.doc.poses().clone();
+        let meta = crate::export::metadata(&r.prompt, r.seed, r.steps, &r.model, Some(&pose));
+        match crate::export::write_result(path, &r.image, &meta, Some(&pose)) {
+            Ok(side) => {
+                let side = side
+                    .map(|s| format!(" and {}", s.display()))
+                    .unwrap_or_default();
+                self.ok(format!("Wrote {}{side}", path.display()))
+            }
+            Err(e) => self.error(e),
         }
     }
 
