@@ -22,6 +22,11 @@ pub enum JobKind {
     Render { poses: PoseSet },
     /// Stage 1 then stage 2.
     Generate,
+    /// A batch export into `out`.
+    Batch {
+        spec: crate::export::BatchSpec,
+        out: PathBuf,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -68,6 +73,12 @@ pub enum Event {
     Cancelled {
         job: u64,
     },
+    BatchDone {
+        job: u64,
+        written: usize,
+        skipped: usize,
+        out: PathBuf,
+    },
 }
 
 impl Event {
@@ -78,7 +89,8 @@ impl Event {
             | Event::Layout { job, .. }
             | Event::Image { job, .. }
             | Event::Failed { job, .. }
-            | Event::Cancelled { job } => *job,
+            | Event::Cancelled { job }
+            | Event::BatchDone { job, .. } => *job,
         }
     }
 }
@@ -241,9 +253,26 @@ fn run_job(
         })
     };
     let scene = job.scene.as_ref();
+    if let JobKind::Batch { spec, out } = &job.kind {
+        let r = crate::export::run_batch(
+            p,
+            scene,
+            spec,
+            out,
+            &mut |done, total| progress(Stage::Render, done, total),
+            cancel,
+        )?;
+        send(Event::BatchDone {
+            job: id,
+            written: r.written,
+            skipped: r.skipped,
+            out: out.clone(),
+        });
+        return Ok(());
+    }
     let layout: Layout = match &job.kind {
         JobKind::Render { poses } => p.relayout(scene, poses)?,
-        JobKind::Reason | JobKind::Generate => {
+        JobKind::Reason | JobKind::Generate | JobKind::Batch { .. } => {
             let l = p.reason(scene, &job.prompt, &job.opts, &mut progress, cancel)?;
             let (poses, note) = match p.invert(&l) {
                 Ok(ps) => (Some(ps), None),

@@ -212,21 +212,43 @@ fn batch_writes_everything_and_resumes() {
     let model = d.join("model");
     skeleguide_engine::modeldir::init_random(&model, "tiny", 4).unwrap();
     let scene = d.join("scene.png");
-    image::RgbImage::from_fn(96, 64, |x, y| image::Rgb([x as u8, y as u8, 9])).save(&scene).unwrap();
+    image::RgbImage::from_fn(96, 64, |x, y| image::Rgb([x as u8, y as u8, 9]))
+        .save(&scene)
+        .unwrap();
     let prompts = d.join("prompts.txt");
-    std::fs::write(&prompts, "# variants\na man in a red shirt standing\n\na woman sitting on the bench\n").unwrap();
+    std::fs::write(
+        &prompts,
+        "# variants\na man in a red shirt standing\n\na woman sitting on the bench\n",
+    )
+    .unwrap();
     let pose = d.join("pose.json");
     std::fs::write(&pose, r#"{"people":[{"pose_keypoints_2d":[48,10,1,48,20,1,40,20,1,38,30,1,37,40,1,56,20,1,58,30,1,59,40,1,44,40,1,44,50,1,44,60,1,52,40,1,52,50,1,52,60,1,46,9,1,50,9,1,44,10,1,52,10,1]}],"canvas_width":96,"canvas_height":64}"#).unwrap();
     let out = d.join("out");
     let args = [
-        "batch", "--scene", scene.to_str().unwrap(), "--prompts", prompts.to_str().unwrap(), "--seeds", "3..4",
-        "--pose", pose.to_str().unwrap(), "--model", model.to_str().unwrap(), "--steps", "1", "--out", out.to_str().unwrap(),
+        "batch",
+        "--scene",
+        scene.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--seeds",
+        "3..4",
+        "--pose",
+        pose.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
     ];
     let r = run(&args);
     ok(&r);
     assert!(String::from_utf8_lossy(&r.stderr).contains("4 written, 0 already there"));
     for stem in ["p000-s3", "p000-s4", "p001-s3", "p001-s4"] {
-        assert!(out.join(format!("{stem}.png")).is_file() && out.join(format!("{stem}.json")).is_file(), "{stem}");
+        assert!(
+            out.join(format!("{stem}.png")).is_file() && out.join(format!("{stem}.json")).is_file(),
+            "{stem}"
+        );
     }
     let manifest = std::fs::read_to_string(out.join("manifest.jsonl")).unwrap();
     assert_eq!(manifest.lines().count(), 4);
@@ -237,7 +259,15 @@ fn batch_writes_everything_and_resumes() {
     std::fs::remove_file(out.join("p001-s3.png")).unwrap();
     let r = run(&args);
     ok(&r);
-    assert!(String::from_utf8_lossy(&r.stderr).contains("1 written, 3 already there"), "{}", String::from_utf8_lossy(&r.stderr));
-    let leftovers: Vec<_> = std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("1 written, 3 already there"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(leftovers.is_empty());
 }

@@ -52,7 +52,83 @@ pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
         {
             app.submit(JobKind::Generate, None);
         }
+        if ui.button("Batch export…").clicked() {
+            if app.gen.batch_prompts.is_empty() {
+                app.gen.batch_prompts = app.gen.prompt.clone();
+            }
+            app.gen.batch_open = true;
+        }
     });
+}
+
+/// The batch dialog: prompts × seeds × (current pose or a reasoned pose per seed).
+pub fn batch_window(app: &mut SkeleGuideApp, ctx: &egui::Context) {
+    let mut open = app.gen.batch_open;
+    let mut start = false;
+    egui::Window::new("Batch export")
+        .open(&mut open)
+        .show(ctx, |ui| {
+            let l = ui.label("Prompts, one per line:");
+            ui.add(egui::TextEdit::multiline(&mut app.gen.batch_prompts).desired_rows(4))
+                .labelled_by(l.id);
+            ui.horizontal(|ui| {
+                let l = ui.label("Seeds from");
+                ui.add(egui::DragValue::new(&mut app.gen.batch_seeds.0))
+                    .labelled_by(l.id);
+                let l = ui.label("to");
+                ui.add(egui::DragValue::new(&mut app.gen.batch_seeds.1))
+                    .labelled_by(l.id);
+            });
+            ui.checkbox(
+                &mut app.gen.batch_use_pose,
+                "Use the current pose (otherwise reason one per seed)",
+            );
+            let l = ui.label("Output directory:");
+            ui.add(egui::TextEdit::singleline(&mut app.gen.batch_out).hint_text("/path/to/batch"))
+                .labelled_by(l.id);
+            let prompts = batch_prompts(&app.gen.batch_prompts);
+            let (a, b) = app.gen.batch_seeds;
+            let n = if b < a {
+                0
+            } else {
+                prompts.len() * (b - a + 1) as usize
+            };
+            ui.label(format!(
+                "{n} images; existing outputs are skipped, so a stopped batch resumes."
+            ));
+            start = ui
+                .add_enabled(
+                    app.running.is_none() && n > 0,
+                    egui::Button::new("Start batch"),
+                )
+                .clicked();
+        });
+    app.gen.batch_open = open;
+    if !start {
+        return;
+    }
+    if app.gen.batch_out.trim().is_empty() {
+        app.error("Batch: set an output directory.");
+        return;
+    }
+    let spec = crate::export::BatchSpec {
+        prompts: batch_prompts(&app.gen.batch_prompts),
+        seeds: app.gen.batch_seeds,
+        pose: app.gen.batch_use_pose.then(|| app.doc.poses().clone()),
+        reason: !app.gen.batch_use_pose,
+        steps: app.gen.steps,
+        keep_background: false,
+    };
+    let out = std::path::PathBuf::from(app.gen.batch_out.trim());
+    app.submit(JobKind::Batch { spec, out }, None);
+}
+
+fn batch_prompts(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn random_seed() -> u64 {

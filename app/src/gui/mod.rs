@@ -42,6 +42,12 @@ pub struct Status {
 /// Generation settings.
 #[derive(Clone, Debug)]
 pub struct GenSettings {
+    /// The batch dialog is open.
+    pub batch_open: bool,
+    pub batch_prompts: String,
+    pub batch_seeds: (u64, u64),
+    pub batch_use_pose: bool,
+    pub batch_out: String,
     pub model_dir: String,
     pub prompt: String,
     pub seed: u64,
@@ -117,6 +123,11 @@ impl SkeleGuideApp {
             path_field: String::new(),
             recent: Vec::new(),
             gen: GenSettings {
+                batch_open: false,
+                batch_prompts: String::new(),
+                batch_seeds: (0, 3),
+                batch_use_pose: true,
+                batch_out: String::new(),
                 model_dir: opts
                     .model
                     .as_ref()
@@ -383,6 +394,20 @@ impl SkeleGuideApp {
                     }
                     self.error(message);
                 }
+                Event::BatchDone {
+                    job,
+                    written,
+                    skipped,
+                    out,
+                } => {
+                    if current == Some(job) {
+                        self.running = None;
+                    }
+                    self.ok(format!(
+                        "Batch: {written} written, {skipped} already there, in {}",
+                        out.display()
+                    ));
+                }
                 Event::Cancelled { job } => {
                     if current == Some(job) {
                         self.running = None;
@@ -572,6 +597,7 @@ impl SkeleGuideApp {
                 );
             }
         });
+        generate_panel::batch_window(self, &ctx);
         self.screenshot_step(&ctx);
     }
 }
