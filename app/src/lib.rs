@@ -2,5 +2,6 @@
 //! reached only through the engine.
 
 pub mod cli;
+pub mod gpu_layout;
 pub mod gui;
 pub mod worker;
