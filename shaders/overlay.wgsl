@@ -6,14 +6,13 @@
 struct View {
     // the image's top-left corner, in framebuffer pixels
     origin: vec2<f32>,
-    // framebuffer pixels per image pixel
-    scale: f32,
+    // framebuffer pixels per image pixel, horizontally and vertically
+    scale: vec2<f32>,
     opacity: f32,
     // 1 when the framebuffer is sRGB (egui then works in linear space), else 0
     linear_output: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 };
 
 @group(0) @binding(0) var<uniform> view: View;

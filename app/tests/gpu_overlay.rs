@@ -54,6 +54,9 @@ fn default_people(w: u32, h: u32, centers: &[(f64, f64)], height: f64) -> PoseSe
 struct Diff {
     mad: f64,
     differing: usize,
+    /// differing pixels only the GPU drew, only the CPU drew
+    gpu_only: usize,
+    cpu_only: usize,
     covered: usize,
 }
 
@@ -62,16 +65,21 @@ fn compare(gpu: &RgbImage, cpu: &RgbImage) -> Diff {
     let mut sum = 0u64;
     let mut differing = 0;
     let mut covered = 0;
+    let (mut gpu_only, mut cpu_only) = (0, 0);
     for (g, c) in gpu.pixels().zip(cpu.pixels()) {
         let d: u64 = (0..3).map(|k| g.0[k].abs_diff(c.0[k]) as u64).sum();
         sum += d;
         differing += (d > 0) as usize;
+        gpu_only += (c.0 == [0, 0, 0] && g.0 != [0, 0, 0]) as usize;
+        cpu_only += (g.0 == [0, 0, 0] && c.0 != [0, 0, 0]) as usize;
         covered += (c.0 != [0, 0, 0]) as usize;
     }
     Diff {
         // per channel: over every byte of the image
         mad: sum as f64 / gpu.as_raw().len() as f64,
         differing,
+        gpu_only,
+        cpu_only,
         covered,
     }
 }
@@ -134,10 +142,12 @@ fn gpu_layout_matches_cpu_rasteriser() {
         };
         let d = compare(&out, &cpu);
         println!(
-            "{name}: MAD {:.4}/255 per channel, {} of {} pixels differ, {} covered on the CPU",
+            "{name}: MAD {:.4}/255 per channel, {} of {} pixels differ ({} only GPU, {} only CPU), {} covered on the CPU",
             d.mad,
             d.differing,
             cpu.width() * cpu.height(),
+            d.gpu_only,
+            d.cpu_only,
             d.covered
         );
         if std::env::var_os("SKELEGUIDE_GPU_DUMP").is_some() {
