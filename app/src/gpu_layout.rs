@@ -345,6 +345,14 @@ impl Headless {
         })
     }
 
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
     /// Draws the layout of `set` on black at the set's own size (what
     /// `pose::draw_layout(None, set)` draws on the CPU).
     pub fn render(&mut self, set: &PoseSet) -> Result<RgbImage, String> {
@@ -352,22 +360,26 @@ impl Headless {
         if w == 0 || h == 0 {
             return Ok(RgbImage::new(w, h));
         }
+        let texture = self.draw_texture(set)?;
+        let rgba = self.read_rgba(&texture)?;
+        let rgb = rgba
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect();
+        RgbImage::from_raw(w, h, rgb).ok_or_else(|| "readback size mismatch".to_string())
+    }
+
+    /// The layout of `set` in a new (readable, bindable) layout texture of the set's size.
+    pub fn draw_texture(&mut self, set: &PoseSet) -> Result<wgpu::Texture, String> {
+        let (w, h) = (set.width, set.height);
         let max = self.device.limits().max_texture_dimension_2d;
-        if w > max || h > max {
+        if w == 0 || h == 0 || w > max || h > max {
             return Err(format!(
-                "{w}x{h} is larger than this device's textures ({max})"
+                "a {w}x{h} layout does not fit this device's textures (1 to {max} pixels a side)"
             ));
         }
         let texture = layout_texture(&self.device, (w, h), true);
         let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-        let row = (w * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
-            * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
-        let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("skeleguide layout readback"),
-            size: row as u64 * h as u64,
-            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
-            mapped_at_creation: false,
-        });
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -381,9 +393,29 @@ impl Headless {
             (w, h),
             &shapes(set),
         );
+        self.queue.submit([encoder.finish()]);
+        Ok(texture)
+    }
+
+    /// The pixels of a 4-bytes-per-pixel texture made with `COPY_SRC`, rows tightly packed.
+    pub fn read_rgba(&self, texture: &wgpu::Texture) -> Result<Vec<u8>, String> {
+        let (w, h) = (texture.width(), texture.height());
+        let row = (w * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
+            * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
+        let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("skeleguide readback"),
+            size: row as u64 * h as u64,
+            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("skeleguide readback"),
+            });
         encoder.copy_texture_to_buffer(
             wgpu::TexelCopyTextureInfo {
-                texture: &texture,
+                texture,
                 mip_level: 0,
                 origin: wgpu::Origin3d::ZERO,
                 aspect: wgpu::TextureAspect::All,
@@ -412,18 +444,15 @@ impl Headless {
             .map_err(|e| format!("wgpu poll: {e}"))?;
         rx.recv()
             .map_err(|_| "the readback was dropped".to_string())?
-            .map_err(|e| format!("cannot read the layout back: {e}"))?;
-        let mut out = RgbImage::new(w, h);
+            .map_err(|e| format!("cannot read the texture back: {e}"))?;
+        let mut out = Vec::with_capacity(w as usize * h as usize * 4);
         {
             let data = readback
                 .slice(..)
                 .get_mapped_range()
-                .map_err(|e| format!("cannot read the layout back: {e}"))?;
-            for (y, src) in data.chunks_exact(row as usize).enumerate() {
-                let dst = &mut out.as_mut()[y * w as usize * 3..][..w as usize * 3];
-                for (d, s) in dst.chunks_exact_mut(3).zip(src.chunks_exact(4)) {
-                    d.copy_from_slice(&s[..3]);
-                }
+                .map_err(|e| format!("cannot read the texture back: {e}"))?;
+            for src in data.chunks_exact(row as usize) {
+                out.extend_from_slice(&src[..w as usize * 4]);
             }
         }
         readback.unmap();

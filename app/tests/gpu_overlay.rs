@@ -5,6 +5,7 @@
 
 use image::RgbImage;
 use skeleguide::gpu_layout::Headless;
+use skeleguide::gui::overlay_gpu::Display;
 use skeleguide_engine::pose::{draw_layout, edit::default_person, Keypoint, Pose, PoseSet};
 
 struct Rng(u64);
@@ -178,4 +179,108 @@ fn gpu_layout_matches_cpu_rasteriser() {
         );
     }
     println!("worst MAD {worst:.4}/255");
+}
+
+/// The canvas' display pass (shaders/overlay.wgsl) shows the layout texture nearest-sampled at
+/// the image→screen transform, with the overlay opacity, over what is below.
+#[test]
+fn overlay_pass_shows_the_layout_nearest() {
+    let mut gpu = match Headless::new() {
+        Ok(g) => g,
+        Err(e) => {
+            println!("SKIPPED: no wgpu adapter ({e})");
+            return;
+        }
+    };
+    let set = default_people(160, 120, &[(60.3, 70.2), (110.0, 60.0)], 90.0);
+    let layout_tex = gpu.draw_texture(&set).expect("layout texture");
+    let layout = gpu.read_rgba(&layout_tex).expect("layout readback");
+    let (lw, lh) = (set.width as i64, set.height as i64);
+    let device = gpu.device();
+    let queue = gpu.queue();
+    let display = Display::new(device, wgpu::TextureFormat::Rgba8Unorm);
+    let bind = display.bind(
+        device,
+        &layout_tex.create_view(&wgpu::TextureViewDescriptor::default()),
+    );
+    let (tw, th) = (420u32, 330u32);
+    let target = device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("screen"),
+        size: wgpu::Extent3d {
+            width: tw,
+            height: th,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba8Unorm,
+        usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
+        view_formats: &[],
+    });
+    let target_view = target.create_view(&wgpu::TextureViewDescriptor::default());
+    // the clear colour, 0.2
+    let grey = 51u8;
+    // origins with quarter-pixel fractions, so that no screen pixel centre falls exactly on an
+    // image pixel edge
+    let views = [
+        ([13.25, 7.25], [2.0, 2.0], 1.0f32),
+        ([-40.25, 5.75], [3.0, 3.0], 1.0),
+        ([10.25, 30.75], [1.0, 1.0], 0.5),
+    ];
+    for (origin, scale, opacity) in views {
+        display.set_view(queue, origin, scale, opacity);
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        {
+            let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+                label: Some("screen"),
+                color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                    view: &target_view,
+                    depth_slice: None,
+                    resolve_target: None,
+                    ops: wgpu::Operations {
+                        load: wgpu::LoadOp::Clear(wgpu::Color {
+                            r: 0.2,
+                            g: 0.2,
+                            b: 0.2,
+                            a: 1.0,
+                        }),
+                        store: wgpu::StoreOp::Store,
+                    },
+                })],
+                depth_stencil_attachment: None,
+                timestamp_writes: None,
+                occlusion_query_set: None,
+                multiview_mask: None,
+            });
+            display.draw(&mut pass, &bind);
+        }
+        queue.submit([encoder.finish()]);
+        let out = gpu.read_rgba(&target).expect("screen readback");
+        let (mut bad, mut shown) = (0usize, 0usize);
+        for y in 0..th as i64 {
+            for x in 0..tw as i64 {
+                let ix = ((x as f32 + 0.5 - origin[0]) / scale[0]).floor() as i64;
+                let iy = ((y as f32 + 0.5 - origin[1]) / scale[1]).floor() as i64;
+                let mut want = [grey; 3];
+                if (0..lw).contains(&ix) && (0..lh).contains(&iy) {
+                    let p = &layout[((iy * lw + ix) * 4) as usize..][..4];
+                    if p[3] == 255 {
+                        shown += 1;
+                        for k in 0..3 {
+                            want[k] = (p[k] as f32 * opacity + grey as f32 * (1.0 - opacity))
+                                .round() as u8;
+                        }
+                    }
+                }
+                let got = &out[((y * tw as i64 + x) * 4) as usize..][..3];
+                if (0..3).any(|k| got[k].abs_diff(want[k]) > 1) {
+                    bad += 1;
+                }
+            }
+        }
+        println!("view {origin:?} x{scale:?} opacity {opacity}: {bad} wrong of {shown} layout pixels shown");
+        assert!(shown > 1000, "the view shows too little of the layout");
+        assert_eq!(bad, 0, "view {origin:?} x{scale:?} opacity {opacity}");
+    }
 }

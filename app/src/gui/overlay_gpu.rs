@@ -32,6 +32,129 @@ struct ViewUniform {
     _pad: [u32; 2],
 }
 
+/// The display pass (`shaders/overlay.wgsl`): shows a layout texture over a framebuffer.
+pub struct Display {
+    pipeline: wgpu::RenderPipeline,
+    bgl: wgpu::BindGroupLayout,
+    view_uniform: wgpu::Buffer,
+    linear_output: bool,
+}
+
+impl Display {
+    /// The pipeline for a framebuffer of `format`, without MSAA or depth (egui's defaults).
+    pub fn new(device: &wgpu::Device, format: wgpu::TextureFormat) -> Self {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("skeleguide overlay"),
+            source: wgpu::ShaderSource::Wgsl(OVERLAY_WGSL.into()),
+        });
+        let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("skeleguide overlay"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                },
+                wgpu::BindGroupLayoutEntry {
+                    binding: 1,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    },
+                    count: None,
+                },
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("skeleguide overlay"),
+            bind_group_layouts: &[Some(&bgl)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+            label: Some("skeleguide overlay"),
+            layout: Some(&pipeline_layout),
+            vertex: wgpu::VertexState {
+                module: &module,
+                entry_point: Some("vs_main"),
+                compilation_options: Default::default(),
+                buffers: &[],
+            },
+            primitive: wgpu::PrimitiveState::default(),
+            depth_stencil: None,
+            multisample: wgpu::MultisampleState::default(),
+            fragment: Some(wgpu::FragmentState {
+                module: &module,
+                entry_point: Some("fs_main"),
+                compilation_options: Default::default(),
+                targets: &[Some(wgpu::ColorTargetState {
+                    format,
+                    blend: Some(wgpu::BlendState::PREMULTIPLIED_ALPHA_BLENDING),
+                    write_mask: wgpu::ColorWrites::ALL,
+                })],
+            }),
+            multiview_mask: None,
+            cache: None,
+        });
+        let view_uniform = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("skeleguide overlay view"),
+            size: std::mem::size_of::<ViewUniform>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Display {
+            pipeline,
+            bgl,
+            view_uniform,
+            linear_output: format.is_srgb(),
+        }
+    }
+
+    /// The bind group showing `layout` (a view of a layout texture).
+    pub fn bind(&self, device: &wgpu::Device, layout: &wgpu::TextureView) -> wgpu::BindGroup {
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("skeleguide overlay"),
+            layout: &self.bgl,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: self.view_uniform.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: wgpu::BindingResource::TextureView(layout),
+                },
+            ],
+        })
+    }
+
+    /// Where the next draw puts the image: its top-left corner and framebuffer pixels per image
+    /// pixel, in framebuffer pixels; `opacity` in 0..1.
+    pub fn set_view(&self, queue: &wgpu::Queue, origin: [f32; 2], scale: [f32; 2], opacity: f32) {
+        let view = ViewUniform {
+            origin,
+            scale: [scale[0].max(1e-6), scale[1].max(1e-6)],
+            opacity: opacity.clamp(0.0, 1.0),
+            linear_output: self.linear_output as u32,
+            _pad: [0; 2],
+        };
+        queue.write_buffer(&self.view_uniform, 0, bytemuck::bytes_of(&view));
+    }
+
+    /// Draws the layout bound by `bind_group` over the render pass' viewport.
+    pub fn draw(&self, pass: &mut wgpu::RenderPass<'_>, bind_group: &wgpu::BindGroup) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, bind_group, &[]);
+        pass.draw(0..3, 0..1);
+    }
+}
+
 struct Target {
     size: (u32, u32),
     view: wgpu::TextureView,
@@ -41,10 +164,7 @@ struct Target {
 /// The overlay's GPU objects, kept in egui_wgpu's callback resources.
 struct Resources {
     layout: LayoutPipeline,
-    display: wgpu::RenderPipeline,
-    display_bgl: wgpu::BindGroupLayout,
-    view_uniform: wgpu::Buffer,
-    linear_output: bool,
+    display: Display,
     target: Option<Target>,
 }
 
@@ -52,77 +172,9 @@ struct Resources {
 /// depth buffer: eframe's defaults, which the app keeps).
 pub fn install(rs: &RenderState) -> GpuOverlay {
     let device = &rs.device;
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some("skeleguide overlay"),
-        source: wgpu::ShaderSource::Wgsl(OVERLAY_WGSL.into()),
-    });
-    let display_bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-        label: Some("skeleguide overlay"),
-        entries: &[
-            wgpu::BindGroupLayoutEntry {
-                binding: 0,
-                visibility: wgpu::ShaderStages::FRAGMENT,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            },
-            wgpu::BindGroupLayoutEntry {
-                binding: 1,
-                visibility: wgpu::ShaderStages::FRAGMENT,
-                ty: wgpu::BindingType::Texture {
-                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
-                    view_dimension: wgpu::TextureViewDimension::D2,
-                    multisampled: false,
-                },
-                count: None,
-            },
-        ],
-    });
-    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-        label: Some("skeleguide overlay"),
-        bind_group_layouts: &[Some(&display_bgl)],
-        immediate_size: 0,
-    });
-    let display = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
-        label: Some("skeleguide overlay"),
-        layout: Some(&pipeline_layout),
-        vertex: wgpu::VertexState {
-            module: &module,
-            entry_point: Some("vs_main"),
-            compilation_options: Default::default(),
-            buffers: &[],
-        },
-        primitive: wgpu::PrimitiveState::default(),
-        depth_stencil: None,
-        multisample: wgpu::MultisampleState::default(),
-        fragment: Some(wgpu::FragmentState {
-            module: &module,
-            entry_point: Some("fs_main"),
-            compilation_options: Default::default(),
-            targets: &[Some(wgpu::ColorTargetState {
-                format: rs.target_format,
-                blend: Some(wgpu::BlendState::PREMULTIPLIED_ALPHA_BLENDING),
-                write_mask: wgpu::ColorWrites::ALL,
-            })],
-        }),
-        multiview_mask: None,
-        cache: None,
-    });
-    let view_uniform = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("skeleguide overlay view"),
-        size: std::mem::size_of::<ViewUniform>() as u64,
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
     let resources = Resources {
         layout: LayoutPipeline::new(device),
-        display,
-        display_bgl,
-        view_uniform,
-        linear_output: rs.target_format.is_srgb(),
+        display: Display::new(device, rs.target_format),
         target: None,
     };
     rs.renderer.write().callback_resources.insert(resources);
@@ -136,20 +188,7 @@ impl Resources {
         if self.target.as_ref().is_none_or(|t| t.size != size) {
             let texture = layout_texture(device, size, false);
             let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("skeleguide overlay"),
-                layout: &self.display_bgl,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: self.view_uniform.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: wgpu::BindingResource::TextureView(&view),
-                    },
-                ],
-            });
+            let bind_group = self.display.bind(device, &view);
             self.target = Some(Target {
                 size,
                 view,
@@ -182,17 +221,15 @@ impl CallbackTrait for OverlayCallback {
             return Vec::new();
         };
         let ppp = screen.pixels_per_point;
-        let view = ViewUniform {
-            origin: [self.img_rect.min.x * ppp, self.img_rect.min.y * ppp],
-            scale: [
+        res.display.set_view(
+            queue,
+            [self.img_rect.min.x * ppp, self.img_rect.min.y * ppp],
+            [
                 self.img_rect.width() * ppp / self.size.0 as f32,
                 self.img_rect.height() * ppp / self.size.1 as f32,
             ],
-            opacity: self.opacity,
-            linear_output: res.linear_output as u32,
-            _pad: [0; 2],
-        };
-        queue.write_buffer(&res.view_uniform, 0, bytemuck::bytes_of(&view));
+            self.opacity,
+        );
         let target = res.target(device, self.size).view.clone();
         res.layout
             .encode(device, queue, encoder, &target, self.size, &self.shapes);
@@ -211,9 +248,7 @@ impl CallbackTrait for OverlayCallback {
         let Some(target) = res.target.as_ref().filter(|t| t.size == self.size) else {
             return;
         };
-        render_pass.set_pipeline(&res.display);
-        render_pass.set_bind_group(0, &target.bind_group, &[]);
-        render_pass.draw(0..3, 0..1);
+        res.display.draw(render_pass, &target.bind_group);
     }
 }
 
