@@ -10,7 +10,7 @@ use bytemuck::{Pod, Zeroable};
 use image::RgbImage;
 use skeleguide_engine::pose::{
     self,
-    skeleton::{limb_color, COLORS, LIMBS, NUM_JOINTS},
+    skeleton::{limb_color, COLORS, LIMBS},
     PoseSet,
 };
 use std::sync::OnceLock;
@@ -21,46 +21,59 @@ pub const LAYOUT_WGSL: &str = include_str!("../../shaders/layout.wgsl");
 /// The format of the layout target.
 pub const LAYOUT_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
 
-/// How far (pixels, along each semi-axis) outside the exact ellipse a pixel centre may lie and
-/// still be filled: the CPU fills the ellipse's rounded polygon together with its outline.
-pub const ELLIPSE_INFLATE: f32 = 0.5;
+/// Polygon vertices and circle centres are clamped to this magnitude, so the shader's integer
+/// arithmetic cannot overflow. It lies a whole canvas beyond the largest texture, so only limbs
+/// reaching absurdly far off the canvas can come out different from the CPU's.
+const COORD_LIMIT: i64 = 1 << 14;
 
-/// Coordinates are clamped to this magnitude (exact in f32), far outside any canvas.
-const COORD_LIMIT: i64 = 1 << 22;
-
-const KIND_ELLIPSE: u32 = 0;
-const KIND_CIRCLE: u32 = 1;
-
-/// One shape instance, as the layout shader reads it.
+/// One limb polygon: its vertices in [`Geometry::verts`] and its colour.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
-pub struct Shape {
-    /// Centre on the integer pixel grid.
+pub struct Poly {
+    pub first: u32,
+    pub count: u32,
+    /// RGBA8, red in the low byte.
+    pub color: u32,
+    pub _pad: u32,
+}
+
+/// One image row of one limb polygon (an instance of the row pass).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct Row {
+    pub poly: u32,
+    pub y: i32,
+}
+
+/// One joint circle (an instance of the circle pass).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct Circle {
     pub center: [f32; 2],
-    /// Semi-axes (a along the rotated x axis, b across); a circle has a = b = radius.
-    pub axes: [f32; 2],
-    /// cos and sin of the rotation.
-    pub rot: [f32; 2],
-    /// 0: limb ellipse, 1: joint circle.
-    pub kind: u32,
-    /// RGBA, 8 bits each.
+    pub radius: f32,
     pub color: [u8; 4],
 }
 
-const SHAPE_ATTRIBUTES: [wgpu::VertexAttribute; 5] = wgpu::vertex_attr_array![
-    0 => Float32x2,
-    1 => Float32x2,
-    2 => Float32x2,
-    3 => Uint32,
-    4 => Unorm8x4,
-];
+const ROW_ATTRIBUTES: [wgpu::VertexAttribute; 2] =
+    wgpu::vertex_attr_array![0 => Uint32, 1 => Sint32];
+const CIRCLE_ATTRIBUTES: [wgpu::VertexAttribute; 3] =
+    wgpu::vertex_attr_array![0 => Float32x2, 1 => Float32, 2 => Unorm8x4];
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 struct TargetUniform {
     size: [f32; 2],
-    inflate: f32,
-    _pad: f32,
+    _pad: [f32; 2],
+}
+
+/// What the shader draws for one pose set: limb polygons (by rows), then joint circles.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Geometry {
+    pub size: (u32, u32),
+    pub polys: Vec<Poly>,
+    pub verts: Vec<[i32; 2]>,
+    pub rows: Vec<Row>,
+    pub circles: Vec<Circle>,
 }
 
 /// sin of an integer number of degrees, rounded to f32 as OpenCV's table holds it (the CPU
@@ -75,57 +88,125 @@ fn sin_deg(deg: i64) -> f64 {
     t[deg.rem_euclid(360) as usize]
 }
 
-fn clamp_coord(v: i64) -> f32 {
-    v.clamp(-COORD_LIMIT, COORD_LIMIT) as f32
+fn clamp_coord(v: i64) -> i32 {
+    v.clamp(-COORD_LIMIT, COORD_LIMIT) as i32
 }
 
-/// The shapes of the layout of `set` on its own canvas, in draw order: every limb (limb-major,
-/// then person), then every joint (joint-major, then person).
-pub fn shapes(set: &PoseSet) -> Vec<Shape> {
-    let stick = pose::stick_width(set.width, set.height);
-    let r = clamp_coord(stick);
-    let mut out = Vec::with_capacity(set.people.len() * (LIMBS.len() + NUM_JOINTS));
-    for (i, &(a, b)) in LIMBS.iter().enumerate() {
-        let [cr, cg, cb] = limb_color(i);
-        for person in &set.people {
-            let (Some(p), Some(q)) = (person.joints[a], person.joints[b]) else {
-                continue;
-            };
-            // the CPU's rules: truncated midpoint, half length and angle in degrees
-            let (mx, my) = ((p.x + q.x) / 2.0, (p.y + q.y) / 2.0);
-            let half = ((p.x - q.x).hypot(p.y - q.y) / 2.0) as i64;
-            let angle = ((p.y - q.y).atan2(p.x - q.x).to_degrees() as i64).rem_euclid(360);
-            out.push(Shape {
-                center: [clamp_coord(mx as i64), clamp_coord(my as i64)],
-                axes: [clamp_coord(half), r],
-                rot: [sin_deg(90 - angle) as f32, sin_deg(angle) as f32],
-                kind: KIND_ELLIPSE,
-                color: [cr, cg, cb, 255],
-            });
+fn pack(c: [u8; 3]) -> u32 {
+    u32::from_le_bytes([c[0], c[1], c[2], 255])
+}
+
+/// Appends the limb ellipse's polygon for joints p and q: the ellipse (semi-axes int(length/2)
+/// and `stick`, centred at the truncated midpoint, turned by the truncated angle in degrees)
+/// sampled at every whole degree of its parameter, 0 to 360, rounded half to even, without
+/// repeated consecutive points.
+fn limb_polygon(p: (f64, f64), q: (f64, f64), stick: i64, out: &mut Vec<[i32; 2]>) {
+    let (cx, cy) = (
+        (((p.0 + q.0) / 2.0) as i64) as f64,
+        (((p.1 + q.1) / 2.0) as i64) as f64,
+    );
+    let a = (((p.0 - q.0).hypot(p.1 - q.1) / 2.0) as i64) as f64;
+    let b = stick as f64;
+    let turn = ((p.1 - q.1).atan2(p.0 - q.0).to_degrees() as i64).rem_euclid(360);
+    let (ct, st) = (sin_deg(90 - turn), sin_deg(turn));
+    let start = out.len();
+    for t in 0..=360 {
+        let (ex, ey) = (a * sin_deg(90 - t), b * sin_deg(t));
+        let x = (cx + ex * ct - ey * st).round_ties_even() as i64;
+        let y = (cy + ex * st + ey * ct).round_ties_even() as i64;
+        let v = [clamp_coord(x), clamp_coord(y)];
+        if out.len() == start || out.last() != Some(&v) {
+            out.push(v);
         }
     }
-    for (j, &[cr, cg, cb]) in COLORS.iter().enumerate() {
+    if out.len() - start == 1 {
+        out.push(out[start]);
+    }
+}
+
+/// The geometry of the layout of `set` on its own canvas, in the CPU's draw order: every limb
+/// (limb-major, then person), then every joint (joint-major, then person).
+pub fn geometry(set: &PoseSet) -> Geometry {
+    let (w, h) = (set.width, set.height);
+    let stick = pose::stick_width(w, h);
+    let mut g = Geometry {
+        size: (w, h),
+        ..Default::default()
+    };
+    for (i, &(ja, jb)) in LIMBS.iter().enumerate() {
+        let color = pack(limb_color(i));
+        for person in &set.people {
+            let (Some(p), Some(q)) = (person.joints[ja], person.joints[jb]) else {
+                continue;
+            };
+            let first = g.verts.len();
+            limb_polygon((p.x, p.y), (q.x, q.y), stick, &mut g.verts);
+            let poly = g.polys.len() as u32;
+            g.polys.push(Poly {
+                first: first as u32,
+                count: (g.verts.len() - first) as u32,
+                color,
+                _pad: 0,
+            });
+            let ys = g.verts[first..].iter().map(|v| v[1]);
+            let (y0, y1) = (ys.clone().min().unwrap_or(0), ys.max().unwrap_or(-1));
+            // only the rows on the canvas
+            let (y0, y1) = (y0.max(0), y1.min(h as i32 - 1));
+            g.rows.extend((y0..=y1).map(|y| Row { poly, y }));
+        }
+    }
+    let r = stick.clamp(0, COORD_LIMIT) as f32;
+    for (j, &c) in COLORS.iter().enumerate() {
         for person in &set.people {
             if let Some(p) = person.joints[j] {
-                out.push(Shape {
-                    center: [clamp_coord(p.x as i64), clamp_coord(p.y as i64)],
-                    axes: [r, r],
-                    rot: [1.0, 0.0],
-                    kind: KIND_CIRCLE,
-                    color: [cr, cg, cb, 255],
+                g.circles.push(Circle {
+                    center: [
+                        clamp_coord(p.x as i64) as f32,
+                        clamp_coord(p.y as i64) as f32,
+                    ],
+                    radius: r,
+                    color: [c[0], c[1], c[2], 255],
                 });
             }
         }
     }
-    out
+    g
 }
 
-/// The layout pipeline and its buffers.
+/// Whether `adapter` can run the layout shader (it reads storage buffers in a vertex shader).
+pub fn supported(adapter: &wgpu::Adapter) -> bool {
+    adapter
+        .get_downlevel_capabilities()
+        .flags
+        .contains(wgpu::DownlevelFlags::VERTEX_STORAGE)
+        && adapter.limits().max_storage_buffers_per_shader_stage >= 2
+}
+
+fn buffer(
+    device: &wgpu::Device,
+    label: &str,
+    size: u64,
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: size.max(256).next_power_of_two(),
+        usage: usage | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+/// The layout pipelines and their buffers.
 pub struct LayoutPipeline {
-    pipeline: wgpu::RenderPipeline,
+    rows: wgpu::RenderPipeline,
+    circles: wgpu::RenderPipeline,
+    bgl: wgpu::BindGroupLayout,
     uniform: wgpu::Buffer,
+    polys: wgpu::Buffer,
+    verts: wgpu::Buffer,
+    row_buf: wgpu::Buffer,
+    circle_buf: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
-    instances: wgpu::Buffer,
 }
 
 impl LayoutPipeline {
@@ -134,114 +215,194 @@ impl LayoutPipeline {
             label: Some("skeleguide layout"),
             source: wgpu::ShaderSource::Wgsl(LAYOUT_WGSL.into()),
         });
+        let storage = |binding| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::VERTEX,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only: true },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
         let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("skeleguide layout"),
-            entries: &[wgpu::BindGroupLayoutEntry {
-                binding: 0,
-                visibility: wgpu::ShaderStages::VERTEX_FRAGMENT,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::VERTEX_FRAGMENT,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
                 },
-                count: None,
-            }],
+                storage(1),
+                storage(2),
+            ],
         });
         let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("skeleguide layout"),
             bind_group_layouts: &[Some(&bgl)],
             immediate_size: 0,
         });
-        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
-            label: Some("skeleguide layout"),
-            layout: Some(&layout),
-            vertex: wgpu::VertexState {
-                module: &module,
-                entry_point: Some("vs_main"),
-                compilation_options: Default::default(),
-                buffers: &[Some(wgpu::VertexBufferLayout {
-                    array_stride: std::mem::size_of::<Shape>() as wgpu::BufferAddress,
-                    step_mode: wgpu::VertexStepMode::Instance,
-                    attributes: &SHAPE_ATTRIBUTES,
-                })],
-            },
-            primitive: wgpu::PrimitiveState {
-                topology: wgpu::PrimitiveTopology::TriangleStrip,
-                ..Default::default()
-            },
-            depth_stencil: None,
-            multisample: wgpu::MultisampleState::default(),
-            fragment: Some(wgpu::FragmentState {
-                module: &module,
-                entry_point: Some("fs_main"),
-                compilation_options: Default::default(),
-                // no blending: a later shape replaces what is below it
-                targets: &[Some(wgpu::ColorTargetState {
-                    format: LAYOUT_FORMAT,
-                    blend: None,
-                    write_mask: wgpu::ColorWrites::ALL,
-                })],
-            }),
-            multiview_mask: None,
-            cache: None,
-        });
+        let pipeline = |label, vs, fs, stride, attributes| {
+            device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+                label: Some(label),
+                layout: Some(&layout),
+                vertex: wgpu::VertexState {
+                    module: &module,
+                    entry_point: Some(vs),
+                    compilation_options: Default::default(),
+                    buffers: &[Some(wgpu::VertexBufferLayout {
+                        array_stride: stride,
+                        step_mode: wgpu::VertexStepMode::Instance,
+                        attributes,
+                    })],
+                },
+                primitive: wgpu::PrimitiveState {
+                    topology: wgpu::PrimitiveTopology::TriangleStrip,
+                    ..Default::default()
+                },
+                depth_stencil: None,
+                multisample: wgpu::MultisampleState::default(),
+                fragment: Some(wgpu::FragmentState {
+                    module: &module,
+                    entry_point: Some(fs),
+                    compilation_options: Default::default(),
+                    // no blending: a later shape replaces what is below it
+                    targets: &[Some(wgpu::ColorTargetState {
+                        format: LAYOUT_FORMAT,
+                        blend: None,
+                        write_mask: wgpu::ColorWrites::ALL,
+                    })],
+                }),
+                multiview_mask: None,
+                cache: None,
+            })
+        };
+        let rows = pipeline(
+            "skeleguide layout limbs",
+            "vs_row",
+            "fs_flat",
+            std::mem::size_of::<Row>() as u64,
+            &ROW_ATTRIBUTES[..],
+        );
+        let circles = pipeline(
+            "skeleguide layout joints",
+            "vs_circle",
+            "fs_circle",
+            std::mem::size_of::<Circle>() as u64,
+            &CIRCLE_ATTRIBUTES[..],
+        );
         let uniform = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("skeleguide layout target"),
             size: std::mem::size_of::<TargetUniform>() as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("skeleguide layout"),
-            layout: &bgl,
-            entries: &[wgpu::BindGroupEntry {
-                binding: 0,
-                resource: uniform.as_entire_binding(),
-            }],
-        });
-        let instances = Self::instance_buffer(device, 256);
+        let st = wgpu::BufferUsages::STORAGE;
+        let polys = buffer(device, "skeleguide layout polygons", 0, st);
+        let verts = buffer(device, "skeleguide layout vertices", 0, st);
+        let bind_group = Self::bind(device, &bgl, &uniform, &polys, &verts);
+        let vx = wgpu::BufferUsages::VERTEX;
         LayoutPipeline {
-            pipeline,
+            rows,
+            circles,
+            bgl,
             uniform,
+            polys,
+            verts,
+            row_buf: buffer(device, "skeleguide layout rows", 0, vx),
+            circle_buf: buffer(device, "skeleguide layout joints", 0, vx),
             bind_group,
-            instances,
         }
     }
 
-    fn instance_buffer(device: &wgpu::Device, shapes: u64) -> wgpu::Buffer {
-        device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("skeleguide layout shapes"),
-            size: shapes * std::mem::size_of::<Shape>() as u64,
-            usage: wgpu::BufferUsages::VERTEX | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+    fn bind(
+        device: &wgpu::Device,
+        bgl: &wgpu::BindGroupLayout,
+        uniform: &wgpu::Buffer,
+        polys: &wgpu::Buffer,
+        verts: &wgpu::Buffer,
+    ) -> wgpu::BindGroup {
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("skeleguide layout"),
+            layout: bgl,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: uniform.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: polys.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: verts.as_entire_binding(),
+                },
+            ],
         })
     }
 
-    /// Records the layout of `shapes` into `target` (a [`LAYOUT_FORMAT`] view of `size`),
-    /// cleared to transparent black first. The buffer writes go through `queue`, so submit
-    /// `encoder` before recording again.
+    /// Records the layout `g` into `target` (a [`LAYOUT_FORMAT`] view of `g.size`), cleared to
+    /// transparent black first. The buffer writes go through `queue`, so submit `encoder`
+    /// before recording again.
     pub fn encode(
         &mut self,
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         encoder: &mut wgpu::CommandEncoder,
         target: &wgpu::TextureView,
-        size: (u32, u32),
-        shapes: &[Shape],
+        g: &Geometry,
     ) {
         let u = TargetUniform {
-            size: [size.0.max(1) as f32, size.1.max(1) as f32],
-            inflate: ELLIPSE_INFLATE,
-            _pad: 0.0,
+            size: [g.size.0.max(1) as f32, g.size.1.max(1) as f32],
+            _pad: [0.0; 2],
         };
         queue.write_buffer(&self.uniform, 0, bytemuck::bytes_of(&u));
-        let bytes = std::mem::size_of_val(shapes) as u64;
-        if bytes > self.instances.size() {
-            let n = (shapes.len() as u64).next_power_of_two();
-            self.instances = Self::instance_buffer(device, n);
-        }
-        if !shapes.is_empty() {
-            queue.write_buffer(&self.instances, 0, bytemuck::cast_slice(shapes));
+        let mut rebind = false;
+        let mut upload = |buf: &mut wgpu::Buffer, label: &str, usage, bytes: &[u8], storage| {
+            if bytes.len() as u64 > buf.size() {
+                *buf = buffer(device, label, bytes.len() as u64, usage);
+                rebind |= storage;
+            }
+            if !bytes.is_empty() {
+                queue.write_buffer(buf, 0, bytes);
+            }
+        };
+        let (st, vx) = (wgpu::BufferUsages::STORAGE, wgpu::BufferUsages::VERTEX);
+        let polys: &[u8] = bytemuck::cast_slice(&g.polys);
+        let verts: &[u8] = bytemuck::cast_slice(&g.verts);
+        upload(
+            &mut self.polys,
+            "skeleguide layout polygons",
+            st,
+            polys,
+            true,
+        );
+        upload(
+            &mut self.verts,
+            "skeleguide layout vertices",
+            st,
+            verts,
+            true,
+        );
+        let rows: &[u8] = bytemuck::cast_slice(&g.rows);
+        let circles: &[u8] = bytemuck::cast_slice(&g.circles);
+        upload(&mut self.row_buf, "skeleguide layout rows", vx, rows, false);
+        upload(
+            &mut self.circle_buf,
+            "skeleguide layout joints",
+            vx,
+            circles,
+            false,
+        );
+        if rebind {
+            self.bind_group =
+                Self::bind(device, &self.bgl, &self.uniform, &self.polys, &self.verts);
         }
         let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
             label: Some("skeleguide layout"),
@@ -259,11 +420,16 @@ impl LayoutPipeline {
             occlusion_query_set: None,
             multiview_mask: None,
         });
-        if !shapes.is_empty() {
-            pass.set_pipeline(&self.pipeline);
-            pass.set_bind_group(0, &self.bind_group, &[]);
-            pass.set_vertex_buffer(0, self.instances.slice(..bytes));
-            pass.draw(0..4, 0..shapes.len() as u32);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        if !g.rows.is_empty() {
+            pass.set_pipeline(&self.rows);
+            pass.set_vertex_buffer(0, self.row_buf.slice(..rows.len() as u64));
+            pass.draw(0..4, 0..g.rows.len() as u32);
+        }
+        if !g.circles.is_empty() {
+            pass.set_pipeline(&self.circles);
+            pass.set_vertex_buffer(0, self.circle_buf.slice(..circles.len() as u64));
+            pass.draw(0..4, 0..g.circles.len() as u32);
         }
     }
 }
@@ -313,7 +479,7 @@ impl Headless {
                 // Vulkan (lavapipe) before GL (llvmpipe)
                 (a.get_info().backend != wgpu::Backend::Vulkan) as u8
             });
-        let adapter = match cpu {
+        let adapter = match cpu.filter(supported) {
             Some(a) => a,
             None => {
                 let fallback =
@@ -330,6 +496,12 @@ impl Headless {
                 }
             }
         };
+        if !supported(&adapter) {
+            return Err(format!(
+                "{} cannot read storage buffers in vertex shaders",
+                adapter.get_info().name
+            ));
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("skeleguide layout"),
             required_limits: adapter.limits(),
@@ -390,8 +562,7 @@ impl Headless {
             &self.queue,
             &mut encoder,
             &view,
-            (w, h),
-            &shapes(set),
+            &geometry(set),
         );
         self.queue.submit([encoder.finish()]);
         Ok(texture)

@@ -133,6 +133,17 @@ fn gpu_layout_matches_cpu_rasteriser() {
     p.joints[3] = p.joints[2];
     p.joints[4] = Some(Keypoint::new(5000.0, -3000.0));
     cases.push(("zero-length and far limbs 400x300", odd));
+    // more random sets on small canvases of many shapes (stick widths 1 to 3)
+    let small: Vec<(String, PoseSet)> = (0..12u64)
+        .map(|k| {
+            let (w, h) = (64 + 29 * k as u32, 48 + 23 * ((k * 7) % 12) as u32);
+            (
+                format!("random {} people {w}x{h}", 1 + k % 4),
+                random_people(w, h, 1 + (k % 4) as usize, 100 + k),
+            )
+        })
+        .collect();
+    cases.extend(small.iter().map(|(n, s)| (n.as_str(), s.clone())));
 
     let mut worst = 0.0f64;
     for (name, set) in &cases {

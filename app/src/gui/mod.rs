@@ -624,7 +624,7 @@ pub fn run(opts: GuiOptions) -> anyhow::Result<()> {
         // the layout overlay on the GPU when eframe runs on wgpu (SKELEGUIDE_CPU_OVERLAY=1 keeps
         // the CPU texture, for comparisons)
         if std::env::var_os("SKELEGUIDE_CPU_OVERLAY").is_none() {
-            app.canvas.gpu_overlay = cc.wgpu_render_state.as_ref().map(overlay_gpu::install);
+            app.canvas.gpu_overlay = cc.wgpu_render_state.as_ref().and_then(overlay_gpu::install);
         }
         Ok(Box::new(app) as Box<dyn eframe::App>)
     };

@@ -6,7 +6,7 @@
 //! Used when eframe runs on wgpu; otherwise (the glow backend, the headless test harness) the
 //! canvas keeps the CPU-rasterised overlay texture.
 
-use crate::gpu_layout::{layout_texture, shapes, LayoutPipeline, Shape};
+use crate::gpu_layout::{geometry, layout_texture, supported, Geometry, LayoutPipeline};
 use bytemuck::{Pod, Zeroable};
 use egui::Rect;
 use egui_wgpu::{CallbackResources, CallbackTrait, RenderState, ScreenDescriptor};
@@ -169,8 +169,12 @@ struct Resources {
 }
 
 /// Creates the overlay's pipelines in eframe's wgpu renderer (target format, no MSAA and no
-/// depth buffer: eframe's defaults, which the app keeps).
-pub fn install(rs: &RenderState) -> GpuOverlay {
+/// depth buffer: eframe's defaults, which the app keeps); `None` when the adapter cannot run
+/// the layout shader.
+pub fn install(rs: &RenderState) -> Option<GpuOverlay> {
+    if !supported(&rs.adapter) {
+        return None;
+    }
     let device = &rs.device;
     let resources = Resources {
         layout: LayoutPipeline::new(device),
@@ -178,9 +182,9 @@ pub fn install(rs: &RenderState) -> GpuOverlay {
         target: None,
     };
     rs.renderer.write().callback_resources.insert(resources);
-    GpuOverlay {
+    Some(GpuOverlay {
         max_side: device.limits().max_texture_dimension_2d,
-    }
+    })
 }
 
 impl Resources {
@@ -201,7 +205,7 @@ impl Resources {
 
 /// One frame's overlay.
 struct OverlayCallback {
-    shapes: Vec<Shape>,
+    geometry: Geometry,
     size: (u32, u32),
     /// Where the image is drawn, in points.
     img_rect: Rect,
@@ -232,7 +236,7 @@ impl CallbackTrait for OverlayCallback {
         );
         let target = res.target(device, self.size).view.clone();
         res.layout
-            .encode(device, queue, encoder, &target, self.size, &self.shapes);
+            .encode(device, queue, encoder, &target, &self.geometry);
         Vec::new()
     }
 
@@ -272,7 +276,7 @@ pub fn paint_callback(
     Some(egui_wgpu::Callback::new_paint_callback(
         visible,
         OverlayCallback {
-            shapes: shapes(shown),
+            geometry: geometry(shown),
             size,
             img_rect,
             opacity: opacity.clamp(0.0, 1.0),
