@@ -166,6 +166,8 @@ struct Resources {
     layout: LayoutPipeline,
     display: Display,
     target: Option<Target>,
+    /// What the target holds, so an unchanged layout is not drawn again.
+    drawn: Option<Geometry>,
 }
 
 /// Creates the overlay's pipelines in eframe's wgpu renderer (target format, no MSAA and no
@@ -180,6 +182,7 @@ pub fn install(rs: &RenderState) -> Option<GpuOverlay> {
         layout: LayoutPipeline::new(device),
         display: Display::new(device, rs.target_format),
         target: None,
+        drawn: None,
     };
     rs.renderer.write().callback_resources.insert(resources);
     Some(GpuOverlay {
@@ -234,9 +237,14 @@ impl CallbackTrait for OverlayCallback {
             ],
             self.opacity,
         );
-        let target = res.target(device, self.size).view.clone();
-        res.layout
-            .encode(device, queue, encoder, &target, &self.geometry);
+        let fresh = res.target.as_ref().is_some_and(|t| t.size == self.size)
+            && res.drawn.as_ref() == Some(&self.geometry);
+        if !fresh {
+            let target = res.target(device, self.size).view.clone();
+            res.layout
+                .encode(device, queue, encoder, &target, &self.geometry);
+            res.drawn = Some(self.geometry.clone());
+        }
         Vec::new()
     }
 
