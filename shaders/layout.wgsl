@@ -31,12 +31,13 @@ fn to_ndc(p: vec2<f32>) -> vec4<f32> {
     return vec4<f32>(p.x / target_info.size.x * 2.0 - 1.0, 1.0 - p.y / target_info.size.y * 2.0, 0.0, 1.0);
 }
 
+// floor(a / b) for b > 0. Only non-negative operands are divided: integer division and
+// remainder of negative numbers are not portable (GLSL leaves them undefined).
 fn floor_div(a: i32, b: i32) -> i32 {
-    let q = a / b;
-    if a % b != 0 && a < 0 {
-        return q - 1;
+    if a >= 0 {
+        return a / b;
     }
-    return q;
+    return -((-a + b - 1) / b);
 }
 
 fn ceil_div(a: i32, b: i32) -> i32 {
