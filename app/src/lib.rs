@@ -3,5 +3,6 @@
 
 pub mod cli;
 pub mod export;
+pub mod gpu_layout;
 pub mod gui;
 pub mod worker;

@@ -1,11 +1,13 @@
-//! The centre canvas: the scene, the layout overlay (drawn by the engine's rasteriser, so the
-//! designer sees exactly what the model is given), and draggable skeletons.
+//! The centre canvas: the scene, the layout overlay (drawn so that the designer sees exactly
+//! what the model is given: on wgpu by `shaders/layout.wgsl`, see `overlay_gpu`, which matches
+//! the engine's rasteriser; otherwise by the engine's rasteriser itself), and draggable skeletons.
 //!
 //! Mouse: drag a joint to move it; drag inside the selected person's box to move the person and
 //! its corner handle to scale it; click to select; right-click a joint to hide it; right-click
 //! elsewhere for the context menu. Wheel zooms at the cursor; middle-drag or Space+drag pans.
 
 use super::document::Document;
+use super::overlay_gpu::{self, GpuOverlay};
 use egui::{
     Color32, PointerButton, Pos2, Rect, Sense, Stroke, StrokeKind, TextureHandle, TextureOptions,
     Ui, Vec2,
@@ -87,6 +89,8 @@ pub struct Canvas {
     drag: Option<Drag>,
     scene_tex: Option<(u64, TextureHandle)>,
     overlay_tex: Option<(OverlayKey, TextureHandle)>,
+    /// Set when the overlay is drawn on the GPU (eframe on wgpu); else the CPU texture is used.
+    pub gpu_overlay: Option<GpuOverlay>,
     /// The last canvas rectangle, for tests and fit.
     pub rect: Rect,
 }
@@ -107,6 +111,7 @@ impl Default for Canvas {
             drag: None,
             scene_tex: None,
             overlay_tex: None,
+            gpu_overlay: None,
             rect: Rect::NOTHING,
         }
     }
@@ -191,9 +196,16 @@ impl Canvas {
                 painter.rect_filled(img_rect, 0.0, Color32::BLACK);
             }
         }
-        let overlay = self.overlay_texture(ui, doc.revision, &shown);
-        let alpha = (self.opacity.clamp(0.0, 1.0) * 255.0) as u8;
-        painter.image(overlay, img_rect, uv, Color32::from_white_alpha(alpha));
+        let gpu = self.gpu_overlay.as_ref().and_then(|g| {
+            overlay_gpu::paint_callback(g, painter.clip_rect(), img_rect, self.opacity, &shown)
+        });
+        if let Some(callback) = gpu {
+            painter.add(callback);
+        } else {
+            let overlay = self.overlay_texture(ui, doc.revision, &shown);
+            let alpha = (self.opacity.clamp(0.0, 1.0) * 255.0) as u8;
+            painter.image(overlay, img_rect, uv, Color32::from_white_alpha(alpha));
+        }
 
         // interaction: selected person's box (move, scale), then joints on top
         let sel = doc.selected.filter(|&s| s < shown.people.len());

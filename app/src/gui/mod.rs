@@ -5,6 +5,7 @@ pub mod canvas;
 pub mod document;
 mod generate_panel;
 pub mod history;
+pub mod overlay_gpu;
 mod people_panel;
 mod results_panel;
 pub mod samples;
@@ -629,7 +630,16 @@ pub fn run(opts: GuiOptions) -> anyhow::Result<()> {
             .with_drag_and_drop(true),
         ..Default::default()
     };
-    eframe::run_native("SkeleGuide", native, Box::new(move |_cc| Ok(Box::new(app))))
+    let start = move |cc: &eframe::CreationContext<'_>| {
+        let mut app = app;
+        // the layout overlay on the GPU when eframe runs on wgpu (SKELEGUIDE_CPU_OVERLAY=1 keeps
+        // the CPU texture, for comparisons)
+        if std::env::var_os("SKELEGUIDE_CPU_OVERLAY").is_none() {
+            app.canvas.gpu_overlay = cc.wgpu_render_state.as_ref().and_then(overlay_gpu::install);
+        }
+        Ok(Box::new(app) as Box<dyn eframe::App>)
+    };
+    eframe::run_native("SkeleGuide", native, Box::new(start))
         .map_err(|e| anyhow::anyhow!("cannot open the window: {e} (is a display available? set DISPLAY, or use the CLI subcommands)"))?;
     if let (Some(result), Some(path)) = (result, opts.screenshot) {
         match result
