@@ -381,6 +381,9 @@ fn train_tiny_ae_api_runs_and_stops_on_request() {
 }
 
 /// Timed training on procedural scenes, then PSNR on held-out 128 px scenes.
+/// Measured: 28.39 dB after 480 s (`TINY_AE_LR=3e-3`, 1180 steps, 19.7 img/s) pinned to 2
+/// cores of an idle Xeon; 26.54 dB after 300 s on the shared 2-core dev machine (7.1 img/s).
+/// `TINY_AE_PNG=out.png` writes originals over reconstructions.
 /// `TINY_AE_SECONDS=300 cargo test --release -p skeleguide-engine --test ae_tiny -- --ignored --nocapture`
 #[test]
 #[ignore]

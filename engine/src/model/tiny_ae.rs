@@ -19,6 +19,12 @@
 //!   inside each residual block). At these sizes it measured about 2× faster (forward +
 //!   backward) than an im2col made of pad/narrow/cat copies plus one matmul.
 //!
+//! Measured (default config, 1.15 M parameters, AdamW lr 3e-3 with warm-up + cosine, batch
+//! 8 of 64 px crops of procedural scenes with stick figures, held-out 128 px scenes): 28.4 dB
+//! PSNR after 480 s on 2 pinned cores of an idle Xeon (19.7 images/s); 26.5 dB after 300 s on
+//! our shared 2-core machine under load (7 images/s). Encode + decode of one 128 px image
+//! takes about 45 ms. The target is ≥ 30 dB after 20 minutes (not yet measured).
+//!
 //! Weights are named `enc.s{S}.proj.weight`, `enc.s{S}.block{B}.conv{1,2}.weight`, ... and are
 //! stored as plain matrices (3×3 kernels as `(out, 9*in)`, tap-major).
 
@@ -378,7 +384,9 @@ impl std::fmt::Debug for TinyAe {
 
 impl TinyAe {
     /// Builds the model from a var builder: a `VarMap`-backed one for training (missing
-    /// parameters are created with their initialisation), or loaded tensors.
+    /// parameters are created with their initialisation), or loaded tensors. For training
+    /// from scratch prefer [`TinyAe::seeded_varmap`]: it is seeded and gives the linear skip
+    /// its mean-colour start, which a fresh `VarMap` does not.
     pub fn new(vb: VarBuilder, cfg: &TinyAeConfig) -> Result<Self> {
         cfg.validate()?;
         if vb.dtype() != DType::F32 {
