@@ -97,7 +97,8 @@ impl TinyAeConfig {
         {
             return bad("enc_blocks and dec_blocks need one entry per stage");
         }
-        if !(self.scale_factor.is_finite() && self.scale_factor != 0.0)
+        if !self.scale_factor.is_finite()
+            || self.scale_factor == 0.0
             || !self.shift_factor.is_finite()
         {
             return bad("scale_factor must be finite and non-zero, shift_factor finite");
@@ -426,7 +427,7 @@ impl TinyAe {
             let f = cfg.downsample();
             let patch = 3 * f * f;
             let c = cfg.latent_channels;
-            let mut rng = SplitMix64(seed ^ 0x5EED_0F_5C1F);
+            let mut rng = SplitMix64(seed ^ 0x5EED_5C1F);
             let small = 0.1 * (3.0 / patch as f64).sqrt();
             let mut enc = vec![0f32; c * patch];
             let mut dec = vec![0f32; patch * c];
