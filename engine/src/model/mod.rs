@@ -7,10 +7,7 @@
 //! * [`LoraSets`] (via [`MmDit::loras_mut`]) — `add`, `set_active`, `make_trainable`, `save`,
 //!   `load`;
 //! * [`CondCache`] — the per-layer condition K/V;
-//! * [`bench::bench_dit`] — the `skeleguide bench dit` numbers;
-//! * [`Autoencoder`] — [`FluxAe`] (BFL `ae.safetensors`) and [`TinyAe`] (CPU preset, with
-//!   [`train_tiny_ae`] / [`TinyAeTrainer`]);
-//! * [`TextEncoder`] — [`FluxText`] (T5-XXL + CLIP-L) and [`TinyText`] (word-level).
+//! * [`bench::bench_dit`] — the `skeleguide bench dit` numbers.
 
 pub mod autoencoder;
 pub mod bench;
