@@ -10,9 +10,20 @@
 //! * **Decoder.** The mirror: a 1×1 projection, residual blocks at ÷8, then per stage a 1×1
 //!   projection to 4× the channels, pixel-shuffle ×2 (depth-to-space), SiLU and residual
 //!   blocks; a last 1×1 projection + pixel-shuffle gives RGB at full resolution.
-//! * 3×3 convolutions are im2col + one matmul (9 shifted views of the zero-padded input,
-//!   concatenated on channels), differentiable through candle's primitive ops, so their
-//!   backward pass is matmuls and copies, not candle's direct `conv_transpose2d` loop.
+//! * **Linear skip** (`linear_skip`, on by default): latent += a linear map of the ÷8
+//!   space-to-depth pixels, image += depth-to-space of a linear map of the latent. Seeded
+//!   initialisation sets it to "patch mean colour" and back, so a fresh model starts at the
+//!   blockwise-mean image (≈19 dB) instead of noise; in a 60 s run this took the held-out PSNR
+//!   from 17 to 24 dB.
+//! * 3×3 convolutions only run at ÷2 and below, through candle's `conv2d` (channels-first
+//!   inside each residual block). At these sizes it measured about 2× faster (forward +
+//!   backward) than an im2col made of pad/narrow/cat copies plus one matmul.
+//!
+//! Measured (default config, 1.15 M parameters, AdamW lr 3e-3 with warm-up + cosine, batch
+//! 8 of 64 px crops of procedural scenes with stick figures, held-out 128 px scenes): 28.4 dB
+//! PSNR after 480 s on 2 pinned cores of an idle Xeon (19.7 images/s); 26.5 dB after 300 s on
+//! our shared 2-core machine under load (7 images/s). Encode + decode of one 128 px image
+//! takes about 45 ms. The issue's target is ≥ 30 dB after 20 minutes (not yet measured).
 //!
 //! Weights are named `enc.s{S}.proj.weight`, `enc.s{S}.block{B}.conv{1,2}.weight`, ... and are
 //! stored as plain matrices (3×3 kernels as `(out, 9*in)`, tap-major).
@@ -47,6 +58,10 @@ pub struct TinyAeConfig {
     pub scale_factor: f64,
     /// Latent shift.
     pub shift_factor: f64,
+    /// A linear path beside each half: latent += linear(space-to-depth pixels) and
+    /// image += depth-to-space(linear(latent)). It learns a PCA-like code within a few
+    /// steps; the convolutional path then refines it.
+    pub linear_skip: bool,
 }
 
 impl Default for TinyAeConfig {
@@ -58,6 +73,7 @@ impl Default for TinyAeConfig {
             dec_blocks: vec![1, 1, 2],
             scale_factor: 1.0,
             shift_factor: 0.0,
+            linear_skip: true,
         }
     }
 }
@@ -81,7 +97,8 @@ impl TinyAeConfig {
         {
             return bad("enc_blocks and dec_blocks need one entry per stage");
         }
-        if !(self.scale_factor.is_finite() && self.scale_factor != 0.0)
+        if !self.scale_factor.is_finite()
+            || self.scale_factor == 0.0
             || !self.shift_factor.is_finite()
         {
             return bad("scale_factor must be finite and non-zero, shift_factor finite");
@@ -104,6 +121,11 @@ impl TinyAeConfig {
             cin = w;
         }
         lin_spec(&mut v, "enc.out", cin, self.latent_channels, 1.0);
+        let patch = 3 * self.downsample() * self.downsample();
+        if self.linear_skip {
+            lin_spec(&mut v, "enc.skip", patch, self.latent_channels, 1.0);
+            lin_spec(&mut v, "dec.skip", self.latent_channels, patch, 1.0);
+        }
         // Decoder.
         let top = self.widths[s_count - 1];
         lin_spec(&mut v, "dec.in", self.latent_channels, top, 1.0);
@@ -113,7 +135,9 @@ impl TinyAeConfig {
                 block_spec(&mut v, &format!("dec.s{s}.block{b}"), w);
             }
             let next = if s == 0 { 3 } else { self.widths[s - 1] };
-            lin_spec(&mut v, &format!("dec.s{s}.up"), w, next * 4, 1.0);
+            // The last map starts small: a fresh model's output is the linear skip path.
+            let gain = if s == 0 && self.linear_skip { 0.1 } else { 1.0 };
+            lin_spec(&mut v, &format!("dec.s{s}.up"), w, next * 4, gain);
         }
         v
     }
@@ -274,19 +298,18 @@ impl Lin {
         Ok(y.reshape(od)?)
     }
 
-    /// A 3×3 convolution (zero padding 1) on `(B, H, W, C)`; the weight is `(out, 9*C)`.
-    fn conv3x3(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, h, w, _) = x.dims4()?;
-        let xp = x.pad_with_zeros(1, 1, 1)?.pad_with_zeros(2, 1, 1)?;
-        let mut taps = Vec::with_capacity(9);
-        for dy in 0..3 {
-            let row = xp.narrow(1, dy, h)?;
-            for dx in 0..3 {
-                taps.push(row.narrow(2, dx, w)?);
-            }
-        }
-        let cols = Tensor::cat(&taps, 3)?;
-        self.forward(&cols)
+    /// A 3×3 convolution (zero padding 1) on channels-first `(B, C, H, W)`; the weight is
+    /// stored as `(out, 9*C)`, tap-major. Returns `(B, out, H, W)`.
+    fn conv3x3_nchw(&self, x: &Tensor) -> Result<Tensor> {
+        let (out, k) = self.w.dims2()?;
+        let cin = k / 9;
+        let w = self
+            .w
+            .reshape((out, 3, 3, cin))?
+            .permute((0, 3, 1, 2))?
+            .contiguous()?;
+        let y = x.conv2d(&w, 1, 1, 1, 1)?;
+        Ok(y.broadcast_add(&self.b.reshape((1, out, 1, 1))?)?)
     }
 }
 
@@ -303,10 +326,13 @@ impl ResBlock {
             c2: Lin::get(p, &format!("{name}.conv2"))?,
         })
     }
+    /// A residual block on channels-last `(B, H, W, C)`; the convolutions run channels-first
+    /// (candle's CPU conv2d is faster than an im2col built from copy ops here).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.c1.conv3x3(x)?.silu()?;
-        let h = self.c2.conv3x3(&h)?;
-        Ok((x + h)?)
+        let xc = x.permute((0, 3, 1, 2))?.contiguous()?;
+        let h = self.c1.conv3x3_nchw(&xc)?.silu()?;
+        let h = self.c2.conv3x3_nchw(&h)?;
+        Ok((x + h.permute((0, 2, 3, 1))?)?)
     }
 }
 
@@ -340,6 +366,8 @@ pub struct TinyAe {
     enc: Vec<Stage>,
     enc_out: Lin,
     dec_in: Lin,
+    enc_skip: Option<Lin>,
+    dec_skip: Option<Lin>,
     /// Decoder stages in execution order (deepest first): blocks, then `proj` = the up map.
     dec: Vec<Stage>,
     params: HashMap<String, Tensor>,
@@ -357,7 +385,9 @@ impl std::fmt::Debug for TinyAe {
 
 impl TinyAe {
     /// Builds the model from a var builder: a `VarMap`-backed one for training (missing
-    /// parameters are created with their initialisation), or loaded tensors.
+    /// parameters are created with their initialisation), or loaded tensors. For training
+    /// from scratch prefer [`TinyAe::seeded_varmap`]: it is seeded and gives the linear skip
+    /// its mean-colour start, which a fresh `VarMap` does not.
     pub fn new(vb: VarBuilder, cfg: &TinyAeConfig) -> Result<Self> {
         cfg.validate()?;
         if vb.dtype() != DType::F32 {
@@ -373,16 +403,68 @@ impl TinyAe {
 
     /// A model with seeded random weights (plain tensors, not trainable).
     pub fn random(cfg: &TinyAeConfig, seed: u64, device: &Device) -> Result<Self> {
-        cfg.validate()?;
-        let params = seeded_params(&cfg.param_specs(), seed, device)?;
+        let params = Self::seeded_params(cfg, seed, device)?;
         Self::from_params(params, cfg, device)
     }
 
     /// Seeded trainable parameters: a [`VarMap`] to build the model from (with
     /// `VarBuilder::from_varmap`) and to hand to the optimiser.
     pub fn seeded_varmap(cfg: &TinyAeConfig, seed: u64, device: &Device) -> Result<VarMap> {
+        varmap_from(&Self::seeded_params(cfg, seed, device)?)
+    }
+
+    /// Seeded initial weights. With `linear_skip`, the skip maps start as "latent channels
+    /// 0..3 = mean colour of the patch" and its inverse, so a fresh model already outputs
+    /// the blockwise mean image; the other latent channels start as small random codes.
+    fn seeded_params(
+        cfg: &TinyAeConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<HashMap<String, Tensor>> {
         cfg.validate()?;
-        varmap_from(&seeded_params(&cfg.param_specs(), seed, device)?)
+        let mut p = seeded_params(&cfg.param_specs(), seed, device)?;
+        if cfg.linear_skip {
+            let f = cfg.downsample();
+            let patch = 3 * f * f;
+            let c = cfg.latent_channels;
+            let mut rng = SplitMix64(seed ^ 0x5EED_5C1F);
+            let small = 0.1 * (3.0 / patch as f64).sqrt();
+            let mut enc = vec![0f32; c * patch];
+            let mut dec = vec![0f32; patch * c];
+            for o in 0..c {
+                for i in 0..patch {
+                    // After repeated space-to-depth the colour is the fastest-varying index.
+                    let colour = i % 3;
+                    enc[o * patch + i] = if o < 3 {
+                        if colour == o {
+                            1.0 / (f * f) as f32
+                        } else {
+                            0.0
+                        }
+                    } else {
+                        ((rng.next_f64() * 2.0 - 1.0) * small) as f32
+                    };
+                    dec[i * c + o] = if o < 3 {
+                        if colour == o {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    } else {
+                        ((rng.next_f64() * 2.0 - 1.0) * 0.01) as f32
+                    };
+                }
+            }
+            p.insert(
+                "enc.skip.weight".into(),
+                Tensor::from_vec(enc, (c, patch), device)?,
+            );
+            p.insert(
+                "dec.skip.weight".into(),
+                Tensor::from_vec(dec, (patch, c), device)?,
+            );
+        }
+        Ok(p)
     }
 
     /// Loads weights written by [`TinyAe::save`]; a missing or mis-shaped tensor is named.
@@ -437,6 +519,16 @@ impl TinyAe {
         Ok(Self {
             enc_out: Lin::get(&params, "enc.out")?,
             dec_in: Lin::get(&params, "dec.in")?,
+            enc_skip: if cfg.linear_skip {
+                Some(Lin::get(&params, "enc.skip")?)
+            } else {
+                None
+            },
+            dec_skip: if cfg.linear_skip {
+                Some(Lin::get(&params, "dec.skip")?)
+            } else {
+                None
+            },
             enc,
             dec,
             params,
@@ -467,14 +559,23 @@ impl TinyAe {
 
     /// Encoder on checked f32 channels-last input; returns unscaled latents `(B, h, w, C)`.
     fn encode_raw(&self, images: &Tensor) -> Result<Tensor> {
-        let mut x = images.permute((0, 2, 3, 1))?.contiguous()?;
+        let pixels = images.permute((0, 2, 3, 1))?.contiguous()?;
+        let mut x = pixels.clone();
+        let mut patches = pixels;
         for st in &self.enc {
             x = st.proj.forward(&unshuffle2(&x)?)?.silu()?;
             for b in &st.blocks {
                 x = b.forward(&x)?;
             }
+            if self.enc_skip.is_some() {
+                patches = unshuffle2(&patches)?;
+            }
         }
-        self.enc_out.forward(&x)
+        let z = self.enc_out.forward(&x)?;
+        match &self.enc_skip {
+            Some(skip) => Ok((z + skip.forward(&patches)?)?),
+            None => Ok(z),
+        }
     }
 
     /// Decoder on channels-last unscaled latents; returns `(B, 3, H, W)`.
@@ -489,6 +590,13 @@ impl TinyAe {
             if i + 1 < n {
                 x = x.silu()?;
             }
+        }
+        if let Some(skip) = &self.dec_skip {
+            let mut p = skip.forward(z)?;
+            for _ in 0..n {
+                p = shuffle2(&p)?;
+            }
+            x = (x + p)?;
         }
         Ok(x.permute((0, 3, 1, 2))?)
     }
@@ -680,7 +788,8 @@ impl TinyAeTrainer {
 }
 
 /// Trains a fresh [`TinyAe`] for at most `steps` batches from `images` (each `(B, 3, H, W)`
-/// in `[-1, 1]`), with a cosine learning-rate decay from `lr` to `lr/10`. `progress(step,
+/// in `[-1, 1]`), with a linear warm-up over the first 5% of the steps and a cosine decay
+/// from `lr` to `lr/10`. `progress(step,
 /// steps, loss)` is called after every step; it returns `false` to stop early. Returns the
 /// trained model (plain tensors) and the metrics.
 pub fn train_tiny_ae<I, F>(
@@ -703,7 +812,8 @@ where
     for (i, batch) in images.into_iter().take(steps).enumerate() {
         let frac = i as f64 / steps.max(1) as f64;
         let cos = 0.5 * (1.0 + (std::f64::consts::PI * frac).cos());
-        tr.set_learning_rate(lr * (0.1 + 0.9 * cos));
+        let warm = ((i + 1) as f64 / (steps as f64 / 20.0).max(1.0)).min(1.0);
+        tr.set_learning_rate(lr * warm * (0.1 + 0.9 * cos));
         let loss = tr.step(&batch?)?;
         if !progress(i + 1, steps, loss) {
             break;
