@@ -15,46 +15,12 @@ const DEV: Device = Device::Cpu;
 
 // ------------------------------------------------------------------ procedural scenes
 
-/// The 17 OpenPose limb pairs (COCO-18 indices) and 18 colours of the layout convention.
-const LIMBS: [(usize, usize); 17] = [
-    (1, 2),
-    (1, 5),
-    (2, 3),
-    (3, 4),
-    (5, 6),
-    (6, 7),
-    (1, 8),
-    (8, 9),
-    (9, 10),
-    (1, 11),
-    (11, 12),
-    (12, 13),
-    (1, 0),
-    (0, 14),
-    (14, 16),
-    (0, 15),
-    (15, 17),
-];
-const COLORS: [[f32; 3]; 18] = [
-    [255., 0., 0.],
-    [255., 85., 0.],
-    [255., 170., 0.],
-    [255., 255., 0.],
-    [170., 255., 0.],
-    [85., 255., 0.],
-    [0., 255., 0.],
-    [0., 255., 85.],
-    [0., 255., 170.],
-    [0., 255., 255.],
-    [0., 170., 255.],
-    [0., 85., 255.],
-    [0., 0., 255.],
-    [85., 0., 255.],
-    [170., 0., 255.],
-    [255., 0., 255.],
-    [255., 0., 170.],
-    [255., 0., 85.],
-];
+use skeleguide_engine::pose::LIMBS;
+
+/// The layout palette (the engine's), as floats.
+fn color(i: usize) -> [f32; 3] {
+    skeleguide_engine::pose::COLORS[i].map(|c| c as f32)
+}
 
 struct Canvas {
     w: usize,
@@ -188,7 +154,7 @@ fn scene(seed: u64, w: usize, h: usize) -> Vec<f32> {
         ];
         let stick = (4.0 * s / 512.0).max(1.0);
         for (i, (a, b)) in LIMBS.iter().enumerate() {
-            let c = COLORS[i];
+            let c = color(i);
             cv.segment(
                 pts[*a],
                 pts[*b],
@@ -197,7 +163,7 @@ fn scene(seed: u64, w: usize, h: usize) -> Vec<f32> {
             );
         }
         for (i, p) in pts.iter().enumerate() {
-            cv.segment(*p, *p, stick, COLORS[i]);
+            cv.segment(*p, *p, stick, color(i));
         }
     }
     let mut out = vec![0f32; 3 * w * h];
