@@ -31,6 +31,7 @@ pub enum BenchCommand {
 struct UiBench {
     frame_ms_idle: f64,
     frame_ms_editing: f64,
+    frame_ms_during_render: f64,
     preview_ms_8_steps: f64,
     scene: String,
     people: usize,
@@ -101,6 +102,24 @@ fn bench_ui(json: bool, model: Option<std::path::PathBuf>) -> Result<()> {
             d
         }
     };
+    // frames while the engine thread renders (25 steps): the UI must not get slower
+    let during = {
+        app.gen.model_dir = model_dir.display().to_string();
+        app.gen.steps = 25;
+        let poses = app.doc.poses().clone();
+        app.submit(crate::worker::JobKind::Render { poses }, None);
+        let mut v = Vec::new();
+        let t0 = Instant::now();
+        while app.running.is_some() && t0.elapsed().as_secs() < 120 {
+            v.push(frame(&mut app));
+            std::thread::sleep(std::time::Duration::from_millis(16));
+        }
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            median(v)
+        }
+    };
     let device = skeleguide_engine::pipeline::default_device()?;
     let mut p = skeleguide_engine::pipeline::Pipeline::load(&model_dir, &device)?;
     let opts = skeleguide_engine::pipeline::RunOptions {
@@ -127,6 +146,7 @@ fn bench_ui(json: bool, model: Option<std::path::PathBuf>) -> Result<()> {
     let r = UiBench {
         frame_ms_idle: idle,
         frame_ms_editing: editing,
+        frame_ms_during_render: during,
         preview_ms_8_steps: median(preview),
         scene: format!("{w}x{h}"),
         people: 5,
@@ -141,6 +161,10 @@ fn bench_ui(json: bool, model: Option<std::path::PathBuf>) -> Result<()> {
         println!(
             "  editing:  {:.2} ms (the layout overlay is redrawn every frame)",
             r.frame_ms_editing
+        );
+        println!(
+            "  while the engine thread renders (25 steps): {:.2} ms",
+            r.frame_ms_during_render
         );
         println!(
             "drag end -> live preview ({} steps, model {}): {:.0} ms",

@@ -420,15 +420,16 @@ impl Canvas {
         };
         if self.overlay_tex.as_ref().is_none_or(|(k, _)| *k != key) {
             let rgb = pose::draw_layout(None, shown);
-            let mut rgba = Vec::with_capacity(rgb.len() / 3 * 4);
-            for px in rgb.as_raw().chunks_exact(3) {
-                let a = if px == [0, 0, 0] { 0 } else { 255 };
-                rgba.extend_from_slice(&[px[0], px[1], px[2], a]);
-            }
-            let img = egui::ColorImage::from_rgba_unmultiplied(
-                [rgb.width() as usize, rgb.height() as usize],
-                &rgba,
-            );
+            // black is transparent; every other pixel is opaque, so no premultiplication is needed
+            let pixels = rgb
+                .as_raw()
+                .chunks_exact(3)
+                .map(|p| match p {
+                    [0, 0, 0] => Color32::TRANSPARENT,
+                    _ => Color32::from_rgb(p[0], p[1], p[2]),
+                })
+                .collect();
+            let img = egui::ColorImage::new([rgb.width() as usize, rgb.height() as usize], pixels);
             match &mut self.overlay_tex {
                 Some((k, tex)) => {
                     tex.set(img, TextureOptions::NEAREST);
