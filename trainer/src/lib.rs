@@ -1,4 +1,5 @@
 //! SkeleGuide trainer: synthetic data and manifest data sets (the curriculum, checkpoints and
 //! evaluation build on them).
 
+pub mod ae;
 pub mod data;
