@@ -149,23 +149,9 @@ impl Bars {
 }
 
 fn check_outputs(paths: &[&Path]) -> Result<()> {
-    for p in paths {
-        let dir = match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        if p.is_dir() {
-            bail!("{}: cannot write: is a directory", p.display());
-        }
-        if !dir.is_dir() {
-            bail!(
-                "{}: cannot write: directory {} does not exist",
-                p.display(),
-                dir.display()
-            );
-        }
-    }
-    Ok(())
+    paths
+        .iter()
+        .try_for_each(|p| super::pose::ensure_writable(p))
 }
 
 fn metadata(

@@ -175,7 +175,7 @@ fn select_frame<'a>(doc: &'a PoseDocument, frame: usize, path: &Path) -> Result<
 }
 
 /// Fails early, before any output is written, when `path` cannot be created.
-fn ensure_writable(path: &Path) -> Result<()> {
+pub(crate) fn ensure_writable(path: &Path) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
