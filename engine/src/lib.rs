@@ -4,6 +4,7 @@
 pub mod error;
 pub mod fsutil;
 pub mod imageio;
+pub mod metrics;
 pub mod model;
 pub mod modeldir;
 pub mod pipeline;

@@ -1,0 +1,1 @@
+//! Pose metrics: Hungarian matching of people, PCK and PCKh.
