@@ -104,6 +104,25 @@ pub struct ModelConfig {
     pub lora: BTreeMap<String, LoraConfig>,
     pub ae: AeSpec,
     pub text: TextSpec,
+    /// How the model generates: the two-stage method or one of the ablation baselines.
+    #[serde(default)]
+    pub method: Method,
+}
+
+/// The generation method of a model directory (`config.json` field `method`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// SkeleGuide: stage 1 reasons a layout (skeletal LoRA), stage 2 renders on it
+    /// (appearance LoRA), trained with the three-phase curriculum.
+    #[default]
+    Skeleguide,
+    /// Ablation: scene -> image in one stage with one LoRA, no layout.
+    SingleStage,
+    /// Ablation: image and layout latents predicted jointly in one pass.
+    Implicit,
+    /// Ablation: the two stages trained without the joint phase 2.
+    Stage1Only,
 }
 
 impl ModelConfig {
@@ -139,6 +158,7 @@ impl ModelConfig {
                 config: TinyAeConfig::default(),
             },
             text: TextSpec::Tiny { config: text },
+            method: Method::Skeleguide,
         }
     }
 
