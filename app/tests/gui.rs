@@ -161,6 +161,41 @@ fn mirror_delete_and_add() {
 }
 
 #[test]
+fn pose_presets_add_a_fitted_person_and_undo() {
+    let mut h = harness(app_with_people(0));
+    let (w, hh) = h.state().doc.canvas();
+    h.get_by_label("Add preset").click();
+    h.run();
+    h.get_by_label("Sitting").click();
+    h.run();
+    let people = &h.state().doc.poses().people;
+    assert_eq!(people.len(), 1);
+    let sitting = people[0].clone();
+    assert!(sitting.present_count() >= 14);
+    // fitted into the scene, centred
+    let xs: Vec<f64> = sitting.joints.iter().flatten().map(|k| k.x).collect();
+    let ys: Vec<f64> = sitting.joints.iter().flatten().map(|k| k.y).collect();
+    let cx = (xs.iter().cloned().fold(f64::MAX, f64::min)
+        + xs.iter().cloned().fold(f64::MIN, f64::max))
+        / 2.0;
+    let cy = (ys.iter().cloned().fold(f64::MAX, f64::min)
+        + ys.iter().cloned().fold(f64::MIN, f64::max))
+        / 2.0;
+    assert!((cx - w as f64 / 2.0).abs() < 1.0 && (cy - hh as f64 / 2.0).abs() < 1.0);
+    assert!(ys.iter().all(|&y| y > 0.0 && y < hh as f64));
+    // a second preset differs, and undo removes it again
+    h.get_by_label("Add preset").click();
+    h.run();
+    h.get_by_label("Lying").click();
+    h.run();
+    assert_eq!(h.state().doc.poses().people.len(), 2);
+    assert_ne!(h.state().doc.poses().people[1], sitting);
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run();
+    assert_eq!(h.state().doc.poses().people.len(), 1);
+}
+
+#[test]
 fn save_and_reload_gives_the_same_pose() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pose.json");

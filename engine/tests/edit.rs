@@ -113,3 +113,31 @@ fn joint_and_person_edits() {
     assert!(edit::move_joint(&s, 0, 1, f64::NAN, 0.0).is_err());
     assert!(edit::scale_person(&s, 0, 0.0, 1.0, (0.0, 0.0)).is_err());
 }
+
+#[test]
+fn insert_and_fit_a_person() {
+    let s = set();
+    let src = default_person((50.0, 60.0), 100.0);
+    // fitted: 300 px tall, box centre on (400, 300), proportions kept
+    let fitted = edit::fit_person(&src, (400.0, 300.0), 300.0);
+    let ys: Vec<f64> = fitted.joints.iter().flatten().map(|k| k.y).collect();
+    let (y0, y1) = ys
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &y| (a.min(y), b.max(y)));
+    assert!((y1 - y0 - 300.0).abs() < 1e-9);
+    assert!(((y0 + y1) / 2.0 - 300.0).abs() < 1e-9);
+    let w_src = src.joints[5].unwrap().x - src.joints[2].unwrap().x;
+    let w_fit = fitted.joints[5].unwrap().x - fitted.joints[2].unwrap().x;
+    assert!((w_fit / w_src - 300.0 / (0.95 - 0.055) / 100.0).abs() < 1e-9);
+    let out = Edit::InsertPerson {
+        pose: fitted.clone(),
+    }
+    .apply(&s)
+    .unwrap();
+    assert_eq!(out.people.len(), s.people.len() + 1);
+    assert_eq!(out.people.last(), Some(&fitted));
+    // unusable coordinates are refused and the input is untouched
+    let mut bad = fitted;
+    bad.joints[0] = Some(Keypoint::new(f64::NAN, 1.0));
+    assert!(Edit::InsertPerson { pose: bad }.apply(&s).is_err());
+}

@@ -56,7 +56,10 @@ impl Document {
 
     /// Applies an edit; on error nothing changes and the message is returned.
     pub fn apply(&mut self, edit: Edit) -> Result<(), String> {
-        let added = matches!(edit, Edit::AddPerson { .. } | Edit::Duplicate { .. });
+        let added = matches!(
+            edit,
+            Edit::AddPerson { .. } | Edit::InsertPerson { .. } | Edit::Duplicate { .. }
+        );
         self.history.apply(edit).map_err(|e| e.to_string())?;
         if added {
             self.selected = Some(self.poses().people.len() - 1);

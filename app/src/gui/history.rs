@@ -107,6 +107,7 @@ fn describe(c: &Change) -> String {
             Edit::HideJoint { .. } => "hide joint".into(),
             Edit::ShowJoint { .. } => "show joint".into(),
             Edit::AddPerson { .. } => "add person".into(),
+            Edit::InsertPerson { .. } => "add preset person".into(),
             Edit::Duplicate { .. } => "duplicate person".into(),
             Edit::Delete { .. } => "delete person".into(),
             Edit::Mirror { .. } => "mirror person".into(),

@@ -7,6 +7,7 @@ mod generate_panel;
 pub mod history;
 pub mod overlay_gpu;
 mod people_panel;
+mod presets;
 mod results_panel;
 pub mod samples;
 mod scene_panel;

@@ -29,6 +29,18 @@ pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
                 height: h as f64 * 0.45,
             });
         }
+        ui.menu_button("Add preset", |ui| {
+            for (i, (label, _, _)) in super::presets::PRESETS.iter().enumerate() {
+                if ui.button(*label).clicked() {
+                    let (w, h) = app.doc.canvas();
+                    match super::presets::preset_person(i, w, h) {
+                        Ok(pose) => app.apply(Edit::InsertPerson { pose }),
+                        Err(e) => app.error(e),
+                    }
+                    ui.close();
+                }
+            }
+        });
         let Some(s) = app.doc.selected else { return };
         let h = app.doc.canvas().1 as f64;
         if ui.button("Duplicate").clicked() {

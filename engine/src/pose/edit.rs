@@ -41,6 +41,10 @@ pub enum Edit {
         center: (f64, f64),
         height: f64,
     },
+    /// Appends a given person (e.g. from the preset library).
+    InsertPerson {
+        pose: Pose,
+    },
     Duplicate {
         person: usize,
         offset: (f64, f64),
@@ -79,6 +83,7 @@ impl Edit {
             Edit::HideJoint { person, joint } => hide_joint(set, person, joint),
             Edit::ShowJoint { person, joint, at } => show_joint(set, person, joint, at),
             Edit::AddPerson { center, height } => add_person(set, center, height),
+            Edit::InsertPerson { ref pose } => insert_person(set, pose),
             Edit::Duplicate { person, offset } => duplicate_person(set, person, offset),
             Edit::Delete { person } => delete_person(set, person),
             Edit::Mirror { person } => mirror_person(set, person),
@@ -270,6 +275,59 @@ pub fn add_person(set: &PoseSet, center: (f64, f64), height: f64) -> Result<Pose
     let mut out = set.clone();
     out.people.push(default_person(center, height));
     Ok(out)
+}
+
+/// Appends `pose` as a new person. Its coordinates must be usable numbers.
+pub fn insert_person(set: &PoseSet, pose: &Pose) -> Result<PoseSet, EditError> {
+    if set.people.len() >= MAX_PEOPLE {
+        return Err(EditError::TooManyPeople);
+    }
+    let coords: Vec<f64> = pose
+        .joints
+        .iter()
+        .flatten()
+        .flat_map(|k| [k.x, k.y])
+        .collect();
+    finite(&coords)?;
+    let mut out = set.clone();
+    out.people.push(pose.clone());
+    Ok(out)
+}
+
+/// `pose` scaled about its bounding box so that its height is `height` pixels and translated so
+/// that the box centre lands on `center` (used to place presets drawn on another canvas).
+pub fn fit_person(pose: &Pose, center: (f64, f64), height: f64) -> Pose {
+    let pts: Vec<(f64, f64)> = pose.joints.iter().flatten().map(|k| (k.x, k.y)).collect();
+    if pts.is_empty() {
+        return pose.clone();
+    }
+    let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+    for &(x, y) in &pts {
+        x0 = x0.min(x);
+        y0 = y0.min(y);
+        x1 = x1.max(x);
+        y1 = y1.max(y);
+    }
+    let s = if y1 - y0 > 1e-9 {
+        height / (y1 - y0)
+    } else {
+        1.0
+    };
+    let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+    let map = |x: f64, y: f64| (center.0 + (x - cx) * s, center.1 + (y - cy) * s);
+    let mut out = pose.clone();
+    for k in out.joints.iter_mut().flatten() {
+        (k.x, k.y) = map(k.x, k.y);
+    }
+    for list in [&mut out.hand_left, &mut out.hand_right, &mut out.face]
+        .into_iter()
+        .flatten()
+    {
+        for k in list.iter_mut().flatten() {
+            (k.x, k.y) = map(k.x, k.y);
+        }
+    }
+    out
 }
 
 /// Appends a copy of a person shifted by `offset`.
