@@ -44,29 +44,30 @@ pub struct RunLog {
 }
 
 impl RunLog {
-    /// A fresh log (an existing one is replaced).
-    pub fn create(out: &Path) -> std::io::Result<Self> {
-        let path = out.join(LOG_FILE);
-        std::fs::write(&path, b"")?;
-        Ok(Self {
-            path,
-            records: Vec::new(),
-        })
-    }
-
     /// Reopens the log of a resumed run, dropping steps after the checkpoint (a killed run
     /// may have logged steps it never checkpointed).
     pub fn resume(out: &Path, phase: &str, step: usize) -> std::io::Result<Self> {
+        let rank = phase_rank(phase);
+        Self::keep(out, |r| {
+            let rr = phase_rank(&r.phase);
+            rr < rank || (rr == rank && r.step <= step)
+        })
+    }
+
+    /// Reopens the log of a run that starts at `phase`, keeping only the earlier phases' steps
+    /// (a run of one phase continues the log of the phases before it).
+    pub fn starting_at(out: &Path, phase: &str) -> std::io::Result<Self> {
+        let rank = phase_rank(phase);
+        Self::keep(out, |r| phase_rank(&r.phase) < rank)
+    }
+
+    fn keep(out: &Path, keep: impl Fn(&StepRecord) -> bool) -> std::io::Result<Self> {
         let path = out.join(LOG_FILE);
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let rank = phase_rank(phase);
         let records: Vec<StepRecord> = text
             .lines()
             .filter_map(|l| serde_json::from_str::<StepRecord>(l).ok())
-            .filter(|r| {
-                let rr = phase_rank(&r.phase);
-                rr < rank || (rr == rank && r.step <= step)
-            })
+            .filter(|r| keep(r))
             .collect();
         let mut body = String::new();
         for r in &records {

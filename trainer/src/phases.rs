@@ -514,7 +514,7 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
     };
     let log = match &ckpt {
         Some(c) => RunLog::resume(&args.out, &c.pos.phase, c.pos.step),
-        None => RunLog::create(&args.out),
+        None => RunLog::starting_at(&args.out, selected.first().copied().unwrap_or("0-ae")),
     }
     .map_err(|e| io_err(&args.out.join(log::LOG_FILE), e))?;
 
