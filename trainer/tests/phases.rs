@@ -472,3 +472,156 @@ fn config_errors_name_the_file_and_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn a_trainable_base_gets_a_gradient_in_every_tensor() {
+    use candle_core::{DType, Device, Tensor};
+    use skeleguide_engine::model::{
+        image_ids, random_weights, text_ids, Condition, DitConfig, DitInputs, MmDit, Mode,
+    };
+    let dev = Device::Cpu;
+    let cfg = DitConfig::tiny();
+    let vars: Vec<(String, Var)> = random_weights(&cfg, 1, &dev, DType::F32)
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| (k, Var::from_tensor(&t).unwrap()))
+        .collect();
+    let map = vars
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    let dit = MmDit::new_trainable(
+        &cfg,
+        candle_nn::VarBuilder::from_tensors(map, DType::F32, &dev),
+    )
+    .unwrap();
+    let (b, th, tw, nt) = (1, 2, 3, 4);
+    let img = Tensor::randn(0f32, 1.0, (b, th * tw, cfg.in_channels), &dev).unwrap();
+    let txt = Tensor::randn(0f32, 1.0, (b, nt, cfg.context_in_dim), &dev).unwrap();
+    let y = Tensor::randn(0f32, 1.0, (b, cfg.vec_in_dim), &dev).unwrap();
+    let t = Tensor::new(&[0.4f32], &dev).unwrap();
+    let inp = DitInputs {
+        img: &img,
+        img_ids: &image_ids(b, th, tw, &dev, DType::F32).unwrap(),
+        txt: &txt,
+        txt_ids: &text_ids(b, nt, &dev, DType::F32).unwrap(),
+        timesteps: &t,
+        y: &y,
+        guidance: None,
+    };
+    let out = dit.forward(&inp, Condition::None, Mode::Train).unwrap();
+    let g = out.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    let missing: Vec<&str> = vars
+        .iter()
+        .filter(|(_, v)| {
+            g.get(v.as_tensor())
+                .map(|t| {
+                    t.abs()
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap()
+                        == 0.0
+                })
+                .unwrap_or(true)
+        })
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert!(missing.is_empty(), "no gradient for {missing:?}");
+}
+
+#[test]
+fn baselines_train_and_generate_through_the_pipeline() {
+    use skeleguide_engine::pipeline::RunOptions;
+    use std::sync::atomic::AtomicBool;
+    let data = dataset(2);
+    let base = tempfile::tempdir().unwrap();
+    modeldir::init_random(base.path(), "tiny", 2).unwrap();
+    let scene = skeleguide_trainer::data::Manifest::open(data.path())
+        .unwrap()
+        .records[0]
+        .load()
+        .unwrap()
+        .background;
+    let cancel = AtomicBool::new(false);
+    let opts = RunOptions {
+        steps: 2,
+        seed: 1,
+        keep_background: false,
+    };
+    for method in [Method::SingleStage, Method::Implicit, Method::Stage1Only] {
+        let out = tempfile::tempdir().unwrap();
+        let mut cfg = fixed_batch_config();
+        cfg.method = method;
+        cfg.phase0 = None;
+        cfg.base_model = Some(base.path().to_path_buf());
+        cfg.phase1.steps = 2;
+        cfg.phase2.steps = 2;
+        cfg.phase3.steps = 2;
+        cfg.sample_every = 2;
+        cfg.sample_count = 1;
+        cfg.sample_steps = 2;
+        let args = TrainArgs {
+            config: cfg,
+            out: out.path().to_path_buf(),
+            phase: PhaseSel::All,
+            resume: false,
+            data: Some(data.path().to_path_buf()),
+            progress: false,
+        };
+        let s = phases::train(&args).unwrap();
+        let names: Vec<&str> = s.iter().map(|s| s.phase.as_str()).collect();
+        let expected: &[&str] = match method {
+            Method::Stage1Only => &["1", "3"],
+            _ => &["3"],
+        };
+        assert_eq!(names, expected, "{method:?}");
+        let m = phases::model_dir(out.path());
+        assert_eq!(modeldir::ModelConfig::load(&m).unwrap().method, method);
+        let grids: Vec<_> = std::fs::read_dir(out.path().join("samples"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(
+            grids.iter().any(|g| g.starts_with("phase3-")),
+            "{method:?}: {grids:?}"
+        );
+        let mut pl = Pipeline::load(&m, &candle_core::Device::Cpu).unwrap();
+        let (layout, img) = pl
+            .generate(&scene, "a man standing", &opts, &mut |_, _, _| {}, &cancel)
+            .unwrap();
+        assert_eq!(img.dimensions(), scene.dimensions());
+        assert_eq!(layout.image.dimensions(), scene.dimensions());
+        match method {
+            Method::SingleStage => {
+                let e = pl
+                    .reason(&scene, "a man", &opts, &mut |_, _, _| {}, &cancel)
+                    .expect_err("single-stage has no reasoning stage")
+                    .to_string();
+                assert!(e.contains("single-stage"), "{e}");
+                assert!(layout.image == scene, "its stand-in layout is the scene");
+            }
+            Method::Implicit => {
+                let e = pl
+                    .render(&scene, &layout, "a man", &opts, &mut |_, _, _| {}, &cancel)
+                    .expect_err("implicit cannot render on a given layout")
+                    .to_string();
+                assert!(e.contains("implicit"), "{e}");
+                // The jointly sampled layout is decoded (not the scene, not the image).
+                assert!(layout.image != scene && layout.image != img);
+                let l2 = pl
+                    .reason(&scene, "a man standing", &opts, &mut |_, _, _| {}, &cancel)
+                    .unwrap();
+                assert!(
+                    l2.image == layout.image,
+                    "reason = the layout half of generate"
+                );
+            }
+            _ => {
+                pl.reason(&scene, "a man", &opts, &mut |_, _, _| {}, &cancel)
+                    .unwrap();
+            }
+        }
+    }
+}
