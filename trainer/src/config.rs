@@ -208,6 +208,12 @@ impl TrainConfig {
         if self.preset != "tiny" && self.phase0.is_some() {
             return Err("phase0: only the tiny preset has a phase 0 (FLUX's base is BFL's)".into());
         }
+        if self.phase0.is_some() && self.base_model.is_some() {
+            return Err(
+                "phase0: not used when base_model is given (phases 1-3 start from it); remove one"
+                    .into(),
+            );
+        }
         if self.preset == "tiny" && self.phase0.is_none() && self.base_model.is_none() {
             return Err("phase0: missing (the tiny preset trains its base in phase 0 unless base_model is given)".into());
         }

@@ -134,3 +134,104 @@ impl TrainRng {
         (0..n).map(|_| self.normal() as f32).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use candle_nn::Optimizer;
+
+    /// Same formula as candle_nn's AdamW: identical parameters after several steps.
+    #[test]
+    fn matches_candle_nn_adamw() {
+        let dev = Device::Cpu;
+        let init = Tensor::new(&[[0.5f32, -1.0, 2.0], [0.1, 0.0, -0.3]], &dev).unwrap();
+        let a = Var::from_tensor(&init).unwrap();
+        let b = Var::from_tensor(&init).unwrap();
+        let target = Tensor::new(&[[1f32, 2.0, 3.0], [-1.0, 0.5, 0.0]], &dev).unwrap();
+        let p = AdamWParams {
+            lr: 0.05,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        };
+        let mut ours = AdamW::new(vec![("a".into(), a.clone())], p.clone()).unwrap();
+        let mut theirs = candle_nn::AdamW::new(
+            vec![b.clone()],
+            candle_nn::ParamsAdamW {
+                lr: p.lr,
+                beta1: p.beta1,
+                beta2: p.beta2,
+                eps: p.eps,
+                weight_decay: p.weight_decay,
+            },
+        )
+        .unwrap();
+        for _ in 0..5 {
+            let la = (a.as_tensor() - &target)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            ours.step(&la.backward().unwrap(), 0.0).unwrap();
+            let lb = (b.as_tensor() - &target)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            theirs.backward_step(&lb).unwrap();
+        }
+        let d = (a.as_tensor() - b.as_tensor())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-6, "differs by {d}");
+        assert!(a.as_tensor().to_vec2::<f32>().unwrap() != init.to_vec2::<f32>().unwrap());
+        assert_eq!(ours.t, 5);
+    }
+
+    #[test]
+    fn clipping_scales_the_gradients_to_the_global_norm() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::new(&[3f32, 4.0], &dev).unwrap()).unwrap();
+        let mut opt = AdamW::new(
+            vec![("x".into(), x.clone())],
+            AdamWParams {
+                lr: 0.1,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.0,
+            },
+        )
+        .unwrap();
+        // d/dx (x·x) = 2x = (6, 8): norm 10
+        let g = x
+            .as_tensor()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!((opt.grad_norm(&g).unwrap() - 10.0).abs() < 1e-5);
+        let norm = opt.step(&g, 1.0).unwrap();
+        assert!(
+            (norm - 10.0).abs() < 1e-5,
+            "the norm before clipping is reported"
+        );
+        // The clipped gradient (0.6, 0.8) enters the first moment: m = (1 − β1)·g_clipped.
+        let m = opt.slots[0].m.to_vec1::<f32>().unwrap();
+        assert!(
+            (m[0] - 0.06).abs() < 1e-6 && (m[1] - 0.08).abs() < 1e-6,
+            "{m:?}"
+        );
+    }
+}

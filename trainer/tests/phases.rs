@@ -418,6 +418,11 @@ fn config_errors_name_the_file_and_the_key() {
             "batch",
         ),
         (
+            "phase0 with base_model",
+            good.replace("seed = 1", "seed = 1\nbase_model = \"/tmp\""),
+            "phase0",
+        ),
+        (
             "flux without base",
             good.replace("preset = \"tiny\"", "preset = \"flux-dev\""),
             "base_model",
