@@ -142,6 +142,11 @@ pub struct LoraConfig {
 }
 
 /// Phase 0 of the tiny preset: the autoencoder, then the base DiT with the text encoder.
+///
+/// The autoencoder keeps the schedule of `skeleguide-train ae` (5% warm-up, cosine decay to a
+/// tenth of `ae_lr`), no weight decay and no clipping; its latents are then normalised (the
+/// `shift_factor`/`scale_factor` of the model config come from the training images). The DiT
+/// part uses `optim` (AdamW, clip, prompt dropout) with its own constant `dit_lr`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Phase0Config {
