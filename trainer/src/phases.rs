@@ -465,7 +465,14 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
     std::fs::create_dir_all(&args.out).map_err(|e| io_err(&args.out, e))?;
     let mdir = model_dir(&args.out);
     std::fs::create_dir_all(&mdir).map_err(|e| io_err(&mdir, e))?;
-    let device = Device::Cpu;
+    // CUDA when the engine is built with it (FLUX), else the CPU; the tiny preset runs in f32,
+    // FLUX in the engine's default dtype for the device (bf16 on CUDA).
+    let device = skeleguide_engine::model::default_device()?;
+    let dtype = if cfg.preset == "tiny" {
+        DType::F32
+    } else {
+        skeleguide_engine::model::default_dtype(&device)
+    };
     let with0 = cfg.phase0.is_some() && cfg.base_model.is_none();
     let all = phases_of(cfg.method, with0);
     let selected: Vec<&str> = match args.phase {
@@ -534,7 +541,7 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
         cfg,
         out: args.out.clone(),
         device,
-        dtype: DType::F32,
+        dtype,
         examples: Arc::new(examples),
         log,
         progress: args.progress,

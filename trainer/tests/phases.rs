@@ -158,13 +158,18 @@ fn phases_1_to_3_lower_their_loss_and_train_only_their_loras() {
     let base = tempfile::tempdir().unwrap();
     modeldir::init_random(base.path(), "tiny", 9).unwrap();
     let out = tempfile::tempdir().unwrap();
+    // Phases 1-3 continue the run's own model directory (real files, as after phase 0), so a
+    // write to the base, autoencoder or text encoder would show.
+    let m = phases::model_dir(out.path());
+    std::fs::create_dir_all(&m).unwrap();
+    for e in std::fs::read_dir(base.path()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), m.join(e.file_name())).unwrap();
+    }
     let mut cfg = fixed_batch_config();
-    cfg.phase0 = None;
-    cfg.base_model = Some(base.path().to_path_buf());
     cfg.phase1.steps = 6;
     cfg.phase2.steps = 4;
     cfg.phase3.steps = 6;
-    let m = phases::model_dir(out.path());
 
     let s1 = run_phase(&cfg, out.path(), data.path(), 1);
     assert!(
