@@ -8,11 +8,13 @@
 //! features and the condition K/V are cached across calls with the same inputs.
 
 use crate::model::{
-    image_ids, pack_latents, text_ids, unpack_latents, Autoencoder, CondCache, Condition,
-    DitInputs, FluxAe, FluxText, LoraSets, MmDit, Mode, ModelError, TextEncoder, TextFeatures,
-    TinyAe, TinyText,
+    image_ids, joint_ids, pack_latents, text_ids, unpack_latents, Autoencoder, CondCache,
+    Condition, DitInputs, FluxAe, FluxText, LoraSets, MmDit, Mode, ModelError, TextEncoder,
+    TextFeatures, TinyAe, TinyText,
 };
-use crate::modeldir::{self, AeSpec, ModelConfig, ModelDirError, TextSpec, APPEARANCE, SKELETAL};
+use crate::modeldir::{
+    self, AeSpec, Method, ModelConfig, ModelDirError, TextSpec, APPEARANCE, SKELETAL,
+};
 use crate::pose::{self, PoseSet};
 use crate::sampling::{self, SampleError, Stage};
 use candle_core::{DType, Device, Tensor};
@@ -258,21 +260,59 @@ impl Pipeline {
         progress: Progress,
         cancel: &AtomicBool,
     ) -> Result<Tensor> {
+        let mut v =
+            self.sample_latents(stage, lora, cond, prompt, opts, progress, cancel, false)?;
+        Ok(v.remove(0))
+    }
+
+    /// Samples one latent, or with `joint` (the implicit baseline) the image latent and the
+    /// layout latent together: one sequence of both token grids, the layout's with the first
+    /// position-id axis set to 1 (`joint_ids`), as the trainer trains it.
+    #[allow(clippy::too_many_arguments)]
+    fn sample_latents(
+        &mut self,
+        stage: Stage,
+        lora: &str,
+        cond: &Tensor,
+        prompt: &str,
+        opts: &RunOptions,
+        progress: Progress,
+        cancel: &AtomicBool,
+        joint: bool,
+    ) -> Result<Vec<Tensor>> {
         let (_, c, h, w) = cond.dims4()?;
         let (th, tw) = (h / 2, w / 2);
         let (txt, y) = self.text_features(prompt)?;
-        let img_ids = image_ids(1, th, tw, &self.device, self.dtype)?;
+        let cond_ids = image_ids(1, th, tw, &self.device, self.dtype)?;
+        let img_ids = if joint {
+            joint_ids(1, th, tw, &self.device, self.dtype)?
+        } else {
+            cond_ids.clone()
+        };
         let txt_ids = text_ids(1, txt.dim(1)?, &self.device, self.dtype)?;
         self.dit.loras_mut().set_active(Some(lora))?;
         let cond_tokens = pack_latents(cond)?;
         self.dit
-            .ensure_cond_cache(&mut self.cond_cache, &cond_tokens, &img_ids, &y)?;
+            .ensure_cond_cache(&mut self.cond_cache, &cond_tokens, &cond_ids, &y)?;
         let salt = match stage {
             Stage::Reason => 0x5245_4153,
             Stage::Render => 0x5245_4e44,
         };
-        let noise =
-            sampling::seeded_noise(&[1, c, h, w], opts.seed ^ salt, &self.device, self.dtype)?;
+        let mut noise = pack_latents(&sampling::seeded_noise(
+            &[1, c, h, w],
+            opts.seed ^ salt,
+            &self.device,
+            self.dtype,
+        )?)?;
+        if joint {
+            let lay = sampling::seeded_noise(
+                &[1, c, h, w],
+                opts.seed ^ 0x5245_4153,
+                &self.device,
+                self.dtype,
+            )?;
+            noise = Tensor::cat(&[noise, pack_latents(&lay)?], 1)?;
+        }
         let sigmas = sampling::schedule(opts.steps, self.cfg.time_shift.then_some(th * tw));
         let guidance = self
             .cfg
@@ -290,7 +330,7 @@ impl Pipeline {
         let dit = &self.dit;
         let (device, dtype) = (&self.device, self.dtype);
         let x = sampling::euler(
-            pack_latents(&noise)?,
+            noise,
             &sigmas,
             |x, sigma| {
                 let t = Tensor::new(&[sigma as f32], device)?.to_dtype(dtype)?;
@@ -309,7 +349,55 @@ impl Pipeline {
             |i, n| progress(stage, i, n),
             cancel,
         )?;
-        Ok(unpack_latents(&x, th, tw)?)
+        let n = th * tw;
+        let mut out = vec![unpack_latents(&x.narrow(1, 0, n)?, th, tw)?];
+        if joint {
+            out.push(unpack_latents(&x.narrow(1, n, n)?, th, tw)?);
+        }
+        Ok(out)
+    }
+
+    /// The implicit baseline: image and layout sampled jointly from the scene (appearance LoRA).
+    fn implicit(
+        &mut self,
+        scene: &RgbImage,
+        prompt: &str,
+        opts: &RunOptions,
+        progress: Progress,
+        cancel: &AtomicBool,
+    ) -> Result<(Layout, RgbImage)> {
+        let cond = self.encode_fitted(scene)?;
+        let mut v = self.sample_latents(
+            Stage::Render,
+            APPEARANCE,
+            &cond,
+            prompt,
+            opts,
+            progress,
+            cancel,
+            true,
+        )?;
+        let layout_latent = v.remove(1);
+        let image_latent = v.remove(0);
+        let (sw, sh) = scene.dimensions();
+        let lay = self.to_image(&self.ae.decode(&layout_latent)?)?;
+        let img = self.to_image(&self.ae.decode(&image_latent)?)?;
+        let layout = Layout {
+            latent: layout_latent,
+            image: imageops::resize(&lay, sw, sh, imageops::FilterType::Triangle),
+            poses: None,
+        };
+        Ok((
+            layout,
+            imageops::resize(&img, sw, sh, imageops::FilterType::CatmullRom),
+        ))
+    }
+
+    fn single_stage_error(&self, what: &str) -> PipelineError {
+        PipelineError::Input(format!(
+            "{}: this model is the single-stage baseline (method single-stage): it has no {what}; use generate or render",
+            self.dir.display()
+        ))
     }
 
     /// Stage 1: the scene-aware layout for `prompt`.
@@ -321,6 +409,11 @@ impl Pipeline {
         progress: Progress,
         cancel: &AtomicBool,
     ) -> Result<Layout> {
+        match self.cfg.method {
+            Method::SingleStage => return Err(self.single_stage_error("reasoning stage")),
+            Method::Implicit => return Ok(self.implicit(scene, prompt, opts, progress, cancel)?.0),
+            Method::Skeleguide | Method::Stage1Only => {}
+        }
         let cond = self.encode_fitted(scene)?;
         let latent = self.sample_stage(
             Stage::Reason,
@@ -413,10 +506,21 @@ impl Pipeline {
                 lh * f
             )));
         }
+        // single-stage renders from the scene itself; the implicit baseline cannot take a layout
+        let cond = match self.cfg.method {
+            Method::SingleStage => self.encode_fitted(scene)?,
+            Method::Implicit => {
+                return Err(PipelineError::Input(format!(
+                    "{}: this model is the implicit baseline (method implicit): it predicts the image and the layout together and cannot render on a given layout; use generate",
+                    self.dir.display()
+                )))
+            }
+            Method::Skeleguide | Method::Stage1Only => layout.latent.clone(),
+        };
         let latent = self.sample_stage(
             Stage::Render,
             APPEARANCE,
-            &layout.latent,
+            &cond,
             prompt,
             opts,
             progress,
@@ -429,7 +533,9 @@ impl Pipeline {
             scene.height(),
             imageops::FilterType::CatmullRom,
         );
-        if opts.keep_background {
+        // A single-stage model's stand-in layout is the scene itself: no person region to keep.
+        let stand_in = self.cfg.method == Method::SingleStage && layout.poses.is_none();
+        if opts.keep_background && !stand_in {
             let mask = person_region(scene, layout);
             for ((o, s), m) in out.pixels_mut().zip(scene.pixels()).zip(mask.pixels()) {
                 if m.0[0] == 0 {
@@ -440,7 +546,8 @@ impl Pipeline {
         Ok(out)
     }
 
-    /// Reason, then render.
+    /// Reason, then render. The implicit baseline samples both at once; the single-stage
+    /// baseline renders from the scene and returns the scene as its layout.
     pub fn generate(
         &mut self,
         scene: &RgbImage,
@@ -449,6 +556,20 @@ impl Pipeline {
         progress: Progress,
         cancel: &AtomicBool,
     ) -> Result<(Layout, RgbImage)> {
+        match self.cfg.method {
+            Method::Implicit => return self.implicit(scene, prompt, opts, progress, cancel),
+            Method::SingleStage => {
+                // no layout: the returned one is the scene (latent and image)
+                let layout = Layout {
+                    latent: self.encode_fitted(scene)?,
+                    image: scene.clone(),
+                    poses: None,
+                };
+                let image = self.render(scene, &layout, prompt, opts, progress, cancel)?;
+                return Ok((layout, image));
+            }
+            Method::Skeleguide | Method::Stage1Only => {}
+        }
         let layout = self.reason(scene, prompt, opts, &mut *progress, cancel)?;
         let image = self.render(scene, &layout, prompt, opts, progress, cancel)?;
         Ok((layout, image))

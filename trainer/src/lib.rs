@@ -1,5 +1,10 @@
-//! SkeleGuide trainer: synthetic data and manifest data sets (the curriculum, checkpoints and
-//! evaluation build on them).
+//! SkeleGuide trainer: synthetic data and manifest data sets, the training curriculum
+//! (phases 0-3 and the ablation baselines), checkpoints and run logs.
 
 pub mod ae;
+pub mod checkpoint;
+pub mod config;
 pub mod data;
+pub mod log;
+pub mod optim;
+pub mod phases;

@@ -13,7 +13,8 @@
 //!   condition tokens; text and image rows attend to everything. Their per-layer K/V can be
 //!   cached ([`CondCache`]).
 //!
-//! Base weights are plain tensors (`detach`ed on load): they are never trainable.
+//! Base weights are plain tensors (`detach`ed on load): they are never trainable, except in a
+//! model built with [`MmDit::new_trainable`] (phase 0 of the tiny preset).
 
 use super::cond_cache::{condition_fingerprint, fingerprint, CondCache, CondKey};
 use super::config::DitConfig;
@@ -371,6 +372,29 @@ pub fn image_ids(
     Ok(t)
 }
 
+/// Position ids of the implicit baseline's joint sequence: the image tokens of an `h x w` grid
+/// (`[0, row, col]`), then the layout tokens of the same grid with the first axis set to 1
+/// (`[1, row, col]`): spatially aligned, yet distinguishable. `(B, 2*h*w, 3)`.
+pub fn joint_ids(
+    batch: usize,
+    h: usize,
+    w: usize,
+    device: &Device,
+    dtype: DType,
+) -> Result<Tensor> {
+    let img = image_ids(batch, h, w, device, dtype)?;
+    let mut lay = image_ids(1, h, w, &Device::Cpu, DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    for v in lay.iter_mut().step_by(3) {
+        *v = 1.0;
+    }
+    let lay = Tensor::from_vec(lay, (1, h * w, 3), device)?
+        .to_dtype(dtype)?
+        .repeat((batch, 1, 1))?;
+    Ok(Tensor::cat(&[img, lay], 1)?)
+}
+
 /// Text position ids (zeros), `(B, len, 3)`.
 pub fn text_ids(batch: usize, len: usize, device: &Device, dtype: DType) -> Result<Tensor> {
     Ok(Tensor::zeros((batch, len, 3), dtype, device)?)
@@ -431,6 +455,8 @@ struct Loader<'a, 'b> {
     vb: &'a VarBuilder<'b>,
     /// Keep host copies of small vectors for the fused CPU kernels.
     host: bool,
+    /// Keep the builder's tensors as they are (possibly `Var`s) instead of detaching them.
+    trainable: bool,
 }
 
 impl Loader<'_, '_> {
@@ -448,6 +474,9 @@ impl Loader<'_, '_> {
                 expected: shape.to_vec(),
                 found: t.dims().to_vec(),
             });
+        }
+        if self.trainable {
+            return Ok(t);
         }
         // Plain tensor, never a Var: base weights are frozen.
         Ok(t.detach())
@@ -483,12 +512,30 @@ impl MmDit {
     /// Builds the model from a `VarBuilder` holding BFL tensor names. The device and dtype are
     /// the builder's. Missing or mis-shaped tensors give an error naming the tensor.
     pub fn new(cfg: &DitConfig, vb: VarBuilder) -> Result<Self> {
+        Self::build(cfg, vb, false)
+    }
+
+    /// Builds a model whose base weights stay connected to the builder's tensors, so that
+    /// gradients reach them when those are `Var`s (phase 0 of the tiny preset trains the whole
+    /// base DiT). `vb` must hold plain tensors by name, e.g. `VarBuilder::from_tensors` over
+    /// `var.as_tensor().clone()`. The model keeps transposed *copies* of the weights: after an
+    /// optimiser step, build it again from the updated `Var`s. [`Mode::Train`] then uses the
+    /// plain differentiable primitives (the fused training kernels assume frozen weights).
+    pub fn new_trainable(cfg: &DitConfig, vb: VarBuilder) -> Result<Self> {
+        Self::build(cfg, vb, true)
+    }
+
+    fn build(cfg: &DitConfig, vb: VarBuilder, trainable: bool) -> Result<Self> {
         cfg.validate()?;
         let device = vb.device().clone();
         let dtype = vb.dtype();
         check_dtype(&device, dtype)?;
         let host = device.is_cpu() && dtype == DType::F32;
-        let ld = Loader { vb: &vb, host };
+        let ld = Loader {
+            vb: &vb,
+            host,
+            trainable,
+        };
         let h = cfg.hidden_size;
         let hd = cfg.head_dim();
         let mlp = cfg.mlp_hidden();
@@ -545,7 +592,7 @@ impl MmDit {
             ln_zeros: Tensor::zeros(h, dtype, &device)?,
             loras: LoraSets::new(cfg, &device, dtype),
             host,
-            fused_train: true,
+            fused_train: !trainable,
             cfg: cfg.clone(),
             device,
             dtype,

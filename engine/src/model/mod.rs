@@ -51,7 +51,7 @@ pub use device::{default_device, default_dtype};
 pub use error::{ModelError, Result};
 pub use lora::{LoraSet, LoraSets, LoraSpec, LoraTarget};
 pub use mmdit::{
-    bfl_tensor_shapes, image_ids, pack_latents, random_weights, save_weights, text_ids,
+    bfl_tensor_shapes, image_ids, joint_ids, pack_latents, random_weights, save_weights, text_ids,
     unpack_latents, Condition, DitInputs, MmDit, Mode,
 };
 pub use text::{FluxText, FluxTextOptions, TextEncoder, TextFeatures};

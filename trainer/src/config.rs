@@ -1,0 +1,288 @@
+//! Training configurations (`trainer/configs/*.toml`).
+//!
+//! Every table rejects unknown keys: a typo is an error naming the file, the key and its
+//! line, never a silently ignored setting.
+
+use serde::{Deserialize, Serialize};
+use skeleguide_engine::modeldir::Method;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {msg}")]
+    Read { file: String, msg: String },
+    #[error("{file}: {msg}")]
+    Invalid { file: String, msg: String },
+}
+
+/// A whole training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Model preset: `tiny` (trained from scratch, phase 0 included) or `flux-dev` (the base,
+    /// autoencoder and text encoders come from `base_model`).
+    pub preset: String,
+    /// `skeleguide` or an ablation baseline: `single-stage`, `implicit`, `stage1-only`.
+    #[serde(default)]
+    pub method: Method,
+    /// An existing model directory to start phases 1-3 from (required for `flux-dev`).
+    #[serde(default)]
+    pub base_model: Option<PathBuf>,
+    /// Seed of everything random in the run (initial weights, batches, σ, noise, dropout).
+    #[serde(default)]
+    pub seed: u64,
+    /// Examples per optimiser step.
+    pub batch: usize,
+    /// Write a checkpoint every this many steps (and at the end of each phase).
+    pub checkpoint_every: usize,
+    /// Write a sample grid every this many steps of phases 1-3 (0: never).
+    #[serde(default)]
+    pub sample_every: usize,
+    /// Euler steps of the sample grids.
+    #[serde(default = "default_sample_steps")]
+    pub sample_steps: usize,
+    /// Examples in a sample grid (the first ones of the data set).
+    #[serde(default = "default_sample_count")]
+    pub sample_count: usize,
+    pub optim: OptimConfig,
+    pub data: DataConfig,
+    pub lora: LoraConfig,
+    #[serde(default)]
+    pub phase0: Option<Phase0Config>,
+    pub phase1: PhaseConfig,
+    pub phase2: PhaseConfig,
+    pub phase3: PhaseConfig,
+}
+
+fn default_sample_steps() -> usize {
+    12
+}
+
+fn default_sample_count() -> usize {
+    4
+}
+
+/// AdamW and the training tricks shared by phases 1-3 (and the DiT part of phase 0).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimConfig {
+    /// Constant learning rate.
+    pub lr: f64,
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    #[serde(default = "default_wd")]
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (0: off).
+    pub grad_clip: f64,
+    /// Probability of replacing an example's prompt by the empty prompt.
+    pub prompt_dropout: f64,
+    /// Probability of zeroing an example's condition latent.
+    pub cond_dropout: f64,
+    /// Weight of `L_reason` in phase 2.
+    pub lambda_reason: f64,
+    /// Weight of `L_render` in phase 2.
+    pub lambda_render: f64,
+    /// Location `m` and scale `s` of the logit-normal σ distribution (`σ = sigmoid(m + s·u)`,
+    /// `u ~ N(0, 1)`), before the resolution time shift.
+    #[serde(default)]
+    pub sigma_logit_mean: f64,
+    #[serde(default = "default_one")]
+    pub sigma_logit_std: f64,
+}
+
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+fn default_wd() -> f64 {
+    0.01
+}
+fn default_one() -> f64 {
+    1.0
+}
+
+/// Where the examples come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// A manifest directory; `--data` overrides it. Without either, a synthetic training set
+    /// of `synth_count` examples is generated into `OUT/data`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default = "default_synth_count")]
+    pub synth_count: usize,
+    #[serde(default = "default_synth_size")]
+    pub synth_size: u32,
+    /// Use at most this many examples (0: all).
+    #[serde(default)]
+    pub limit: usize,
+}
+
+fn default_synth_count() -> usize {
+    256
+}
+fn default_synth_size() -> u32 {
+    128
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraConfig {
+    pub rank: usize,
+    pub alpha: f64,
+}
+
+/// Phase 0 of the tiny preset: the autoencoder, then the base DiT with the text encoder.
+///
+/// The autoencoder keeps the schedule of `skeleguide-train ae` (5% warm-up, cosine decay to a
+/// tenth of `ae_lr`), no weight decay and no clipping; its latents are then normalised (the
+/// `shift_factor`/`scale_factor` of the model config come from the training images). The DiT
+/// part uses `optim` (AdamW, clip, prompt dropout) with its own constant `dit_lr`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase0Config {
+    /// Autoencoder steps (random crops, MSE).
+    pub ae_steps: usize,
+    pub ae_lr: f64,
+    pub ae_batch: usize,
+    /// Crop side in pixels (a multiple of 8).
+    pub ae_crop: u32,
+    /// Text-to-image DiT steps (base DiT and TinyText, all parameters).
+    pub dit_steps: usize,
+    /// Learning rate of the DiT part (the LoRA phases use `optim.lr`).
+    pub dit_lr: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseConfig {
+    pub steps: usize,
+}
+
+impl TrainConfig {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses TOML text; `path` names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let cfg: TrainConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            file: file.clone(),
+            msg: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        cfg.validate()
+            .map_err(|msg| ConfigError::Invalid { file, msg })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let prob = |name: &str, p: f64| {
+            if (0.0..=1.0).contains(&p) {
+                Ok(())
+            } else {
+                Err(format!("{name} = {p}: must be in [0, 1]"))
+            }
+        };
+        match self.preset.as_str() {
+            "tiny" => {}
+            "flux-dev" => {
+                if self.base_model.is_none() {
+                    return Err(
+                        "base_model: required for preset `flux-dev` (a model directory with BFL's base, ae and text encoders)"
+                            .into(),
+                    );
+                }
+            }
+            p => return Err(format!("preset = {p:?}: must be \"tiny\" or \"flux-dev\"")),
+        }
+        if self.preset != "tiny" && self.phase0.is_some() {
+            return Err("phase0: only the tiny preset has a phase 0 (FLUX's base is BFL's)".into());
+        }
+        if self.phase0.is_some() && self.base_model.is_some() {
+            return Err(
+                "phase0: not used when base_model is given (phases 1-3 start from it); remove one"
+                    .into(),
+            );
+        }
+        if self.preset == "tiny" && self.phase0.is_none() && self.base_model.is_none() {
+            return Err("phase0: missing (the tiny preset trains its base in phase 0 unless base_model is given)".into());
+        }
+        if self.batch == 0 {
+            return Err("batch: must be at least 1".into());
+        }
+        if self.checkpoint_every == 0 {
+            return Err("checkpoint_every: must be at least 1".into());
+        }
+        if self.sample_steps == 0 {
+            return Err("sample_steps: must be at least 1".into());
+        }
+        let o = &self.optim;
+        for (name, v) in [("optim.lr", o.lr), ("optim.eps", o.eps)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name} = {v}: must be > 0"));
+            }
+        }
+        for (name, v) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(format!("{name} = {v}: must be in [0, 1)"));
+            }
+        }
+        for (name, v) in [
+            ("optim.weight_decay", o.weight_decay),
+            ("optim.grad_clip", o.grad_clip),
+            ("optim.lambda_reason", o.lambda_reason),
+            ("optim.lambda_render", o.lambda_render),
+            ("optim.sigma_logit_std", o.sigma_logit_std),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{name} = {v}: must be >= 0"));
+            }
+        }
+        if !o.sigma_logit_mean.is_finite() {
+            return Err("optim.sigma_logit_mean: must be finite".into());
+        }
+        prob("optim.prompt_dropout", o.prompt_dropout)?;
+        prob("optim.cond_dropout", o.cond_dropout)?;
+        if self.lora.rank == 0 {
+            return Err("lora.rank: must be at least 1".into());
+        }
+        if !(self.lora.alpha.is_finite() && self.lora.alpha > 0.0) {
+            return Err(format!("lora.alpha = {}: must be > 0", self.lora.alpha));
+        }
+        if let Some(p0) = &self.phase0 {
+            if p0.ae_batch == 0 {
+                return Err("phase0.ae_batch: must be at least 1".into());
+            }
+            if p0.ae_crop < 8 || p0.ae_crop % 8 != 0 {
+                return Err(format!(
+                    "phase0.ae_crop = {}: must be a positive multiple of 8",
+                    p0.ae_crop
+                ));
+            }
+            for (name, v) in [("phase0.ae_lr", p0.ae_lr), ("phase0.dit_lr", p0.dit_lr)] {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(format!("{name} = {v}: must be > 0"));
+                }
+            }
+        }
+        if self.data.synth_count == 0 && self.data.dir.is_none() {
+            return Err("data.synth_count: must be at least 1 when data.dir is not given".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,637 @@
+//! The training curriculum: every phase runs and lowers its fixed-batch loss, each phase
+//! changes exactly the parameters it trains, the render loss of phase 2 reaches the skeletal
+//! LoRA, a run killed with SIGKILL resumes bit-identically, and bad configs are named.
+
+use candle_core::backprop::GradStore;
+use candle_core::Var;
+use skeleguide_engine::modeldir::{self, Method, APPEARANCE, SKELETAL};
+use skeleguide_engine::pipeline::Pipeline;
+use skeleguide_trainer::config::TrainConfig;
+use skeleguide_trainer::data::synth::{write_dataset, Split, SynthOptions};
+use skeleguide_trainer::phases::{self, PhaseSel, TrainArgs};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+fn dataset(count: usize) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let opts = SynthOptions {
+        count,
+        seed: 11,
+        split: Split::Train,
+        size: 128,
+        threads: 1,
+    };
+    write_dataset(d.path(), &opts, &|| {}).unwrap();
+    d
+}
+
+fn smoke_config() -> TrainConfig {
+    TrainConfig::load(&repo_file("trainer/configs/tiny-smoke.toml")).unwrap()
+}
+
+/// The tensors of a safetensors file, by name (metadata order is not stable, values are).
+fn tensors(p: &Path) -> BTreeMap<String, Vec<f32>> {
+    candle_core::safetensors::load(p, &candle_core::Device::Cpu)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .into_iter()
+        .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect()
+}
+
+fn run_phase(cfg: &TrainConfig, out: &Path, data: &Path, phase: u8) -> phases::PhaseSummary {
+    let args = TrainArgs {
+        config: cfg.clone(),
+        out: out.to_path_buf(),
+        phase: PhaseSel::One(phase),
+        resume: false,
+        data: Some(data.to_path_buf()),
+        progress: false,
+    };
+    let mut s = phases::train(&args).unwrap();
+    let last = s.pop().unwrap();
+    eprintln!(
+        "phase {}: {:.1} s, loss {:.4} -> {:.4}",
+        last.phase, last.seconds, last.eval_before, last.eval_after
+    );
+    last
+}
+
+fn fixed_batch_config() -> TrainConfig {
+    let mut cfg = smoke_config();
+    // A fixed batch: the two examples, no dropout, a high lr: the loss must fall quickly.
+    cfg.batch = 2;
+    cfg.data.limit = 2;
+    cfg.optim.prompt_dropout = 0.0;
+    cfg.optim.cond_dropout = 0.0;
+    cfg.optim.lr = 3e-3;
+    cfg
+}
+
+fn model_files(m: &Path) -> [BTreeMap<String, Vec<f32>>; 5] {
+    [
+        modeldir::BASE_FILE.to_string(),
+        modeldir::AE_FILE.to_string(),
+        modeldir::TEXT_FILE.to_string(),
+        modeldir::lora_file(SKELETAL),
+        modeldir::lora_file(APPEARANCE),
+    ]
+    .map(|f| tensors(&m.join(f)))
+}
+
+#[test]
+fn phase0_trains_the_whole_base_and_writes_a_loadable_model() {
+    let data = dataset(2);
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = fixed_batch_config();
+    let p0 = cfg.phase0.as_mut().unwrap();
+    p0.ae_steps = 4;
+    p0.dit_steps = 8;
+    p0.dit_lr = 2e-3;
+    let m = phases::model_dir(out.path());
+    let s0 = run_phase(&cfg, out.path(), data.path(), 0);
+    assert_eq!(s0.phase, "0-dit");
+    assert!(
+        s0.eval_after < s0.eval_before * 0.9,
+        "phase 0 (base DiT) loss {} -> {}",
+        s0.eval_before,
+        s0.eval_after
+    );
+    Pipeline::load(&m, &candle_core::Device::Cpu).expect("phase 0 writes a loadable model");
+    let fresh = skeleguide_engine::model::random_weights(
+        &skeleguide_engine::model::DitConfig::tiny(),
+        cfg.seed,
+        &candle_core::Device::Cpu,
+        candle_core::DType::F32,
+    )
+    .unwrap();
+    let trained = tensors(&m.join(modeldir::BASE_FILE));
+    let changed = fresh
+        .iter()
+        .filter(|(k, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap() != trained[k.as_str()])
+        .count();
+    assert!(
+        changed * 10 >= fresh.len() * 9,
+        "phase 0 trains the whole base: only {changed} of {} tensors changed",
+        fresh.len()
+    );
+    // The text encoder was trained with it: its tensors moved from their seeded start.
+    let mc = modeldir::ModelConfig::load(&m).unwrap();
+    let modeldir::TextSpec::Tiny { config } = &mc.text else {
+        panic!("tiny text expected")
+    };
+    let start = skeleguide_engine::model::TinyText::random(
+        config,
+        cfg.seed.wrapping_add(202),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let text = tensors(&m.join(modeldir::TEXT_FILE));
+    let moved = start
+        .parameters()
+        .iter()
+        .filter(|(k, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap() != text[k.as_str()])
+        .count();
+    assert_eq!(
+        moved,
+        start.parameters().len(),
+        "every text-encoder tensor is trained"
+    );
+    let log = std::fs::read_to_string(out.path().join("train.jsonl")).unwrap();
+    assert_eq!(
+        log.lines().count(),
+        4 + 8,
+        "one record per step of 0-ae and 0-dit"
+    );
+    assert_eq!(mc.method, Method::Skeleguide);
+    assert_eq!(mc.lora[SKELETAL].rank, cfg.lora.rank);
+}
+
+#[test]
+fn phases_1_to_3_lower_their_loss_and_train_only_their_loras() {
+    let data = dataset(2);
+    let base = tempfile::tempdir().unwrap();
+    modeldir::init_random(base.path(), "tiny", 9).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // Phases 1-3 continue the run's own model directory (real files, as after phase 0), so a
+    // write to the base, autoencoder or text encoder would show.
+    let m = phases::model_dir(out.path());
+    std::fs::create_dir_all(&m).unwrap();
+    for e in std::fs::read_dir(base.path()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), m.join(e.file_name())).unwrap();
+    }
+    let mut cfg = fixed_batch_config();
+    cfg.phase1.steps = 6;
+    cfg.phase2.steps = 4;
+    cfg.phase3.steps = 6;
+
+    let s1 = run_phase(&cfg, out.path(), data.path(), 1);
+    assert!(
+        s1.eval_after < s1.eval_before,
+        "phase 1: {} -> {}",
+        s1.eval_before,
+        s1.eval_after
+    );
+    let after1 = model_files(&m);
+    let base0 = model_files(base.path());
+    assert!(after1[0] == base0[0], "phase 1 leaves the base frozen");
+    assert!(
+        after1[1] == base0[1],
+        "phase 1 leaves the autoencoder frozen"
+    );
+    assert!(
+        after1[2] == base0[2],
+        "phase 1 leaves the text encoder frozen"
+    );
+    assert!(after1[3] != base0[3], "phase 1 trains the skeletal LoRA");
+    // A fresh appearance set has B = 0; training would have moved it.
+    let b_zero = |t: &BTreeMap<String, Vec<f32>>| {
+        let bs: Vec<_> = t.iter().filter(|(k, _)| k.ends_with("lora_B")).collect();
+        !bs.is_empty() && bs.iter().all(|(_, v)| v.iter().all(|x| *x == 0.0))
+    };
+    assert!(
+        b_zero(&after1[4]),
+        "phase 1 does not train the appearance LoRA"
+    );
+    assert!(!b_zero(&after1[3]), "phase 1 moves the skeletal LoRA's B");
+
+    let s2 = run_phase(&cfg, out.path(), data.path(), 2);
+    assert!(
+        s2.eval_after < s2.eval_before,
+        "phase 2: {} -> {}",
+        s2.eval_before,
+        s2.eval_after
+    );
+    let after2 = model_files(&m);
+    assert!(after2[0] == base0[0], "phase 2 leaves the base frozen");
+    assert!(after2[3] != after1[3], "phase 2 trains the skeletal LoRA");
+    assert!(after2[4] != after1[4], "phase 2 trains the appearance LoRA");
+
+    let s3 = run_phase(&cfg, out.path(), data.path(), 3);
+    assert!(
+        s3.eval_after < s3.eval_before,
+        "phase 3: {} -> {}",
+        s3.eval_before,
+        s3.eval_after
+    );
+    let after3 = model_files(&m);
+    assert!(after3[0] == base0[0], "phase 3 leaves the base frozen");
+    assert!(
+        after3[3] == after2[3],
+        "phase 3 leaves the skeletal LoRA unchanged"
+    );
+    assert!(after3[4] != after2[4], "phase 3 trains the appearance LoRA");
+
+    // The log continues across the separate phase runs, with both loss terms in phase 2.
+    let log = std::fs::read_to_string(out.path().join("train.jsonl")).unwrap();
+    let recs: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 6 + 4 + 6);
+    let p2: Vec<_> = recs.iter().filter(|r| r["phase"] == "2").collect();
+    assert_eq!(p2.len(), 4);
+    assert!(p2
+        .iter()
+        .all(|r| r["loss_reason"].is_number() && r["loss_render"].is_number()));
+    assert!(out.path().join("loss.png").is_file());
+    Pipeline::load(&m, &candle_core::Device::Cpu).expect("a loadable model after phase 3");
+}
+
+fn grads_nonzero(g: &GradStore, vars: &[Var]) -> usize {
+    vars.iter()
+        .filter(|v| {
+            g.get(v.as_tensor())
+                .map(|t| {
+                    t.abs()
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap()
+                        > 0.0
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[test]
+fn phase2_render_loss_alone_reaches_the_skeletal_lora() {
+    let data = dataset(2);
+    let model = tempfile::tempdir().unwrap();
+    modeldir::init_random(model.path(), "tiny", 3).unwrap();
+    let (loss, skel, app) = phases::phase2_render_loss(model.path(), data.path(), 2, 5).unwrap();
+    let g = loss.backward().unwrap();
+    let s = grads_nonzero(&g, &skel);
+    let a = grads_nonzero(&g, &app);
+    assert!(
+        s > 0,
+        "L_render must train the skeletal LoRA through M̂ (0 of {} skeletal tensors got a gradient)",
+        skel.len()
+    );
+    assert!(a > 0, "and the appearance LoRA");
+}
+
+fn write_resume_config(dir: &Path, base: &Path) -> PathBuf {
+    let p = dir.join("resume.toml");
+    let text = format!(
+        "preset = \"tiny\"\nbase_model = {:?}\nseed = 4\nbatch = 2\ncheckpoint_every = 3\n\
+         [optim]\nlr = 1e-3\ngrad_clip = 1.0\nprompt_dropout = 0.1\ncond_dropout = 0.1\nlambda_reason = 0.5\nlambda_render = 1.0\n\
+         [data]\n[lora]\nrank = 4\nalpha = 4.0\n[phase1]\nsteps = 40\n[phase2]\nsteps = 1\n[phase3]\nsteps = 1\n",
+        base.display().to_string()
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn losses(out: &Path) -> Vec<(String, usize, f64, f64)> {
+    std::fs::read_to_string(out.join("train.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["phase"].as_str().unwrap().to_string(),
+                v["step"].as_u64().unwrap() as usize,
+                v["loss"].as_f64().unwrap(),
+                v["grad_norm"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn resume_after_sigkill_is_bit_identical() {
+    let bin = env!("CARGO_BIN_EXE_skeleguide-train");
+    let data = dataset(4);
+    let base = tempfile::tempdir().unwrap();
+    modeldir::init_random(base.path(), "tiny", 7).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_resume_config(tmp.path(), base.path());
+    let run = |out: &Path, resume: bool| {
+        let mut c = Command::new(bin);
+        c.args(["train", "--phase", "1", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(out)
+            .arg("--data")
+            .arg(data.path());
+        if resume {
+            c.arg("--resume");
+        }
+        c
+    };
+    let full = tmp.path().join("full");
+    let st = run(&full, false).output().unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let reference = losses(&full);
+    assert_eq!(reference.len(), 40);
+
+    let killed = tmp.path().join("killed");
+    let mut child = run(&killed, false)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ck = killed.join("checkpoint.safetensors");
+    let t0 = Instant::now();
+    while !ck.is_file() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SIGKILL: no chance to clean up.
+    let st = Command::new("kill")
+        .arg("-9")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _ = child.wait();
+    let before = losses(&killed);
+    assert!(
+        before.len() < 40,
+        "the run must be killed before it finishes ({} steps logged)",
+        before.len()
+    );
+    let st = run(&killed, true).output().unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let resumed = losses(&killed);
+    assert_eq!(resumed.len(), reference.len());
+    for (a, b) in resumed.iter().zip(&reference) {
+        assert_eq!(a, b, "resumed run differs from the uninterrupted one");
+    }
+    // The resumed model equals the uninterrupted one bit for bit.
+    let m = |o: &Path| tensors(&phases::model_dir(o).join(modeldir::lora_file(SKELETAL)));
+    assert!(m(&killed) == m(&full), "the resumed LoRA differs");
+}
+
+#[test]
+fn config_errors_name_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(repo_file("trainer/configs/tiny-smoke.toml")).unwrap();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "top-level typo",
+            good.replace("batch = 2", "batch = 2\nbatchsize = 3"),
+            "batchsize",
+        ),
+        (
+            "table typo",
+            good.replace("grad_clip = 1.0", "grad_clip = 1.0\nlearning_rate = 1.0"),
+            "learning_rate",
+        ),
+        (
+            "bad probability",
+            good.replace("prompt_dropout = 0.1", "prompt_dropout = 1.5"),
+            "optim.prompt_dropout",
+        ),
+        (
+            "missing table",
+            good.replace("[phase2]\nsteps = 6\n", ""),
+            "phase2",
+        ),
+        (
+            "bad method",
+            good.replace("method = \"skeleguide\"", "method = \"two-stage\""),
+            "two-stage",
+        ),
+        (
+            "bad preset",
+            good.replace("preset = \"tiny\"", "preset = \"sdxl\""),
+            "preset",
+        ),
+        (
+            "wrong type",
+            good.replace("batch = 2", "batch = \"two\""),
+            "batch",
+        ),
+        (
+            "phase0 with base_model",
+            good.replace("seed = 1", "seed = 1\nbase_model = \"/tmp\""),
+            "phase0",
+        ),
+        (
+            "flux without base",
+            good.replace("preset = \"tiny\"", "preset = \"flux-dev\""),
+            "base_model",
+        ),
+    ];
+    for (what, text, key) in cases {
+        let p = dir.path().join(format!("{}.toml", what.replace(' ', "_")));
+        std::fs::write(&p, &text).unwrap();
+        let e = TrainConfig::load(&p).expect_err(what).to_string();
+        assert!(e.contains(&p.display().to_string()), "{what}: {e}");
+        assert!(e.contains(key), "{what}: {e}");
+    }
+    // The shipped configs parse.
+    for f in ["tiny.toml", "tiny-smoke.toml", "flux-dev.toml"] {
+        TrainConfig::load(&repo_file(&format!("trainer/configs/{f}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // The CLI reports them and exits with an error; a phase the method lacks is refused.
+    let bin = env!("CARGO_BIN_EXE_skeleguide-train");
+    let p = dir.path().join("typo.toml");
+    std::fs::write(&p, good.replace("batch = 2", "batch = 2\nbatchsize = 3")).unwrap();
+    let o = Command::new(bin)
+        .args(["train", "--config"])
+        .arg(&p)
+        .arg("--out")
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("typo.toml") && err.contains("batchsize"),
+        "{err}"
+    );
+    let p = dir.path().join("s1.toml");
+    std::fs::write(
+        &p,
+        good.replace("method = \"skeleguide\"", "method = \"stage1-only\""),
+    )
+    .unwrap();
+    let o = Command::new(bin)
+        .args(["train", "--phase", "2", "--config"])
+        .arg(&p)
+        .arg("--out")
+        .arg(dir.path().join("o2"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--phase 2") && err.contains("stage1-only"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_trainable_base_gets_a_gradient_in_every_tensor() {
+    use candle_core::{DType, Device, Tensor};
+    use skeleguide_engine::model::{
+        image_ids, random_weights, text_ids, Condition, DitConfig, DitInputs, MmDit, Mode,
+    };
+    let dev = Device::Cpu;
+    let cfg = DitConfig::tiny();
+    let vars: Vec<(String, Var)> = random_weights(&cfg, 1, &dev, DType::F32)
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| (k, Var::from_tensor(&t).unwrap()))
+        .collect();
+    let map = vars
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    let dit = MmDit::new_trainable(
+        &cfg,
+        candle_nn::VarBuilder::from_tensors(map, DType::F32, &dev),
+    )
+    .unwrap();
+    let (b, th, tw, nt) = (1, 2, 3, 4);
+    let img = Tensor::randn(0f32, 1.0, (b, th * tw, cfg.in_channels), &dev).unwrap();
+    let txt = Tensor::randn(0f32, 1.0, (b, nt, cfg.context_in_dim), &dev).unwrap();
+    let y = Tensor::randn(0f32, 1.0, (b, cfg.vec_in_dim), &dev).unwrap();
+    let t = Tensor::new(&[0.4f32], &dev).unwrap();
+    let inp = DitInputs {
+        img: &img,
+        img_ids: &image_ids(b, th, tw, &dev, DType::F32).unwrap(),
+        txt: &txt,
+        txt_ids: &text_ids(b, nt, &dev, DType::F32).unwrap(),
+        timesteps: &t,
+        y: &y,
+        guidance: None,
+    };
+    let out = dit.forward(&inp, Condition::None, Mode::Train).unwrap();
+    let g = out.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    let missing: Vec<&str> = vars
+        .iter()
+        .filter(|(_, v)| {
+            g.get(v.as_tensor())
+                .map(|t| {
+                    t.abs()
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap()
+                        == 0.0
+                })
+                .unwrap_or(true)
+        })
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert!(missing.is_empty(), "no gradient for {missing:?}");
+}
+
+#[test]
+fn baselines_train_and_generate_through_the_pipeline() {
+    use skeleguide_engine::pipeline::RunOptions;
+    use std::sync::atomic::AtomicBool;
+    let data = dataset(2);
+    let base = tempfile::tempdir().unwrap();
+    modeldir::init_random(base.path(), "tiny", 2).unwrap();
+    let scene = skeleguide_trainer::data::Manifest::open(data.path())
+        .unwrap()
+        .records[0]
+        .load()
+        .unwrap()
+        .background;
+    let cancel = AtomicBool::new(false);
+    let opts = RunOptions {
+        steps: 2,
+        seed: 1,
+        keep_background: false,
+    };
+    for method in [Method::SingleStage, Method::Implicit, Method::Stage1Only] {
+        let out = tempfile::tempdir().unwrap();
+        let mut cfg = fixed_batch_config();
+        cfg.method = method;
+        cfg.phase0 = None;
+        cfg.base_model = Some(base.path().to_path_buf());
+        cfg.phase1.steps = 2;
+        cfg.phase2.steps = 2;
+        cfg.phase3.steps = 2;
+        cfg.sample_every = 2;
+        cfg.sample_count = 1;
+        cfg.sample_steps = 2;
+        let args = TrainArgs {
+            config: cfg,
+            out: out.path().to_path_buf(),
+            phase: PhaseSel::All,
+            resume: false,
+            data: Some(data.path().to_path_buf()),
+            progress: false,
+        };
+        let s = phases::train(&args).unwrap();
+        let names: Vec<&str> = s.iter().map(|s| s.phase.as_str()).collect();
+        let expected: &[&str] = match method {
+            Method::Stage1Only => &["1", "3"],
+            _ => &["3"],
+        };
+        assert_eq!(names, expected, "{method:?}");
+        let m = phases::model_dir(out.path());
+        assert_eq!(modeldir::ModelConfig::load(&m).unwrap().method, method);
+        let grids: Vec<_> = std::fs::read_dir(out.path().join("samples"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(
+            grids.iter().any(|g| g.starts_with("phase3-")),
+            "{method:?}: {grids:?}"
+        );
+        let mut pl = Pipeline::load(&m, &candle_core::Device::Cpu).unwrap();
+        let (layout, img) = pl
+            .generate(&scene, "a man standing", &opts, &mut |_, _, _| {}, &cancel)
+            .unwrap();
+        assert_eq!(img.dimensions(), scene.dimensions());
+        assert_eq!(layout.image.dimensions(), scene.dimensions());
+        match method {
+            Method::SingleStage => {
+                let e = pl
+                    .reason(&scene, "a man", &opts, &mut |_, _, _| {}, &cancel)
+                    .expect_err("single-stage has no reasoning stage")
+                    .to_string();
+                assert!(e.contains("single-stage"), "{e}");
+                assert!(layout.image == scene, "its stand-in layout is the scene");
+            }
+            Method::Implicit => {
+                let e = pl
+                    .render(&scene, &layout, "a man", &opts, &mut |_, _, _| {}, &cancel)
+                    .expect_err("implicit cannot render on a given layout")
+                    .to_string();
+                assert!(e.contains("implicit"), "{e}");
+                // The jointly sampled layout is decoded (not the scene, not the image).
+                assert!(layout.image != scene && layout.image != img);
+                let l2 = pl
+                    .reason(&scene, "a man standing", &opts, &mut |_, _, _| {}, &cancel)
+                    .unwrap();
+                assert!(
+                    l2.image == layout.image,
+                    "reason = the layout half of generate"
+                );
+            }
+            _ => {
+                pl.reason(&scene, "a man", &opts, &mut |_, _, _| {}, &cancel)
+                    .unwrap();
+            }
+        }
+    }
+}
