@@ -115,6 +115,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Evaluate SkeleGuide and the ablation baselines on the same test scenes; write
+    /// ablation.md (with image grids) and ablation.json into --out.
+    Ablate {
+        /// NAME=DIR,... with NAME one of skeleguide, single-stage, implicit, stage1-only.
+        #[arg(long)]
+        models: String,
+        /// Manifest data set directory (test split).
+        #[arg(long)]
+        data: PathBuf,
+        /// Output directory (e.g. docs/).
+        #[arg(long)]
+        out: PathBuf,
+        /// Evaluate the first N records (default: all).
+        #[arg(long)]
+        count: Option<usize>,
+        /// Sampling steps per stage (default: each model's).
+        #[arg(long)]
+        steps: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Write a randomly initialised model directory (the start of training; used by tests).
     Init {
         /// Preset (only `tiny` can start from random weights).
@@ -247,6 +268,52 @@ fn run() -> Result<()> {
             } else {
                 print!("{}", skeleguide_trainer::eval::format_report(&report));
             }
+            Ok(())
+        }
+        Command::Ablate {
+            models,
+            data,
+            out,
+            count,
+            steps,
+            seed,
+        } => {
+            use skeleguide_trainer::eval::{ablate, EvalOptions};
+            let models = ablate::parse_models(&models)?;
+            let opts = EvalOptions {
+                count,
+                steps,
+                seed,
+                ..Default::default()
+            };
+            let command = std::env::args()
+                .enumerate()
+                .map(|(i, a)| {
+                    if i == 0 {
+                        "skeleguide-train".to_string()
+                    } else {
+                        a
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "ablate {msg} [{bar:30}] {pos}/{len} examples {elapsed_precise}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let reports = ablate::ablate(&models, &data, &out, &opts, &command, &mut |m, i, n| {
+                bar.set_message(m.to_string());
+                bar.set_length(n as u64);
+                bar.set_position(i as u64);
+            })?;
+            bar.finish_and_clear();
+            for r in &reports {
+                eprint!("{}", skeleguide_trainer::eval::format_report(r));
+            }
+            eprintln!("wrote {}", out.join("ablation.md").display());
             Ok(())
         }
         Command::Init { preset, out, seed } => {

@@ -25,6 +25,7 @@
 //! (no PoseInverter in the model directory, no layout in the single-stage baseline, no colour
 //! facts in real data).
 
+pub mod ablate;
 pub mod appearance;
 pub mod pose_score;
 
@@ -55,6 +56,8 @@ pub enum EvalError {
     Manifest(#[from] ManifestError),
     #[error("{0}")]
     Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Dir(#[from] skeleguide_engine::modeldir::ModelDirError),
     #[error("{0}")]
     Invalid(String),
 }
