@@ -274,3 +274,28 @@ fn imports_shared_coco_fixtures() {
         eprintln!("SKIPPED: no COCO keypoint file in {}", dir.display());
     }
 }
+
+/// Imported real data (no synthetic facts, any image size) goes through eval.
+#[test]
+fn eval_runs_on_imported_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ann, images, bgs) = write_fixture(d);
+    let data = d.join("data");
+    import_coco(&opts(&ann, &images, Some(&bgs), &data), &|| {}).unwrap();
+    let model = d.join("model");
+    skeleguide_engine::modeldir::init_random(&model, "tiny", 0).unwrap();
+    let o = skeleguide_trainer::eval::EvalOptions {
+        steps: Some(1),
+        keep_images: 1,
+        ..Default::default()
+    };
+    let (r, imgs) = skeleguide_trainer::eval::evaluate(&model, &data, &o, &mut |_, _| {}).unwrap();
+    assert_eq!(r.examples, 2);
+    assert_eq!(imgs.len(), 1);
+    assert_eq!(imgs[0].output.dimensions(), (80, 48));
+    assert!(r.bg_psnr_plain.is_some());
+    // real data has no colour facts: null with a reason (the inverter's, or the facts')
+    assert!(r.color_acc.is_none());
+    assert!(!r.null_reasons["color_acc"].is_empty());
+}
