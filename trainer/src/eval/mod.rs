@@ -63,7 +63,7 @@ pub enum EvalError {
 }
 
 /// What to evaluate.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct EvalOptions {
     /// Evaluate the first `count` records (all when `None`).
     pub count: Option<usize>,
@@ -75,18 +75,6 @@ pub struct EvalOptions {
     pub keep_background: bool,
     /// Keep the images of the first this many examples (for grids).
     pub keep_images: usize,
-}
-
-impl Default for EvalOptions {
-    fn default() -> Self {
-        EvalOptions {
-            count: None,
-            steps: None,
-            seed: 0,
-            keep_background: false,
-            keep_images: 0,
-        }
-    }
 }
 
 /// The numbers `eval --json` prints.
@@ -275,13 +263,21 @@ pub fn evaluate(
             Ok((p.map(cap), s))
         };
         let (p, s) = bg(&out)?;
-        p.map(|v| psnr_plain.add(v));
-        s.map(|v| ssim_plain.add(v));
+        if let Some(v) = p {
+            psnr_plain.add(v);
+        }
+        if let Some(v) = s {
+            ssim_plain.add(v);
+        }
         if layout_ok {
             let kept = paste_background(&out, scene, &pipeline::person_region(scene, &layout));
             let (p, s) = bg(&kept)?;
-            p.map(|v| psnr_keep.add(v));
-            s.map(|v| ssim_keep.add(v));
+            if let Some(v) = p {
+                psnr_keep.add(v);
+            }
+            if let Some(v) = s {
+                ssim_keep.add(v);
+            }
         }
         for person in &sample.poses.people {
             if let Some(e) = appearance::limb_ratio_error(person, &LIMB_RATIOS) {
