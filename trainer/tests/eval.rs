@@ -106,7 +106,7 @@ fn measurements_are_right_on_ground_truth() {
     let mut limb = Vec::new();
     for i in 0..40 {
         let ex = generate_example(128, example_seed(9, Split::Test, i)).unwrap();
-        let (c, t) = pckh_counts(&ex.poses.people, &ex.poses.people, 0.5);
+        let (c, t) = pckh_counts(&ex.poses, &ex.poses, 0.5);
         assert_eq!(c, t);
         for (p, f) in ex.poses.people.iter().zip(&ex.facts.people) {
             let (s, t) = read_clothes(&ex.image, p);

@@ -123,7 +123,7 @@ pub fn markdown(reports: &[EvalReport], grids: &[(String, String)], command: &st
     }
     s.push_str(
         "\nDefinitions (trainer/src/eval): PCKh@0.5 after one-to-one Hungarian matching of the inverted \
-         stage-1 layout's people (head size = nose–neck distance of the ground truth); count acc = \
+         stage-1 layout's people (head size = 2 × the ground truth's nose–neck distance); count acc = \
          share of scenes whose inverted layout has the right number of people; background PSNR (dB, \
          capped at 100) and SSIM (Wang et al. 2004, luma) only outside the dilated ground-truth person \
          region, on the raw output and with the scene pasted back outside the pipeline's person region; \

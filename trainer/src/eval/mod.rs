@@ -4,7 +4,8 @@
 //! Per example: `generate` (reason, then render) on the background with the record's prompt,
 //! timed; then
 //! - `layout_pckh` and `count_acc`: the stage-1 layout is inverted to poses, people are matched
-//!   to the ground truth one-to-one, PCKh@0.5 ([`pose_score`]); the count is right when the
+//!   to the ground truth one-to-one, PCKh@0.5 ([`pose_score`], the definitions of
+//!   `engine::metrics::pose`); the count is right when the
 //!   inverted layout has as many people as the ground truth;
 //! - `bg_psnr` / `bg_ssim`: the output against the input scene, only outside the ground-truth
 //!   person region (the record's mask, or the skeleton, united with the drawn skeleton and
@@ -433,7 +434,7 @@ fn score_layout(
     count_ok: &mut Mean,
     limb: &mut Mean,
 ) {
-    let (c, t) = pose_score::pckh_counts(&pred.people, &gt.people, PCKH_ALPHA);
+    let (c, t) = pose_score::pckh_counts(pred, gt, PCKH_ALPHA);
     *correct += c;
     *total += t;
     count_ok.add((pred.people.len() == gt.people.len()) as u8 as f64);
@@ -452,7 +453,7 @@ fn score_colours(
     facts: &[(String, String)],
     colour: &mut Mean,
 ) {
-    let matches = pose_score::match_people(&pred.people, &gt.people);
+    let matches = pose_score::match_people(pred, gt);
     for (gi, m) in matches.iter().enumerate() {
         let Some((shirt, trousers)) = facts.get(gi) else {
             continue;

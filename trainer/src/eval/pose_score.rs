@@ -1,51 +1,50 @@
 //! Layout scoring for `eval`: people matched one-to-one (Hungarian assignment) and PCKh@α.
 //!
-//! This is the one place eval scores poses; it moves to `engine::metrics::pose` once that module
-//! lands (the PoseInverter work), keeping these definitions:
-//! - **head size** of a ground-truth person: the nose–neck distance (≈ 0.1 of the standing
-//!   height, close to MPII's 0.6 × head-box diagonal); without both joints, the distance between
-//!   the ears; without those, a tenth of the longer side of the person's joint box;
+//! This is the one place eval scores poses. Its definitions are those of
+//! `engine::metrics::pose` (the PoseInverter branch), so that eval can switch to that module
+//! when both are merged without its numbers moving:
+//! - **head size** of a ground-truth person: 2 × the nose–neck distance; without both joints,
+//!   the ear–ear distance; without those, 2.5 × the eye–eye distance; a person with none of
+//!   these is skipped;
 //! - **matching**: the cost of pairing a prediction with a ground-truth person is the mean
-//!   distance over the joints both have, in units of the ground-truth head size (a large cost
-//!   when they share no joint); the assignment minimises the total cost;
-//! - **PCKh@α**: a ground-truth joint is correct when its matched person has that joint within
-//!   α × head size; the score is correct joints / present ground-truth joints, so missed people
-//!   count as wrong and extra predicted people do not change it (the count accuracy does).
+//!   pixel distance over the joints both have (pairs sharing no joint are never matched); the
+//!   assignment minimises the total cost;
+//! - **PCKh@α**: a ground-truth joint (present and inside the canvas) is correct when its
+//!   matched person has that joint within α × head size; the score is correct / evaluated
+//!   joints, so missed people count as wrong and extra predicted people do not change it (the
+//!   count accuracy does).
 
-use skeleguide_engine::pose::skeleton::joint::{L_EAR, NECK, NOSE, R_EAR};
-use skeleguide_engine::pose::{Keypoint, Pose, NUM_JOINTS};
+use skeleguide_engine::pose::skeleton::joint::{L_EAR, L_EYE, NECK, NOSE, R_EAR, R_EYE};
+use skeleguide_engine::pose::{Keypoint, Pose, PoseSet, NUM_JOINTS};
 
 /// Cost of pairing people that share no joint.
-const NO_OVERLAP: f64 = 1e6;
+const NO_OVERLAP: f64 = 1e9;
 
 fn dist(a: Keypoint, b: Keypoint) -> f64 {
     (a.x - b.x).hypot(a.y - b.y)
 }
 
-/// The head size of a ground-truth person (see the module doc); `None` without joints.
+/// The head size of a ground-truth person (see the module doc).
 pub fn head_size(p: &Pose) -> Option<f64> {
-    let j = &p.joints;
-    let d = match (j[NOSE], j[NECK], j[L_EAR], j[R_EAR]) {
-        (Some(a), Some(b), _, _) => dist(a, b),
-        (_, _, Some(a), Some(b)) => dist(a, b),
-        _ => {
-            let (x0, y0, x1, y1) = p.body_bbox()?;
-            0.1 * (x1 - x0).max(y1 - y0)
-        }
+    let d = |a: usize, b: usize| match (p.joints[a], p.joints[b]) {
+        (Some(u), Some(v)) => Some(dist(u, v)),
+        _ => None,
     };
-    Some(d.max(1.0))
+    d(NOSE, NECK)
+        .map(|x| 2.0 * x)
+        .or_else(|| d(R_EAR, L_EAR))
+        .or_else(|| d(R_EYE, L_EYE).map(|x| 2.5 * x))
+        .filter(|&s| s > 0.0)
 }
 
-/// Matching cost of prediction `p` against ground truth `g`.
+/// Matching cost of prediction `p` against ground truth `g`: mean pixel distance over the
+/// joints both have.
 pub fn match_cost(p: &Pose, g: &Pose) -> f64 {
-    let Some(h) = head_size(g) else {
-        return NO_OVERLAP;
-    };
     let mut sum = 0.0;
     let mut n = 0;
     for k in 0..NUM_JOINTS {
         if let (Some(a), Some(b)) = (p.joints[k], g.joints[k]) {
-            sum += dist(a, b) / h;
+            sum += dist(a, b);
             n += 1;
         }
     }
@@ -134,29 +133,34 @@ pub fn hungarian(cost: &[Vec<f64>]) -> Vec<Option<usize>> {
 }
 
 /// For each ground-truth person, the index of its matched prediction (if any).
-pub fn match_people(pred: &[Pose], gt: &[Pose]) -> Vec<Option<usize>> {
+pub fn match_people(pred: &PoseSet, gt: &PoseSet) -> Vec<Option<usize>> {
     let cost: Vec<Vec<f64>> = gt
+        .people
         .iter()
-        .map(|g| pred.iter().map(|p| match_cost(p, g)).collect())
+        .map(|g| pred.people.iter().map(|p| match_cost(p, g)).collect())
         .collect();
     hungarian(&cost)
         .into_iter()
         .enumerate()
-        .map(|(gi, m)| m.filter(|&pi| match_cost(&pred[pi], &gt[gi]) < NO_OVERLAP))
+        .map(|(gi, m)| m.filter(|&pi| cost[gi][pi] < NO_OVERLAP))
         .collect()
 }
 
-/// PCKh@`alpha` counts: (correct joints, present ground-truth joints).
-pub fn pckh_counts(pred: &[Pose], gt: &[Pose], alpha: f64) -> (usize, usize) {
+/// PCKh@`alpha` counts of one image: (correct joints, evaluated ground-truth joints).
+pub fn pckh_counts(pred: &PoseSet, gt: &PoseSet, alpha: f64) -> (usize, usize) {
     let matches = match_people(pred, gt);
+    let inside =
+        |k: Keypoint| k.x >= 0.0 && k.y >= 0.0 && k.x < gt.width as f64 && k.y < gt.height as f64;
     let mut correct = 0;
     let mut total = 0;
-    for (g, m) in gt.iter().zip(matches) {
-        let h = head_size(g).unwrap_or(1.0);
+    for (g, m) in gt.people.iter().zip(matches) {
+        let Some(h) = head_size(g) else { continue };
         for k in 0..NUM_JOINTS {
-            let Some(b) = g.joints[k] else { continue };
+            let Some(b) = g.joints[k].filter(|&b| inside(b)) else {
+                continue;
+            };
             total += 1;
-            if let Some(a) = m.and_then(|pi| pred[pi].joints[k]) {
+            if let Some(a) = m.and_then(|pi| pred.people[pi].joints[k]) {
                 if dist(a, b) <= alpha * h {
                     correct += 1;
                 }
@@ -175,8 +179,16 @@ mod tests {
         for (k, v) in j.iter_mut().enumerate() {
             *v = Some(Keypoint::new(dx + (k % 3) as f64 * 4.0, k as f64 * 5.0));
         }
-        // nose (0, 0), neck (4, 5): head size sqrt(41) ≈ 6.4
+        // nose (0, 0), neck (4, 5): head size 2·sqrt(41) ≈ 12.8, PCKh@0.5 radius ≈ 6.4
         Pose::from_joints(j)
+    }
+
+    fn set(people: Vec<Pose>) -> PoseSet {
+        PoseSet {
+            width: 400,
+            height: 200,
+            people,
+        }
     }
 
     #[test]
@@ -219,19 +231,24 @@ mod tests {
 
     #[test]
     fn pckh_counts_matched_people_regardless_of_order() {
-        let gt = vec![person(0.0), person(100.0)];
-        let pred = vec![person(100.0), person(0.0)];
+        let gt = set(vec![person(10.0), person(110.0)]);
+        let pred = set(vec![person(110.0), person(10.0)]);
         assert_eq!(pckh_counts(&pred, &gt, 0.5), (36, 36));
         // one person missed: half the joints
-        assert_eq!(pckh_counts(&pred[..1], &gt, 0.5), (18, 36));
-        // shifted by 2 px (< 0.5 × 6.4) is correct, by 4 px is not
-        let near = vec![person(2.0), person(102.0)];
+        let one = set(vec![person(110.0)]);
+        assert_eq!(pckh_counts(&one, &gt, 0.5), (18, 36));
+        // shifted by 6 px (< 0.5 × 12.8) is correct, by 7 px is not
+        let near = set(vec![person(16.0), person(116.0)]);
         assert_eq!(pckh_counts(&near, &gt, 0.5), (36, 36));
-        let far = vec![person(4.0), person(104.0)];
+        let far = set(vec![person(17.0), person(117.0)]);
         assert_eq!(pckh_counts(&far, &gt, 0.5), (0, 36));
         // a missing predicted joint is wrong
         let mut gap = pred.clone();
-        gap[0].joints[3] = None;
+        gap.people[0].joints[3] = None;
         assert_eq!(pckh_counts(&gap, &gt, 0.5), (35, 36));
+        // joints outside the canvas are not evaluated
+        let mut out = gt.clone();
+        out.people[0].joints[17] = Some(Keypoint::new(-5.0, 10.0));
+        assert_eq!(pckh_counts(&out, &out, 0.5), (35, 35));
     }
 }
