@@ -481,6 +481,19 @@ impl Pipeline {
         })
     }
 
+    /// The autoencoder's latent of `img` fitted to the working size, bypassing the scene cache
+    /// (for benchmarks and evaluation).
+    pub fn encode_uncached(&self, img: &RgbImage) -> Result<Tensor> {
+        let (ww, wh) = self.working_size(img.width(), img.height());
+        let fitted = imageops::resize(img, ww, wh, imageops::FilterType::Triangle);
+        Ok(self.ae.encode(&self.to_tensor(&fitted)?)?)
+    }
+
+    /// The image of a latent at the working size.
+    pub fn decode_latent(&self, latent: &Tensor) -> Result<RgbImage> {
+        self.to_image(&self.ae.decode(latent)?)
+    }
+
     /// Whether the model directory has a PoseInverter.
     pub fn has_inverter(&self) -> bool {
         self.dir.join(modeldir::INVERTER_FILE).is_file()

@@ -5,6 +5,7 @@ pub mod ae;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod eval;
 pub mod log;
 pub mod optim;
 pub mod phases;

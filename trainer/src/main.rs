@@ -90,6 +90,72 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Build a manifest data set from COCO keypoint annotations. Person removal is not done
+    /// here: person-free backgrounds with the images' file names must be supplied.
+    ImportCoco {
+        /// COCO keypoint annotation file (person_keypoints_*.json).
+        #[arg(long)]
+        annotations: PathBuf,
+        /// Directory of the images named in the annotations.
+        #[arg(long)]
+        images: PathBuf,
+        /// Directory of the person-free backgrounds (same file names as the images).
+        #[arg(long)]
+        backgrounds: Option<PathBuf>,
+        /// COCO captions file (captions_*.json); without it prompts name the person count.
+        #[arg(long)]
+        captions: Option<PathBuf>,
+        /// Output data set directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Evaluate a model directory on a manifest data set (normally a test split): layout PCKh,
+    /// person count, background PSNR/SSIM outside the person, clothing colours, limb ratios, speed.
+    Eval {
+        /// Model directory.
+        #[arg(long)]
+        model: PathBuf,
+        /// Manifest data set directory (or manifest.jsonl).
+        #[arg(long)]
+        data: PathBuf,
+        /// Evaluate the first N records (default: all).
+        #[arg(long)]
+        count: Option<usize>,
+        /// Sampling steps per stage (default: the model's).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Example i uses seed S + i.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Report bg_psnr/bg_ssim with the scene pasted back outside the person region (both
+        /// modes are always in the JSON).
+        #[arg(long)]
+        keep_background: bool,
+        /// Print the report as JSON (otherwise a table).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate SkeleGuide and the ablation baselines on the same test scenes; write
+    /// ablation.md (with image grids) and ablation.json into --out.
+    Ablate {
+        /// NAME=DIR,... with NAME one of skeleguide, single-stage, implicit, stage1-only.
+        #[arg(long)]
+        models: String,
+        /// Manifest data set directory (test split).
+        #[arg(long)]
+        data: PathBuf,
+        /// Output directory (e.g. docs/).
+        #[arg(long)]
+        out: PathBuf,
+        /// Evaluate the first N records (default: all).
+        #[arg(long)]
+        count: Option<usize>,
+        /// Sampling steps per stage (default: each model's).
+        #[arg(long)]
+        steps: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Write a randomly initialised model directory (the start of training; used by tests).
     Init {
         /// Preset (only `tiny` can start from random weights).
@@ -195,6 +261,118 @@ fn run() -> Result<()> {
                 test_imgs.len(),
                 out.display()
             );
+            Ok(())
+        }
+        Command::ImportCoco {
+            annotations,
+            images,
+            backgrounds,
+            captions,
+            out,
+        } => {
+            let opts = skeleguide_trainer::data::coco::CocoImport {
+                annotations,
+                images,
+                backgrounds,
+                captions,
+                out: out.clone(),
+            };
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} records written")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            let s = skeleguide_trainer::data::coco::import_coco(&opts, &|| bar.inc(1))?;
+            bar.finish_and_clear();
+            eprintln!(
+                "wrote {} records ({} with COCO captions) to {}; skipped {} images without a labelled person",
+                s.written,
+                s.captioned,
+                out.join("manifest.jsonl").display(),
+                s.skipped_no_people
+            );
+            Ok(())
+        }
+        Command::Eval {
+            model,
+            data,
+            count,
+            steps,
+            seed,
+            keep_background,
+            json,
+        } => {
+            let opts = skeleguide_trainer::eval::EvalOptions {
+                count,
+                steps,
+                seed,
+                keep_background,
+                keep_images: 0,
+            };
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "eval [{bar:30}] {pos}/{len} examples {elapsed_precise} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let (report, _) =
+                skeleguide_trainer::eval::evaluate(&model, &data, &opts, &mut |i, n| {
+                    bar.set_length(n as u64);
+                    bar.set_position(i as u64);
+                })?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", skeleguide_trainer::eval::format_report(&report));
+            }
+            Ok(())
+        }
+        Command::Ablate {
+            models,
+            data,
+            out,
+            count,
+            steps,
+            seed,
+        } => {
+            use skeleguide_trainer::eval::{ablate, EvalOptions};
+            let models = ablate::parse_models(&models)?;
+            let opts = EvalOptions {
+                count,
+                steps,
+                seed,
+                ..Default::default()
+            };
+            let command = std::env::args()
+                .enumerate()
+                .map(|(i, a)| {
+                    if i == 0 {
+                        "skeleguide-train".to_string()
+                    } else {
+                        a
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "ablate {msg} [{bar:30}] {pos}/{len} examples {elapsed_precise}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let reports = ablate::ablate(&models, &data, &out, &opts, &command, &mut |m, i, n| {
+                bar.set_message(m.to_string());
+                bar.set_length(n as u64);
+                bar.set_position(i as u64);
+            })?;
+            bar.finish_and_clear();
+            for r in &reports {
+                eprint!("{}", skeleguide_trainer::eval::format_report(r));
+            }
+            eprintln!("wrote {}", out.join("ablation.md").display());
             Ok(())
         }
         Command::Init { preset, out, seed } => {

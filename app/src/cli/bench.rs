@@ -4,6 +4,24 @@ use anyhow::Result;
 use clap::Subcommand;
 use skeleguide_engine::model::bench::{bench_dit, BenchOptions};
 
+/// `skeleguide bench [--json] [--quick] [--model DIR]`: every figure side by side; or one
+/// subcommand.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    /// Machine-readable JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// A smoke run: few iterations and steps, no UI figures (noisy numbers).
+    #[arg(long)]
+    pub quick: bool,
+    /// Model directory for generate / AE / inverter timings (default: a randomly initialised
+    /// tiny model, which has the tiny model's speed).
+    #[arg(long)]
+    pub model: Option<std::path::PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// The MM-DiT: our forward vs candle-transformers' Flux, cached vs uncached sampling, a LoRA
@@ -28,7 +46,7 @@ pub enum BenchCommand {
 }
 
 #[derive(serde::Serialize)]
-struct UiBench {
+pub struct UiBench {
     frame_ms_idle: f64,
     frame_ms_editing: f64,
     frame_ms_during_render: f64,
@@ -43,6 +61,38 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn bench_ui(json: bool, model: Option<std::path::PathBuf>) -> Result<()> {
+    let (r, model_dir) = measure_ui(model)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print_ui(&r, &model_dir);
+    }
+    Ok(())
+}
+
+fn print_ui(r: &UiBench, model_dir: &str) {
+    println!(
+        "UI frame CPU time (5 people, {} scene, layout + tessellation, median of 60)",
+        r.scene
+    );
+    println!("  idle:     {:.2} ms", r.frame_ms_idle);
+    println!(
+        "  editing:  {:.2} ms (the layout overlay is redrawn every frame)",
+        r.frame_ms_editing
+    );
+    println!(
+        "  while the engine thread renders (25 steps): {:.2} ms",
+        r.frame_ms_during_render
+    );
+    println!(
+        "drag end -> live preview ({} steps, model {model_dir}): {:.0} ms",
+        crate::gui::PREVIEW_STEPS,
+        r.preview_ms_8_steps
+    );
+}
+
+/// The UI figures, and the model directory used for the preview.
+fn measure_ui(model: Option<std::path::PathBuf>) -> Result<(UiBench, String)> {
     use crate::gui::{GuiOptions, SkeleGuideApp};
     use skeleguide_engine::pose::{edit::default_person, Edit, PoseSet};
     use std::time::Instant;
@@ -151,32 +201,184 @@ fn bench_ui(json: bool, model: Option<std::path::PathBuf>) -> Result<()> {
         scene: format!("{w}x{h}"),
         people: 5,
     };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+    Ok((r, model_dir.display().to_string()))
+}
+
+/// The pipeline figures of `skeleguide bench`.
+#[derive(serde::Serialize)]
+pub struct PipelineBench {
+    pub model: String,
+    /// Scene size and the model's working size.
+    pub scene: String,
+    pub working_size: String,
+    pub reason_steps: usize,
+    pub render_steps: usize,
+    /// Wall time of `generate` (reason + render), median.
+    pub generate_ms: f64,
+    /// Autoencoder encode and decode at the working size (median).
+    pub ae_encode_ms: f64,
+    pub ae_decode_ms: f64,
+    /// `Pipeline::invert` on a layout (median); null when the model has no inverter.
+    pub inverter_ms: Option<f64>,
+    /// "ok", or why there is no inverter timing.
+    pub inverter: String,
+}
+
+/// Everything side by side.
+#[derive(serde::Serialize)]
+pub struct AllBench {
+    pub quick: bool,
+    pub pipeline: PipelineBench,
+    pub dit: skeleguide_engine::model::bench::DitBench,
+    /// Null in --quick mode (see `skipped`).
+    pub ui: Option<UiBench>,
+    pub skipped: Vec<String>,
+    /// Peak resident set size of the whole run (VmHWM), MiB.
+    pub peak_rss_mib: Option<f64>,
+}
+
+fn time_ms<T>(f: impl FnOnce() -> Result<T>) -> Result<(f64, T)> {
+    let t = std::time::Instant::now();
+    let v = f()?;
+    Ok((t.elapsed().as_secs_f64() * 1e3, v))
+}
+
+fn measure_pipeline(model: Option<std::path::PathBuf>, quick: bool) -> Result<PipelineBench> {
+    use skeleguide_engine::pipeline::{Pipeline, PipelineError, RunOptions};
+    use skeleguide_engine::pose::{edit::default_person, PoseSet};
+    let tmp = tempfile::tempdir()?;
+    let dir = match model {
+        Some(m) => m,
+        None => {
+            let d = tmp.path().join("tiny");
+            skeleguide_engine::modeldir::init_random(&d, "tiny", 0)?;
+            d
+        }
+    };
+    let device = skeleguide_engine::pipeline::default_device()?;
+    let mut p = Pipeline::load(&dir, &device)?;
+    let (w, h) = (256u32, 192u32);
+    let scene =
+        image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x / 2) as u8, (y / 2) as u8, 140]));
+    let (steps, reps, ae_reps) = if quick { (2, 1, 2) } else { (25, 3, 10) };
+    let opts = RunOptions {
+        steps,
+        seed: 0,
+        keep_background: false,
+    };
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let prompt = "a woman in a red shirt standing in the park";
+    // warm-up (caches the text features; fills allocator pools)
+    p.generate(&scene, prompt, &opts, &mut |_, _, _| {}, &cancel)?;
+    let mut gen = Vec::new();
+    for i in 0..reps {
+        let o = RunOptions {
+            seed: i as u64 + 1,
+            ..opts.clone()
+        };
+        gen.push(time_ms(|| Ok(p.generate(&scene, prompt, &o, &mut |_, _, _| {}, &cancel)?))?.0);
+    }
+    let mut enc = Vec::new();
+    let mut dec = Vec::new();
+    for _ in 0..ae_reps {
+        let (ms, latent) = time_ms(|| Ok(p.encode_uncached(&scene)?))?;
+        enc.push(ms);
+        dec.push(time_ms(|| Ok(p.decode_latent(&latent)?))?.0);
+    }
+    let mut set = PoseSet::new(w, h);
+    set.people.push(default_person((90.0, 100.0), 140.0));
+    set.people.push(default_person((180.0, 100.0), 120.0));
+    let layout = p.relayout(&scene, &set)?;
+    let (inverter_ms, inverter) = match p.invert(&layout) {
+        Err(PipelineError::NoInverter(f)) => (None, format!("no inverter ({f} is missing)")),
+        Err(e) => return Err(e.into()),
+        Ok(_) => {
+            let mut v = Vec::new();
+            for _ in 0..ae_reps {
+                v.push(time_ms(|| Ok(p.invert(&layout)?))?.0);
+            }
+            (Some(median(v)), "ok".to_string())
+        }
+    };
+    let (ww, wh) = p.working_size(w, h);
+    Ok(PipelineBench {
+        model: dir.display().to_string(),
+        scene: format!("{w}x{h}"),
+        working_size: format!("{ww}x{wh}"),
+        reason_steps: steps,
+        render_steps: steps,
+        generate_ms: median(gen),
+        ae_encode_ms: median(enc),
+        ae_decode_ms: median(dec),
+        inverter_ms,
+        inverter,
+    })
+}
+
+fn bench_all(args: BenchArgs) -> Result<()> {
+    let quick = args.quick;
+    let pipeline = measure_pipeline(args.model.clone(), quick)?;
+    let dit = bench_dit(&if quick {
+        BenchOptions::quick()
     } else {
-        println!(
-            "UI frame CPU time (5 people, {w}x{h} scene, layout + tessellation, median of 60)"
-        );
-        println!("  idle:     {:.2} ms", r.frame_ms_idle);
-        println!(
-            "  editing:  {:.2} ms (the layout overlay is redrawn every frame)",
-            r.frame_ms_editing
-        );
-        println!(
-            "  while the engine thread renders (25 steps): {:.2} ms",
-            r.frame_ms_during_render
-        );
-        println!(
-            "drag end -> live preview ({} steps, model {}): {:.0} ms",
-            crate::gui::PREVIEW_STEPS,
-            model_dir.display(),
-            r.preview_ms_8_steps
-        );
+        BenchOptions::default()
+    })?;
+    let mut skipped = Vec::new();
+    let ui = if quick {
+        skipped.push("ui: not measured in --quick mode (it waits for a 25-step render)".into());
+        None
+    } else {
+        Some(measure_ui(args.model.clone())?.0)
+    };
+    let r = AllBench {
+        quick,
+        pipeline,
+        dit,
+        ui,
+        skipped,
+        peak_rss_mib: skeleguide_engine::model::bench::peak_rss_mib(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let pb = &r.pipeline;
+    println!(
+        "pipeline (model {}, {} scene at working size {})",
+        pb.model, pb.scene, pb.working_size
+    );
+    println!(
+        "  generate ({} + {} steps): {:.0} ms",
+        pb.reason_steps, pb.render_steps, pb.generate_ms
+    );
+    println!(
+        "  AE encode: {:.1} ms, decode: {:.1} ms",
+        pb.ae_encode_ms, pb.ae_decode_ms
+    );
+    match pb.inverter_ms {
+        Some(ms) => println!("  PoseInverter: {ms:.1} ms"),
+        None => println!("  PoseInverter: {}", pb.inverter),
+    }
+    println!();
+    print!("{}", r.dit);
+    if let Some(ui) = &r.ui {
+        println!();
+        print_ui(ui, &pb.model);
+    }
+    for s in &r.skipped {
+        println!("skipped {s}");
+    }
+    match r.peak_rss_mib {
+        Some(m) => println!("peak RSS of the whole run: {m:.1} MiB"),
+        None => println!("peak RSS: n/a"),
     }
     Ok(())
 }
 
-pub fn run(cmd: BenchCommand) -> Result<()> {
+pub fn run(args: BenchArgs) -> Result<()> {
+    let Some(cmd) = args.command else {
+        return bench_all(args);
+    };
     match cmd {
         BenchCommand::Dit { json, quick } => {
             let opts = if quick {

@@ -44,9 +44,8 @@ pub enum Command {
     Render(generate::RenderArgs),
     /// Batch export: seeds x prompts x (a given pose, or a reasoned pose per seed).
     Batch(generate::BatchArgs),
-    /// Speed figures (table, or --json).
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    /// Speed figures, all side by side (table, or --json), or one group via a subcommand.
+    Bench(bench::BenchArgs),
     /// Pose files: convert between OpenPose JSON variants, draw layouts, inspect.
     #[command(subcommand)]
     Pose(pose::PoseCommand),

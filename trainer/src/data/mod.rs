@@ -1,6 +1,7 @@
 //! Training data: the synthetic human-in-scene generator and manifest data sets.
 
 pub mod body;
+pub mod coco;
 pub mod manifest;
 pub mod people;
 pub mod prompt;

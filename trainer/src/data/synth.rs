@@ -732,7 +732,7 @@ pub fn write_dataset(
     Ok(opts.count)
 }
 
-fn prepare_dir(dir: &Path) -> Result<(), DataError> {
+pub(crate) fn prepare_dir(dir: &Path) -> Result<(), DataError> {
     if dir.exists() && !dir.is_dir() {
         return Err(DataError::Output {
             path: dir.display().to_string(),
