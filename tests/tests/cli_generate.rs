@@ -1,7 +1,7 @@
 //! End-to-end `generate`, `reason` and `render` on a randomly initialised tiny model directory.
 
 use skeleguide_engine::imageio::read_png_text;
-use skeleguide_tests::run;
+use skeleguide_tests::{run, skeleguide_bin};
 
 fn ok(out: &std::process::Output) {
     assert!(
@@ -170,9 +170,17 @@ fn model_errors_are_clear() {
         }
         v.into_iter().map(String::from).collect::<Vec<_>>()
     };
-    let r = run(&args(None).iter().map(String::as_str).collect::<Vec<_>>());
+    // without --model the default comes from SKELEGUIDE_MODEL (else the shipped model): a
+    // missing default directory is named in the error
+    let gone = d.join("no-such-model");
+    let r = std::process::Command::new(skeleguide_bin())
+        .args(args(None))
+        .env("SKELEGUIDE_MODEL", &gone)
+        .output()
+        .unwrap();
     assert_eq!(r.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&r.stderr).contains("--model DIR is required"));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("no-such-model"), "{err}");
     let missing = d.join("nope");
     let r = run(&args(Some(missing.to_str().unwrap()))
         .iter()

@@ -88,7 +88,13 @@ pub struct RenderArgs {
 fn model_dir(args: &ModelArgs) -> Result<PathBuf> {
     match &args.model {
         Some(d) => Ok(d.clone()),
-        None => bail!("--model DIR is required: no trained model ships yet (make one with `skeleguide-train init --preset tiny --out DIR`)"),
+        None => match crate::default_model_dir() {
+            Some(d) => Ok(d),
+            None => bail!(
+                "no model: pass --model DIR or set {} (the shipped model assets/models/tiny is missing from this checkout; make an untrained one with `skeleguide-train init --preset tiny --out DIR`)",
+                crate::MODEL_ENV
+            ),
+        },
     }
 }
 

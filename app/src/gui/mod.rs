@@ -132,7 +132,8 @@ impl SkeleGuideApp {
                 batch_out: String::new(),
                 model_dir: opts
                     .model
-                    .as_ref()
+                    .clone()
+                    .or_else(crate::default_model_dir)
                     .map(|p| p.display().to_string())
                     .unwrap_or_default(),
                 prompt: "a person standing".into(),
