@@ -345,10 +345,10 @@ impl Pipeline {
         })
     }
 
-    /// The poses of a layout, through the model's PoseInverter.
-    pub fn invert(&self, _layout: &Layout) -> Result<PoseSet> {
-        let p = self.dir.join(modeldir::INVERTER_FILE);
-        Err(PipelineError::NoInverter(p.display().to_string()))
+    /// The poses of a layout, through the PoseInverter: the model directory's
+    /// `inverter.safetensors` when present, else the embedded default.
+    pub fn invert(&self, layout: &Layout) -> Result<PoseSet> {
+        invert_layout_image(Some(&self.dir), &layout.image)
     }
 
     /// A layout from edited poses: the one rasteriser over the scene, then the encoder.
@@ -388,8 +388,14 @@ impl Pipeline {
         })
     }
 
-    /// Whether the model directory has a PoseInverter.
+    /// Whether [`Pipeline::invert`] is available: always, since the shipped PoseInverter is
+    /// embedded (a model directory's own `inverter.safetensors` takes precedence).
     pub fn has_inverter(&self) -> bool {
+        true
+    }
+
+    /// Whether the model directory has its own PoseInverter (else the embedded one is used).
+    pub fn has_own_inverter(&self) -> bool {
         self.dir.join(modeldir::INVERTER_FILE).is_file()
     }
 
@@ -493,6 +499,16 @@ fn hash_image(img: &RgbImage) -> u64 {
         h = (h ^ v).wrapping_mul(0x100_0000_01b3).rotate_left(29);
     }
     h
+}
+
+/// The poses of a layout image with the PoseInverter of `model_dir` (its
+/// `inverter.safetensors`) when it has one, else the embedded default; on the CPU (the
+/// network is small). Coordinates are in the image's own pixels.
+pub fn invert_layout_image(model_dir: Option<&Path>, image: &RgbImage) -> Result<PoseSet> {
+    let inv = crate::inverter::PoseInverter::for_model_dir(model_dir, &Device::Cpu)
+        .map_err(|e| PipelineError::Input(e.to_string()))?;
+    inv.invert(image)
+        .map_err(|e| PipelineError::Input(e.to_string()))
 }
 
 /// The default device: CUDA with the `cuda` feature when available, else the CPU.

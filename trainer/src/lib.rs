@@ -3,3 +3,4 @@
 
 pub mod ae;
 pub mod data;
+pub mod inverter;
