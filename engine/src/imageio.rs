@@ -13,6 +13,12 @@ pub const MAX_PIXELS: u64 = 100_000_000;
 /// Reads an image file as RGB. Refuses, before allocating, images whose header claims more than
 /// `MAX_PIXELS`; every failure names the file.
 pub fn read_rgb(path: &Path) -> Result<RgbImage, PoseError> {
+    Ok(read_dynamic(path)?.into_rgb8())
+}
+
+/// Reads an image file (PNG or JPEG) keeping its channel layout, with the same header checks
+/// as [`read_rgb`].
+pub fn read_dynamic(path: &Path) -> Result<DynamicImage, PoseError> {
     let file = display_path(path);
     let bad = |msg: String| PoseError::Image {
         file: file.clone(),
@@ -55,7 +61,7 @@ pub fn read_rgb(path: &Path) -> Result<RgbImage, PoseError> {
     let img: DynamicImage = reader
         .decode()
         .map_err(|e| bad(format!("cannot decode: {e}")))?;
-    Ok(img.into_rgb8())
+    Ok(img)
 }
 
 /// Width and height from a PNG's IHDR chunk, which always comes first.

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod fsutil;
 pub mod imageio;
+pub mod inverter;
 pub mod metrics;
 pub mod model;
 pub mod modeldir;

@@ -438,10 +438,10 @@ impl Pipeline {
         })
     }
 
-    /// The poses of a layout, through the model's PoseInverter.
-    pub fn invert(&self, _layout: &Layout) -> Result<PoseSet> {
-        let p = self.dir.join(modeldir::INVERTER_FILE);
-        Err(PipelineError::NoInverter(p.display().to_string()))
+    /// The poses of a layout: through the model directory's own PoseInverter when it has one,
+    /// else the colour-segmentation decoder (see [`InverterChoice::Auto`]).
+    pub fn invert(&self, layout: &Layout) -> Result<PoseSet> {
+        invert_layout_image(Some(&self.dir), &layout.image, InverterChoice::Auto)
     }
 
     /// A layout from edited poses: the one rasteriser over the scene, then the encoder.
@@ -494,8 +494,14 @@ impl Pipeline {
         self.to_image(&self.ae.decode(latent)?)
     }
 
-    /// Whether the model directory has a PoseInverter.
+    /// Whether [`Pipeline::invert`] is available: always (the colour decoder needs no weights;
+    /// a model directory's own `inverter.safetensors` takes precedence).
     pub fn has_inverter(&self) -> bool {
+        true
+    }
+
+    /// Whether the model directory has its own PoseInverter (else the embedded one is used).
+    pub fn has_own_inverter(&self) -> bool {
         self.dir.join(modeldir::INVERTER_FILE).is_file()
     }
 
@@ -627,6 +633,45 @@ fn hash_image(img: &RgbImage) -> u64 {
         h = (h ^ v).wrapping_mul(0x100_0000_01b3).rotate_left(29);
     }
     h
+}
+
+/// Which decoder turns a layout image into poses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InverterChoice {
+    /// The model directory's own `inverter.safetensors` when it has one, else the
+    /// colour-segmentation decoder: the shipped network measured far below it
+    /// (assets/models/tiny/INVERTER.md), so it is not the default.
+    #[default]
+    Auto,
+    /// The network: the model directory's, else the embedded shipped weights.
+    Network,
+    /// The training-free colour-segmentation decoder.
+    Colour,
+}
+
+/// The poses of a layout image (see [`InverterChoice`]), on the CPU (the network is small).
+/// Coordinates are in the image's own pixels.
+pub fn invert_layout_image(
+    model_dir: Option<&Path>,
+    image: &RgbImage,
+    choice: InverterChoice,
+) -> Result<PoseSet> {
+    let own = model_dir
+        .map(|d| d.join(modeldir::INVERTER_FILE).is_file())
+        .unwrap_or(false);
+    let input = |e: crate::inverter::InverterError| PipelineError::Input(e.to_string());
+    match choice {
+        InverterChoice::Colour => crate::inverter::ColorDecoder::default()
+            .invert(image)
+            .map_err(input),
+        InverterChoice::Auto if !own => crate::inverter::ColorDecoder::default()
+            .invert(image)
+            .map_err(input),
+        _ => crate::inverter::PoseInverter::for_model_dir(model_dir, &Device::Cpu)
+            .map_err(input)?
+            .invert(image)
+            .map_err(input),
+    }
 }
 
 /// The default device: CUDA with the `cuda` feature when available, else the CPU.

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod eval;
+pub mod inverter;
 pub mod log;
 pub mod optim;
 pub mod phases;

@@ -6,6 +6,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use skeleguide_trainer::data::synth::{self, Split, SynthOptions};
 use std::path::PathBuf;
 
+mod inverter_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "skeleguide-train",
@@ -156,6 +158,11 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Train the PoseInverter (layout image -> keypoints) on layouts drawn by the engine's
+    /// rasteriser; writes DIR/inverter.safetensors.
+    Inverter(inverter_cmd::TrainArgs),
+    /// Evaluate a PoseInverter and the colour-segmentation baseline on held-out layouts.
+    EvalInverter(inverter_cmd::EvalArgs),
     /// Write a randomly initialised model directory (the start of training; used by tests).
     Init {
         /// Preset (only `tiny` can start from random weights).
@@ -222,6 +229,8 @@ fn run() -> Result<()> {
             );
             Ok(())
         }
+        Command::Inverter(a) => inverter_cmd::train(a),
+        Command::EvalInverter(a) => inverter_cmd::eval(a),
         Command::Ae {
             train,
             test,

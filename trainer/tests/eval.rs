@@ -1,11 +1,11 @@
 //! `skeleguide-train eval` on a random-init tiny model, and the eval measurements on ground truth.
 
+use skeleguide_engine::metrics::pose::pckh;
 use skeleguide_trainer::data::body::LIMB_RATIOS;
 use skeleguide_trainer::data::synth::{
     example_seed, generate_example, write_dataset, Split, SynthOptions,
 };
 use skeleguide_trainer::eval::appearance::{limb_ratio_error, read_clothes};
-use skeleguide_trainer::eval::pose_score::pckh_counts;
 use std::process::Command;
 
 const KEYS: [&str; 12] = [
@@ -106,7 +106,8 @@ fn measurements_are_right_on_ground_truth() {
     let mut limb = Vec::new();
     for i in 0..40 {
         let ex = generate_example(128, example_seed(9, Split::Test, i)).unwrap();
-        let (c, t) = pckh_counts(&ex.poses, &ex.poses, 0.5);
+        let k = pckh(&ex.poses, &ex.poses, 0.5);
+        let (c, t) = (k.correct, k.total);
         assert_eq!(c, t);
         for (p, f) in ex.poses.people.iter().zip(&ex.facts.people) {
             let (s, t) = read_clothes(&ex.image, p);

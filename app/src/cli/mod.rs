@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod generate;
+pub mod invert;
 pub mod pose;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,8 @@ pub enum Command {
     Batch(generate::BatchArgs),
     /// Speed figures, all side by side (table, or --json), or one group via a subcommand.
     Bench(bench::BenchArgs),
+    /// Layout image -> editable pose JSON (the PoseInverter), at any image size.
+    Invert(invert::InvertArgs),
     /// Pose files: convert between OpenPose JSON variants, draw layouts, inspect.
     #[command(subcommand)]
     Pose(pose::PoseCommand),
@@ -54,6 +57,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Pose(cmd)) => pose::run(cmd),
+        Some(Command::Invert(a)) => invert::run(a),
         Some(Command::Generate(a)) => generate::generate(a),
         Some(Command::Bench(c)) => bench::run(c),
         Some(Command::Batch(a)) => generate::batch(a),

@@ -4,8 +4,8 @@
 //! Per example: `generate` (reason, then render) on the background with the record's prompt,
 //! timed; then
 //! - `layout_pckh` and `count_acc`: the stage-1 layout is inverted to poses, people are matched
-//!   to the ground truth one-to-one, PCKh@0.5 ([`pose_score`], the definitions of
-//!   `engine::metrics::pose`); the count is right when the
+//!   to the ground truth one-to-one, PCKh@0.5 (`engine::metrics::pose`:
+//!   head size 2 × nose–neck); the count is right when the
 //!   inverted layout has as many people as the ground truth;
 //! - `bg_psnr` / `bg_ssim`: the output against the input scene, only outside the ground-truth
 //!   person region (the record's mask, or the skeleton, united with the drawn skeleton and
@@ -28,7 +28,6 @@
 
 pub mod ablate;
 pub mod appearance;
-pub mod pose_score;
 
 use crate::data::body::LIMB_RATIOS;
 use crate::data::manifest::{Manifest, ManifestError, Sample};
@@ -434,9 +433,9 @@ fn score_layout(
     count_ok: &mut Mean,
     limb: &mut Mean,
 ) {
-    let (c, t) = pose_score::pckh_counts(pred, gt, PCKH_ALPHA);
-    *correct += c;
-    *total += t;
+    let c = skeleguide_engine::metrics::pose::pckh(pred, gt, PCKH_ALPHA);
+    *correct += c.correct;
+    *total += c.total;
     count_ok.add((pred.people.len() == gt.people.len()) as u8 as f64);
     for p in &pred.people {
         if let Some(e) = appearance::limb_ratio_error(p, &LIMB_RATIOS) {
@@ -453,7 +452,7 @@ fn score_colours(
     facts: &[(String, String)],
     colour: &mut Mean,
 ) {
-    let matches = pose_score::match_people(pred, gt);
+    let matches = skeleguide_engine::metrics::pose::match_people(pred, gt);
     for (gi, m) in matches.iter().enumerate() {
         let Some((shirt, trousers)) = facts.get(gi) else {
             continue;
