@@ -46,9 +46,9 @@ pub const HEATMAP_SIGMA: f64 = 1.0;
 /// Name of the tensor that stores the architecture.
 const CONFIG_TENSOR: &str = "config";
 
-/// The trained default (`assets/models/tiny/inverter.safetensors`), embedded so that a fresh
-/// clone inverts layouts with no model directory.
-pub const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../assets/models/tiny/inverter.safetensors");
+/// The shipped network (`assets/inverter/inverter.safetensors`, not yet accurate: see INVERTER.md
+/// there), embedded so that `--network` works in a fresh clone.
+pub const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../assets/inverter/inverter.safetensors");
 
 /// Errors of the inverter. Every message names the file (or input) at fault.
 #[derive(Debug, thiserror::Error)]
@@ -534,7 +534,7 @@ impl PoseInverter {
     pub fn embedded(device: &Device) -> Result<Self> {
         Self::from_bytes(
             DEFAULT_WEIGHTS,
-            "embedded assets/models/tiny/inverter.safetensors",
+            "embedded assets/inverter/inverter.safetensors",
             device,
         )
     }

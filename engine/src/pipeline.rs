@@ -640,7 +640,7 @@ fn hash_image(img: &RgbImage) -> u64 {
 pub enum InverterChoice {
     /// The model directory's own `inverter.safetensors` when it has one, else the
     /// colour-segmentation decoder: the shipped network measured far below it
-    /// (assets/models/tiny/INVERTER.md), so it is not the default.
+    /// (assets/inverter/INVERTER.md), so it is not the default.
     #[default]
     Auto,
     /// The network: the model directory's, else the embedded shipped weights.

@@ -91,7 +91,7 @@ fn inverts_a_drawn_layout_at_several_sizes() {
                 "{w}x{h} baseline={baseline}"
             );
             if !baseline {
-                // the shipped network is not accurate yet (assets/models/tiny/INVERTER.md):
+                // the shipped network is not accurate yet (assets/inverter/INVERTER.md):
                 // only the file format and the canvas are checked for it
                 assert!(!pred.people.is_empty(), "{w}x{h}: no person found");
                 continue;

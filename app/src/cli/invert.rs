@@ -23,7 +23,7 @@ pub struct InvertArgs {
     #[arg(long, conflicts_with = "network")]
     pub baseline: bool,
     /// Force the network (the model directory's, else the shipped weights, which are not
-    /// accurate yet: assets/models/tiny/INVERTER.md). Without --baseline or --network a model
+    /// accurate yet: assets/inverter/INVERTER.md). Without --baseline or --network a model
     /// directory's own network is used, else the colour decoder (the better of the two today).
     #[arg(long)]
     pub network: bool,
