@@ -317,6 +317,48 @@ fn render_on_a_random_tiny_model_shows_a_result_with_ordered_progress() {
 }
 
 #[test]
+fn reason_pose_shows_the_inverted_skeleton_and_undo_restores_the_edit() {
+    use skeleguide::worker::Event;
+    let (mut app, _dir) = app_with_scene_and_model();
+    app.gen.steps = 3;
+    let before = app.doc.poses().clone();
+    let mut h = harness(app);
+    h.get_by_label("Reason pose").click();
+    h.run();
+    run_until_idle(&mut h, 120);
+    let app = h.state();
+    assert!(!app.status.error, "{}", app.status.text);
+    // stage 1 ran step by step, then the layout came back with the inverted poses
+    let steps: Vec<usize> = app
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress { step, .. } => Some(*step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps, vec![1, 2, 3]);
+    let inverted = app
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Layout { poses, .. } => Some(poses.clone()),
+            _ => None,
+        })
+        .expect("a layout event")
+        .expect("the layout was inverted");
+    assert!(app.results.is_empty(), "reason alone renders nothing");
+    // the proposed skeleton is what the editor now shows, at the scene's size
+    assert_eq!((inverted.width, inverted.height), (160, 120));
+    assert_eq!(app.doc.poses(), &inverted);
+    assert!(app.status.text.starts_with("Reasoned a pose with"));
+    // and it is one undoable step
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run();
+    assert_eq!(h.state().doc.poses(), &before);
+}
+
+#[test]
 fn bundled_sample_scenes_open() {
     let mut app = SkeleGuideApp::new(&GuiOptions::default());
     assert!(app.doc.scene.is_some(), "the first sample opens at start");
