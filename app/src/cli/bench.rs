@@ -16,8 +16,8 @@ pub struct BenchArgs {
     /// A smoke run: few iterations and steps, no UI figures (noisy numbers).
     #[arg(long)]
     pub quick: bool,
-    /// Model directory for generate / AE / inverter timings (default: a randomly initialised
-    /// tiny model, which has the tiny model's speed).
+    /// Model directory for generate / AE / inverter timings (default: the shipped tiny model,
+    /// else a randomly initialised tiny model, which has the same speed).
     #[arg(long)]
     pub model: Option<std::path::PathBuf>,
 }
@@ -39,7 +39,7 @@ pub enum BenchCommand {
     Ui {
         #[arg(long)]
         json: bool,
-        /// Model directory for the preview timing (default: a randomly initialised tiny model).
+        /// Model directory for the preview timing (default: the shipped tiny model, else random).
         #[arg(long)]
         model: Option<std::path::PathBuf>,
     },
@@ -144,7 +144,7 @@ fn measure_ui(model: Option<std::path::PathBuf>) -> Result<(UiBench, String)> {
             .collect(),
     );
     // drag end -> preview: relayout through the rasteriser, then stage 2 at 8 steps
-    let model_dir = match model {
+    let model_dir = match model.or_else(crate::default_model_dir) {
         Some(m) => m,
         None => {
             let d = tmp.path().join("tiny");
@@ -247,7 +247,7 @@ fn measure_pipeline(model: Option<std::path::PathBuf>, quick: bool) -> Result<Pi
     use skeleguide_engine::pipeline::{Pipeline, PipelineError, RunOptions};
     use skeleguide_engine::pose::{edit::default_person, PoseSet};
     let tmp = tempfile::tempdir()?;
-    let dir = match model {
+    let dir = match model.or_else(crate::default_model_dir) {
         Some(m) => m,
         None => {
             let d = tmp.path().join("tiny");
