@@ -1,7 +1,7 @@
 //! Bad input never panics and never leaves a partial file: every case below must exit with
 //! code 2, print one line naming the file and what is wrong, and write no output.
 
-use skeleguide_tests::run;
+use skeleguide_tests::{png_header, run};
 use std::path::Path;
 
 fn body(n: usize) -> String {
@@ -16,34 +16,6 @@ fn people(n: usize) -> String {
 
 fn frame(people_json: &str, w: &str, h: &str) -> String {
     format!(r#"{{"people":[{people_json}],"canvas_width":{w},"canvas_height":{h}}}"#)
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = 0xffff_ffffu32;
-    for &b in data {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xedb8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
-}
-
-/// A PNG whose IHDR claims `w` x `h` (and no pixel data).
-fn png_header(w: u32, h: u32) -> Vec<u8> {
-    let mut out = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
-    let mut chunk = b"IHDR".to_vec();
-    chunk.extend_from_slice(&w.to_be_bytes());
-    chunk.extend_from_slice(&h.to_be_bytes());
-    chunk.extend_from_slice(&[8, 2, 0, 0, 0]);
-    out.extend_from_slice(&13u32.to_be_bytes());
-    out.extend_from_slice(&chunk);
-    out.extend_from_slice(&crc32(&chunk).to_be_bytes());
-    out
 }
 
 struct Case {

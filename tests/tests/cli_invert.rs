@@ -4,7 +4,7 @@ use skeleguide_engine::metrics::pose::pck;
 use skeleguide_engine::pose::{
     draw_layout, parse_pose_json, ImportOptions, Keypoint, Pose, PoseSet,
 };
-use skeleguide_tests::run;
+use skeleguide_tests::{png_header, run};
 use std::path::Path;
 
 /// A front-facing person with its head at (x, y), about 8·s tall.
@@ -150,33 +150,6 @@ fn fails(args: &[&str], expect: &[&str]) {
     for e in expect {
         assert!(err.contains(e), "{args:?}: expected `{e}` in {err}");
     }
-}
-
-/// A PNG whose IHDR claims `w` x `h` and nothing else.
-fn png_header(w: u32, h: u32) -> Vec<u8> {
-    fn crc32(data: &[u8]) -> u32 {
-        let mut c = 0xffff_ffffu32;
-        for &b in data {
-            c ^= b as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xedb8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-        }
-        !c
-    }
-    let mut out = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
-    let mut chunk = b"IHDR".to_vec();
-    chunk.extend_from_slice(&w.to_be_bytes());
-    chunk.extend_from_slice(&h.to_be_bytes());
-    chunk.extend_from_slice(&[8, 2, 0, 0, 0]);
-    out.extend_from_slice(&13u32.to_be_bytes());
-    out.extend_from_slice(&chunk);
-    out.extend_from_slice(&crc32(&chunk).to_be_bytes());
-    out
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
+use skeleguide_engine::model::lora::SplitMix64;
 
 #[derive(Clone, Debug)]
 pub struct AdamWParams {
@@ -104,17 +105,21 @@ impl AdamW {
 pub struct TrainRng(pub u64);
 
 impl TrainRng {
+    /// The engine's SplitMix64 step on this state.
+    fn with<T>(&mut self, f: impl FnOnce(&mut SplitMix64) -> T) -> T {
+        let mut g = SplitMix64(self.0);
+        let v = f(&mut g);
+        self.0 = g.0;
+        v
+    }
+
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.with(SplitMix64::next_u64)
     }
 
     /// Uniform in [0, 1).
     pub fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.with(SplitMix64::next_f64)
     }
 
     /// Uniform in 0..n.
