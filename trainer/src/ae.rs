@@ -37,7 +37,8 @@ pub fn load_images(dir: &Path, limit: usize) -> Result<Vec<RgbImage>, AeTrainErr
     Ok(out)
 }
 
-fn to_tensor(imgs: &[&RgbImage]) -> Result<Tensor, AeTrainError> {
+/// RGB8 images of one size as an NCHW f32 tensor in [-1, 1] on the CPU.
+pub fn to_tensor(imgs: &[&RgbImage]) -> candle_core::Result<Tensor> {
     let (w, h) = imgs[0].dimensions();
     let mut v = Vec::with_capacity(imgs.len() * (w * h * 3) as usize);
     for img in imgs {

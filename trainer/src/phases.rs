@@ -205,17 +205,7 @@ fn load_examples(dir: &Path, limit: usize, resolution: u32, unit: u32) -> Result
 }
 
 fn images_tensor(imgs: &[&RgbImage], device: &Device) -> Result<Tensor> {
-    let (w, h) = imgs[0].dimensions();
-    let mut v = Vec::with_capacity(imgs.len() * (w * h * 3) as usize);
-    for img in imgs {
-        v.extend(img.as_raw().iter().map(|&b| b as f32 / 127.5 - 1.0));
-    }
-    Ok(
-        Tensor::from_vec(v, (imgs.len(), h as usize, w as usize, 3), &Device::Cpu)?
-            .permute((0, 3, 1, 2))?
-            .contiguous()?
-            .to_device(device)?,
-    )
+    Ok(crate::ae::to_tensor(imgs)?.to_device(device)?)
 }
 
 /// Latents of images, encoded in chunks, packed into tokens: `(N, tokens, 4C)`.
