@@ -29,6 +29,8 @@
 //! the file (`config` tensor), so any trained size loads. The shipped default is embedded.
 
 use crate::error::PoseError;
+use crate::model::layers::{shuffle2, unshuffle2, Lin};
+use crate::model::lora::SplitMix64;
 use crate::pose::skeleton::{limb_color, COLORS, LIMBS, NUM_JOINTS, NUM_LIMBS};
 use crate::pose::{stick_width, Keypoint, Pose, PoseSet};
 use candle_core::{DType, Device, Tensor, Var};
@@ -292,70 +294,12 @@ impl InverterConfig {
     }
 }
 
-/// A channels-last linear map (1×1 conv) `(.., in) -> (.., out)`; also the 3×3 conv weights.
-#[derive(Debug, Clone)]
-struct Lin {
-    w: Tensor,
-    b: Tensor,
-}
-
-impl Lin {
-    fn get(p: &HashMap<String, Tensor>, name: &str) -> Result<Self> {
-        let g = |n: String| {
-            p.get(&n).cloned().ok_or_else(|| InverterError::Weights {
-                file: "inverter".into(),
-                msg: format!("missing tensor `{n}`"),
-            })
-        };
-        Ok(Lin {
-            w: g(format!("{name}.weight"))?,
-            b: g(format!("{name}.bias"))?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let inn = dims[dims.len() - 1];
-        let n = x.elem_count() / inn.max(1);
-        let y = x
-            .reshape((n, inn))?
-            .matmul(&self.w.t()?)?
-            .broadcast_add(&self.b)?;
-        let mut od = dims;
-        let last = od.len() - 1;
-        od[last] = self.b.dim(0)?;
-        Ok(y.reshape(od)?)
-    }
-
-    /// 3×3 conv, zero padding 1, on channels-first input; weight stored `(out, 9*in)` tap-major.
-    fn conv3x3_nchw(&self, x: &Tensor) -> Result<Tensor> {
-        let (out, k) = self.w.dims2()?;
-        let cin = k / 9;
-        let w = self
-            .w
-            .reshape((out, 3, 3, cin))?
-            .permute((0, 3, 1, 2))?
-            .contiguous()?;
-        let y = x.conv2d(&w, 1, 1, 1, 1)?;
-        Ok(y.broadcast_add(&self.b.reshape((1, out, 1, 1))?)?)
-    }
-}
-
-/// Space-to-depth ×2 on `(B, H, W, C)`.
-fn unshuffle2(x: &Tensor) -> Result<Tensor> {
-    let (b, h, w, c) = x.dims4()?;
-    Ok(x.reshape((b, h / 2, 2, w / 2, 2, c))?
-        .permute((0, 1, 3, 2, 4, 5))?
-        .reshape((b, h / 2, w / 2, 4 * c))?)
-}
-
-/// Depth-to-space ×2 on `(B, h, w, 4C)`.
-fn shuffle2(x: &Tensor) -> Result<Tensor> {
-    let (b, h, w, c4) = x.dims4()?;
-    let c = c4 / 4;
-    Ok(x.reshape((b, h, w, 2, 2, c))?
-        .permute((0, 1, 3, 2, 4, 5))?
-        .reshape((b, h * 2, w * 2, c))?)
+/// A tensor of the network, or the missing one named.
+fn lin(p: &HashMap<String, Tensor>, name: &str) -> Result<Lin> {
+    Lin::get(p, name).map_err(|n| InverterError::Weights {
+        file: "inverter".into(),
+        msg: format!("missing tensor `{n}`"),
+    })
 }
 
 /// The keypoint network; see the module docs.
@@ -403,14 +347,8 @@ impl PoseInverter {
     /// Seeded trainable parameters (a `VarMap` to build the model from and to optimise).
     pub fn seeded_varmap(cfg: &InverterConfig, seed: u64, device: &Device) -> Result<VarMap> {
         let vm = VarMap::new();
-        let mut s = seed ^ 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = SplitMix64(seed ^ 0x9E37_79B9_7F4A_7C15);
+        let mut next = || rng.next_f64();
         {
             let mut data = vm.data().lock().map_err(|_| InverterError::Weights {
                 file: "inverter".into(),
@@ -436,16 +374,16 @@ impl PoseInverter {
         let blocks = (0..cfg.blocks)
             .map(|b| {
                 Ok((
-                    Lin::get(&params, &format!("block{b}.conv1"))?,
-                    Lin::get(&params, &format!("block{b}.conv2"))?,
+                    lin(&params, &format!("block{b}.conv1"))?,
+                    lin(&params, &format!("block{b}.conv2"))?,
                 ))
             })
             .collect::<Result<_>>()?;
         Ok(PoseInverter {
-            stem: Lin::get(&params, "stem")?,
-            down: Lin::get(&params, "down")?,
-            head: Lin::get(&params, "head")?,
-            skip: Lin::get(&params, "skip")?,
+            stem: lin(&params, "stem")?,
+            down: lin(&params, "down")?,
+            head: lin(&params, "head")?,
+            skip: lin(&params, "skip")?,
             blocks,
             params,
             cfg: *cfg,

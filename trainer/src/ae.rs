@@ -6,7 +6,9 @@ use crate::data::rng::Rng;
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 use skeleguide_engine::model::tiny_ae::psnr;
-use skeleguide_engine::model::{train_tiny_ae, Autoencoder, ModelError, TinyAe, TinyAeConfig};
+use skeleguide_engine::model::{
+    Autoencoder, ModelError, TinyAe, TinyAeConfig, TinyAeTrainOptions, TinyAeTrainer,
+};
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -86,22 +88,77 @@ pub fn held_out_psnr(ae: &TinyAe, images: &[RgbImage]) -> Result<f64, AeTrainErr
     Ok(total / images.len().max(1) as f64)
 }
 
-/// Trains a tiny AE; `progress(step, steps, loss)`.
+/// What [`train`] runs: the architecture, the budget and the batches.
+#[derive(Debug, Clone)]
+pub struct AeRun {
+    /// The architecture (`TinyAeConfig::default()` is the tiny preset's).
+    pub config: TinyAeConfig,
+    /// Optimiser steps at most.
+    pub steps: usize,
+    /// A wall-time budget in seconds: training stops when it is spent, and the learning-rate
+    /// schedule runs on whichever of the step and time fractions is further along.
+    pub budget_secs: Option<f64>,
+    /// Peak learning rate (5% linear warm-up, cosine decay to a tenth).
+    pub lr: f64,
+    /// Seed of the initial weights and the crops.
+    pub seed: u64,
+    /// Crops per batch.
+    pub batch: usize,
+    /// Crop side in pixels (a multiple of 8).
+    pub crop: u32,
+}
+
+impl Default for AeRun {
+    fn default() -> Self {
+        Self {
+            config: TinyAeConfig::default(),
+            steps: 2500,
+            budget_secs: None,
+            lr: 3e-3,
+            seed: 0,
+            batch: 8,
+            crop: 64,
+        }
+    }
+}
+
+/// Trains a tiny AE; `progress(step, steps, loss)` returns `false` to stop early. Returns the
+/// model and the number of steps taken.
 pub fn train(
     train_images: &[RgbImage],
-    steps: usize,
-    lr: f64,
-    seed: u64,
-    progress: impl FnMut(usize, usize, f32) -> bool,
-) -> Result<TinyAe, AeTrainError> {
-    let cfg = TinyAeConfig::default();
-    let (ae, _) = train_tiny_ae(
-        &cfg,
-        &Device::Cpu,
-        crops(train_images, 8, 64, seed),
-        steps,
-        lr,
-        progress,
-    )?;
-    Ok(ae)
+    run: &AeRun,
+    mut progress: impl FnMut(usize, usize, f32) -> bool,
+) -> Result<(TinyAe, usize), AeTrainError> {
+    let opts = TinyAeTrainOptions {
+        lr: run.lr,
+        seed: run.seed,
+        ..Default::default()
+    };
+    let mut tr = TinyAeTrainer::new(&run.config, &opts, &Device::Cpu)?;
+    let start = std::time::Instant::now();
+    let mut batches = crops(train_images, run.batch, run.crop, run.seed);
+    let mut taken = 0;
+    for i in 0..run.steps {
+        let elapsed = start.elapsed().as_secs_f64();
+        let time_frac = match run.budget_secs {
+            Some(b) if elapsed >= b => break,
+            Some(b) => elapsed / b.max(1e-9),
+            None => 0.0,
+        };
+        let frac = (i as f64 / run.steps.max(1) as f64).max(time_frac);
+        let cos = 0.5 * (1.0 + (std::f64::consts::PI * frac).cos());
+        let warm = ((i + 1) as f64 / (run.steps as f64 / 20.0).max(1.0))
+            .max(time_frac * 20.0)
+            .min(1.0);
+        tr.set_learning_rate(run.lr * warm * (0.1 + 0.9 * cos));
+        let batch = batches
+            .next()
+            .ok_or_else(|| AeTrainError::Data("no training crops".into()))??;
+        let loss = tr.step(&batch)?;
+        taken = i + 1;
+        if !progress(taken, run.steps, loss) {
+            break;
+        }
+    }
+    Ok((tr.snapshot()?, taken))
 }

@@ -144,7 +144,7 @@ pub struct LoraConfig {
 /// Phase 0 of the tiny preset: the autoencoder, then the base DiT with the text encoder.
 ///
 /// The autoencoder keeps the schedule of `skeleguide-train ae` (5% warm-up, cosine decay to a
-/// tenth of `ae_lr`), no weight decay and no clipping; its latents are then normalised (the
+/// tenth of `ae_lr`), no weight decay, clipped at `optim.grad_clip`; its latents are then normalised (the
 /// `shift_factor`/`scale_factor` of the model config come from the training images). The DiT
 /// part uses `optim` (AdamW, clip, prompt dropout) with its own constant `dit_lr`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -160,6 +160,10 @@ pub struct Phase0Config {
     pub dit_steps: usize,
     /// Learning rate of the DiT part (the LoRA phases use `optim.lr`).
     pub dit_lr: f64,
+    /// The autoencoder's architecture (`[phase0.ae]`, a `TinyAeConfig`; missing keys take the
+    /// tiny preset's values). The DiT's packed input follows its latent channels (×4).
+    #[serde(default)]
+    pub ae: Option<skeleguide_engine::model::TinyAeConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -273,6 +277,9 @@ impl TrainConfig {
                     "phase0.ae_crop = {}: must be a positive multiple of 8",
                     p0.ae_crop
                 ));
+            }
+            if let Some(ae) = &p0.ae {
+                ae.validate().map_err(|e| format!("phase0.ae: {e}"))?;
             }
             for (name, v) in [("phase0.ae_lr", p0.ae_lr), ("phase0.dit_lr", p0.dit_lr)] {
                 if !(v.is_finite() && v > 0.0) {

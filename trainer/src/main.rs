@@ -1,6 +1,6 @@
 //! `skeleguide-train`: the SkeleGuide trainer's command line.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use skeleguide_trainer::data::synth::{self, Split, SynthOptions};
@@ -68,7 +68,20 @@ enum Command {
         eval: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Where to write the weights (ae.safetensors).
+        /// Stop after this many minutes of training (the schedule follows the clock).
+        #[arg(long)]
+        minutes: Option<f64>,
+        /// Architecture as a JSON file (a `TinyAeConfig`; default: the tiny preset's).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Crops per batch.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Crop side in pixels (a multiple of 8).
+        #[arg(long, default_value_t = 64)]
+        crop: u32,
+        /// Where to write the weights (ae.safetensors); the architecture goes beside it as
+        /// `<name>.json`.
         #[arg(long)]
         out: PathBuf,
     },
@@ -238,8 +251,28 @@ fn run() -> Result<()> {
             lr,
             eval,
             seed,
+            minutes,
+            config,
+            batch,
+            crop,
             out,
         } => {
+            let config = match &config {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p)
+                        .with_context(|| format!("{}: cannot read", p.display()))?;
+                    let c: skeleguide_engine::model::TinyAeConfig = serde_json::from_str(&text)
+                        .with_context(|| {
+                            format!("{}: not a tiny autoencoder config", p.display())
+                        })?;
+                    c.validate().with_context(|| p.display().to_string())?;
+                    c
+                }
+                None => Default::default(),
+            };
+            if batch == 0 || crop < 8 || crop % 8 != 0 {
+                bail!("--batch must be at least 1 and --crop a positive multiple of 8");
+            }
             let train_imgs = skeleguide_trainer::ae::load_images(&train, usize::MAX)?;
             let test_imgs: Vec<_> = skeleguide_trainer::ae::load_images(&test, eval)?
                 .into_iter()
@@ -252,8 +285,17 @@ fn run() -> Result<()> {
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
+            let run = skeleguide_trainer::ae::AeRun {
+                config,
+                steps,
+                budget_secs: minutes.map(|m| m * 60.0),
+                lr,
+                seed,
+                batch,
+                crop,
+            };
             let start = std::time::Instant::now();
-            let ae = skeleguide_trainer::ae::train(&train_imgs, steps, lr, seed, |i, _, loss| {
+            let (ae, taken) = skeleguide_trainer::ae::train(&train_imgs, &run, |i, _, loss| {
                 bar.set_position(i as u64);
                 bar.set_message(format!("{loss:.5}"));
                 true
@@ -264,9 +306,15 @@ fn run() -> Result<()> {
             let tmp = out.with_extension("safetensors.tmp");
             ae.save(&tmp)?;
             std::fs::rename(&tmp, &out)?;
+            let cfg_path = out.with_extension("json");
+            skeleguide_engine::fsutil::write_atomic(
+                &cfg_path,
+                serde_json::to_string_pretty(ae.config())?.as_bytes(),
+            )?;
             eprintln!(
-                "trained {steps} steps in {secs:.0} s ({:.1} img/s); held-out PSNR {psnr:.2} dB on {} images; wrote {}",
-                (steps * 8) as f64 / secs.max(1e-9),
+                "trained {taken} steps in {secs:.0} s ({:.1} img/s, {} parameters); held-out PSNR {psnr:.2} dB on {} images; wrote {}",
+                (taken * batch) as f64 / secs.max(1e-9),
+                ae.num_params(),
                 test_imgs.len(),
                 out.display()
             );

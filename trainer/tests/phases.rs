@@ -153,6 +153,33 @@ fn phase0_trains_the_whole_base_and_writes_a_loadable_model() {
 }
 
 #[test]
+fn phase0_autoencoder_architecture_is_configurable_and_the_dit_follows_it() {
+    let data = dataset(2);
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = fixed_batch_config();
+    let p0 = cfg.phase0.as_mut().unwrap();
+    p0.ae_steps = 2;
+    p0.dit_steps = 2;
+    p0.ae = Some(skeleguide_engine::model::TinyAeConfig {
+        latent_channels: 8,
+        widths: vec![16, 16, 32],
+        ..Default::default()
+    });
+    run_phase(&cfg, out.path(), data.path(), 0);
+    let m = phases::model_dir(out.path());
+    let mc = modeldir::ModelConfig::load(&m).unwrap();
+    assert_eq!(mc.dit.in_channels, 32, "2x2 patches of 8 latent channels");
+    let modeldir::AeSpec::Tiny { config } = &mc.ae else {
+        panic!("tiny autoencoder expected")
+    };
+    assert_eq!(
+        (config.latent_channels, config.widths.clone()),
+        (8, vec![16, 16, 32])
+    );
+    Pipeline::load(&m, &candle_core::Device::Cpu).expect("a loadable model");
+}
+
+#[test]
 fn phases_1_to_3_lower_their_loss_and_train_only_their_loras() {
     let data = dataset(2);
     let base = tempfile::tempdir().unwrap();
@@ -421,6 +448,11 @@ fn config_errors_name_the_file_and_the_key() {
             "wrong type",
             good.replace("batch = 2", "batch = \"two\""),
             "batch",
+        ),
+        (
+            "bad autoencoder",
+            good.replace("[phase1]", "[phase0.ae]\nwidths = []\n\n[phase1]"),
+            "phase0.ae",
         ),
         (
             "phase0 with base_model",

@@ -38,6 +38,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 mod kernels;
+pub(crate) mod layers;
 pub mod lora;
 pub mod mmdit;
 pub mod text;

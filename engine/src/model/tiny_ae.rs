@@ -33,6 +33,7 @@ use super::autoencoder::{
 };
 use super::device::check_dtype;
 use super::error::{ModelError, Result};
+use super::layers::{shuffle2, unshuffle2, Lin};
 use super::lora::SplitMix64;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
@@ -262,55 +263,12 @@ pub(crate) fn save_params(params: &HashMap<String, Tensor>, path: &Path) -> Resu
 
 // ------------------------------------------------------------------ layers
 
-/// A channels-last linear map (1×1 conv): `(.., in) -> (.., out)`.
-#[derive(Debug, Clone)]
-struct Lin {
-    w: Tensor,
-    b: Tensor,
-}
-
-impl Lin {
-    fn get(p: &HashMap<String, Tensor>, name: &str) -> Result<Self> {
-        let g = |n: String| {
-            p.get(&n).cloned().ok_or(ModelError::MissingTensor {
-                name: n,
-                expected: vec![],
-            })
-        };
-        Ok(Self {
-            w: g(format!("{name}.weight"))?,
-            b: g(format!("{name}.bias"))?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let inn = *dims.last().unwrap_or(&0);
-        let n = x.elem_count() / inn.max(1);
-        let y = x
-            .reshape((n, inn))?
-            .matmul(&self.w.t()?)?
-            .broadcast_add(&self.b)?;
-        let mut od = dims;
-        if let Some(l) = od.last_mut() {
-            *l = self.b.dim(0)?;
-        }
-        Ok(y.reshape(od)?)
-    }
-
-    /// A 3×3 convolution (zero padding 1) on channels-first `(B, C, H, W)`; the weight is
-    /// stored as `(out, 9*C)`, tap-major. Returns `(B, out, H, W)`.
-    fn conv3x3_nchw(&self, x: &Tensor) -> Result<Tensor> {
-        let (out, k) = self.w.dims2()?;
-        let cin = k / 9;
-        let w = self
-            .w
-            .reshape((out, 3, 3, cin))?
-            .permute((0, 3, 1, 2))?
-            .contiguous()?;
-        let y = x.conv2d(&w, 1, 1, 1, 1)?;
-        Ok(y.broadcast_add(&self.b.reshape((1, out, 1, 1))?)?)
-    }
+/// A tensor of the model, or the missing one named.
+fn lin(p: &HashMap<String, Tensor>, name: &str) -> Result<Lin> {
+    Lin::get(p, name).map_err(|name| ModelError::MissingTensor {
+        name,
+        expected: vec![],
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -322,8 +280,8 @@ struct ResBlock {
 impl ResBlock {
     fn get(p: &HashMap<String, Tensor>, name: &str) -> Result<Self> {
         Ok(Self {
-            c1: Lin::get(p, &format!("{name}.conv1"))?,
-            c2: Lin::get(p, &format!("{name}.conv2"))?,
+            c1: lin(p, &format!("{name}.conv1"))?,
+            c2: lin(p, &format!("{name}.conv2"))?,
         })
     }
     /// A residual block on channels-last `(B, H, W, C)`; the convolutions run channels-first
@@ -334,23 +292,6 @@ impl ResBlock {
         let h = self.c2.conv3x3_nchw(&h)?;
         Ok((x + h.permute((0, 2, 3, 1))?)?)
     }
-}
-
-/// Space-to-depth ×2 on `(B, H, W, C)` -> `(B, H/2, W/2, 4C)`.
-fn unshuffle2(x: &Tensor) -> Result<Tensor> {
-    let (b, h, w, c) = x.dims4()?;
-    Ok(x.reshape((b, h / 2, 2, w / 2, 2, c))?
-        .permute((0, 1, 3, 2, 4, 5))?
-        .reshape((b, h / 2, w / 2, 4 * c))?)
-}
-
-/// Depth-to-space ×2 on `(B, h, w, 4C)` -> `(B, 2h, 2w, C)`.
-fn shuffle2(x: &Tensor) -> Result<Tensor> {
-    let (b, h, w, c4) = x.dims4()?;
-    let c = c4 / 4;
-    Ok(x.reshape((b, h, w, 2, 2, c))?
-        .permute((0, 1, 3, 2, 4, 5))?
-        .reshape((b, h * 2, w * 2, c))?)
 }
 
 // ------------------------------------------------------------------ the model
@@ -501,7 +442,7 @@ impl TinyAe {
         let mut enc = Vec::with_capacity(s_count);
         for s in 0..s_count {
             enc.push(Stage {
-                proj: Lin::get(&params, &format!("enc.s{s}.proj"))?,
+                proj: lin(&params, &format!("enc.s{s}.proj"))?,
                 blocks: (0..cfg.enc_blocks[s])
                     .map(|b| ResBlock::get(&params, &format!("enc.s{s}.block{b}")))
                     .collect::<Result<_>>()?,
@@ -510,22 +451,22 @@ impl TinyAe {
         let mut dec = Vec::with_capacity(s_count);
         for s in (0..s_count).rev() {
             dec.push(Stage {
-                proj: Lin::get(&params, &format!("dec.s{s}.up"))?,
+                proj: lin(&params, &format!("dec.s{s}.up"))?,
                 blocks: (0..cfg.dec_blocks[s])
                     .map(|b| ResBlock::get(&params, &format!("dec.s{s}.block{b}")))
                     .collect::<Result<_>>()?,
             });
         }
         Ok(Self {
-            enc_out: Lin::get(&params, "enc.out")?,
-            dec_in: Lin::get(&params, "dec.in")?,
+            enc_out: lin(&params, "enc.out")?,
+            dec_in: lin(&params, "dec.in")?,
             enc_skip: if cfg.linear_skip {
-                Some(Lin::get(&params, "enc.skip")?)
+                Some(lin(&params, "enc.skip")?)
             } else {
                 None
             },
             dec_skip: if cfg.linear_skip {
-                Some(Lin::get(&params, "dec.skip")?)
+                Some(lin(&params, "dec.skip")?)
             } else {
                 None
             },
@@ -646,6 +587,9 @@ pub struct TinyAeTrainOptions {
     pub weight_decay: f64,
     /// Seed of the initial weights.
     pub seed: u64,
+    /// Global gradient-norm clip (0: off). An unclipped step at lr 3e-3 once blew the loss
+    /// up 100-fold in the curriculum's phase 0.
+    pub grad_clip: f64,
 }
 
 impl Default for TinyAeTrainOptions {
@@ -654,6 +598,7 @@ impl Default for TinyAeTrainOptions {
             lr: 2e-3,
             weight_decay: 0.0,
             seed: 0,
+            grad_clip: 1.0,
         }
     }
 }
@@ -698,6 +643,7 @@ pub struct TinyAeTrainer {
     varmap: VarMap,
     model: TinyAe,
     opt: AdamW,
+    grad_clip: f64,
     metrics: TinyAeTrainMetrics,
 }
 
@@ -729,6 +675,7 @@ impl TinyAeTrainer {
             varmap,
             model,
             opt,
+            grad_clip: opts.grad_clip,
             metrics: TinyAeTrainMetrics::default(),
         })
     }
@@ -739,7 +686,26 @@ impl TinyAeTrainer {
         let x = images.to_dtype(DType::F32)?.detach();
         let recon = self.model.forward_train(&x)?;
         let loss = (&recon - &x)?.sqr()?.mean_all()?;
-        self.opt.backward_step(&loss)?;
+        let mut grads = loss.backward()?;
+        if self.grad_clip > 0.0 {
+            let vars = self.varmap.all_vars();
+            let mut sq = 0f64;
+            for v in &vars {
+                if let Some(g) = grads.get(v.as_tensor()) {
+                    sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+                }
+            }
+            let norm = sq.sqrt();
+            if norm > self.grad_clip {
+                let scale = self.grad_clip / (norm + 1e-6);
+                for v in &vars {
+                    if let Some(g) = grads.remove(v.as_tensor()) {
+                        grads.insert(v.as_tensor(), (g * scale)?);
+                    }
+                }
+            }
+        }
+        self.opt.step(&grads)?;
         let l = loss.to_scalar::<f32>()?;
         if !l.is_finite() {
             return Err(ModelError::InvalidConfig(format!(
