@@ -114,7 +114,7 @@ impl Default for AeRun {
             config: TinyAeConfig::default(),
             steps: 2500,
             budget_secs: None,
-            lr: 3e-3,
+            lr: 1.5e-3,
             seed: 0,
             batch: 8,
             crop: 64,

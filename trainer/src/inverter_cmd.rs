@@ -66,6 +66,11 @@ pub struct EvalArgs {
     /// Real pose files to draw and invert (default: ../shared/fixtures/poses when present).
     #[arg(long)]
     fixtures: Option<PathBuf>,
+    /// Model directory whose autoencoder gives `pck_after_ae`: each clean layout is fitted to
+    /// the model's resolution, encoded, decoded and scaled back, as in the pipeline. Default:
+    /// $SKELEGUIDE_MODEL, else the shipped assets/models/tiny.
+    #[arg(long)]
+    ae_model: Option<PathBuf>,
 }
 
 fn bar(len: usize, what: &str) -> ProgressBar {
@@ -229,11 +234,31 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         put(&format!("baseline_count_acc{tag}"), col.count_acc().into());
         put(&format!("joints{tag}"), net.pck.total.into());
     }
-    put("pck_after_ae", serde_json::Value::Null);
-    put(
-        "pck_after_ae_note",
-        "no trained AE in the repository: the autoencoder round trip is not measured".into(),
-    );
+    let ae_dir = a
+        .ae_model
+        .clone()
+        .or_else(|| std::env::var_os("SKELEGUIDE_MODEL").map(PathBuf::from))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/tiny"));
+    let pipeline = skeleguide_engine::pipeline::Pipeline::load(&ae_dir, &candle_core::Device::Cpu)
+        .with_context(|| format!("--ae-model {}", ae_dir.display()))?;
+    let samples = inv::eval_samples(a.count, a.seed, &bg, Degrade::Clean);
+    let b = bar(samples.len(), "eval after AE");
+    let (mut net, mut col) = (Score::default(), Score::default());
+    for s in &samples {
+        let (w, h) = s.image.dimensions();
+        let round = pipeline.decode_latent(&pipeline.encode_uncached(&s.image)?)?;
+        let round = image::imageops::resize(&round, w, h, image::imageops::FilterType::Triangle);
+        let gt = inv::visible_truth(&s.poses);
+        net.add(&model.invert(&round)?, &gt);
+        col.add(&base.invert(&round)?, &gt);
+        b.inc(1);
+    }
+    b.finish_and_clear();
+    put("ae_model", ae_dir.display().to_string().into());
+    put("pck_after_ae", ratio(&net).into());
+    put("count_acc_after_ae", net.count_acc().into());
+    put("baseline_pck_after_ae", ratio(&col).into());
+    put("baseline_count_acc_after_ae", col.count_acc().into());
     // speed: median of 15 runs (after 2 warm-up runs), resize included
     for side in [128u32, 512] {
         let mut rng = skeleguide_trainer::data::rng::Rng::new(a.seed ^ side as u64);

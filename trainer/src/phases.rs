@@ -622,6 +622,19 @@ fn phase_seed(seed: u64, phase: &str) -> u64 {
     h
 }
 
+/// What one optimiser step measured (for [`Ctx::end_step`]).
+struct StepDone {
+    /// Steps done in the phase, this one included.
+    step: usize,
+    /// The phase's total.
+    steps: usize,
+    /// Loss, and `L_reason` / `L_render` where the phase has both.
+    losses: (f64, Option<f64>, Option<f64>),
+    grad_norm: f64,
+    secs: f64,
+    batch: usize,
+}
+
 impl Ctx<'_> {
     fn p0(&self) -> Result<&Phase0Config> {
         self.cfg
@@ -630,23 +643,31 @@ impl Ctx<'_> {
             .ok_or_else(|| TrainError::Config("phase0: missing".into()))
     }
 
-    fn record(
+    /// The bookkeeping after every optimiser step of every phase: the JSONL record (a
+    /// non-finite loss stops the run), the progress bar and the periodic checkpoint.
+    fn end_step(
         &mut self,
         phase: &str,
-        step: usize,
-        losses: (f64, Option<f64>, Option<f64>),
-        lr: f64,
-        grad_norm: f64,
-        secs: f64,
-        batch: usize,
+        done: StepDone,
+        pb: &ProgressBar,
+        rng: &TrainRng,
+        opt: &AdamW,
     ) -> Result<()> {
+        let StepDone {
+            step,
+            steps,
+            losses,
+            grad_norm,
+            secs,
+            batch,
+        } = done;
         let r = StepRecord {
             phase: phase.to_string(),
             step,
             loss: losses.0,
             loss_reason: losses.1,
             loss_render: losses.2,
-            lr,
+            lr: opt.params.lr,
             grad_norm,
             step_time_s: secs,
             samples_per_s: batch as f64 / secs.max(1e-9),
@@ -658,7 +679,13 @@ impl Ctx<'_> {
             )));
         }
         let p = self.out.join(log::LOG_FILE);
-        self.log.push(r).map_err(|e| io_err(&p, e))
+        self.log.push(r).map_err(|e| io_err(&p, e))?;
+        pb.set_position(step as u64);
+        pb.set_message(format!("loss {:.5}", losses.0));
+        if step % self.cfg.checkpoint_every == 0 && step < steps {
+            self.checkpoint(phase, step, rng, opt)?;
+        }
+        Ok(())
     }
 
     fn checkpoint(&self, phase: &str, step: usize, rng: &TrainRng, opt: &AdamW) -> Result<()> {
@@ -749,25 +776,20 @@ impl Ctx<'_> {
             let x = self.ae_crops(&mut rng, p0.ae_batch, p0.ae_crop)?;
             let loss = (model.forward_train(&x)? - &x)?.sqr()?.mean_all()?;
             let grads = loss.backward()?;
-            // Clipped like the other phases: at lr 3e-3 an unclipped step once blew the loss
-            // up 100-fold (step 79 of the first shipped run), costing 5 dB of held-out PSNR.
+            // Clipped like the other phases. Clipping does not stop Adam from diverging at a
+            // high lr (phase0.ae_lr ≤ 1.5e-3 does); it tempers single outlier batches.
             let gn = opt.step(&grads, self.cfg.optim.grad_clip)?;
             let l = scalar(&loss)?;
             let secs = t0.elapsed().as_secs_f64();
-            self.record(
-                phase,
-                step + 1,
-                (l, None, None),
-                opt.params.lr,
-                gn,
+            let done = StepDone {
+                step: step + 1,
+                steps,
+                losses: (l, None, None),
+                grad_norm: gn,
                 secs,
-                p0.ae_batch,
-            )?;
-            pb.set_position((step + 1) as u64);
-            pb.set_message(format!("loss {l:.5}"));
-            if (step + 1) % self.cfg.checkpoint_every == 0 && step + 1 < steps {
-                self.checkpoint(phase, step + 1, &rng, &opt)?;
-            }
+                batch: p0.ae_batch,
+            };
+            self.end_step(phase, done, &pb, &rng, &opt)?;
         }
         pb.finish_and_clear();
         let eval_after = eval(&model)?;
@@ -963,20 +985,15 @@ impl Ctx<'_> {
             let gn = opt.step(&grads, self.cfg.optim.grad_clip)?;
             let l = scalar(&loss)?;
             let secs = t0.elapsed().as_secs_f64();
-            self.record(
-                phase,
-                step + 1,
-                (l, None, None),
-                opt.params.lr,
-                gn,
+            let done = StepDone {
+                step: step + 1,
+                steps,
+                losses: (l, None, None),
+                grad_norm: gn,
                 secs,
-                self.cfg.batch,
-            )?;
-            pb.set_position((step + 1) as u64);
-            pb.set_message(format!("loss {l:.4}"));
-            if (step + 1) % self.cfg.checkpoint_every == 0 && step + 1 < steps {
-                self.checkpoint(phase, step + 1, &rng, &opt)?;
-            }
+                batch: self.cfg.batch,
+            };
+            self.end_step(phase, done, &pb, &rng, &opt)?;
         }
         pb.finish_and_clear();
         let eval_after = eval(eval_seed)?;
@@ -1238,21 +1255,16 @@ impl Ctx<'_> {
             let gn = opt.step(&grads, self.cfg.optim.grad_clip)?;
             let l = scalar(&loss)?;
             let secs = t0.elapsed().as_secs_f64();
-            self.record(
-                phase,
-                step + 1,
-                (l, lr_, lrd),
-                opt.params.lr,
-                gn,
-                secs,
-                self.cfg.batch,
-            )?;
-            pb.set_position((step + 1) as u64);
-            pb.set_message(format!("loss {l:.4}"));
             let s1 = step + 1;
-            if s1 % self.cfg.checkpoint_every == 0 && s1 < steps {
-                self.checkpoint(phase, s1, &rng, &opt)?;
-            }
+            let done = StepDone {
+                step: s1,
+                steps,
+                losses: (l, lr_, lrd),
+                grad_norm: gn,
+                secs,
+                batch: self.cfg.batch,
+            };
+            self.end_step(phase, done, &pb, &rng, &opt)?;
             if self.cfg.sample_every > 0 && s1 % self.cfg.sample_every == 0 && s1 < steps {
                 self.write_loras_and_config(&dit, &mc)?;
                 self.sample_grid(phase, s1)?;

@@ -86,3 +86,48 @@ fn training_a_few_steps_lowers_the_held_out_loss() {
     assert!(after < 0.8 * before, "held-out loss {before} -> {after}");
     assert!(losses.iter().all(|l| l.is_finite()));
 }
+
+#[test]
+fn eval_inverter_measures_the_autoencoder_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_skeleguide-train");
+    let model = dir.path().join("m");
+    let o = std::process::Command::new(bin)
+        .args(["init", "--preset", "tiny", "--seed", "3", "--out"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::create_dir(dir.path().join("none")).unwrap();
+    let o = std::process::Command::new(bin)
+        .args(["eval-inverter", "--count", "3", "--json", "--ae-model"])
+        .arg(&model)
+        .arg("--fixtures")
+        .arg(dir.path().join("none"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for k in [
+        "pck_after_ae",
+        "baseline_pck_after_ae",
+        "count_acc_after_ae",
+    ] {
+        let x = v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
+        assert!((0.0..=1.0).contains(&x), "{k} = {x}");
+    }
+    // A random autoencoder destroys the layout: far below the clean baseline.
+    assert!(
+        v["baseline_pck_after_ae"].as_f64().unwrap() < v["baseline_pck"].as_f64().unwrap(),
+        "{v}"
+    );
+    // A missing model directory is named.
+    let o = std::process::Command::new(bin)
+        .args(["eval-inverter", "--count", "1", "--ae-model"])
+        .arg(dir.path().join("nope"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nope"));
+}
