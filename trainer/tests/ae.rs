@@ -69,28 +69,31 @@ fn the_ae_command_takes_an_architecture_and_a_time_budget() {
     let cfg = out.path().join("arch.json");
     std::fs::write(&cfg, r#"{"latent_channels": 8, "widths": [16, 16, 32]}"#).unwrap();
     let weights = out.path().join("ae.safetensors");
-    let o = std::process::Command::new(bin)
-        .arg("ae")
-        .arg("--train")
-        .arg(train.path())
-        .arg("--test")
-        .arg(test.path())
-        .args([
-            "--steps",
-            "1000000",
-            "--minutes",
-            "0.05",
-            "--eval",
-            "2",
-            "--crop",
-            "32",
-        ])
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&weights)
-        .output()
-        .unwrap();
+    let ae = |extra: &[&str]| {
+        std::process::Command::new(bin)
+            .arg("ae")
+            .arg("--train")
+            .arg(train.path())
+            .arg("--test")
+            .arg(test.path())
+            .args(extra)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&weights)
+            .output()
+            .unwrap()
+    };
+    let o = ae(&[
+        "--steps",
+        "1000000",
+        "--minutes",
+        "0.05",
+        "--eval",
+        "2",
+        "--crop",
+        "32",
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("held-out PSNR"), "{err}");
@@ -110,18 +113,7 @@ fn the_ae_command_takes_an_architecture_and_a_time_budget() {
     skeleguide_engine::model::TinyAe::load(&weights, &arch, &candle_core::Device::Cpu).unwrap();
     // A bad architecture file is named.
     std::fs::write(&cfg, r#"{"widths": []}"#).unwrap();
-    let o = std::process::Command::new(bin)
-        .arg("ae")
-        .arg("--train")
-        .arg(train.path())
-        .arg("--test")
-        .arg(test.path())
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&weights)
-        .output()
-        .unwrap();
+    let o = ae(&[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("arch.json") && err.contains("widths"), "{err}");
