@@ -71,6 +71,10 @@ pub struct EvalArgs {
     /// $SKELEGUIDE_MODEL, else the shipped assets/models/tiny.
     #[arg(long)]
     ae_model: Option<PathBuf>,
+    /// The colour baseline's tolerance: the largest per-channel difference to a palette colour
+    /// that still counts as that colour.
+    #[arg(long, default_value_t = ColorDecoder::default().tolerance)]
+    baseline_tolerance: u8,
 }
 
 fn bar(len: usize, what: &str) -> ProgressBar {
@@ -201,7 +205,9 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     if let Some(dir) = &a.photos {
         bg.load_photos(dir)?;
     }
-    let base = ColorDecoder::default();
+    let base = ColorDecoder {
+        tolerance: a.baseline_tolerance,
+    };
     let mut results = serde_json::Map::new();
     let mut put = |k: &str, v: serde_json::Value| {
         results.insert(k.to_string(), v);
