@@ -21,12 +21,18 @@ pub enum AeTrainError {
     Candle(#[from] candle_core::Error),
 }
 
-/// Every image of a manifest (backgrounds and scenes with people), decoded.
+/// Every image of a manifest, decoded: the scene with people, the background and the layout
+/// (the background with the skeletons drawn by the engine's rasteriser), since the autoencoder
+/// carries layouts too and must keep their limbs legible.
 pub fn load_images(dir: &Path, limit: usize) -> Result<Vec<RgbImage>, AeTrainError> {
     let m = Manifest::open(dir).map_err(|e| AeTrainError::Data(e.to_string()))?;
     let mut out = Vec::new();
     for r in m.records.iter().take(limit) {
         let s = r.load().map_err(|e| AeTrainError::Data(e.to_string()))?;
+        out.push(skeleguide_engine::pose::draw_layout(
+            Some(&s.background),
+            &s.poses,
+        ));
         out.push(s.image);
         out.push(s.background);
     }

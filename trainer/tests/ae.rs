@@ -23,7 +23,11 @@ fn training_on_synthetic_scenes_improves_held_out_psnr() {
     let test = dataset(Split::Test, 3);
     let train_imgs = ae::load_images(train.path(), usize::MAX).unwrap();
     let test_imgs = ae::load_images(test.path(), 3).unwrap();
-    assert_eq!(train_imgs.len(), 24, "image and background of each record");
+    assert_eq!(
+        train_imgs.len(),
+        36,
+        "layout, image and background of each record"
+    );
     let run = |steps| ae::AeRun {
         steps,
         seed: 1,
