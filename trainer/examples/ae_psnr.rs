@@ -1,6 +1,6 @@
 //! Held-out PSNR of a model directory's tiny autoencoder on a manifest data set (normally a
-//! synthetic test split at the model's resolution): encode -> decode of every image (scenes
-//! with people and backgrounds), mean PSNR in dB, plus encode/decode time.
+//! synthetic test split at the model's resolution): encode -> decode of every image (layouts,
+//! scenes with people and backgrounds), mean PSNR in dB, plus encode/decode time.
 //!
 //! `cargo run --release -p skeleguide-trainer --example ae_psnr -- MODEL_DIR DATA_DIR [COUNT]`
 
