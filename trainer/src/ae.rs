@@ -5,7 +5,7 @@ use crate::data::manifest::Manifest;
 use crate::data::rng::Rng;
 use candle_core::{Device, Tensor};
 use image::RgbImage;
-use skeleguide_engine::model::tiny_ae::psnr;
+use skeleguide_engine::model::tiny_ae::{self, psnr};
 use skeleguide_engine::model::{
     Autoencoder, ModelError, TinyAe, TinyAeConfig, TinyAeTrainOptions, TinyAeTrainer,
 };
@@ -152,11 +152,7 @@ pub fn train(
             None => 0.0,
         };
         let frac = (i as f64 / run.steps.max(1) as f64).max(time_frac);
-        let cos = 0.5 * (1.0 + (std::f64::consts::PI * frac).cos());
-        let warm = ((i + 1) as f64 / (run.steps as f64 / 20.0).max(1.0))
-            .max(time_frac * 20.0)
-            .min(1.0);
-        tr.set_learning_rate(run.lr * warm * (0.1 + 0.9 * cos));
+        tr.set_learning_rate(run.lr * tiny_ae::lr_factor(i, run.steps, frac));
         let batch = batches
             .next()
             .ok_or_else(|| AeTrainError::Data("no training crops".into()))??;

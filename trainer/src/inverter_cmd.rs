@@ -216,6 +216,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     put("count", a.count.into());
     put("seed", a.seed.into());
     put("params", model.num_params().into());
+    let mut clean = Vec::new();
     for (tag, how) in [("", Degrade::Clean), ("_degraded", Degrade::Strong)] {
         let samples = inv::eval_samples(a.count, a.seed, &bg, how);
         let b = bar(
@@ -239,6 +240,9 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         put(&format!("baseline_pck{tag}"), ratio(&col).into());
         put(&format!("baseline_count_acc{tag}"), col.count_acc().into());
         put(&format!("joints{tag}"), net.pck.total.into());
+        if how == Degrade::Clean {
+            clean = samples;
+        }
     }
     let ae_dir = a
         .ae_model
@@ -247,10 +251,9 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/tiny"));
     let pipeline = skeleguide_engine::pipeline::Pipeline::load(&ae_dir, &candle_core::Device::Cpu)
         .with_context(|| format!("--ae-model {}", ae_dir.display()))?;
-    let samples = inv::eval_samples(a.count, a.seed, &bg, Degrade::Clean);
-    let b = bar(samples.len(), "eval after AE");
+    let b = bar(clean.len(), "eval after AE");
     let (mut net, mut col) = (Score::default(), Score::default());
-    for s in &samples {
+    for s in &clean {
         let (w, h) = s.image.dimensions();
         let round = pipeline.decode_latent(&pipeline.encode_uncached(&s.image)?)?;
         let round = image::imageops::resize(&round, w, h, image::imageops::FilterType::Triangle);

@@ -770,9 +770,8 @@ impl Ctx<'_> {
             let t0 = Instant::now();
             // The schedule of `train_tiny_ae`: 5% linear warm-up, cosine decay to lr/10.
             let frac = step as f64 / steps.max(1) as f64;
-            let cos = 0.5 * (1.0 + (std::f64::consts::PI * frac).cos());
-            let warm = ((step + 1) as f64 / (steps as f64 / 20.0).max(1.0)).min(1.0);
-            opt.params.lr = p0.ae_lr * warm * (0.1 + 0.9 * cos);
+            opt.params.lr =
+                p0.ae_lr * skeleguide_engine::model::tiny_ae::lr_factor(step, steps, frac);
             let x = self.ae_crops(&mut rng, p0.ae_batch, p0.ae_crop)?;
             let loss = (model.forward_train(&x)? - &x)?.sqr()?.mean_all()?;
             let grads = loss.backward()?;

@@ -779,9 +779,7 @@ where
     let mut tr = TinyAeTrainer::new(cfg, &opts, device)?;
     for (i, batch) in images.into_iter().take(steps).enumerate() {
         let frac = i as f64 / steps.max(1) as f64;
-        let cos = 0.5 * (1.0 + (std::f64::consts::PI * frac).cos());
-        let warm = ((i + 1) as f64 / (steps as f64 / 20.0).max(1.0)).min(1.0);
-        tr.set_learning_rate(lr * warm * (0.1 + 0.9 * cos));
+        tr.set_learning_rate(lr * lr_factor(i, steps, frac));
         let loss = tr.step(&batch?)?;
         if !progress(i + 1, steps, loss) {
             break;
@@ -789,6 +787,18 @@ where
     }
     let model = tr.snapshot()?;
     Ok((model, tr.metrics.clone()))
+}
+
+/// The tiny AE's schedule as a factor of the peak lr at step `step` (0-based) of `steps`: a
+/// linear warm-up over the first 5%, then cosine decay to a tenth. `frac` is how far along the
+/// run is (the step fraction, or a wall-time fraction when that is further along; the warm-up
+/// also ends once `frac` passes 5%).
+pub fn lr_factor(step: usize, steps: usize, frac: f64) -> f64 {
+    let cos = 0.5 * (1.0 + (std::f64::consts::PI * frac).cos());
+    let warm = ((step + 1) as f64 / (steps as f64 / 20.0).max(1.0))
+        .max(frac * 20.0)
+        .min(1.0);
+    warm * (0.1 + 0.9 * cos)
 }
 
 /// Mean and standard deviation of the (unscaled) latents of `images`: the `shift_factor` and
