@@ -1,29 +1,38 @@
 //! PoseInverter: layout image -> editable multi-person keypoints.
 //!
-//! The paper fine-tunes a 7B VLM for this. We use a small fully-convolutional keypoint network
-//! ([`PoseInverter`]) plus a training-free colour-segmentation baseline ([`ColorDecoder`]); both
-//! share the grouping step, so the comparison between them measures only the per-pixel part.
+//! The paper fine-tunes a 7B VLM for this. We read the layout in two steps that are shared by
+//! a small learned network ([`PoseInverter`]) and a training-free baseline ([`ColorDecoder`]):
 //!
-//! **Network.** The image is resized so that its longest side is `work_size` (256; layouts are
-//! scale-consistent because the stick width scales with the image), padded to a multiple of 4
-//! and run channels-last:
+//! 1. **Per-pixel classes.** Every pixel gets one of 36 classes: one of the 18 joints, one of
+//!    the 17 limbs, or background — exactly what the rasteriser painted there (each joint and
+//!    limb has its own palette colour, and later strokes cover earlier ones). The baseline
+//!    reads the class from the pixel's colour within a tolerance; the network predicts it from
+//!    context, so it also reads layouts whose colours have drifted (an autoencoder round trip,
+//!    JPEG, blur, a photo behind the skeleton).
+//! 2. **Decoding** ([`decode_classes`]): the centroid of each joint-coloured blob is a joint
+//!    candidate (sub-pixel by construction); a pair of candidates is scored by how much of the
+//!    segment between them carries that limb's class; people are assembled greedily limb by
+//!    limb from the neck outwards (the OpenPose order of `LIMBS`). A joint that is not found is
+//!    missing. Coordinates come back in the input image's own pixels.
+//!
+//! Because both share step 2, comparing them measures only the per-pixel part.
+//!
+//! **Network.** The image is shrunk so that its longest side is at most `work_size` (256;
+//! layouts are scale-consistent because the stick width scales with the image), padded to a
+//! multiple of 4 and run channels-last:
+//! * per-pixel features: RGB and the match to each of the 35 palette colours
+//!   ([`pixel_features`]);
 //! * pixel-unshuffle ×2, 1×1 conv to `stem` channels + SiLU (stride 2);
 //! * pixel-unshuffle ×2, 1×1 conv to `width` channels + SiLU (stride 4);
 //! * `blocks` residual blocks of two 3×3 convolutions (stride 4);
-//! * a 1×1 head to 4 × 35 channels and pixel-shuffle back to stride 2, plus a 1×1 skip from the
-//!   stride-2 stem features.
+//! * a 1×1 conv to 4 × `stem` channels, pixel-shuffle back to stride 2, plus the stride-2 stem
+//!   features, SiLU, and one residual 3×3 convolution there;
+//! * a 1×1 head to 4 × 36 class logits and pixel-shuffle to stride 1, plus a per-pixel 1×1
+//!   skip from the input features (the full-resolution colour evidence, which the strided
+//!   path would have to squeeze through its channels).
 //!
-//! The 35 output channels are logits of 18 joint heatmaps (a Gaussian of σ = 1 cell at each
-//! visible joint) and 17 **limb affinity fields**: the probability that a cell is covered by
-//! limb `k` as drawn. They are scalar affinity fields (no direction vector): a candidate pair
-//! of joints is scored by the mean field along the segment between them, which is where the
-//! rasteriser draws the limb ellipse.
-//!
-//! **Decoding.** Joint peaks are local maxima above a threshold, refined to sub-pixel accuracy
-//! by a quadratic fit of the log-probability over the 3×3 neighbourhood (exact for a Gaussian
-//! peak). People are assembled greedily limb by limb from the neck outwards (the OpenPose
-//! order of `LIMBS`). A joint that is not found is missing. Coordinates come back in the
-//! input image's own pixels.
+//! It is trained with a class-weighted softmax cross-entropy against the layout redrawn at the
+//! working size ([`class_targets`], [`loss`]).
 //!
 //! Weights live in a model directory's `inverter.safetensors`; the architecture is stored in
 //! the file (`config` tensor), so any trained size loads. The shipped default is embedded.
@@ -33,23 +42,33 @@ use crate::model::layers::{shuffle2, unshuffle2, Lin};
 use crate::model::lora::SplitMix64;
 use crate::pose::skeleton::{limb_color, COLORS, LIMBS, NUM_JOINTS, NUM_LIMBS};
 use crate::pose::{stick_width, Keypoint, Pose, PoseSet};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use image::{imageops, DynamicImage, RgbImage};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Output channels: 18 joint heatmaps, then 17 limb affinity fields.
-pub const OUT_CHANNELS: usize = NUM_JOINTS + NUM_LIMBS;
-/// Output stride of the maps, in working pixels.
-pub const MAP_STRIDE: usize = 2;
-/// Heatmap Gaussian σ, in map cells.
-pub const HEATMAP_SIGMA: f64 = 1.0;
+/// Classes per pixel: 18 joints, 17 limbs, then background.
+pub const NUM_CLASSES: usize = NUM_JOINTS + NUM_LIMBS + 1;
+/// The background class of the network; class maps ([`ColorDecoder::classify`],
+/// [`decode_classes`]) write background as [`NO_CLASS`].
+pub const BACKGROUND: usize = NUM_JOINTS + NUM_LIMBS;
+/// Background in a class map.
+pub const NO_CLASS: u8 = 255;
+/// Loss weight of a pixel by its true class: joints, limbs, background.
+pub const CLASS_WEIGHTS: [f32; 3] = [4.0, 2.0, 1.0];
+/// Input channels per pixel: RGB, then how closely the pixel matches each of the 35 palette
+/// colours (18 joints, 17 limbs; see [`pixel_features`]).
+pub const INPUT_CHANNELS: usize = 3 + NUM_JOINTS + NUM_LIMBS;
+/// Width of the palette-match response, in 8-bit colour units (Euclidean RGB distance).
+pub const MATCH_WIDTH: f32 = 24.0;
 /// Name of the tensor that stores the architecture.
 const CONFIG_TENSOR: &str = "config";
+/// The file format in the `config` tensor's fifth value (2: per-pixel classes).
+const FORMAT: f32 = 2.0;
 
-/// The shipped network (`assets/inverter/inverter.safetensors`, not yet accurate: see INVERTER.md
-/// there), embedded so that `--network` works in a fresh clone.
+/// The shipped network (`assets/inverter/inverter.safetensors`; see INVERTER.md there),
+/// embedded so that `--network` works in a fresh clone.
 pub const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../assets/inverter/inverter.safetensors");
 
 /// Errors of the inverter. Every message names the file (or input) at fault.
@@ -155,9 +174,10 @@ pub struct WorkGeometry {
 }
 
 impl WorkGeometry {
-    /// The geometry of a `w`×`h` image at working size `work` (longest side).
+    /// The geometry of a `w`×`h` image at working size `work` (longest side; smaller images
+    /// keep their size: upscaling adds cost, not information).
     pub fn new(w: u32, h: u32, work: usize) -> Self {
-        let scale = work as f64 / w.max(h) as f64;
+        let scale = (work as f64 / w.max(h) as f64).min(1.0);
         let width = ((w as f64 * scale).round() as usize).max(1);
         let height = ((h as f64 * scale).round() as usize).max(1);
         let pad = |x: usize| x.div_ceil(4) * 4;
@@ -170,24 +190,19 @@ impl WorkGeometry {
         }
     }
 
-    /// Map size (cells).
-    pub fn map_size(&self) -> (usize, usize) {
-        (
-            self.padded_width / MAP_STRIDE,
-            self.padded_height / MAP_STRIDE,
-        )
+    /// Image coordinate -> working coordinate (continuous: pixel `i` covers `[i, i + 1)`).
+    pub fn to_work(&self, x: f64) -> f64 {
+        x * self.scale
     }
 
-    /// Image pixel coordinate -> map cell coordinate (pixel i has its centre at coordinate i).
-    pub fn to_map(&self, x: f64) -> f64 {
-        let xw = (x + 0.5) * self.scale - 0.5;
-        (xw - (MAP_STRIDE as f64 - 1.0) / 2.0) / MAP_STRIDE as f64
+    /// Working coordinate -> image coordinate.
+    pub fn to_image(&self, u: f64) -> f64 {
+        u / self.scale
     }
 
-    /// Map cell coordinate -> image pixel coordinate.
-    pub fn from_map(&self, u: f64) -> f64 {
-        let xw = u * MAP_STRIDE as f64 + (MAP_STRIDE as f64 - 1.0) / 2.0;
-        (xw + 0.5) / self.scale - 0.5
+    /// The stick width the rasteriser would use at the working size (class-map units).
+    pub fn stick_width(&self) -> f64 {
+        stick_width(self.width as u32, self.height as u32) as f64
     }
 }
 
@@ -205,19 +220,72 @@ pub fn to_working(img: &RgbImage, g: &WorkGeometry) -> RgbImage {
     }
 }
 
-/// A working image as network input `(1, padded_h, padded_w, 3)` in [-1, 1], zero-padded
-/// (black) on the right and bottom.
-pub fn input_tensor(work: &RgbImage, g: &WorkGeometry, device: &Device) -> Result<Tensor> {
-    let (pw, ph) = (g.padded_width, g.padded_height);
-    let mut data = vec![-1f32; pw * ph * 3];
-    let w = work.width() as usize;
-    for (y, row) in work.as_raw().chunks_exact(w * 3).enumerate() {
-        let dst = &mut data[y * pw * 3..][..w * 3];
-        for (d, s) in dst.iter_mut().zip(row) {
-            *d = *s as f32 / 127.5 - 1.0;
+/// The palette: the 18 joint colours, then the 17 limb colours (class order).
+fn palette() -> &'static [[f32; 3]; NUM_JOINTS + NUM_LIMBS] {
+    static P: std::sync::OnceLock<[[f32; 3]; NUM_JOINTS + NUM_LIMBS]> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        std::array::from_fn(|c| {
+            let q = if c < NUM_JOINTS {
+                COLORS[c]
+            } else {
+                limb_color(c - NUM_JOINTS)
+            };
+            q.map(|v| v as f32)
+        })
+    })
+}
+
+/// The network's input features of one pixel: RGB in [-1, 1], then for each palette colour
+/// `exp(-(d / MATCH_WIDTH)²)` with `d` the Euclidean RGB distance to it. The match channels
+/// hand the network the colour decoder's knowledge, so that a clean layout is easy and the
+/// learning goes into reading drifted colours from their context.
+pub fn pixel_features(rgb: [u8; 3], out: &mut [f32]) {
+    for c in 0..3 {
+        out[c] = rgb[c] as f32 / 127.5 - 1.0;
+    }
+    let p = rgb.map(|v| v as f32);
+    let w2 = MATCH_WIDTH * MATCH_WIDTH;
+    for (k, q) in palette().iter().enumerate() {
+        let d2 = (p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2) + (p[2] - q[2]).powi(2);
+        // beyond 3 widths the response is below 1.3e-4: written as 0 (saves the exp)
+        out[3 + k] = if d2 > 9.0 * w2 { 0.0 } else { (-d2 / w2).exp() };
+    }
+}
+
+/// Input features `(rows × cols × INPUT_CHANNELS)` of the `cols`×`rows` window of `work` at
+/// (`ox`, `oy`), black (its features) outside the image: the network input layout.
+pub fn window_features(
+    work: &RgbImage,
+    ox: usize,
+    oy: usize,
+    cols: usize,
+    rows: usize,
+) -> Vec<f32> {
+    let mut black = [0f32; INPUT_CHANNELS];
+    pixel_features([0, 0, 0], &mut black);
+    let mut data = Vec::with_capacity(rows * cols * INPUT_CHANNELS);
+    for _ in 0..rows * cols {
+        data.extend_from_slice(&black);
+    }
+    let (w, h) = (work.width() as usize, work.height() as usize);
+    for y in 0..rows.min(h.saturating_sub(oy)) {
+        for x in 0..cols.min(w.saturating_sub(ox)) {
+            let p = work.get_pixel((ox + x) as u32, (oy + y) as u32).0;
+            pixel_features(
+                p,
+                &mut data[(y * cols + x) * INPUT_CHANNELS..][..INPUT_CHANNELS],
+            );
         }
     }
-    Ok(Tensor::from_vec(data, (1, ph, pw, 3), device)?)
+    data
+}
+
+/// A working image as network input `(1, padded_h, padded_w, INPUT_CHANNELS)` (see
+/// [`pixel_features`]), padded with black on the right and bottom.
+pub fn input_tensor(work: &RgbImage, g: &WorkGeometry, device: &Device) -> Result<Tensor> {
+    let (pw, ph) = (g.padded_width, g.padded_height);
+    let data = window_features(work, 0, 0, pw, ph);
+    Ok(Tensor::from_vec(data, (1, ph, pw, INPUT_CHANNELS), device)?)
 }
 
 // ------------------------------------------------------------------ the network
@@ -239,9 +307,9 @@ impl Default for InverterConfig {
     fn default() -> Self {
         InverterConfig {
             work_size: 256,
-            stem: 16,
-            width: 24,
-            blocks: 4,
+            stem: 24,
+            width: 48,
+            blocks: 3,
         }
     }
 }
@@ -277,20 +345,24 @@ impl InverterConfig {
             ));
             v.push((format!("{name}.bias"), vec![out], 0.0));
         };
-        lin("stem", 12, self.stem, 1.0);
+        lin("stem", 4 * INPUT_CHANNELS, self.stem, 1.0);
         lin("down", 4 * self.stem, self.width, 1.0);
         for b in 0..self.blocks {
             lin(&format!("block{b}.conv1"), 9 * self.width, self.width, 1.0);
             lin(&format!("block{b}.conv2"), 9 * self.width, self.width, 0.1);
         }
-        lin("head", self.width, 4 * OUT_CHANNELS, 1.0);
-        lin("skip", self.stem, OUT_CHANNELS, 1.0);
+        lin("up", self.width, 4 * self.stem, 1.0);
+        lin("refine", 9 * self.stem, self.stem, 0.1);
+        lin("head", self.stem, 4 * NUM_CLASSES, 1.0);
+        lin("skip", INPUT_CHANNELS, NUM_CLASSES, 1.0);
         v
     }
 
     fn to_tensor(self, device: &Device) -> Result<Tensor> {
         let v = [self.work_size, self.stem, self.width, self.blocks].map(|x| x as f32);
-        Ok(Tensor::from_vec(v.to_vec(), 4, device)?)
+        let mut v = v.to_vec();
+        v.push(FORMAT);
+        Ok(Tensor::from_vec(v, 5, device)?)
     }
 }
 
@@ -302,18 +374,26 @@ fn lin(p: &HashMap<String, Tensor>, name: &str) -> Result<Lin> {
     })
 }
 
-/// The keypoint network; see the module docs.
+/// A 3×3 convolution of channels-last `x` (through the layers' NCHW kernel).
+fn conv3x3_nhwc(l: &Lin, x: &Tensor) -> Result<Tensor> {
+    let xc = x.permute((0, 3, 1, 2))?.contiguous()?;
+    Ok(l.conv3x3_nchw(&xc)?.permute((0, 2, 3, 1))?.contiguous()?)
+}
+
+/// The per-pixel class network; see the module docs.
 pub struct PoseInverter {
     cfg: InverterConfig,
     stem: Lin,
     down: Lin,
     blocks: Vec<(Lin, Lin)>,
+    up: Lin,
+    refine: Lin,
     head: Lin,
     skip: Lin,
     params: HashMap<String, Tensor>,
     device: Device,
-    /// Joint peak threshold (probability).
-    pub peak_threshold: f32,
+    /// People with fewer joints than this are dropped (stray fragments of a misread layout).
+    pub min_joints: usize,
 }
 
 impl std::fmt::Debug for PoseInverter {
@@ -366,6 +446,32 @@ impl PoseInverter {
         Ok(vm)
     }
 
+    /// A detached copy of trained parameters (inference records no graph).
+    pub fn from_varmap(vm: &VarMap, cfg: &InverterConfig, device: &Device) -> Result<Self> {
+        let params: HashMap<String, Tensor> = vm
+            .data()
+            .lock()
+            .map_err(|_| InverterError::Weights {
+                file: "inverter".into(),
+                msg: "poisoned VarMap lock".into(),
+            })?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect();
+        for (name, shape, _) in cfg.param_specs() {
+            match params.get(&name) {
+                Some(t) if t.dims() == shape.as_slice() => {}
+                _ => {
+                    return Err(InverterError::Weights {
+                        file: "trained weights".into(),
+                        msg: format!("tensor `{name}` is missing or not of shape {shape:?}"),
+                    })
+                }
+            }
+        }
+        Self::from_params(params, cfg, device)
+    }
+
     fn from_params(
         params: HashMap<String, Tensor>,
         cfg: &InverterConfig,
@@ -382,13 +488,15 @@ impl PoseInverter {
         Ok(PoseInverter {
             stem: lin(&params, "stem")?,
             down: lin(&params, "down")?,
+            up: lin(&params, "up")?,
+            refine: lin(&params, "refine")?,
             head: lin(&params, "head")?,
             skip: lin(&params, "skip")?,
             blocks,
             params,
             cfg: *cfg,
             device: device.clone(),
-            peak_threshold: 0.3,
+            min_joints: 4,
         })
     }
 
@@ -412,12 +520,23 @@ impl PoseInverter {
             .flatten_all()?
             .to_vec1()
             .map_err(|e| bad(format!("tensor `{CONFIG_TENSOR}`: {e}")))?;
-        if c.len() != 4
+        if c.len() == 4 {
+            return Err(bad(format!(
+                "tensor `{CONFIG_TENSOR}` has 4 values: this file is an older heatmap-format PoseInverter, which this version no longer reads; retrain it with `skeleguide-train inverter`"
+            )));
+        }
+        if c.len() != 5
             || c.iter()
                 .any(|v| !v.is_finite() || *v < 0.0 || v.fract() != 0.0)
         {
             return Err(bad(format!(
-                "tensor `{CONFIG_TENSOR}` must hold 4 non-negative integers (work_size, stem, width, blocks), found {c:?}"
+                "tensor `{CONFIG_TENSOR}` must hold 5 non-negative integers (work_size, stem, width, blocks, format), found {c:?}"
+            )));
+        }
+        if c[4] != FORMAT {
+            return Err(bad(format!(
+                "tensor `{CONFIG_TENSOR}`: format {} is not the supported {FORMAT}",
+                c[4]
             )));
         }
         let cfg = InverterConfig {
@@ -468,7 +587,7 @@ impl PoseInverter {
         Self::from_tensors(t, file, device)
     }
 
-    /// The embedded default (the shipped tiny model's inverter).
+    /// The embedded default (`assets/inverter/inverter.safetensors`).
     pub fn embedded(device: &Device) -> Result<Self> {
         Self::from_bytes(
             DEFAULT_WEIGHTS,
@@ -517,15 +636,16 @@ impl PoseInverter {
         self.params.values().map(|t| t.elem_count()).sum()
     }
 
-    /// Logits `(B, H/2, W/2, 35)` for channels-last input `(B, H, W, 3)` in [-1, 1], H and W
-    /// multiples of 4. Differentiable when the parameters are `Var`s.
+    /// Class logits `(B, H, W, 36)` for channels-last input features `(B, H, W, 38)` (see
+    /// [`pixel_features`]), H and W multiples of 4. Differentiable when the parameters are
+    /// `Var`s.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, h, w, c) = x.dims4()?;
-        if c != 3 || h % 4 != 0 || w % 4 != 0 || h == 0 || w == 0 {
+        if c != INPUT_CHANNELS || h % 4 != 0 || w % 4 != 0 || h == 0 || w == 0 {
             return Err(InverterError::Image {
                 file: "network input".into(),
                 msg: format!(
-                    "shape {:?}: expected (B, H, W, 3) with H, W non-zero multiples of 4",
+                    "shape {:?}: expected (B, H, W, {INPUT_CHANNELS}) with H, W non-zero multiples of 4",
                     x.dims()
                 ),
             });
@@ -540,155 +660,64 @@ impl PoseInverter {
             }
             h4 = xc.permute((0, 2, 3, 1))?.contiguous()?;
         }
-        let out = shuffle2(&self.head.forward(&h4)?)?;
-        Ok((out + self.skip.forward(&s2)?)?)
+        let u = (shuffle2(&self.up.forward(&h4)?)? + s2)?.silu()?;
+        let u = (&u + conv3x3_nhwc(&self.refine, &u)?.silu()?)?;
+        Ok((shuffle2(&self.head.forward(&u)?)? + self.skip.forward(x)?)?)
     }
 
-    /// Probability maps of one image.
-    pub fn maps(&self, img: &RgbImage) -> Result<Maps> {
+    /// The class map of one image at its working size (see [`ClassMap`]).
+    pub fn classes(&self, img: &RgbImage) -> Result<ClassMap> {
         check_image(img)?;
         let g = WorkGeometry::new(img.width(), img.height(), self.cfg.work_size);
         let work = to_working(img, &g);
         let x = input_tensor(&work, &g, &self.device)?;
-        let logits = self.forward(&x)?;
-        let probs = candle_nn::ops::sigmoid(&logits)?;
-        let data: Vec<f32> = probs.flatten_all()?.to_device(&Device::Cpu)?.to_vec1()?;
-        let (mw, mh) = g.map_size();
-        Ok(Maps {
+        let logits = self.forward(&x)?.squeeze(0)?;
+        let best: Vec<u32> = logits
+            .argmax(D::Minus1)?
+            .flatten_all()?
+            .to_device(&Device::Cpu)?
+            .to_vec1()?;
+        let mut classes = vec![NO_CLASS; g.width * g.height];
+        for y in 0..g.height {
+            for x in 0..g.width {
+                let c = best[y * g.padded_width + x] as usize;
+                if c != BACKGROUND {
+                    classes[y * g.width + x] = c as u8;
+                }
+            }
+        }
+        Ok(ClassMap {
             geometry: g,
-            width: mw,
-            height: mh,
-            data,
+            classes,
         })
     }
 
     /// The poses of a layout image, in the image's own pixels.
     pub fn invert(&self, img: &RgbImage) -> Result<PoseSet> {
-        let maps = self.maps(img)?;
-        Ok(maps.decode(img.width(), img.height(), self.peak_threshold))
-    }
-}
-
-/// Network outputs: probabilities, channels-last `(height, width, 35)`.
-#[derive(Clone, Debug)]
-pub struct Maps {
-    pub geometry: WorkGeometry,
-    pub width: usize,
-    pub height: usize,
-    pub data: Vec<f32>,
-}
-
-impl Maps {
-    fn at(&self, x: usize, y: usize, c: usize) -> f32 {
-        self.data[(y * self.width + x) * OUT_CHANNELS + c]
-    }
-
-    /// Bilinear sample of channel `c` at map coordinates (0 outside).
-    fn sample(&self, u: f64, v: f64, c: usize) -> f32 {
-        if u < -0.5 || v < -0.5 || u > self.width as f64 - 0.5 || v > self.height as f64 - 0.5 {
-            return 0.0;
-        }
-        let u = u.clamp(0.0, (self.width - 1) as f64);
-        let v = v.clamp(0.0, (self.height - 1) as f64);
-        let (x0, y0) = (u.floor() as usize, v.floor() as usize);
-        let (x1, y1) = ((x0 + 1).min(self.width - 1), (y0 + 1).min(self.height - 1));
-        let (fx, fy) = ((u - x0 as f64) as f32, (v - y0 as f64) as f32);
-        let top = self.at(x0, y0, c) * (1.0 - fx) + self.at(x1, y0, c) * fx;
-        let bot = self.at(x0, y1, c) * (1.0 - fx) + self.at(x1, y1, c) * fx;
-        top * (1.0 - fy) + bot * fy
-    }
-
-    /// Joint candidates: local maxima above `threshold`, refined by a quadratic fit of the
-    /// log-probability, in image pixels.
-    pub fn candidates(&self, threshold: f32) -> [Vec<Candidate>; NUM_JOINTS] {
-        let g = &self.geometry;
-        let (vw, vh) = (
-            (g.width.div_ceil(MAP_STRIDE)).min(self.width),
-            (g.height.div_ceil(MAP_STRIDE)).min(self.height),
-        );
-        std::array::from_fn(|j| {
-            let mut out = Vec::new();
-            for y in 0..vh {
-                for x in 0..vw {
-                    let p = self.at(x, y, j);
-                    if p < threshold {
-                        continue;
-                    }
-                    // strict maximum against earlier neighbours, >= against later ones (plateaus)
-                    let mut is_max = true;
-                    'n: for dy in -1i64..=1 {
-                        for dx in -1i64..=1 {
-                            if dx == 0 && dy == 0 {
-                                continue;
-                            }
-                            let (nx, ny) = (x as i64 + dx, y as i64 + dy);
-                            if nx < 0 || ny < 0 || nx >= vw as i64 || ny >= vh as i64 {
-                                continue;
-                            }
-                            let q = self.at(nx as usize, ny as usize, j);
-                            let earlier = dy < 0 || (dy == 0 && dx < 0);
-                            if q > p || (earlier && q == p) {
-                                is_max = false;
-                                break 'n;
-                            }
-                        }
-                    }
-                    if !is_max {
-                        continue;
-                    }
-                    let l = |xx: i64, yy: i64| -> f64 {
-                        if xx < 0 || yy < 0 || xx >= vw as i64 || yy >= vh as i64 {
-                            (p as f64).max(1e-6).ln() - 4.0
-                        } else {
-                            (self.at(xx as usize, yy as usize, j) as f64).max(1e-6).ln()
-                        }
-                    };
-                    let (xi, yi) = (x as i64, y as i64);
-                    let fit = |a: f64, c: f64, b: f64| {
-                        let den = a - 2.0 * c + b;
-                        if den < -1e-9 {
-                            (0.5 * (a - b) / den).clamp(-0.5, 0.5)
-                        } else {
-                            0.0
-                        }
-                    };
-                    let c0 = l(xi, yi);
-                    let dxo = fit(l(xi - 1, yi), c0, l(xi + 1, yi));
-                    let dyo = fit(l(xi, yi - 1), c0, l(xi, yi + 1));
-                    out.push(Candidate {
-                        x: g.from_map(x as f64 + dxo),
-                        y: g.from_map(y as f64 + dyo),
-                        score: p as f64,
-                    });
-                }
+        let map = self.classes(img)?;
+        let g = map.geometry;
+        let mut people = decode_classes(&map.classes, g.width, g.height, g.stick_width());
+        people.retain(|p| p.joints.iter().flatten().count() >= self.min_joints);
+        for p in &mut people {
+            for k in p.joints.iter_mut().flatten() {
+                k.x = g.to_image(k.x);
+                k.y = g.to_image(k.y);
             }
-            keep_best(&mut out);
-            out
-        })
-    }
-
-    /// Mean limb field along the segment between two image points (None when too weak).
-    fn limb_score(&self, k: usize, a: &Candidate, b: &Candidate) -> Option<f64> {
-        let g = &self.geometry;
-        let (ua, va, ub, vb) = (g.to_map(a.x), g.to_map(a.y), g.to_map(b.x), g.to_map(b.y));
-        let len_w = ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt() * g.scale;
-        let sw = stick_width(g.width as u32, g.height as u32) as f64;
-        score_limb(len_w, sw, |t| {
-            self.sample(ua + t * (ub - ua), va + t * (vb - va), NUM_JOINTS + k) as f64
-        })
-    }
-
-    /// Decodes people (coordinates in a `width`×`height` image).
-    pub fn decode(&self, width: u32, height: u32, threshold: f32) -> PoseSet {
-        let cands = self.candidates(threshold);
-        let sw = stick_width(width, height) as f64;
-        let people = group(&cands, |k, a, b| self.limb_score(k, a, b), 3.0 * sw, 0.6);
-        PoseSet {
-            width,
-            height,
-            people,
         }
+        Ok(PoseSet {
+            width: img.width(),
+            height: img.height(),
+            people,
+        })
     }
+}
+
+/// Per-pixel classes of an image at its working size: `0..18` joints, `18..35` limbs,
+/// [`NO_CLASS`] background; row-major `geometry.width × geometry.height`.
+#[derive(Clone, Debug)]
+pub struct ClassMap {
+    pub geometry: WorkGeometry,
+    pub classes: Vec<u8>,
 }
 
 /// Scores a limb between two joints `len` pixels apart whose circles have radius `radius`
@@ -950,12 +979,96 @@ fn merge_pass(
     }
 }
 
+// ------------------------------------------------------------------ decoding a class map
+
+/// People from a class map (`0..18` joints, `18..35` limbs, [`NO_CLASS`] background) of a
+/// `w`×`h` layout drawn with stick width `sw`: joint candidates are the centroids of joint
+/// blobs (8-connected, at least a fifth of a full circle), limbs are scored along the segment
+/// between two candidates, and people are grouped by [`group`]. Coordinates are in the map's
+/// pixels, continuous (pixel `i` covers `[i, i + 1)`).
+pub fn decode_classes(cls: &[u8], w: usize, h: usize, sw: f64) -> Vec<Pose> {
+    let min_area = (0.2 * std::f64::consts::PI * sw * sw).max(1.0) as usize;
+    let mut cands: [Vec<Candidate>; NUM_JOINTS] = std::array::from_fn(|_| Vec::new());
+    // connected components (8-connected) of each joint class
+    let mut seen = vec![false; w * h];
+    let mut stack = Vec::new();
+    for start in 0..w * h {
+        let c = cls[start];
+        if seen[start] || c as usize >= NUM_JOINTS {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let (mut n, mut sx, mut sy) = (0usize, 0f64, 0f64);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % w, i / w);
+            n += 1;
+            sx += x as f64;
+            sy += y as f64;
+            for dy in -1i64..=1 {
+                for dx in -1i64..=1 {
+                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
+                    if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
+                        continue;
+                    }
+                    let ni = ny as usize * w + nx as usize;
+                    if !seen[ni] && cls[ni] == c {
+                        seen[ni] = true;
+                        stack.push(ni);
+                    }
+                }
+            }
+        }
+        if n >= min_area {
+            let full = std::f64::consts::PI * sw * sw;
+            cands[c as usize].push(Candidate {
+                // the rasteriser draws at the truncated point: add half a pixel back
+                x: sx / n as f64 + 0.5,
+                y: sy / n as f64 + 0.5,
+                score: (n as f64 / full).min(1.0),
+            });
+        }
+    }
+    for c in cands.iter_mut() {
+        keep_best(c);
+    }
+    // 1 where limb k is seen; 0.5 where something drawn after it (a later limb or a joint)
+    // covers the point, since it may hide the limb; 0 on background or earlier limbs
+    let limb_at = |k: usize, x: f64, y: f64| -> f64 {
+        let (xi, yi) = (x.round() as i64, y.round() as i64);
+        let mut best = 0.0f64;
+        for dy in -1..=1 {
+            for dx in -1..=1 {
+                let (nx, ny) = (xi + dx, yi + dy);
+                if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
+                    continue;
+                }
+                let c = cls[ny as usize * w + nx as usize] as usize;
+                if c == NUM_JOINTS + k {
+                    return 1.0;
+                }
+                if c < NUM_JOINTS || (c > NUM_JOINTS + k && c < BACKGROUND) {
+                    best = best.max(0.5);
+                }
+            }
+        }
+        best
+    };
+    let limb = |k: usize, a: &Candidate, b: &Candidate| {
+        let len = ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt();
+        score_limb(len, sw, |t| {
+            // back to pixel indices (the candidates carry the +0.5 of pixel centres)
+            limb_at(k, a.x - 0.5 + t * (b.x - a.x), a.y - 0.5 + t * (b.y - a.y))
+        })
+    };
+    group(&cands, limb, 3.0 * sw, 0.6)
+}
+
 // ------------------------------------------------------------------ colour baseline
 
 /// The training-free baseline: classifies each pixel by the palette (each joint and limb has
-/// its own colour), takes joint blobs' centroids as joints and the limb masks as affinity
-/// fields, then groups like the network. Exact on clean layouts; colour drift (blur, JPEG,
-/// an autoencoder) breaks it.
+/// its own colour) and decodes the class map with [`decode_classes`], like the network. Exact
+/// on clean layouts; colour drift (blur, JPEG, an autoencoder) breaks it.
 #[derive(Clone, Copy, Debug)]
 pub struct ColorDecoder {
     /// Largest per-channel difference to a palette colour that still counts as that colour.
@@ -969,14 +1082,14 @@ impl Default for ColorDecoder {
 }
 
 impl ColorDecoder {
-    /// Per-pixel class: 0..18 joints, 18..35 limbs, 255 background.
+    /// Per-pixel class: 0..18 joints, 18..35 limbs, [`NO_CLASS`] background.
     pub fn classify(&self, img: &RgbImage) -> Vec<u8> {
         let mut palette: Vec<[u8; 3]> = COLORS.to_vec();
         palette.extend((0..NUM_LIMBS).map(limb_color));
         let tol = self.tolerance as i32;
         img.pixels()
             .map(|p| {
-                let mut best = (i32::MAX, 255u8);
+                let mut best = (i32::MAX, NO_CLASS);
                 for (c, q) in palette.iter().enumerate() {
                     let d = (0..3)
                         .map(|i| (p.0[i] as i32 - q[i] as i32).abs())
@@ -991,177 +1104,90 @@ impl ColorDecoder {
             .collect()
     }
 
+    /// Whether the image carries the palette exactly enough for this decoder: of the pixels
+    /// within 48 (per channel) of a palette colour, at least half are within the tolerance.
+    /// True for a layout drawn by a rasteriser (no antialiasing) over black or a scene; false
+    /// after an autoencoder, JPEG or heavy blur, where the network reads more.
+    pub fn reads_cleanly(&self, img: &RgbImage) -> bool {
+        let tol = self.tolerance as f32;
+        let (mut near, mut exact) = (0usize, 0usize);
+        for p in img.pixels() {
+            let q = p.0.map(|v| v as f32);
+            let d = palette()
+                .iter()
+                .map(|c| (0..3).map(|i| (q[i] - c[i]).abs()).fold(0f32, f32::max))
+                .fold(f32::MAX, f32::min);
+            if d <= 48.0 {
+                near += 1;
+                if d <= tol {
+                    exact += 1;
+                }
+            }
+        }
+        exact > 0 && 2 * exact >= near
+    }
+
     /// The poses of a layout image, in its own pixels.
     pub fn invert(&self, img: &RgbImage) -> Result<PoseSet> {
         check_image(img)?;
         let (w, h) = (img.width() as usize, img.height() as usize);
-        let cls = self.classify(img);
         let sw = stick_width(img.width(), img.height()) as f64;
-        let min_area = (0.2 * std::f64::consts::PI * sw * sw).max(1.0) as usize;
-        let mut cands: [Vec<Candidate>; NUM_JOINTS] = std::array::from_fn(|_| Vec::new());
-        // connected components (8-connected) of each joint colour
-        let mut seen = vec![false; w * h];
-        let mut stack = Vec::new();
-        for start in 0..w * h {
-            let c = cls[start];
-            if seen[start] || c as usize >= NUM_JOINTS {
-                continue;
-            }
-            seen[start] = true;
-            stack.push(start);
-            let (mut n, mut sx, mut sy) = (0usize, 0f64, 0f64);
-            while let Some(i) = stack.pop() {
-                let (x, y) = (i % w, i / w);
-                n += 1;
-                sx += x as f64;
-                sy += y as f64;
-                for dy in -1i64..=1 {
-                    for dx in -1i64..=1 {
-                        let (nx, ny) = (x as i64 + dx, y as i64 + dy);
-                        if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
-                            continue;
-                        }
-                        let ni = ny as usize * w + nx as usize;
-                        if !seen[ni] && cls[ni] == c {
-                            seen[ni] = true;
-                            stack.push(ni);
-                        }
-                    }
-                }
-            }
-            if n >= min_area {
-                let full = std::f64::consts::PI * sw * sw;
-                cands[c as usize].push(Candidate {
-                    // the rasteriser draws at the truncated point: add half a pixel back
-                    x: sx / n as f64 + 0.5,
-                    y: sy / n as f64 + 0.5,
-                    score: (n as f64 / full).min(1.0),
-                });
-            }
-        }
-        for c in cands.iter_mut() {
-            keep_best(c);
-        }
-        // 1 where limb k is seen; 0.5 where something drawn after it (a later limb or a joint)
-        // covers the point, since it may hide the limb; 0 on background or earlier limbs
-        let limb_at = |k: usize, x: f64, y: f64| -> f64 {
-            let (xi, yi) = (x.round() as i64, y.round() as i64);
-            let mut best = 0.0f64;
-            for dy in -1..=1 {
-                for dx in -1..=1 {
-                    let (nx, ny) = (xi + dx, yi + dy);
-                    if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
-                        continue;
-                    }
-                    let c = cls[ny as usize * w + nx as usize] as usize;
-                    if c == NUM_JOINTS + k {
-                        return 1.0;
-                    }
-                    if c < NUM_JOINTS || (c > NUM_JOINTS + k && c < OUT_CHANNELS) {
-                        best = best.max(0.5);
-                    }
-                }
-            }
-            best
-        };
-        let limb = |k: usize, a: &Candidate, b: &Candidate| {
-            let len = ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt();
-            score_limb(len, sw, |t| {
-                limb_at(k, a.x + t * (b.x - a.x), a.y + t * (b.y - a.y))
-            })
-        };
-        let people = group(&cands, limb, 3.0 * sw, 0.6);
         Ok(PoseSet {
             width: img.width(),
             height: img.height(),
-            people,
+            people: decode_classes(&self.classify(img), w, h, sw),
         })
     }
 }
 
 // ------------------------------------------------------------------ training targets
 
-/// Training targets for one image, on its map grid `(map_h, map_w, 35)` channels-last. They
-/// are *amodal*: a Gaussian at every present joint inside the canvas and the full drawn area of
-/// every limb (ellipse plus its two joint circles), even where later drawing covers them, so
-/// the network learns to complete a left limb hidden under the right one (profile views). The
-/// canvas is `clean`'s size (the poses' pixels).
-pub fn targets(clean: &RgbImage, poses: &PoseSet, g: &WorkGeometry) -> Vec<f32> {
-    let (mw, mh) = g.map_size();
-    let mut t = vec![0f32; mw * mh * OUT_CHANNELS];
-    let (w, h) = (clean.width(), clean.height());
-    // sample points: 2×2 per cell, in image pixels
-    let mut pts: Vec<(usize, i64, i64)> = Vec::with_capacity(mw * mh * 4);
-    for cy in 0..mh {
-        for cx in 0..mw {
-            for (oy, ox) in [(0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)] {
-                let x = g.from_map(cx as f64 - 0.5 + ox).round() as i64;
-                let y = g.from_map(cy as f64 - 0.5 + oy).round() as i64;
-                if x >= 0 && y >= 0 && x < w as i64 && y < h as i64 {
-                    pts.push((cy * mw + cx, x, y));
-                }
-            }
-        }
-    }
-    let mut canvas = RgbImage::new(w, h);
-    for (k, &(a, b)) in LIMBS.iter().enumerate() {
-        let mut only = PoseSet::new(w, h);
-        for p in &poses.people {
-            if let (Some(pa), Some(pb)) = (p.joints[a], p.joints[b]) {
-                let mut q = Pose::default();
-                q.joints[a] = Some(pa);
-                q.joints[b] = Some(pb);
-                only.people.push(q);
-            }
-        }
-        if only.people.is_empty() {
-            continue;
-        }
-        canvas.as_mut().fill(0);
-        crate::pose::draw_on(&mut canvas, &only);
-        for &(cell, x, y) in &pts {
-            if canvas.get_pixel(x as u32, y as u32).0 != [0, 0, 0] {
-                t[cell * OUT_CHANNELS + NUM_JOINTS + k] += 0.25;
-            }
-        }
-    }
-    let r = 3.0 * HEATMAP_SIGMA;
-    for person in &poses.people {
-        for (j, k) in person.joints.iter().enumerate() {
-            let Some(k) = k else { continue };
-            if k.x < 0.0 || k.y < 0.0 || k.x >= w as f64 || k.y >= h as f64 {
-                continue;
-            }
-            let (u, v) = (g.to_map(k.x), g.to_map(k.y));
-            let (x0, x1) = ((u - r).floor().max(0.0) as usize, (u + r).ceil() as usize);
-            let (y0, y1) = ((v - r).floor().max(0.0) as usize, (v + r).ceil() as usize);
-            for cy in y0..=y1.min(mh - 1) {
-                for cx in x0..=x1.min(mw - 1) {
-                    let d2 = (cx as f64 - u).powi(2) + (cy as f64 - v).powi(2);
-                    let val = (-d2 / (2.0 * HEATMAP_SIGMA * HEATMAP_SIGMA)).exp() as f32;
-                    let slot = &mut t[(cy * mw + cx) * OUT_CHANNELS + j];
-                    *slot = slot.max(val);
-                }
+/// The training target of one image: the class of every pixel of its padded working canvas
+/// (`padded_height × padded_width`, row-major; the network's [`BACKGROUND`] class outside the
+/// drawing), read from `poses` redrawn by the rasteriser at the working size, i.e. what the
+/// layout shows there, later strokes covering earlier ones.
+pub fn class_targets(poses: &PoseSet, g: &WorkGeometry) -> Vec<u8> {
+    let set = poses.resized(g.width as u32, g.height as u32);
+    let mut canvas = RgbImage::new(g.width as u32, g.height as u32);
+    crate::pose::draw_on(&mut canvas, &set);
+    let cls = ColorDecoder { tolerance: 0 }.classify(&canvas);
+    let mut t = vec![BACKGROUND as u8; g.padded_width * g.padded_height];
+    for y in 0..g.height {
+        for x in 0..g.width {
+            let c = cls[y * g.width + x];
+            if c != NO_CLASS {
+                t[y * g.padded_width + x] = c;
             }
         }
     }
     t
 }
 
-/// The training loss: per-element binary cross-entropy with logits against soft targets,
-/// weighted up on positives (×`1 + 20t` for joint channels, ×`1 + 3t` for limb channels),
-/// averaged. `logits` and `targets` are `(B, h, w, 35)`. Built from plain differentiable ops.
+/// One-hot targets `(n, h, w, 36)` from class labels (`0..36`, row-major per image).
+pub fn one_hot(labels: &[u8], n: usize, h: usize, w: usize, device: &Device) -> Result<Tensor> {
+    let mut v = vec![0f32; labels.len() * NUM_CLASSES];
+    for (i, &c) in labels.iter().enumerate() {
+        v[i * NUM_CLASSES + (c as usize).min(BACKGROUND)] = 1.0;
+    }
+    Ok(Tensor::from_vec(v, (n, h, w, NUM_CLASSES), device)?)
+}
+
+/// The training loss: softmax cross-entropy per pixel against one-hot `targets`, weighted by
+/// the true class ([`CLASS_WEIGHTS`]: joints, limbs, background) and normalised by the total
+/// weight. `logits` and `targets` are `(B, H, W, 36)`. Built from plain differentiable ops
+/// (no fused softmax, which would drop the gradient).
 pub fn loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let x = logits;
-    let t = targets;
-    // softplus(x) - t x, stable: relu(x) + log(1 + exp(-|x|)) - t x
-    let bce = ((x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)? - (x * t)?)?;
-    let dev = x.device();
-    let mut wv = vec![20f32; NUM_JOINTS];
-    wv.extend(std::iter::repeat_n(3f32, NUM_LIMBS));
-    let pos_w = Tensor::from_vec(wv, OUT_CHANNELS, dev)?;
-    let w = (t.broadcast_mul(&pos_w)? + 1.0)?;
-    Ok((bce * w)?.mean_all()?)
+    let m = logits.max_keepdim(D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&m)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    let logp = shifted.broadcast_sub(&lse)?;
+    let nll = (logp * targets)?.sum_keepdim(D::Minus1)?.neg()?;
+    let mut wv = vec![CLASS_WEIGHTS[0]; NUM_JOINTS];
+    wv.extend(std::iter::repeat_n(CLASS_WEIGHTS[1], NUM_LIMBS));
+    wv.push(CLASS_WEIGHTS[2]);
+    let wv = Tensor::from_vec(wv, NUM_CLASSES, logits.device())?;
+    let w = targets.broadcast_mul(&wv)?.sum_keepdim(D::Minus1)?;
+    Ok(((nll * &w)?.sum_all()? / w.sum_all()?)?)
 }
 
 /// Decodes a `DynamicImage` already in memory (any channel layout is converted like
@@ -1240,8 +1266,9 @@ mod tests {
         assert_eq!((g.width, g.height), (256, 154));
         assert_eq!((g.padded_width, g.padded_height), (256, 156));
         for x in [0.0, 10.3, 999.0] {
-            assert!((g.from_map(g.to_map(x)) - x).abs() < 1e-9);
+            assert!((g.to_image(g.to_work(x)) - x).abs() < 1e-9);
         }
+        assert_eq!(g.stick_width(), 2.0);
     }
 
     #[test]
@@ -1267,27 +1294,132 @@ mod tests {
     }
 
     #[test]
-    fn targets_mark_visible_joints_and_limbs() {
+    fn targets_are_the_drawn_classes_at_the_working_size() {
+        let mut gt = PoseSet::new(512, 512);
+        gt.people.push(standing(256.0, 80.0, 40.0));
+        let g = WorkGeometry::new(512, 512, 256);
+        let t = class_targets(&gt, &g);
+        assert_eq!(t.len(), 256 * 256);
+        let at =
+            |x: f64, y: f64| t[(g.to_work(y) as usize) * g.padded_width + g.to_work(x) as usize];
+        // the nose joint, the neck-hip limb (6) half-way down, background far away
+        let k = gt.people[0].joints[0].unwrap();
+        assert_eq!(at(k.x, k.y), 0);
+        let (a, b) = (
+            gt.people[0].joints[1].unwrap(),
+            gt.people[0].joints[8].unwrap(),
+        );
+        assert_eq!(
+            at((a.x + b.x) / 2.0, (a.y + b.y) / 2.0) as usize,
+            NUM_JOINTS + 6
+        );
+        assert_eq!(at(10.0, 500.0) as usize, BACKGROUND);
+        // decoding the targets recovers the person (in working pixels)
+        let cls: Vec<u8> = t
+            .iter()
+            .map(|&c| {
+                if c as usize == BACKGROUND {
+                    NO_CLASS
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let people = decode_classes(&cls, 256, 256, g.stick_width());
+        assert_eq!(people.len(), 1);
+        let p = people[0].joints[0].unwrap();
+        assert!((g.to_image(p.x) - k.x).abs() < 2.5 && (g.to_image(p.y) - k.y).abs() < 2.5);
+    }
+
+    #[test]
+    fn the_network_gives_class_logits_per_pixel_and_its_loss_has_gradients() {
+        let cfg = InverterConfig {
+            work_size: 64,
+            stem: 4,
+            width: 8,
+            blocks: 1,
+        };
+        let dev = Device::Cpu;
+        let vm = PoseInverter::seeded_varmap(&cfg, 1, &dev).unwrap();
+        let net = PoseInverter::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), &cfg).unwrap();
+        let x = Tensor::rand(-1f32, 1f32, (2, 16, 12, INPUT_CHANNELS), &dev).unwrap();
+        let y = net.forward(&x).unwrap();
+        assert_eq!(y.dims(), &[2, 16, 12, NUM_CLASSES]);
+        let labels: Vec<u8> = (0..2 * 16 * 12).map(|i| (i % NUM_CLASSES) as u8).collect();
+        let t = one_hot(&labels, 2, 16, 12, &dev).unwrap();
+        let l = loss(&y, &t).unwrap();
+        let v = l.to_scalar::<f32>().unwrap();
+        // near-uniform logits at init: the loss is about ln 36
+        assert!((v - (NUM_CLASSES as f32).ln()).abs() < 1.0, "{v}");
+        let grads = l.backward().unwrap();
+        for (name, var) in vm.data().lock().unwrap().iter() {
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            let n = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(n.is_finite(), "{name}");
+        }
+        // the head's gradient is not zero
+        let head = vm.data().lock().unwrap()["head.weight"].as_tensor().clone();
+        let gn = grads.get(&head).unwrap().abs().unwrap().sum_all().unwrap();
+        assert!(gn.to_scalar::<f32>().unwrap() > 0.0);
+        // a saved network loads back and gives the same logits
+        let dir = tempfile::tempdir().unwrap();
+        let m = PoseInverter::from_varmap(&vm, &cfg, &dev).unwrap();
+        let f = dir.path().join("inverter.safetensors");
+        m.save(&f).unwrap();
+        let back = PoseInverter::load(&f, &dev).unwrap();
+        let d = (back.forward(&x).unwrap() - &y)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(d, 0.0);
+    }
+
+    #[test]
+    fn an_older_heatmap_file_is_refused_by_name() {
+        let dev = Device::Cpu;
+        let mut t = HashMap::new();
+        t.insert(
+            CONFIG_TENSOR.to_string(),
+            Tensor::new(&[256f32, 16.0, 24.0, 4.0], &dev).unwrap(),
+        );
+        let msg = PoseInverter::from_tensors(t, "old.safetensors", &dev)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("old.safetensors") && msg.contains("older heatmap-format"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn clean_layouts_read_cleanly_and_blurred_ones_do_not() {
         let mut gt = PoseSet::new(256, 256);
         gt.people.push(standing(128.0, 40.0, 20.0));
-        let clean = draw_layout(None, &gt);
-        let g = WorkGeometry::new(256, 256, 256);
-        let t = targets(&clean, &gt, &g);
-        let (mw, _) = g.map_size();
-        // the nose peak is near its map position
-        let k = gt.people[0].joints[0].unwrap();
-        let (u, v) = (
-            g.to_map(k.x).round() as usize,
-            g.to_map(k.y).round() as usize,
+        let img = draw_layout(None, &gt);
+        let dec = ColorDecoder::default();
+        assert!(dec.reads_cleanly(&img));
+        assert!(!dec.reads_cleanly(&imageops::blur(&img, 1.5)));
+        assert!(
+            !dec.reads_cleanly(&RgbImage::new(8, 8)),
+            "black has no palette pixel"
         );
-        assert!(t[(v * mw + u) * OUT_CHANNELS] > 0.6);
-        // the neck-hip limb (6) covers the mid point of its segment
-        let a = gt.people[0].joints[1].unwrap();
-        let b = gt.people[0].joints[8].unwrap();
-        let (u, v) = (
-            g.to_map((a.x + b.x) / 2.0).round() as usize,
-            g.to_map((a.y + b.y) / 2.0).round() as usize,
-        );
-        assert!(t[(v * mw + u) * OUT_CHANNELS + NUM_JOINTS + 6] > 0.4);
+    }
+
+    #[test]
+    fn the_embedded_network_loads() {
+        let net = PoseInverter::embedded(&Device::Cpu).unwrap();
+        assert!(net.num_params() > 0);
     }
 }

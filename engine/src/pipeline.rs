@@ -111,12 +111,7 @@ impl Pipeline {
         for set in [SKELETAL, APPEARANCE] {
             dit.loras_mut().load(dir.join(modeldir::lora_file(set)))?;
         }
-        let ae: Box<dyn Autoencoder> = match &cfg.ae {
-            AeSpec::Tiny { config } => {
-                Box::new(TinyAe::load(&dir.join(modeldir::AE_FILE), config, device)?)
-            }
-            AeSpec::Flux => Box::new(FluxAe::load(&dir.join(modeldir::AE_FILE), device, dtype)?),
-        };
+        let ae = load_autoencoder(dir, &cfg, device, dtype)?;
         let text: Box<dyn TextEncoder> = match &cfg.text {
             TextSpec::Tiny { config } => Box::new(TinyText::load(
                 &dir.join(modeldir::TEXT_FILE),
@@ -172,46 +167,15 @@ impl Pipeline {
     /// The working size for a scene: longest side = resolution, aspect kept, sides multiples of
     /// 16 (÷8 latent, 2x2 patches).
     pub fn working_size(&self, w: u32, h: u32) -> (u32, u32) {
-        let unit = (self.ae.downsample() * 2) as u32;
-        let r = self.cfg.resolution as f64;
-        let s = r / w.max(h) as f64;
-        let side = |v: u32| (((v as f64 * s) / unit as f64).round() as u32).max(1) * unit;
-        (side(w), side(h))
+        fit_working_size(self.cfg.resolution, self.ae.downsample(), w, h)
     }
 
     fn to_tensor(&self, img: &RgbImage) -> Result<Tensor> {
-        let (w, h) = img.dimensions();
-        let data: Vec<f32> = img
-            .as_raw()
-            .iter()
-            .map(|&v| v as f32 / 127.5 - 1.0)
-            .collect();
-        let t = Tensor::from_vec(data, (1, h as usize, w as usize, 3), &Device::Cpu)?
-            .permute((0, 3, 1, 2))?
-            .contiguous()?;
-        Ok(t.to_dtype(self.dtype)?.to_device(&self.device)?)
+        image_to_tensor(img, &self.device, self.dtype)
     }
 
     fn to_image(&self, t: &Tensor) -> Result<RgbImage> {
-        let (_, c, h, w) = t.dims4()?;
-        if c != 3 {
-            return Err(PipelineError::Input(format!(
-                "decoded image has {c} channels"
-            )));
-        }
-        let v: Vec<f32> = t
-            .to_dtype(DType::F32)?
-            .to_device(&Device::Cpu)?
-            .get(0)?
-            .permute((1, 2, 0))?
-            .flatten_all()?
-            .to_vec1()?;
-        let bytes = v
-            .iter()
-            .map(|x| ((x + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8)
-            .collect();
-        RgbImage::from_raw(w as u32, h as u32, bytes)
-            .ok_or_else(|| PipelineError::Input("decoded image has a bad size".into()))
+        tensor_to_image(t)
     }
 
     /// Encodes an image fitted to the working size (cached by content).
@@ -438,8 +402,9 @@ impl Pipeline {
         })
     }
 
-    /// The poses of a layout: through the model directory's own PoseInverter when it has one,
-    /// else the colour-segmentation decoder (see [`InverterChoice::Auto`]).
+    /// The poses of a layout (see [`InverterChoice::Auto`]): a decoded layout goes to the
+    /// PoseInverter network (the model directory's own, else the embedded one); a clean one
+    /// (relayout from poses) to the colour-segmentation decoder.
     pub fn invert(&self, layout: &Layout) -> Result<PoseSet> {
         invert_layout_image(Some(&self.dir), &layout.image, InverterChoice::Auto)
     }
@@ -638,9 +603,10 @@ fn hash_image(img: &RgbImage) -> u64 {
 /// Which decoder turns a layout image into poses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum InverterChoice {
-    /// The model directory's own `inverter.safetensors` when it has one, else the
-    /// colour-segmentation decoder: the shipped network measured far below it
-    /// (assets/inverter/INVERTER.md), so it is not the default.
+    /// The colour-segmentation decoder when the image carries the palette exactly (a clean
+    /// layout file: there it is the more accurate), else the network (a decoded layout, a
+    /// JPEG, a photo: there the colour decoder reads little). See
+    /// [`crate::inverter::ColorDecoder::reads_cleanly`] and assets/inverter/INVERTER.md.
     #[default]
     Auto,
     /// The network: the model directory's, else the embedded shipped weights.
@@ -656,21 +622,110 @@ pub fn invert_layout_image(
     image: &RgbImage,
     choice: InverterChoice,
 ) -> Result<PoseSet> {
-    let own = model_dir
-        .map(|d| d.join(modeldir::INVERTER_FILE).is_file())
-        .unwrap_or(false);
     let input = |e: crate::inverter::InverterError| PipelineError::Input(e.to_string());
+    let colour = crate::inverter::ColorDecoder::default();
     match choice {
-        InverterChoice::Colour => crate::inverter::ColorDecoder::default()
-            .invert(image)
-            .map_err(input),
-        InverterChoice::Auto if !own => crate::inverter::ColorDecoder::default()
-            .invert(image)
-            .map_err(input),
+        InverterChoice::Colour => colour.invert(image).map_err(input),
+        InverterChoice::Auto if colour.reads_cleanly(image) => colour.invert(image).map_err(input),
         _ => crate::inverter::PoseInverter::for_model_dir(model_dir, &Device::Cpu)
             .map_err(input)?
             .invert(image)
             .map_err(input),
+    }
+}
+
+/// The working size of a `w`×`h` image for a model of `resolution` whose autoencoder
+/// downsamples by `downsample`: longest side = resolution, aspect kept, sides multiples of
+/// 2 × `downsample` (the DiT packs 2×2 latent patches).
+pub fn fit_working_size(resolution: u32, downsample: usize, w: u32, h: u32) -> (u32, u32) {
+    let unit = (downsample * 2) as u32;
+    let s = resolution as f64 / w.max(h) as f64;
+    let side = |v: u32| (((v as f64 * s) / unit as f64).round() as u32).max(1) * unit;
+    (side(w), side(h))
+}
+
+/// An image as autoencoder input `(1, 3, H, W)` in [-1, 1].
+fn image_to_tensor(img: &RgbImage, device: &Device, dtype: DType) -> Result<Tensor> {
+    let (w, h) = img.dimensions();
+    let data: Vec<f32> = img
+        .as_raw()
+        .iter()
+        .map(|&v| v as f32 / 127.5 - 1.0)
+        .collect();
+    let t = Tensor::from_vec(data, (1, h as usize, w as usize, 3), &Device::Cpu)?
+        .permute((0, 3, 1, 2))?
+        .contiguous()?;
+    Ok(t.to_dtype(dtype)?.to_device(device)?)
+}
+
+/// The first image of a decoded batch `(B, 3, H, W)` in about [-1, 1].
+fn tensor_to_image(t: &Tensor) -> Result<RgbImage> {
+    let (_, c, h, w) = t.dims4()?;
+    if c != 3 {
+        return Err(PipelineError::Input(format!(
+            "decoded image has {c} channels"
+        )));
+    }
+    let v: Vec<f32> = t
+        .to_dtype(DType::F32)?
+        .to_device(&Device::Cpu)?
+        .get(0)?
+        .permute((1, 2, 0))?
+        .flatten_all()?
+        .to_vec1()?;
+    let bytes = v
+        .iter()
+        .map(|x| ((x + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8)
+        .collect();
+    RgbImage::from_raw(w as u32, h as u32, bytes)
+        .ok_or_else(|| PipelineError::Input("decoded image has a bad size".into()))
+}
+
+/// The autoencoder of a model directory (its `ae.safetensors`, of the configured kind).
+fn load_autoencoder(
+    dir: &Path,
+    cfg: &ModelConfig,
+    device: &Device,
+    dtype: DType,
+) -> Result<Box<dyn Autoencoder>> {
+    let file = dir.join(modeldir::AE_FILE);
+    Ok(match &cfg.ae {
+        AeSpec::Tiny { config } => Box::new(TinyAe::load(&file, config, device)?),
+        AeSpec::Flux => Box::new(FluxAe::load(&file, device, dtype)?),
+    })
+}
+
+/// A model directory's autoencoder alone, doing to an image what the pipeline does to a layout:
+/// fit it to the working size, encode, decode, scale back. For measuring the round trip and
+/// for training readers of round-tripped layouts (the PoseInverter) without loading the DiT.
+pub struct AeRoundTrip {
+    ae: Box<dyn Autoencoder>,
+    resolution: u32,
+    device: Device,
+    dtype: DType,
+}
+
+impl AeRoundTrip {
+    /// Loads `dir`'s `config.json` and autoencoder.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let cfg = ModelConfig::load(dir)?;
+        let dtype = crate::model::default_dtype(device);
+        Ok(AeRoundTrip {
+            ae: load_autoencoder(dir, &cfg, device, dtype)?,
+            resolution: cfg.resolution,
+            device: device.clone(),
+            dtype,
+        })
+    }
+
+    /// The image after the round trip, at its own size.
+    pub fn round_trip(&self, img: &RgbImage) -> Result<RgbImage> {
+        let (w, h) = img.dimensions();
+        let (ww, wh) = fit_working_size(self.resolution, self.ae.downsample(), w, h);
+        let fitted = imageops::resize(img, ww, wh, imageops::FilterType::Triangle);
+        let x = image_to_tensor(&fitted, &self.device, self.dtype)?;
+        let out = tensor_to_image(&self.ae.decode(&self.ae.encode(&x)?)?)?;
+        Ok(imageops::resize(&out, w, h, imageops::FilterType::Triangle))
     }
 }
 

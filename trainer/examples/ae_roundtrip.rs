@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context};
 use image::{imageops, RgbImage};
-use skeleguide_engine::pipeline::Pipeline;
+use skeleguide_engine::pipeline::AeRoundTrip;
 use std::path::PathBuf;
 
 fn main() -> anyhow::Result<()> {
@@ -14,13 +14,12 @@ fn main() -> anyhow::Result<()> {
     let [model, input, output] = a.as_slice() else {
         bail!("usage: ae_roundtrip MODEL_DIR IN.png OUT.png");
     };
-    let pl = Pipeline::load(model, &candle_core::Device::Cpu)?;
+    let ae = AeRoundTrip::load(model, &candle_core::Device::Cpu)?;
     let img = image::open(input)
         .with_context(|| input.display().to_string())?
         .into_rgb8();
     let (w, h) = img.dimensions();
-    let round = pl.decode_latent(&pl.encode_uncached(&img)?)?;
-    let round = imageops::resize(&round, w, h, imageops::FilterType::Triangle);
+    let round = ae.round_trip(&img)?;
     let mse: f64 = img
         .as_raw()
         .iter()

@@ -8,10 +8,12 @@
 //! the engine's one rasteriser over a background: black (the usual ControlNet image), a
 //! synthetic scene ([`crate::data::scene`]), a procedural texture (with palette-coloured
 //! distractors), or a real photograph when a photo directory is given. Degradations: blur,
-//! noise, JPEG, down-and-up rescaling. The autoencoder round trip is not used: no trained
-//! autoencoder is in the repository (a random one would only teach noise).
+//! noise, JPEG, down-and-up rescaling, and (with [`TrainOptions::ae_model`]) the model's
+//! autoencoder round trip exactly as the pipeline does it ([`AeRoundTrip`]), since the layouts
+//! the pipeline inverts are decoded latents.
 //!
-//! **Targets** come from the same layout drawn on black ([`inverter::targets`]).
+//! **Targets** are the per-pixel classes of the same poses redrawn at the working size
+//! ([`inverter::class_targets`]).
 
 use crate::data::body::random_pose;
 use crate::data::raster::Canvas;
@@ -21,9 +23,10 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use image::{imageops, RgbImage};
 use skeleguide_engine::inverter::{
-    self, ColorDecoder, InverterConfig, InverterError, PoseInverter, WorkGeometry, OUT_CHANNELS,
+    self, ColorDecoder, InverterConfig, InverterError, PoseInverter, WorkGeometry,
 };
 use skeleguide_engine::metrics::pose::{count_exact, pck, PckCount};
+use skeleguide_engine::pipeline::{AeRoundTrip, PipelineError};
 use skeleguide_engine::pose::{draw_layout, draw_on, Keypoint, Pose, PoseSet, NUM_JOINTS};
 use std::path::Path;
 use std::time::Instant;
@@ -36,6 +39,8 @@ pub enum InverterTrainError {
     Inverter(#[from] InverterError),
     #[error("{0}")]
     Candle(#[from] candle_core::Error),
+    #[error("autoencoder round trip: {0}")]
+    Ae(#[from] PipelineError),
 }
 
 pub type Result<T> = std::result::Result<T, InverterTrainError>;
@@ -452,8 +457,9 @@ pub fn sample_at(w: u32, h: u32, rng: &mut Rng, bg: &Backgrounds, how: Degrade) 
     }
 }
 
-/// Inputs `(B, crop, crop, 3)` and targets `(B, crop/2, crop/2, 35)`: a random crop (offsets
-/// multiple of 4) of each sample at its working resolution, zero-padded when smaller.
+/// Input features `(B, crop, crop, 38)` and one-hot targets `(B, crop, crop, 36)`: a random crop
+/// (offsets multiple of 4) of each sample at its working resolution, padded with black and
+/// background when smaller.
 pub fn batch(
     samples: &[Sample],
     cfg: &InverterConfig,
@@ -461,14 +467,13 @@ pub fn batch(
     rng: &mut Rng,
     device: &Device,
 ) -> Result<(Tensor, Tensor)> {
-    let mc = crop / 2;
-    let mut xs = vec![-1f32; samples.len() * crop * crop * 3];
-    let mut ts = vec![0f32; samples.len() * mc * mc * OUT_CHANNELS];
+    let ch = inverter::INPUT_CHANNELS;
+    let mut xs = Vec::with_capacity(samples.len() * crop * crop * ch);
+    let mut labels = vec![inverter::BACKGROUND as u8; samples.len() * crop * crop];
     for (i, s) in samples.iter().enumerate() {
         let g = WorkGeometry::new(s.image.width(), s.image.height(), cfg.work_size);
         let work = inverter::to_working(&s.image, &g);
-        let t = inverter::targets(&s.clean, &s.poses, &g);
-        let (mw, mh) = g.map_size();
+        let t = inverter::class_targets(&s.poses, &g);
         let ox = if g.padded_width > crop {
             rng.below((g.padded_width - crop) / 4 + 1) * 4
         } else {
@@ -479,27 +484,17 @@ pub fn batch(
         } else {
             0
         };
-        let xb = &mut xs[i * crop * crop * 3..][..crop * crop * 3];
-        for y in 0..crop.min(g.height.saturating_sub(oy)) {
-            for x in 0..crop.min(g.width.saturating_sub(ox)) {
-                let p = work.get_pixel((ox + x) as u32, (oy + y) as u32).0;
-                for c in 0..3 {
-                    xb[(y * crop + x) * 3 + c] = p[c] as f32 / 127.5 - 1.0;
-                }
-            }
-        }
-        let tb = &mut ts[i * mc * mc * OUT_CHANNELS..][..mc * mc * OUT_CHANNELS];
-        let (mox, moy) = (ox / 2, oy / 2);
-        for y in 0..mc.min(mh.saturating_sub(moy)) {
-            let row = mc.min(mw.saturating_sub(mox));
-            let src = &t[((moy + y) * mw + mox) * OUT_CHANNELS..][..row * OUT_CHANNELS];
-            tb[y * mc * OUT_CHANNELS..][..row * OUT_CHANNELS].copy_from_slice(src);
+        xs.extend(inverter::window_features(&work, ox, oy, crop, crop));
+        let lb = &mut labels[i * crop * crop..][..crop * crop];
+        for y in 0..crop.min(g.padded_height.saturating_sub(oy)) {
+            let row = crop.min(g.padded_width.saturating_sub(ox));
+            lb[y * crop..][..row].copy_from_slice(&t[(oy + y) * g.padded_width + ox..][..row]);
         }
     }
     let n = samples.len();
     Ok((
-        Tensor::from_vec(xs, (n, crop, crop, 3), device)?,
-        Tensor::from_vec(ts, (n, mc, mc, OUT_CHANNELS), device)?,
+        Tensor::from_vec(xs, (n, crop, crop, ch), device)?,
+        inverter::one_hot(&labels, n, crop, crop, device)?,
     ))
 }
 
@@ -517,6 +512,10 @@ pub struct TrainOptions {
     /// Wall-clock budget: training ends when the steps or the budget run out, and the
     /// learning-rate schedule follows whichever is further along (robust to a busy machine).
     pub time_budget: Option<std::time::Duration>,
+    /// A model directory whose autoencoder round trip degrades a share of the samples.
+    pub ae_model: Option<std::path::PathBuf>,
+    /// The share of samples sent through the round trip (with `ae_model`).
+    pub ae_share: f64,
 }
 
 impl Default for TrainOptions {
@@ -529,6 +528,8 @@ impl Default for TrainOptions {
             seed: 0,
             config: InverterConfig::default(),
             time_budget: None,
+            ae_model: None,
+            ae_share: 0.4,
         }
     }
 }
@@ -560,15 +561,25 @@ pub fn train(
             ..Default::default()
         },
     )?;
+    let ae = match &opts.ae_model {
+        Some(dir) => Some(AeRoundTrip::load(dir, &device)?),
+        None => None,
+    };
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(Tensor, Tensor)>>(2);
     let (o, bgc) = (opts.clone(), bg.clone());
     let producer = std::thread::spawn(move || {
         let mut rng = Rng::new(o.seed ^ 0xDA7A);
         for _ in 0..o.steps {
-            let samples: Vec<Sample> = (0..o.batch)
-                .map(|_| sample(&mut rng, &bgc, Degrade::Random))
-                .collect();
-            let b = batch(&samples, &o.config, o.crop, &mut rng, &Device::Cpu);
+            let b = (0..o.batch)
+                .map(|_| {
+                    let mut s = sample(&mut rng, &bgc, Degrade::Random);
+                    if let Some(ae) = ae.as_ref().filter(|_| rng.chance(o.ae_share)) {
+                        s.image = ae.round_trip(&s.image)?;
+                    }
+                    Ok(s)
+                })
+                .collect::<Result<Vec<Sample>>>()
+                .and_then(|samples| batch(&samples, &o.config, o.crop, &mut rng, &Device::Cpu));
             if tx.send(b).is_err() {
                 break;
             }
@@ -608,30 +619,7 @@ pub fn train(
     }
     drop(rx);
     let _ = producer.join();
-    // a detached copy with plain tensors (inference does not record a graph)
-    let plain: std::collections::HashMap<String, Tensor> = varmap
-        .data()
-        .lock()
-        .map_err(|_| InverterTrainError::Data("poisoned VarMap lock".into()))?
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-        .collect();
-    let mut all = plain;
-    let cfg = opts.config;
-    all.insert(
-        "config".into(),
-        Tensor::from_vec(
-            vec![
-                cfg.work_size as f32,
-                cfg.stem as f32,
-                cfg.width as f32,
-                cfg.blocks as f32,
-            ],
-            4,
-            &device,
-        )?,
-    );
-    Ok(PoseInverter::from_tensors(all, "trained weights", &device)?)
+    Ok(PoseInverter::from_varmap(&varmap, &opts.config, &device)?)
 }
 
 /// Mean loss of a model on fixed held-out batches (for tests and logs).

@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use skeleguide_engine::inverter::{ColorDecoder, InverterConfig, PoseInverter};
+use skeleguide_engine::pipeline::AeRoundTrip;
 use skeleguide_engine::pose::{draw_layout, read_pose_file, ImportOptions, PoseSet};
 use skeleguide_trainer::inverter::{self as inv, Backgrounds, Degrade, Score, TrainOptions};
 use std::path::{Path, PathBuf};
@@ -27,11 +28,14 @@ pub struct TrainArgs {
     lr: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Channels at stride 2 (the stem and the upsampling path).
+    #[arg(long, default_value_t = InverterConfig::default().stem)]
+    stem: usize,
     /// Channels at stride 4.
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = InverterConfig::default().width)]
     width: usize,
     /// Residual blocks at stride 4.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = InverterConfig::default().blocks)]
     blocks: usize,
     /// Directory of real photographs (PNG/JPEG) used as backgrounds, e.g. scikit-image's
     /// public-domain/CC0 sample images extracted from its wheel. Optional.
@@ -44,6 +48,14 @@ pub struct TrainArgs {
     /// Synthetic scene backdrops to pre-render.
     #[arg(long, default_value_t = 64)]
     scenes: usize,
+    /// Model directory whose autoencoder round trip (as the pipeline does it) degrades a share
+    /// of the training layouts: the layouts the pipeline inverts are decoded latents. Default:
+    /// $SKELEGUIDE_MODEL, else the shipped assets/models/tiny; `none` to train without it.
+    #[arg(long)]
+    ae_model: Option<PathBuf>,
+    /// Share of the training layouts sent through the autoencoder round trip.
+    #[arg(long, default_value_t = 0.4)]
+    ae_share: f64,
 }
 
 #[derive(Args, Debug)]
@@ -75,6 +87,9 @@ pub struct EvalArgs {
     /// that still counts as that colour.
     #[arg(long, default_value_t = ColorDecoder::default().tolerance)]
     baseline_tolerance: u8,
+    /// The network's decoding: people with fewer joints are dropped as fragments.
+    #[arg(long)]
+    min_joints: Option<usize>,
 }
 
 fn bar(len: usize, what: &str) -> ProgressBar {
@@ -93,12 +108,13 @@ pub fn train(a: TrainArgs) -> Result<()> {
         .with_context(|| format!("{}: cannot create", a.out.display()))?;
     let out = a.out.join(skeleguide_engine::modeldir::INVERTER_FILE);
     let config = InverterConfig {
+        stem: a.stem,
         width: a.width,
         blocks: a.blocks,
         ..Default::default()
     };
     if let Err(m) = config.validate() {
-        bail!("--width/--blocks: {m}");
+        bail!("--stem/--width/--blocks: {m}");
     }
     let opts = TrainOptions {
         steps: a.steps,
@@ -110,7 +126,15 @@ pub fn train(a: TrainArgs) -> Result<()> {
         time_budget: a
             .minutes
             .map(|m| std::time::Duration::from_secs_f64((m * 60.0).max(1.0))),
+        ae_model: match &a.ae_model {
+            Some(p) if p.as_os_str() == "none" => None,
+            other => Some(ae_model_dir(other)),
+        },
+        ae_share: a.ae_share,
     };
+    if !(0.0..=1.0).contains(&a.ae_share) {
+        bail!("--ae-share must be between 0 and 1");
+    }
     if a.minutes.is_some_and(|m| !(m > 0.0 && m.is_finite())) {
         bail!("--minutes must be a positive number");
     }
@@ -192,6 +216,15 @@ fn fixture_sets(dir: &Path) -> Result<Vec<(String, PoseSet)>> {
     Ok(out)
 }
 
+/// The model directory whose autoencoder gives the round trip: the one named, else
+/// $SKELEGUIDE_MODEL, else the shipped assets/models/tiny.
+fn ae_model_dir(named: &Option<PathBuf>) -> PathBuf {
+    named
+        .clone()
+        .or_else(|| std::env::var_os("SKELEGUIDE_MODEL").map(PathBuf::from))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/tiny"))
+}
+
 fn ratio(s: &Score) -> f64 {
     s.pck.value()
 }
@@ -200,7 +233,10 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     if a.count == 0 {
         bail!("--count must be at least 1");
     }
-    let (model, name) = load_model(&a.model)?;
+    let (mut model, name) = load_model(&a.model)?;
+    if let Some(n) = a.min_joints {
+        model.min_joints = n;
+    }
     let mut bg = Backgrounds::with_scenes(32, a.seed ^ 0xE5CE7E);
     if let Some(dir) = &a.photos {
         bg.load_photos(dir)?;
@@ -216,6 +252,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     put("count", a.count.into());
     put("seed", a.seed.into());
     put("params", model.num_params().into());
+    put("min_joints", model.min_joints.into());
     let mut clean = Vec::new();
     for (tag, how) in [("", Degrade::Clean), ("_degraded", Degrade::Strong)] {
         let samples = inv::eval_samples(a.count, a.seed, &bg, how);
@@ -244,19 +281,13 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             clean = samples;
         }
     }
-    let ae_dir = a
-        .ae_model
-        .clone()
-        .or_else(|| std::env::var_os("SKELEGUIDE_MODEL").map(PathBuf::from))
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/tiny"));
-    let pipeline = skeleguide_engine::pipeline::Pipeline::load(&ae_dir, &candle_core::Device::Cpu)
+    let ae_dir = ae_model_dir(&a.ae_model);
+    let ae = AeRoundTrip::load(&ae_dir, &candle_core::Device::Cpu)
         .with_context(|| format!("--ae-model {}", ae_dir.display()))?;
     let b = bar(clean.len(), "eval after AE");
     let (mut net, mut col) = (Score::default(), Score::default());
     for s in &clean {
-        let (w, h) = s.image.dimensions();
-        let round = pipeline.decode_latent(&pipeline.encode_uncached(&s.image)?)?;
-        let round = image::imageops::resize(&round, w, h, image::imageops::FilterType::Triangle);
+        let round = ae.round_trip(&s.image)?;
         let gt = inv::visible_truth(&s.poses);
         net.add(&model.invert(&round)?, &gt);
         col.add(&base.invert(&round)?, &gt);

@@ -61,6 +61,8 @@ fn training_a_few_steps_lowers_the_held_out_loss() {
         seed: 5,
         config: cfg,
         time_budget: None,
+        ae_model: None,
+        ae_share: 0.0,
     };
     // the same seed: the 1-step model is (almost) the initial model
     let start = train(&opts, &bg, |_, _| true).unwrap();
@@ -130,4 +132,55 @@ fn eval_inverter_measures_the_autoencoder_round_trip() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope"));
+}
+
+#[test]
+fn training_can_degrade_layouts_through_a_model_autoencoder() {
+    use skeleguide_engine::inverter::InverterConfig;
+    use skeleguide_engine::pipeline::AeRoundTrip;
+    use skeleguide_trainer::inverter::{sample_at, train, TrainOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    skeleguide_engine::modeldir::init_random(&model, "tiny", 3).unwrap();
+    let ae = AeRoundTrip::load(&model, &candle_core::Device::Cpu).unwrap();
+    // a layout of any size comes back at its own size, changed by the (random) autoencoder
+    let bg = Backgrounds::default();
+    let mut rng = Rng::new(4);
+    let s = sample_at(200, 150, &mut rng, &bg, Degrade::Clean);
+    let r = ae.round_trip(&s.image).unwrap();
+    assert_eq!(r.dimensions(), (200, 150));
+    assert_ne!(r, s.image);
+    // training with every layout round-tripped runs, and its loss is finite
+    let opts = TrainOptions {
+        steps: 2,
+        batch: 2,
+        crop: 32,
+        config: InverterConfig {
+            work_size: 64,
+            stem: 4,
+            width: 8,
+            blocks: 1,
+        },
+        ae_model: Some(model.clone()),
+        ae_share: 1.0,
+        ..Default::default()
+    };
+    let mut losses = Vec::new();
+    train(&opts, &bg, |_, l| {
+        losses.push(l);
+        true
+    })
+    .unwrap();
+    assert_eq!(losses.len(), 2);
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    // a missing model directory is named
+    let bad = TrainOptions {
+        ae_model: Some(dir.path().join("nope")),
+        ..opts
+    };
+    let msg = match train(&bad, &bg, |_, _| true) {
+        Ok(_) => panic!("trained without an autoencoder"),
+        Err(e) => e.to_string(),
+    };
+    assert!(msg.contains("nope"), "{msg}");
 }

@@ -22,9 +22,10 @@ pub struct InvertArgs {
     /// Force the training-free colour-segmentation decoder.
     #[arg(long, conflicts_with = "network")]
     pub baseline: bool,
-    /// Force the network (the model directory's, else the shipped weights, which are not
-    /// accurate yet: assets/inverter/INVERTER.md). Without --baseline or --network a model
-    /// directory's own network is used, else the colour decoder (the better of the two today).
+    /// Force the network (the model directory's, else the shipped weights: see
+    /// assets/inverter/INVERTER.md). Without --baseline or --network: the colour decoder when
+    /// the image carries the palette exactly (a clean layout file, where it is the more
+    /// accurate), else the network (decoded layouts, JPEGs, photos).
     #[arg(long)]
     pub network: bool,
     /// Write coordinates normalised to [0, 1] instead of pixels.
@@ -40,13 +41,8 @@ pub fn run(a: InvertArgs) -> Result<()> {
         }
         if !dir.join(INVERTER_FILE).is_file() && !a.baseline {
             eprintln!(
-                "note: {} has no {INVERTER_FILE}; using {}",
+                "note: {} has no {INVERTER_FILE}; the shipped network is used where a network is",
                 dir.display(),
-                if a.network {
-                    "the shipped network"
-                } else {
-                    "the colour decoder"
-                }
             );
         }
     }
