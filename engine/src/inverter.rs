@@ -235,6 +235,20 @@ fn palette() -> &'static [[f32; 3]; NUM_JOINTS + NUM_LIMBS] {
     })
 }
 
+/// The palette colour nearest to `rgb` (the first on ties: joints before limbs) and its largest
+/// per-channel difference.
+fn nearest_palette(rgb: [u8; 3]) -> (usize, f32) {
+    let p = rgb.map(|v| v as f32);
+    let mut best = (0, f32::MAX);
+    for (c, q) in palette().iter().enumerate() {
+        let d = (0..3).map(|i| (p[i] - q[i]).abs()).fold(0f32, f32::max);
+        if d < best.1 {
+            best = (c, d);
+        }
+    }
+    best
+}
+
 /// The network's input features of one pixel: RGB in [-1, 1], then for each palette colour
 /// `exp(-(d / MATCH_WIDTH)²)` with `d` the Euclidean RGB distance to it. The match channels
 /// hand the network the colour decoder's knowledge, so that a clean layout is easy and the
@@ -1084,22 +1098,11 @@ impl Default for ColorDecoder {
 impl ColorDecoder {
     /// Per-pixel class: 0..18 joints, 18..35 limbs, [`NO_CLASS`] background.
     pub fn classify(&self, img: &RgbImage) -> Vec<u8> {
-        let mut palette: Vec<[u8; 3]> = COLORS.to_vec();
-        palette.extend((0..NUM_LIMBS).map(limb_color));
-        let tol = self.tolerance as i32;
+        let tol = self.tolerance as f32;
         img.pixels()
-            .map(|p| {
-                let mut best = (i32::MAX, NO_CLASS);
-                for (c, q) in palette.iter().enumerate() {
-                    let d = (0..3)
-                        .map(|i| (p.0[i] as i32 - q[i] as i32).abs())
-                        .max()
-                        .unwrap_or(0);
-                    if d <= tol && d < best.0 {
-                        best = (d, c as u8);
-                    }
-                }
-                best.1
+            .map(|p| match nearest_palette(p.0) {
+                (c, d) if d <= tol => c as u8,
+                _ => NO_CLASS,
             })
             .collect()
     }
@@ -1112,11 +1115,7 @@ impl ColorDecoder {
         let tol = self.tolerance as f32;
         let (mut near, mut exact) = (0usize, 0usize);
         for p in img.pixels() {
-            let q = p.0.map(|v| v as f32);
-            let d = palette()
-                .iter()
-                .map(|c| (0..3).map(|i| (q[i] - c[i]).abs()).fold(0f32, f32::max))
-                .fold(f32::MAX, f32::min);
+            let (_, d) = nearest_palette(p.0);
             if d <= 48.0 {
                 near += 1;
                 if d <= tol {
