@@ -624,14 +624,18 @@ pub fn invert_layout_image(
 ) -> Result<PoseSet> {
     let input = |e: crate::inverter::InverterError| PipelineError::Input(e.to_string());
     let colour = crate::inverter::ColorDecoder::default();
-    match choice {
-        InverterChoice::Colour => colour.invert(image).map_err(input),
-        InverterChoice::Auto if colour.reads_cleanly(image) => colour.invert(image).map_err(input),
-        _ => crate::inverter::PoseInverter::for_model_dir(model_dir, &Device::Cpu)
-            .map_err(input)?
-            .invert(image)
-            .map_err(input),
+    if choice == InverterChoice::Colour {
+        return colour.invert(image).map_err(input);
     }
+    if choice == InverterChoice::Auto {
+        if let Some(set) = colour.invert_if_clean(image).map_err(input)? {
+            return Ok(set);
+        }
+    }
+    crate::inverter::PoseInverter::for_model_dir(model_dir, &Device::Cpu)
+        .map_err(input)?
+        .invert(image)
+        .map_err(input)
 }
 
 /// The working size of a `w`×`h` image for a model of `resolution` whose autoencoder
