@@ -103,10 +103,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Loads a model directory after checking every file and shape.
+    /// Loads a model directory after checking every file and shape, in the device's default
+    /// dtype (f32 on the CPU, bf16 on CUDA).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_as(dir, device, crate::model::default_dtype(device))
+    }
+
+    /// [`Pipeline::load`] in a given dtype (f32 on CUDA, say, to compare it with the CPU).
+    pub fn load_as(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
         let cfg = modeldir::check(dir)?;
-        let dtype = crate::model::default_dtype(device);
         let mut dit = MmDit::load(dir.join(modeldir::BASE_FILE), &cfg.dit, device, dtype)?;
         for set in [SKELETAL, APPEARANCE] {
             dit.loras_mut().load(dir.join(modeldir::lora_file(set)))?;
@@ -186,7 +191,7 @@ impl Pipeline {
             return Ok(t.clone());
         }
         let fitted = imageops::resize(img, ww, wh, imageops::FilterType::Triangle);
-        let latent = self.ae.encode(&self.to_tensor(&fitted)?)?;
+        let latent = self.encode_image(&fitted)?;
         if self.scene_cache.len() > 16 {
             self.scene_cache.clear();
         }
@@ -199,6 +204,8 @@ impl Pipeline {
             return Ok(f.clone());
         }
         let TextFeatures { tokens, pooled, .. } = self.text.encode(&[prompt])?;
+        // The tiny text encoder works in f32 whatever the DiT's dtype (bf16 on CUDA).
+        let (tokens, pooled) = (tokens.to_dtype(self.dtype)?, pooled.to_dtype(self.dtype)?);
         if self.text_cache.len() > 64 {
             self.text_cache.clear();
         }
@@ -451,7 +458,16 @@ impl Pipeline {
     pub fn encode_uncached(&self, img: &RgbImage) -> Result<Tensor> {
         let (ww, wh) = self.working_size(img.width(), img.height());
         let fitted = imageops::resize(img, ww, wh, imageops::FilterType::Triangle);
-        Ok(self.ae.encode(&self.to_tensor(&fitted)?)?)
+        self.encode_image(&fitted)
+    }
+
+    /// The latent of an image already at the working size, in the DiT's dtype (the tiny
+    /// autoencoder works in f32 whatever the DiT's dtype).
+    fn encode_image(&self, img: &RgbImage) -> Result<Tensor> {
+        Ok(self
+            .ae
+            .encode(&self.to_tensor(img)?)?
+            .to_dtype(self.dtype)?)
     }
 
     /// The image of a latent at the working size.

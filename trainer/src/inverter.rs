@@ -22,6 +22,7 @@ use crate::data::scene::{PlaceKind, Scene};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use image::{imageops, RgbImage};
+use rayon::prelude::*;
 use skeleguide_engine::inverter::{
     self, ColorDecoder, InverterConfig, InverterError, PoseInverter, WorkGeometry,
 };
@@ -547,7 +548,9 @@ pub fn train(
             opts.steps, opts.batch, opts.crop
         )));
     }
-    let device = Device::Cpu;
+    // The network trains on the default device (CUDA when the engine is built with it); the
+    // samples, and the autoencoder round trips among them, are made on the CPU's threads.
+    let device = skeleguide_engine::pipeline::default_device()?;
     let varmap: VarMap = PoseInverter::seeded_varmap(&opts.config, opts.seed, &device)?;
     let model = PoseInverter::new(
         VarBuilder::from_varmap(&varmap, DType::F32, &device),
@@ -562,7 +565,7 @@ pub fn train(
         },
     )?;
     let ae = match &opts.ae_model {
-        Some(dir) => Some(AeRoundTrip::load(dir, &device)?),
+        Some(dir) => Some(AeRoundTrip::load(dir, &Device::Cpu)?),
         None => None,
     };
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(Tensor, Tensor)>>(2);
@@ -570,10 +573,14 @@ pub fn train(
     let producer = std::thread::spawn(move || {
         let mut rng = Rng::new(o.seed ^ 0xDA7A);
         for _ in 0..o.steps {
-            let b = (0..o.batch)
-                .map(|_| {
-                    let mut s = sample(&mut rng, &bgc, Degrade::Random);
-                    if let Some(ae) = ae.as_ref().filter(|_| rng.chance(o.ae_share)) {
+            // One generator per sample, forked in order: the batch is the same on any number
+            // of threads.
+            let mut forks: Vec<Rng> = (0..o.batch).map(|i| rng.fork(i as u64)).collect();
+            let b = forks
+                .par_iter_mut()
+                .map(|r| {
+                    let mut s = sample(r, &bgc, Degrade::Random);
+                    if let Some(ae) = ae.as_ref().filter(|_| r.chance(o.ae_share)) {
                         s.image = ae.round_trip(&s.image)?;
                     }
                     Ok(s)
@@ -591,6 +598,7 @@ pub fn train(
         let (x, t) = rx
             .recv()
             .map_err(|_| InverterTrainError::Data("the data thread stopped".into()))??;
+        let (x, t) = (x.to_device(&device)?, t.to_device(&device)?);
         let mut p = step as f64 / opts.steps as f64;
         if let Some(b) = opts.time_budget {
             p = p.max(start.elapsed().as_secs_f64() / b.as_secs_f64().max(1e-9));

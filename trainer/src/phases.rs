@@ -215,8 +215,11 @@ fn encode_all(
     device: &Device,
     dtype: DType,
 ) -> Result<Tensor> {
+    // Small chunks keep the CPU's working set in cache; on a GPU each chunk is a round of
+    // kernel launches, so larger chunks cut the launch overhead.
+    let chunk = if device.is_cpu() { 16 } else { 256 };
     let mut parts = Vec::new();
-    for chunk in imgs.chunks(16) {
+    for chunk in imgs.chunks(chunk) {
         let lat = ae.encode(&images_tensor(chunk, device)?.to_dtype(dtype)?)?;
         parts.push(pack_latents(&lat.to_dtype(dtype)?)?);
     }
@@ -447,6 +450,11 @@ struct Ctx<'a> {
     log: RunLog,
     progress: bool,
     started: Instant,
+    /// The examples' latents, encoded once by the frozen autoencoder (it does not change after
+    /// phase 0-ae) and shared by phase 0-dit and phases 1-3.
+    latents: Option<Arc<Latents>>,
+    /// The prompts' features from the frozen text encoder of phases 1-3.
+    text_cache: Option<Arc<TextCache>>,
 }
 
 /// Runs the curriculum (or one phase); returns what each phase run measured.
@@ -536,6 +544,8 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
         log,
         progress: args.progress,
         started: Instant::now(),
+        latents: None,
+        text_cache: None,
     };
     let mut summaries = Vec::new();
     for phase in selected {
@@ -884,7 +894,7 @@ impl Ctx<'_> {
         };
         let mdir = model_dir(&self.out);
         let ae = TinyAe::load(&mdir.join(modeldir::AE_FILE), ae_cfg, &self.device)?;
-        let lat = cache_latents(&ae, &self.examples, &self.device, self.dtype)?;
+        let lat = self.latents(&ae)?;
         let dit_cfg = mc.dit.clone();
         let dit_vars: Vec<(String, Var)> = {
             let w = random_weights(&dit_cfg, self.cfg.seed, &self.device, self.dtype)?;
@@ -1160,6 +1170,16 @@ impl Ctx<'_> {
         Ok((mc, dit, ae, text))
     }
 
+    /// The examples' latents under the run's frozen autoencoder, encoded on first use.
+    fn latents(&mut self, ae: &dyn Autoencoder) -> Result<Arc<Latents>> {
+        if let Some(l) = &self.latents {
+            return Ok(Arc::clone(l));
+        }
+        let l = Arc::new(cache_latents(ae, &self.examples, &self.device, self.dtype)?);
+        self.latents = Some(Arc::clone(&l));
+        Ok(l)
+    }
+
     fn lora_phase(
         &mut self,
         phase: &str,
@@ -1215,8 +1235,12 @@ impl Ctx<'_> {
             rng = c.rng.clone();
             start = c.pos.step;
         }
-        let lat = cache_latents(ae.as_ref(), &self.examples, &self.device, self.dtype)?;
-        let tc = TextCache::new(text.as_ref(), &self.examples, self.dtype)?;
+        let lat = self.latents(ae.as_ref())?;
+        let tc = match &self.text_cache {
+            Some(tc) => Arc::clone(tc),
+            None => Arc::new(TextCache::new(text.as_ref(), &self.examples, self.dtype)?),
+        };
+        self.text_cache = Some(Arc::clone(&tc));
         let shift = mc.time_shift.then_some(lat.th * lat.tw);
         let n = self.examples.len();
         let kind = match (phase, method) {

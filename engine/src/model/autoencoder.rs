@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 pub use candle_transformers::models::flux::autoencoder::Config as FluxAeConfig;
 
 /// An image autoencoder for the DiT.
-pub trait Autoencoder: Send {
+pub trait Autoencoder: Send + Sync {
     /// Images `(B, 3, H, W)` in `[-1, 1]`, `H` and `W` multiples of [`Self::downsample`] ->
     /// latents `(B, C, H/f, W/f)`, already scaled/shifted for the DiT (in the model's dtype).
     fn encode(&self, images: &Tensor) -> Result<Tensor>;

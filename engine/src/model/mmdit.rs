@@ -719,14 +719,15 @@ impl MmDit {
     // ----------------------------------------------------------------- primitives
 
     fn layer_norm(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        // candle's fused layer_norm, like its rms_norm, has no f64 kernel.
         match mode {
-            Mode::Fast => candle_nn::ops::layer_norm(
+            Mode::Fast if x.dtype() != DType::F64 => candle_nn::ops::layer_norm(
                 &x.contiguous()?,
                 &self.ln_ones,
                 &self.ln_zeros,
                 NORM_EPS as f32,
             ),
-            Mode::Train => {
+            _ => {
                 let mean = x.mean_keepdim(D::Minus1)?;
                 let xc = x.broadcast_sub(&mean)?;
                 let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -800,9 +801,12 @@ impl MmDit {
     }
 
     fn rms(&self, x: &Tensor, w: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        // candle's fused rms_norm has f32/bf16/f16 kernels only: f64 takes the plain formula.
         match mode {
-            Mode::Fast => candle_nn::ops::rms_norm(&x.contiguous()?, w, NORM_EPS as f32),
-            Mode::Train => {
+            Mode::Fast if x.dtype() != DType::F64 => {
+                candle_nn::ops::rms_norm(&x.contiguous()?, w, NORM_EPS as f32)
+            }
+            _ => {
                 let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
                 x.broadcast_div(&(ms + NORM_EPS)?.sqrt()?)?.broadcast_mul(w)
             }

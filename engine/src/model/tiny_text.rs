@@ -450,7 +450,9 @@ impl TextEncoder for TinyText {
             .token_out
             .forward(&x)?
             .broadcast_mul(&mask.unsqueeze(2)?)?;
-        let pooled = self.pooled_out.forward(&x.narrow(1, 0, 1)?.squeeze(1)?)?;
+        let pooled = self
+            .pooled_out
+            .forward(&x.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?)?;
         Ok(TextFeatures {
             tokens,
             pooled,
