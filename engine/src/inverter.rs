@@ -67,9 +67,10 @@ const CONFIG_TENSOR: &str = "config";
 /// The file format in the `config` tensor's fifth value (2: per-pixel classes).
 const FORMAT: f32 = 2.0;
 
-/// The shipped network (`assets/inverter/inverter.safetensors`; see INVERTER.md there),
-/// embedded so that `--network` works in a fresh clone.
-pub const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../assets/inverter/inverter.safetensors");
+/// The shipped network (`assets/models/tiny/inverter.safetensors`; see INVERTER.md there),
+/// embedded for model directories without their own and for `skeleguide invert` without
+/// `--model`.
+pub const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../assets/models/tiny/inverter.safetensors");
 
 /// Errors of the inverter. Every message names the file (or input) at fault.
 #[derive(Debug, thiserror::Error)]
@@ -601,11 +602,11 @@ impl PoseInverter {
         Self::from_tensors(t, file, device)
     }
 
-    /// The embedded default (`assets/inverter/inverter.safetensors`).
+    /// The embedded default (`assets/models/tiny/inverter.safetensors`).
     pub fn embedded(device: &Device) -> Result<Self> {
         Self::from_bytes(
             DEFAULT_WEIGHTS,
-            "embedded assets/inverter/inverter.safetensors",
+            "embedded assets/models/tiny/inverter.safetensors",
             device,
         )
     }

@@ -622,7 +622,7 @@ pub enum InverterChoice {
     /// The colour-segmentation decoder when the image carries the palette exactly (a clean
     /// layout file: there it is the more accurate), else the network (a decoded layout, a
     /// JPEG, a photo: there the colour decoder reads little). See
-    /// [`crate::inverter::ColorDecoder::reads_cleanly`] and assets/inverter/INVERTER.md.
+    /// [`crate::inverter::ColorDecoder::reads_cleanly`] and assets/models/tiny/INVERTER.md.
     #[default]
     Auto,
     /// The network: the model directory's, else the embedded shipped weights.

@@ -182,7 +182,7 @@ fn load_model(model: &Option<PathBuf>) -> Result<(PoseInverter, String)> {
     Ok(match model {
         None => (
             PoseInverter::embedded(&dev)?,
-            "embedded assets/inverter/inverter.safetensors".into(),
+            "embedded assets/models/tiny/inverter.safetensors".into(),
         ),
         Some(p) if p.is_dir() => {
             let f = p.join(skeleguide_engine::modeldir::INVERTER_FILE);

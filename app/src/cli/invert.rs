@@ -23,7 +23,7 @@ pub struct InvertArgs {
     #[arg(long, conflicts_with = "network")]
     pub baseline: bool,
     /// Force the network (the model directory's, else the shipped weights: see
-    /// assets/inverter/INVERTER.md). Without --baseline or --network: the colour decoder when
+    /// assets/models/tiny/INVERTER.md). Without --baseline or --network: the colour decoder when
     /// the image carries the palette exactly (a clean layout file, where it is the more
     /// accurate), else the network (decoded layouts, JPEGs, photos).
     #[arg(long)]
