@@ -269,6 +269,17 @@ pub fn check(dir: &Path) -> Result<ModelConfig, ModelDirError> {
             }
         }
     }
+    // The PoseInverter is optional, but a broken one is reported now, not at the first inversion.
+    let inv = dir.join(INVERTER_FILE);
+    if inv.is_file() {
+        if let Err(e) = crate::inverter::PoseInverter::load(&inv, &candle_core::Device::Cpu) {
+            let msg = match e {
+                crate::inverter::InverterError::Weights { msg, .. } => msg,
+                e => e.to_string(),
+            };
+            return Err(ModelDirError::file(&inv, msg));
+        }
+    }
     Ok(cfg)
 }
 

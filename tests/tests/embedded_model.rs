@@ -35,6 +35,21 @@ fn the_shipped_model_is_complete_and_small() {
     );
 }
 
+#[test]
+fn a_broken_inverter_file_is_named_when_the_model_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(shipped()).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != modeldir::INVERTER_FILE {
+            std::os::unix::fs::symlink(e.path(), dir.path().join(e.file_name())).unwrap();
+        }
+    }
+    modeldir::check(dir.path()).expect("complete without an inverter");
+    std::fs::write(dir.path().join(modeldir::INVERTER_FILE), b"not safetensors").unwrap();
+    let err = modeldir::check(dir.path()).unwrap_err().to_string();
+    assert!(err.contains(modeldir::INVERTER_FILE), "{err}");
+}
+
 fn generate(scene: &Path, out: &Path, layout: &Path, keep: bool) {
     let mut cmd = Command::new(skeleguide_bin());
     cmd.env_remove("SKELEGUIDE_MODEL").args([
