@@ -22,6 +22,7 @@ use image::{imageops, RgbImage};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::OnceLock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -100,6 +101,8 @@ pub struct Pipeline {
     scene_cache: HashMap<u64, Tensor>,
     text_cache: HashMap<String, (Tensor, Tensor)>,
     cond_cache: Option<CondCache>,
+    /// The PoseInverter network (the directory's own, else the embedded one), read on first use.
+    network: OnceLock<crate::inverter::PoseInverter>,
 }
 
 impl Pipeline {
@@ -154,6 +157,7 @@ impl Pipeline {
             scene_cache: HashMap::new(),
             text_cache: HashMap::new(),
             cond_cache: None,
+            network: OnceLock::new(),
         })
     }
 
@@ -413,7 +417,18 @@ impl Pipeline {
     /// PoseInverter network (the model directory's own, else the embedded one); a clean one
     /// (relayout from poses) to the colour-segmentation decoder.
     pub fn invert(&self, layout: &Layout) -> Result<PoseSet> {
-        invert_layout_image(Some(&self.dir), &layout.image, InverterChoice::Auto)
+        invert_choosing(&layout.image, InverterChoice::Auto, |img| {
+            let net = match self.network.get() {
+                Some(n) => n,
+                None => {
+                    let n =
+                        crate::inverter::PoseInverter::for_model_dir(Some(&self.dir), &Device::Cpu)
+                            .map_err(inverter_input)?;
+                    self.network.get_or_init(|| n)
+                }
+            };
+            net.invert(img).map_err(inverter_input)
+        })
     }
 
     /// A layout from edited poses: the one rasteriser over the scene, then the encoder.
@@ -638,20 +653,34 @@ pub fn invert_layout_image(
     image: &RgbImage,
     choice: InverterChoice,
 ) -> Result<PoseSet> {
-    let input = |e: crate::inverter::InverterError| PipelineError::Input(e.to_string());
+    invert_choosing(image, choice, |img| {
+        crate::inverter::PoseInverter::for_model_dir(model_dir, &Device::Cpu)
+            .map_err(inverter_input)?
+            .invert(img)
+            .map_err(inverter_input)
+    })
+}
+
+fn inverter_input(e: crate::inverter::InverterError) -> PipelineError {
+    PipelineError::Input(e.to_string())
+}
+
+/// The colour decoder or `network`, as `choice` says.
+fn invert_choosing(
+    image: &RgbImage,
+    choice: InverterChoice,
+    network: impl FnOnce(&RgbImage) -> Result<PoseSet>,
+) -> Result<PoseSet> {
     let colour = crate::inverter::ColorDecoder::default();
     if choice == InverterChoice::Colour {
-        return colour.invert(image).map_err(input);
+        return colour.invert(image).map_err(inverter_input);
     }
     if choice == InverterChoice::Auto {
-        if let Some(set) = colour.invert_if_clean(image).map_err(input)? {
+        if let Some(set) = colour.invert_if_clean(image).map_err(inverter_input)? {
             return Ok(set);
         }
     }
-    crate::inverter::PoseInverter::for_model_dir(model_dir, &Device::Cpu)
-        .map_err(input)?
-        .invert(image)
-        .map_err(input)
+    network(image)
 }
 
 /// The working size of a `w`×`h` image for a model of `resolution` whose autoencoder

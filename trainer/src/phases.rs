@@ -1180,6 +1180,16 @@ impl Ctx<'_> {
         Ok(l)
     }
 
+    /// The prompts' features under the frozen text encoder of phases 1-3, encoded on first use.
+    fn text_features(&mut self, text: &dyn TextEncoder) -> Result<Arc<TextCache>> {
+        if let Some(t) = &self.text_cache {
+            return Ok(Arc::clone(t));
+        }
+        let t = Arc::new(TextCache::new(text, &self.examples, self.dtype)?);
+        self.text_cache = Some(Arc::clone(&t));
+        Ok(t)
+    }
+
     fn lora_phase(
         &mut self,
         phase: &str,
@@ -1236,11 +1246,7 @@ impl Ctx<'_> {
             start = c.pos.step;
         }
         let lat = self.latents(ae.as_ref())?;
-        let tc = match &self.text_cache {
-            Some(tc) => Arc::clone(tc),
-            None => Arc::new(TextCache::new(text.as_ref(), &self.examples, self.dtype)?),
-        };
-        self.text_cache = Some(Arc::clone(&tc));
+        let tc = self.text_features(text.as_ref())?;
         let shift = mc.time_shift.then_some(lat.th * lat.tw);
         let n = self.examples.len();
         let kind = match (phase, method) {

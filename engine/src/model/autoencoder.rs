@@ -23,7 +23,8 @@ pub use candle_transformers::models::flux::autoencoder::Config as FluxAeConfig;
 /// An image autoencoder for the DiT.
 pub trait Autoencoder: Send + Sync {
     /// Images `(B, 3, H, W)` in `[-1, 1]`, `H` and `W` multiples of [`Self::downsample`] ->
-    /// latents `(B, C, H/f, W/f)`, already scaled/shifted for the DiT (in the model's dtype).
+    /// latents `(B, C, H/f, W/f)`, already scaled/shifted for the DiT, in the autoencoder's own
+    /// dtype (f32 for the tiny one): callers convert them to the DiT's.
     fn encode(&self, images: &Tensor) -> Result<Tensor>;
     /// Latents `(B, C, h, w)` -> images `(B, 3, h*f, w*f)` in about `[-1, 1]` (f32).
     fn decode(&self, latents: &Tensor) -> Result<Tensor>;
