@@ -461,6 +461,21 @@ impl PoseInverter {
         Ok(vm)
     }
 
+    /// Trainable copies of this model's parameters (to fine-tune it; see [`Self::from_varmap`]).
+    pub fn to_varmap(&self) -> Result<VarMap> {
+        let vm = VarMap::new();
+        {
+            let mut data = vm.data().lock().map_err(|_| InverterError::Weights {
+                file: "inverter".into(),
+                msg: "poisoned VarMap lock".into(),
+            })?;
+            for (name, t) in &self.params {
+                data.insert(name.clone(), Var::from_tensor(&t.copy()?)?);
+            }
+        }
+        Ok(vm)
+    }
+
     /// A detached copy of trained parameters (inference records no graph).
     pub fn from_varmap(vm: &VarMap, cfg: &InverterConfig, device: &Device) -> Result<Self> {
         let params: HashMap<String, Tensor> = vm

@@ -707,8 +707,8 @@ fn image_to_tensor(img: &RgbImage, device: &Device, dtype: DType) -> Result<Tens
     Ok(t.to_dtype(dtype)?.to_device(device)?)
 }
 
-/// The first image of a decoded batch `(B, 3, H, W)` in about [-1, 1].
-fn tensor_to_image(t: &Tensor) -> Result<RgbImage> {
+/// The first image of a decoded batch `(B, 3, H, W)` in about [-1, 1], as RGB8.
+pub fn tensor_to_image(t: &Tensor) -> Result<RgbImage> {
     let (_, c, h, w) = t.dims4()?;
     if c != 3 {
         return Err(PipelineError::Input(format!(

@@ -326,6 +326,46 @@ fn training_steps_lower_the_loss() {
 }
 
 #[test]
+fn the_weighted_loss_is_the_mse_of_the_weighted_pixels_and_has_gradients() {
+    use skeleguide_engine::model::tiny_ae::weighted_mse;
+    let x = batch(3, 2, 16, 16);
+    let y = batch(4, 2, 16, 16);
+    let val = |t: Tensor| t.to_scalar::<f32>().unwrap();
+    let plain = val((&x - &y).unwrap().sqr().unwrap().mean_all().unwrap());
+    // No weights and uniform weights are both the plain MSE.
+    assert_eq!(val(weighted_mse(&x, &y, None).unwrap()), plain);
+    let ones = Tensor::ones((2, 1, 16, 16), DType::F32, &DEV).unwrap();
+    let w3 = (ones * 3.0).unwrap();
+    assert!((val(weighted_mse(&x, &y, Some(&w3)).unwrap()) - plain).abs() < 1e-6);
+    // Weight on one 4x4 block only: the MSE over that block.
+    let mut m = vec![0f32; 2 * 16 * 16];
+    for r in 4..8 {
+        for c in 8..12 {
+            m[r * 16 + c] = 1.0;
+        }
+    }
+    let w = Tensor::from_vec(m, (2, 1, 16, 16), &DEV).unwrap();
+    let block = |t: &Tensor| t.narrow(2, 4, 4).unwrap().narrow(3, 8, 4).unwrap();
+    let want = val((block(&x) - block(&y))
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .narrow(0, 0, 1)
+        .unwrap()
+        .mean_all()
+        .unwrap());
+    assert!((val(weighted_mse(&x, &y, Some(&w)).unwrap()) - want).abs() < 1e-5);
+    // It trains: a weighted step changes the weights and lowers the weighted loss.
+    let mut tr = TinyAeTrainer::new(&TinyAeConfig::default(), &Default::default(), &DEV).unwrap();
+    let first = tr.step_weighted(&x, Some(&w)).unwrap();
+    let mut last = first;
+    for _ in 0..15 {
+        last = tr.step_weighted(&x, Some(&w)).unwrap();
+    }
+    assert!(last < 0.5 * first, "weighted loss {first} -> {last}");
+}
+
+#[test]
 fn train_tiny_ae_api_runs_and_stops_on_request() {
     let cfg = TinyAeConfig {
         widths: vec![8, 16, 16],

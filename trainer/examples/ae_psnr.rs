@@ -1,6 +1,7 @@
 //! Held-out PSNR of a model directory's tiny autoencoder on a manifest data set (normally a
 //! synthetic test split at the model's resolution): encode -> decode of every image (layouts,
-//! scenes with people and backgrounds), mean PSNR in dB, plus encode/decode time.
+//! scenes with people and backgrounds), mean PSNR in dB, the PSNR on the skeleton pixels of the
+//! layouts alone, and encode/decode time.
 //!
 //! `cargo run --release -p skeleguide-trainer --example ae_psnr -- MODEL_DIR DATA_DIR [COUNT]`
 
@@ -8,7 +9,7 @@ use anyhow::{bail, Context};
 use candle_core::Device;
 use skeleguide_engine::model::TinyAe;
 use skeleguide_engine::modeldir::{self, AeSpec, ModelConfig};
-use skeleguide_trainer::ae::{held_out_psnr, load_images};
+use skeleguide_trainer::ae::{held_out_psnr, held_out_skeleton_psnr, load_images, AeImage};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -30,19 +31,28 @@ fn main() -> anyhow::Result<()> {
     let images = load_images(&PathBuf::from(&data), count)?;
     let images: Vec<_> = images
         .into_iter()
-        .map(|i| {
-            let (w, h) = (i.width() / 8 * 8, i.height() / 8 * 8);
-            image::imageops::crop_imm(&i, 0, 0, w, h).to_image()
+        .map(|a| {
+            let (w, h) = (a.image.width() / 8 * 8, a.image.height() / 8 * 8);
+            AeImage {
+                image: image::imageops::crop_imm(&a.image, 0, 0, w, h).to_image(),
+                drawn: a
+                    .drawn
+                    .map(|m| image::imageops::crop_imm(&m, 0, 0, w, h).to_image()),
+            }
         })
         .collect();
     let t = Instant::now();
     let db = held_out_psnr(&ae, &images)?;
+    let ms = t.elapsed().as_secs_f64() * 1000.0 / images.len() as f64;
+    let skeleton = held_out_skeleton_psnr(&ae, &images)?;
     println!(
-        "{} images ({}x{}): held-out PSNR {db:.2} dB, {:.1} ms per encode+decode",
+        "{} images ({}x{}): held-out PSNR {db:.2} dB ({}), {ms:.1} ms per encode+decode",
         images.len(),
-        images[0].width(),
-        images[0].height(),
-        t.elapsed().as_secs_f64() * 1000.0 / images.len() as f64
+        images[0].image.width(),
+        images[0].image.height(),
+        skeleton.map_or("no layouts".into(), |s| format!(
+            "{s:.2} dB on the layouts' skeleton pixels"
+        )),
     );
     Ok(())
 }

@@ -4,7 +4,7 @@
 use crate::data::manifest::Manifest;
 use crate::data::rng::Rng;
 use candle_core::{Device, Tensor};
-use image::RgbImage;
+use image::{GrayImage, Luma, RgbImage};
 use skeleguide_engine::model::tiny_ae::{self, psnr};
 use skeleguide_engine::model::{
     Autoencoder, ModelError, TinyAe, TinyAeConfig, TinyAeTrainOptions, TinyAeTrainer,
@@ -21,20 +21,46 @@ pub enum AeTrainError {
     Candle(#[from] candle_core::Error),
 }
 
+/// One autoencoder image and, for a layout, the pixels the rasteriser drew on its scene (255),
+/// which the training loss weights (see [`AeRun::skeleton_weight`]).
+#[derive(Debug, Clone)]
+pub struct AeImage {
+    pub image: RgbImage,
+    pub drawn: Option<GrayImage>,
+}
+
+/// The pixels where `layout` differs from the `scene` it was drawn on: the skeletons, with the
+/// pixels that resizing blended into them. Both images have one size.
+pub fn drawn_pixels(layout: &RgbImage, scene: &RgbImage) -> GrayImage {
+    GrayImage::from_fn(layout.width(), layout.height(), |x, y| {
+        let (a, b) = (layout.get_pixel(x, y).0, scene.get_pixel(x, y).0);
+        let differs = a.iter().zip(b).any(|(&p, q)| p.abs_diff(q) > 2);
+        Luma([if differs { 255 } else { 0 }])
+    })
+}
+
 /// Every image of a manifest, decoded: the scene with people, the background and the layout
-/// (the background with the skeletons drawn by the engine's rasteriser), since the autoencoder
-/// carries layouts too and must keep their limbs legible.
-pub fn load_images(dir: &Path, limit: usize) -> Result<Vec<RgbImage>, AeTrainError> {
+/// (the background with the skeletons drawn by the engine's rasteriser, and which pixels were
+/// drawn), since the autoencoder carries layouts too and must keep their limbs legible.
+pub fn load_images(dir: &Path, limit: usize) -> Result<Vec<AeImage>, AeTrainError> {
     let m = Manifest::open(dir).map_err(|e| AeTrainError::Data(e.to_string()))?;
     let mut out = Vec::new();
     for r in m.records.iter().take(limit) {
         let s = r.load().map_err(|e| AeTrainError::Data(e.to_string()))?;
-        out.push(skeleguide_engine::pose::draw_layout(
-            Some(&s.background),
-            &s.poses,
-        ));
-        out.push(s.image);
-        out.push(s.background);
+        let layout = skeleguide_engine::pose::draw_layout(Some(&s.background), &s.poses);
+        let drawn = drawn_pixels(&layout, &s.background);
+        out.push(AeImage {
+            image: layout,
+            drawn: Some(drawn),
+        });
+        out.push(AeImage {
+            image: s.image,
+            drawn: None,
+        });
+        out.push(AeImage {
+            image: s.background,
+            drawn: None,
+        });
     }
     if out.is_empty() {
         return Err(AeTrainError::Data(format!(
@@ -43,6 +69,30 @@ pub fn load_images(dir: &Path, limit: usize) -> Result<Vec<RgbImage>, AeTrainErr
         )));
     }
     Ok(out)
+}
+
+/// Per-pixel loss weights `(B, 1, H, W)` on the CPU: 1, and `1 + skeleton_weight` on the drawn
+/// pixels of the images that have them (all of one size).
+pub fn loss_weights(
+    drawn: &[Option<&GrayImage>],
+    w: u32,
+    h: u32,
+    skeleton_weight: f32,
+) -> candle_core::Result<Tensor> {
+    let mut v = Vec::with_capacity(drawn.len() * (w * h) as usize);
+    for d in drawn {
+        match d {
+            Some(m) => {
+                v.extend(
+                    m.as_raw()
+                        .iter()
+                        .map(|&b| if b > 0 { 1.0 + skeleton_weight } else { 1.0 }),
+                )
+            }
+            None => v.extend(std::iter::repeat_n(1.0f32, (w * h) as usize)),
+        }
+    }
+    Tensor::from_vec(v, (drawn.len(), 1, h as usize, w as usize), &Device::Cpu)
 }
 
 /// RGB8 images of one size as an NCHW f32 tensor in [-1, 1] on the CPU.
@@ -59,40 +109,93 @@ pub fn to_tensor(imgs: &[&RgbImage]) -> candle_core::Result<Tensor> {
     )
 }
 
-/// Batches of `batch` random `crop`×`crop` crops (multiples of 8), forever.
+/// A training batch: crops `(B, 3, H, W)` in `[-1, 1]` and, when the skeleton weight is on,
+/// their loss weights `(B, 1, H, W)`.
+pub type AeBatch = (Tensor, Option<Tensor>);
+
+/// Batches of `batch` random `crop`×`crop` crops (multiples of 8), forever; with loss weights
+/// when `skeleton_weight > 0`.
 pub fn crops(
-    images: &[RgbImage],
+    images: &[AeImage],
     batch: usize,
     crop: u32,
     seed: u64,
-) -> impl Iterator<Item = skeleguide_engine::model::Result<Tensor>> + '_ {
+    skeleton_weight: f32,
+) -> impl Iterator<Item = skeleguide_engine::model::Result<AeBatch>> + '_ {
     let mut rng = Rng::new(seed);
     std::iter::repeat_with(move || {
-        let picked: Vec<RgbImage> = (0..batch)
+        let picked: Vec<(RgbImage, Option<GrayImage>)> = (0..batch)
             .map(|_| {
-                let img = &images[rng.below(images.len())];
-                let (w, h) = img.dimensions();
+                let a = &images[rng.below(images.len())];
+                let (w, h) = a.image.dimensions();
                 let (cw, ch) = (crop.min(w), crop.min(h));
                 let x = rng.below((w - cw + 1) as usize) as u32 / 8 * 8;
                 let y = rng.below((h - ch + 1) as usize) as u32 / 8 * 8;
-                image::imageops::crop_imm(img, x, y, cw / 8 * 8, ch / 8 * 8).to_image()
+                let (cw, ch) = (cw / 8 * 8, ch / 8 * 8);
+                (
+                    image::imageops::crop_imm(&a.image, x, y, cw, ch).to_image(),
+                    a.drawn
+                        .as_ref()
+                        .map(|m| image::imageops::crop_imm(m, x, y, cw, ch).to_image()),
+                )
             })
             .collect();
-        let refs: Vec<&RgbImage> = picked.iter().collect();
-        to_tensor(&refs).map_err(|e| ModelError::InvalidConfig(e.to_string()))
+        let model_err = |e: candle_core::Error| ModelError::InvalidConfig(e.to_string());
+        let refs: Vec<&RgbImage> = picked.iter().map(|p| &p.0).collect();
+        let x = to_tensor(&refs).map_err(model_err)?;
+        let weights = if skeleton_weight > 0.0 {
+            let (w, h) = picked[0].0.dimensions();
+            let drawn: Vec<Option<&GrayImage>> = picked.iter().map(|p| p.1.as_ref()).collect();
+            Some(loss_weights(&drawn, w, h, skeleton_weight).map_err(model_err)?)
+        } else {
+            None
+        };
+        Ok((x, weights))
     })
 }
 
 /// Mean PSNR (dB) of encode→decode over `images` (whole images, sides multiples of 8).
-pub fn held_out_psnr(ae: &TinyAe, images: &[RgbImage]) -> Result<f64, AeTrainError> {
+pub fn held_out_psnr(ae: &TinyAe, images: &[AeImage]) -> Result<f64, AeTrainError> {
     let mut total = 0.0;
-    for img in images {
-        let x = to_tensor(&[img])?;
+    for a in images {
+        let x = to_tensor(&[&a.image])?;
         let y = ae.decode(&ae.encode(&x)?)?;
         total += psnr(&x, &y)?;
     }
     Ok(total / images.len().max(1) as f64)
 }
+
+/// PSNR (dB) of encode→decode over the drawn pixels of the layouts among `images` only (all
+/// of them pooled): how legibly the skeletons survive the round trip. `None` without layouts.
+pub fn held_out_skeleton_psnr(
+    ae: &TinyAe,
+    images: &[AeImage],
+) -> Result<Option<f64>, AeTrainError> {
+    let (mut sq, mut n) = (0f64, 0usize);
+    for a in images {
+        let Some(drawn) = &a.drawn else { continue };
+        let x = to_tensor(&[&a.image])?;
+        let y = ae.decode(&ae.encode(&x)?)?;
+        let y = skeleguide_engine::pipeline::tensor_to_image(&y)
+            .map_err(|e| AeTrainError::Data(e.to_string()))?;
+        for ((p, q), m) in a.image.pixels().zip(y.pixels()).zip(drawn.as_raw().iter()) {
+            if *m > 0 {
+                for c in 0..3 {
+                    sq += (p.0[c] as f64 - q.0[c] as f64).powi(2);
+                }
+                n += 3;
+            }
+        }
+    }
+    if n == 0 {
+        return Ok(None);
+    }
+    let mse = sq / n as f64;
+    Ok(Some(10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10()))
+}
+
+/// The default [`AeRun::skeleton_weight`] (and `phase0.ae_skeleton_weight`).
+pub const SKELETON_WEIGHT: f32 = 8.0;
 
 /// What [`train`] runs: the architecture, the budget and the batches.
 #[derive(Debug, Clone)]
@@ -112,6 +215,9 @@ pub struct AeRun {
     pub batch: usize,
     /// Crop side in pixels (a multiple of 8).
     pub crop: u32,
+    /// Extra loss weight of the pixels the rasteriser drew on layouts (a pixel counts
+    /// `1 + skeleton_weight` times; 0: the plain MSE).
+    pub skeleton_weight: f32,
 }
 
 impl Default for AeRun {
@@ -124,6 +230,7 @@ impl Default for AeRun {
             seed: 0,
             batch: 8,
             crop: 64,
+            skeleton_weight: SKELETON_WEIGHT,
         }
     }
 }
@@ -131,7 +238,7 @@ impl Default for AeRun {
 /// Trains a tiny AE; `progress(step, steps, loss)` returns `false` to stop early. Returns the
 /// model and the number of steps taken.
 pub fn train(
-    train_images: &[RgbImage],
+    train_images: &[AeImage],
     run: &AeRun,
     mut progress: impl FnMut(usize, usize, f32) -> bool,
 ) -> Result<(TinyAe, usize), AeTrainError> {
@@ -142,7 +249,13 @@ pub fn train(
     };
     let mut tr = TinyAeTrainer::new(&run.config, &opts, &Device::Cpu)?;
     let start = std::time::Instant::now();
-    let mut batches = crops(train_images, run.batch, run.crop, run.seed);
+    let mut batches = crops(
+        train_images,
+        run.batch,
+        run.crop,
+        run.seed,
+        run.skeleton_weight,
+    );
     let mut taken = 0;
     for i in 0..run.steps {
         let elapsed = start.elapsed().as_secs_f64();
@@ -153,10 +266,10 @@ pub fn train(
         };
         let frac = (i as f64 / run.steps.max(1) as f64).max(time_frac);
         tr.set_learning_rate(run.lr * tiny_ae::lr_factor(i, run.steps, frac));
-        let batch = batches
+        let (batch, weights) = batches
             .next()
             .ok_or_else(|| AeTrainError::Data("no training crops".into()))??;
-        let loss = tr.step(&batch)?;
+        let loss = tr.step_weighted(&batch, weights.as_ref())?;
         taken = i + 1;
         if !progress(taken, run.steps, loss) {
             break;

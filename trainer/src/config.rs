@@ -156,6 +156,10 @@ pub struct Phase0Config {
     pub ae_batch: usize,
     /// Crop side in pixels (a multiple of 8).
     pub ae_crop: u32,
+    /// Extra loss weight of the skeleton pixels of layouts (each counts `1 +` this; 0: the
+    /// plain MSE). The crops are a third each scenes with people, backgrounds and layouts.
+    #[serde(default = "default_ae_skeleton_weight")]
+    pub ae_skeleton_weight: f32,
     /// Text-to-image DiT steps (base DiT and TinyText, all parameters).
     pub dit_steps: usize,
     /// Learning rate of the DiT part (the LoRA phases use `optim.lr`).
@@ -164,6 +168,10 @@ pub struct Phase0Config {
     /// tiny preset's values). The DiT's packed input follows its latent channels (×4).
     #[serde(default)]
     pub ae: Option<skeleguide_engine::model::TinyAeConfig>,
+}
+
+fn default_ae_skeleton_weight() -> f32 {
+    crate::ae::SKELETON_WEIGHT
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -271,6 +279,12 @@ impl TrainConfig {
         if let Some(p0) = &self.phase0 {
             if p0.ae_batch == 0 {
                 return Err("phase0.ae_batch: must be at least 1".into());
+            }
+            if !(p0.ae_skeleton_weight >= 0.0 && p0.ae_skeleton_weight.is_finite()) {
+                return Err(format!(
+                    "phase0.ae_skeleton_weight = {}: must be a finite number ≥ 0",
+                    p0.ae_skeleton_weight
+                ));
             }
             if p0.ae_crop < 8 || p0.ae_crop % 8 != 0 {
                 return Err(format!(

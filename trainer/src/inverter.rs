@@ -517,6 +517,9 @@ pub struct TrainOptions {
     pub ae_model: Option<std::path::PathBuf>,
     /// The share of samples sent through the round trip (with `ae_model`).
     pub ae_share: f64,
+    /// Weights to start from (fine-tuning, e.g. for a new autoencoder): their architecture
+    /// replaces `config`. `None`: seeded fresh weights.
+    pub init: Option<std::path::PathBuf>,
 }
 
 impl Default for TrainOptions {
@@ -531,11 +534,12 @@ impl Default for TrainOptions {
             time_budget: None,
             ae_model: None,
             ae_share: 0.4,
+            init: None,
         }
     }
 }
 
-/// Trains a PoseInverter from scratch. `progress(step, loss)` is called after every step and
+/// Trains a PoseInverter from scratch, or from `opts.init`. `progress(step, loss)` is called after every step and
 /// stops training when it returns false. Batches are made on a second thread, ahead of use.
 pub fn train(
     opts: &TrainOptions,
@@ -551,7 +555,16 @@ pub fn train(
     // The network trains on the default device (CUDA when the engine is built with it); the
     // samples, and the autoencoder round trips among them, are made on the CPU's threads.
     let device = skeleguide_engine::pipeline::default_device()?;
-    let varmap: VarMap = PoseInverter::seeded_varmap(&opts.config, opts.seed, &device)?;
+    let mut opts = opts.clone();
+    let varmap: VarMap = match &opts.init {
+        Some(path) => {
+            let start = PoseInverter::load(path, &device)?;
+            opts.config = *start.config();
+            start.to_varmap()?
+        }
+        None => PoseInverter::seeded_varmap(&opts.config, opts.seed, &device)?,
+    };
+    let opts = &opts;
     let model = PoseInverter::new(
         VarBuilder::from_varmap(&varmap, DType::F32, &device),
         &opts.config,

@@ -56,6 +56,11 @@ pub struct TrainArgs {
     /// Share of the training layouts sent through the autoencoder round trip.
     #[arg(long, default_value_t = 0.4)]
     ae_share: f64,
+    /// Start from these weights (an inverter.safetensors, or a model directory holding one)
+    /// instead of fresh ones, e.g. to adapt a trained inverter to a new autoencoder's round
+    /// trip; their architecture replaces --stem/--width/--blocks.
+    #[arg(long)]
+    init: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -131,6 +136,13 @@ pub fn train(a: TrainArgs) -> Result<()> {
             other => Some(ae_model_dir(other)),
         },
         ae_share: a.ae_share,
+        init: a.init.as_ref().map(|p| {
+            if p.is_dir() {
+                p.join(skeleguide_engine::modeldir::INVERTER_FILE)
+            } else {
+                p.clone()
+            }
+        }),
     };
     if !(0.0..=1.0).contains(&a.ae_share) {
         bail!("--ae-share must be between 0 and 1");

@@ -34,7 +34,7 @@ use crate::log::{self, RunLog, StepRecord};
 use crate::optim::{AdamW, AdamWParams, TrainRng};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
-use image::{imageops, RgbImage};
+use image::{imageops, GrayImage, RgbImage};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use skeleguide_engine::model::{
     image_ids, joint_ids, pack_latents, random_weights, save_weights, text_ids, Autoencoder,
@@ -715,20 +715,46 @@ impl Ctx<'_> {
 
     // -------------------------------------------------------------- phase 0: autoencoder
 
-    fn ae_crops(&self, rng: &mut TrainRng, batch: usize, crop: u32) -> Result<Tensor> {
+    /// Autoencoder crops from the examples' images, scenes and layouts (a third each), and
+    /// their loss weights when `skeleton_weight > 0`: a layout's skeleton pixels (where it
+    /// differs from its scene) count `1 + skeleton_weight` times.
+    fn ae_crops(
+        &self,
+        rng: &mut TrainRng,
+        batch: usize,
+        crop: u32,
+        skeleton_weight: f32,
+    ) -> Result<crate::ae::AeBatch> {
         let n = self.examples.len();
         let mut picked = Vec::with_capacity(batch);
+        let mut drawn = Vec::with_capacity(batch);
         for _ in 0..batch {
-            let i = rng.below(2 * n);
-            let e = &self.examples[i / 2];
-            let img = if i % 2 == 0 { &e.image } else { &e.scene };
+            let i = rng.below(3 * n);
+            let e = &self.examples[i / 3];
+            let img = match i % 3 {
+                0 => &e.image,
+                1 => &e.scene,
+                _ => &e.layout,
+            };
             let (w, h) = img.dimensions();
             let (cw, ch) = (crop.min(w) / 8 * 8, crop.min(h) / 8 * 8);
             let x = rng.below((w - cw + 1) as usize) as u32 / 8 * 8;
             let y = rng.below((h - ch + 1) as usize) as u32 / 8 * 8;
-            picked.push(imageops::crop_imm(img, x, y, cw, ch).to_image());
+            let cut = |im: &RgbImage| imageops::crop_imm(im, x, y, cw, ch).to_image();
+            picked.push(cut(img));
+            drawn.push(
+                (i % 3 == 2).then(|| crate::ae::drawn_pixels(&cut(&e.layout), &cut(&e.scene))),
+            );
         }
-        images_tensor(&picked.iter().collect::<Vec<_>>(), &self.device)
+        let x = images_tensor(&picked.iter().collect::<Vec<_>>(), &self.device)?;
+        if skeleton_weight <= 0.0 {
+            return Ok((x, None));
+        }
+        let (w, h) = picked[0].dimensions();
+        let refs: Vec<Option<&GrayImage>> = drawn.iter().map(|d| d.as_ref()).collect();
+        let weights =
+            crate::ae::loss_weights(&refs, w, h, skeleton_weight)?.to_device(&self.device)?;
+        Ok((x, Some(weights)))
     }
 
     fn phase0_ae(&mut self, resume: Option<&checkpoint::Checkpoint>) -> Result<PhaseSummary> {
@@ -782,8 +808,13 @@ impl Ctx<'_> {
             let frac = step as f64 / steps.max(1) as f64;
             opt.params.lr =
                 p0.ae_lr * skeleguide_engine::model::tiny_ae::lr_factor(step, steps, frac);
-            let x = self.ae_crops(&mut rng, p0.ae_batch, p0.ae_crop)?;
-            let loss = (model.forward_train(&x)? - &x)?.sqr()?.mean_all()?;
+            let (x, weights) =
+                self.ae_crops(&mut rng, p0.ae_batch, p0.ae_crop, p0.ae_skeleton_weight)?;
+            let loss = skeleguide_engine::model::tiny_ae::weighted_mse(
+                &model.forward_train(&x)?,
+                &x,
+                weights.as_ref(),
+            )?;
             let grads = loss.backward()?;
             // Clipped like the other phases. Clipping does not stop Adam from diverging at a
             // high lr (phase0.ae_lr ≤ 1.5e-3 does); it tempers single outlier batches.

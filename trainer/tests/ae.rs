@@ -56,6 +56,49 @@ fn training_on_synthetic_scenes_improves_held_out_psnr() {
 }
 
 #[test]
+fn layouts_carry_their_skeleton_pixels_and_weights_follow_them() {
+    use skeleguide_engine::pose::person_mask;
+    use skeleguide_trainer::data::manifest::Manifest;
+    let d = dataset(Split::Train, 3);
+    let imgs = ae::load_images(d.path(), usize::MAX).unwrap();
+    let m = Manifest::open(d.path()).unwrap();
+    for (k, r) in m.records.iter().enumerate() {
+        let poses = r.load().unwrap().poses;
+        let (layout, image, scene) = (&imgs[3 * k], &imgs[3 * k + 1], &imgs[3 * k + 2]);
+        assert!(image.drawn.is_none() && scene.drawn.is_none());
+        let drawn = layout
+            .drawn
+            .as_ref()
+            .expect("a layout has its drawn pixels");
+        // The drawn pixels are the rasteriser's skeleton (its person mask), up to pixels whose
+        // palette colour happens to match the scene.
+        let mask = person_mask(&poses, 0);
+        let (mut inside, mut total) = (0usize, 0usize);
+        for (a, b) in drawn.pixels().zip(mask.pixels()) {
+            assert!(
+                a.0[0] == 0 || b.0[0] > 0,
+                "a drawn pixel outside the skeleton"
+            );
+            total += (b.0[0] > 0) as usize;
+            inside += (a.0[0] > 0 && b.0[0] > 0) as usize;
+        }
+        assert!(
+            total > 0 && inside as f64 >= 0.95 * total as f64,
+            "{inside}/{total}"
+        );
+    }
+    // Crops come with weights 1 + w on skeleton pixels and 1 elsewhere.
+    let (x, w) = ae::crops(&imgs, 6, 32, 1, 8.0).next().unwrap().unwrap();
+    let w = w.expect("weights");
+    assert_eq!(x.dims(), &[6, 3, 32, 32]);
+    assert_eq!(w.dims(), &[6, 1, 32, 32]);
+    let v: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
+    assert!(v.iter().all(|&x| x == 1.0 || x == 9.0));
+    let (_, none) = ae::crops(&imgs, 2, 32, 1, 0.0).next().unwrap().unwrap();
+    assert!(none.is_none(), "weight 0 is the plain MSE");
+}
+
+#[test]
 fn a_missing_manifest_is_a_clear_error() {
     let d = tempfile::tempdir().unwrap();
     let e = ae::load_images(&d.path().join("nope"), 10)

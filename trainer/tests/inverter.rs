@@ -63,6 +63,7 @@ fn training_a_few_steps_lowers_the_held_out_loss() {
         time_budget: None,
         ae_model: None,
         ae_share: 0.0,
+        init: None,
     };
     // the same seed: the 1-step model is (almost) the initial model
     let start = train(&opts, &bg, |_, _| true).unwrap();
@@ -87,6 +88,38 @@ fn training_a_few_steps_lowers_the_held_out_loss() {
     );
     assert!(after < 0.8 * before, "held-out loss {before} -> {after}");
     assert!(losses.iter().all(|l| l.is_finite()));
+    // Fine-tuning starts from the saved weights, in their architecture (not `config`'s): one
+    // step at a negligible lr keeps the trained model's loss, not the fresh one's.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("inverter.safetensors");
+    trained.save(&file).unwrap();
+    let tuned = train(
+        &TrainOptions {
+            steps: 1,
+            lr: 1e-12,
+            config: InverterConfig { stem: 4, ..cfg },
+            init: Some(file),
+            ..opts.clone()
+        },
+        &bg,
+        |_, _| true,
+    )
+    .unwrap();
+    assert_eq!(tuned.config(), trained.config());
+    let kept = held_out_loss(&tuned, &held).unwrap();
+    assert!(
+        (kept - after).abs() < 1e-3 * after.max(1e-3),
+        "{after} -> {kept}"
+    );
+    let missing = TrainOptions {
+        init: Some(dir.path().join("nope.safetensors")),
+        ..opts
+    };
+    let msg = match train(&missing, &bg, |_, _| true) {
+        Ok(_) => panic!("trained from a missing file"),
+        Err(e) => e.to_string(),
+    };
+    assert!(msg.contains("nope.safetensors"), "{msg}");
 }
 
 #[test]
