@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use candle_core::Device;
 use skeleguide_engine::model::TinyAe;
 use skeleguide_engine::modeldir::{self, AeSpec, ModelConfig};
-use skeleguide_trainer::ae::{held_out_psnr, held_out_skeleton_psnr, load_images, AeImage};
+use skeleguide_trainer::ae::{held_out, load_images, AeImage};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -42,9 +42,9 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
     let t = Instant::now();
-    let db = held_out_psnr(&ae, &images)?;
+    let held = held_out(&ae, &images)?;
     let ms = t.elapsed().as_secs_f64() * 1000.0 / images.len() as f64;
-    let skeleton = held_out_skeleton_psnr(&ae, &images)?;
+    let (db, skeleton) = (held.psnr, held.skeleton_psnr);
     println!(
         "{} images ({}x{}): held-out PSNR {db:.2} dB ({}), {ms:.1} ms per encode+decode",
         images.len(),

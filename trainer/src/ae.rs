@@ -154,31 +154,29 @@ pub fn crops(
     })
 }
 
-/// Mean PSNR (dB) of encode→decode over `images` (whole images, sides multiples of 8).
-pub fn held_out_psnr(ae: &TinyAe, images: &[AeImage]) -> Result<f64, AeTrainError> {
+/// What [`held_out`] measures.
+#[derive(Debug, Clone, Copy)]
+pub struct HeldOut {
+    /// Mean PSNR (dB) of encode→decode over the images.
+    pub psnr: f64,
+    /// PSNR (dB) over the drawn pixels of the layouts among them, pooled: how legibly the
+    /// skeletons survive the round trip. `None` without layouts.
+    pub skeleton_psnr: Option<f64>,
+}
+
+/// Encode→decode of every image (whole images, sides multiples of 8), once: the mean PSNR and
+/// the PSNR on the layouts' skeleton pixels.
+pub fn held_out(ae: &TinyAe, images: &[AeImage]) -> Result<HeldOut, AeTrainError> {
     let mut total = 0.0;
+    let (mut sq, mut n) = (0f64, 0usize);
     for a in images {
         let x = to_tensor(&[&a.image])?;
         let y = ae.decode(&ae.encode(&x)?)?;
         total += psnr(&x, &y)?;
-    }
-    Ok(total / images.len().max(1) as f64)
-}
-
-/// PSNR (dB) of encode→decode over the drawn pixels of the layouts among `images` only (all
-/// of them pooled): how legibly the skeletons survive the round trip. `None` without layouts.
-pub fn held_out_skeleton_psnr(
-    ae: &TinyAe,
-    images: &[AeImage],
-) -> Result<Option<f64>, AeTrainError> {
-    let (mut sq, mut n) = (0f64, 0usize);
-    for a in images {
         let Some(drawn) = &a.drawn else { continue };
-        let x = to_tensor(&[&a.image])?;
-        let y = ae.decode(&ae.encode(&x)?)?;
         let y = skeleguide_engine::pipeline::tensor_to_image(&y)
             .map_err(|e| AeTrainError::Data(e.to_string()))?;
-        for ((p, q), m) in a.image.pixels().zip(y.pixels()).zip(drawn.as_raw().iter()) {
+        for ((p, q), m) in a.image.pixels().zip(y.pixels()).zip(drawn.as_raw()) {
             if *m > 0 {
                 for c in 0..3 {
                     sq += (p.0[c] as f64 - q.0[c] as f64).powi(2);
@@ -187,11 +185,16 @@ pub fn held_out_skeleton_psnr(
             }
         }
     }
-    if n == 0 {
-        return Ok(None);
-    }
-    let mse = sq / n as f64;
-    Ok(Some(10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10()))
+    Ok(HeldOut {
+        psnr: total / images.len().max(1) as f64,
+        skeleton_psnr: (n > 0)
+            .then(|| 10.0 * (255.0f64 * 255.0 / (sq / n as f64).max(1e-12)).log10()),
+    })
+}
+
+/// Mean PSNR (dB) of encode→decode over `images` (see [`held_out`]).
+pub fn held_out_psnr(ae: &TinyAe, images: &[AeImage]) -> Result<f64, AeTrainError> {
+    Ok(held_out(ae, images)?.psnr)
 }
 
 /// The default [`AeRun::skeleton_weight`] (and `phase0.ae_skeleton_weight`).

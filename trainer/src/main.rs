@@ -312,8 +312,10 @@ fn run() -> Result<()> {
             })?;
             bar.finish();
             let secs = start.elapsed().as_secs_f64();
-            let psnr = skeleguide_trainer::ae::held_out_psnr(&ae, &test_imgs)?;
-            let skeleton = skeleguide_trainer::ae::held_out_skeleton_psnr(&ae, &test_imgs)?
+            let held = skeleguide_trainer::ae::held_out(&ae, &test_imgs)?;
+            let psnr = held.psnr;
+            let skeleton = held
+                .skeleton_psnr
                 .map_or("no layouts".into(), |db| format!("{db:.2} dB"));
             let tmp = out.with_extension("safetensors.tmp");
             ae.save(&tmp)?;

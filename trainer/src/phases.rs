@@ -741,10 +741,10 @@ impl Ctx<'_> {
             let x = rng.below((w - cw + 1) as usize) as u32 / 8 * 8;
             let y = rng.below((h - ch + 1) as usize) as u32 / 8 * 8;
             let cut = |im: &RgbImage| imageops::crop_imm(im, x, y, cw, ch).to_image();
-            picked.push(cut(img));
-            drawn.push(
-                (i % 3 == 2).then(|| crate::ae::drawn_pixels(&cut(&e.layout), &cut(&e.scene))),
-            );
+            let crop = cut(img);
+            // A layout crop: its drawn pixels against the same crop of its scene.
+            drawn.push((i % 3 == 2).then(|| crate::ae::drawn_pixels(&crop, &cut(&e.scene))));
+            picked.push(crop);
         }
         let x = images_tensor(&picked.iter().collect::<Vec<_>>(), &self.device)?;
         if skeleton_weight <= 0.0 {

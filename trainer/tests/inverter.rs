@@ -115,10 +115,7 @@ fn training_a_few_steps_lowers_the_held_out_loss() {
         init: Some(dir.path().join("nope.safetensors")),
         ..opts
     };
-    let msg = match train(&missing, &bg, |_, _| true) {
-        Ok(_) => panic!("trained from a missing file"),
-        Err(e) => e.to_string(),
-    };
+    let msg = training_error(&missing, &bg);
     assert!(msg.contains("nope.safetensors"), "{msg}");
 }
 
@@ -211,9 +208,14 @@ fn training_can_degrade_layouts_through_a_model_autoencoder() {
         ae_model: Some(dir.path().join("nope")),
         ..opts
     };
-    let msg = match train(&bad, &bg, |_, _| true) {
-        Ok(_) => panic!("trained without an autoencoder"),
-        Err(e) => e.to_string(),
-    };
+    let msg = training_error(&bad, &bg);
     assert!(msg.contains("nope"), "{msg}");
+}
+
+/// The error message of a training run that must fail.
+fn training_error(opts: &skeleguide_trainer::inverter::TrainOptions, bg: &Backgrounds) -> String {
+    match skeleguide_trainer::inverter::train(opts, bg, |_, _| true) {
+        Ok(_) => panic!("training succeeded with {opts:?}"),
+        Err(e) => e.to_string(),
+    }
 }
