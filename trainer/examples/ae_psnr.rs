@@ -1,7 +1,7 @@
 //! Held-out PSNR of a model directory's tiny autoencoder on a manifest data set (normally a
 //! synthetic test split at the model's resolution): encode -> decode of every image (layouts,
-//! scenes with people and backgrounds), mean PSNR in dB, the PSNR on the skeleton pixels of the
-//! layouts alone, and encode/decode time.
+//! scenes with people and backgrounds), mean PSNR in dB, the mean over the scenes alone, the PSNR
+//! on the skeleton pixels of the layouts alone, and encode/decode time.
 //!
 //! `cargo run --release -p skeleguide-trainer --example ae_psnr -- MODEL_DIR DATA_DIR [COUNT]`
 
@@ -46,10 +46,13 @@ fn main() -> anyhow::Result<()> {
     let ms = t.elapsed().as_secs_f64() * 1000.0 / images.len() as f64;
     let (db, skeleton) = (held.psnr, held.skeleton_psnr);
     println!(
-        "{} images ({}x{}): held-out PSNR {db:.2} dB ({}), {ms:.1} ms per encode+decode",
+        "{} images ({}x{}): held-out PSNR {db:.2} dB ({}; {}), {ms:.1} ms per encode+decode",
         images.len(),
         images[0].image.width(),
         images[0].image.height(),
+        held.scene_psnr.map_or("no scenes".into(), |s| format!(
+            "{s:.2} dB on the scenes alone"
+        )),
         skeleton.map_or("no layouts".into(), |s| format!(
             "{s:.2} dB on the layouts' skeleton pixels"
         )),

@@ -159,21 +159,30 @@ pub fn crops(
 pub struct HeldOut {
     /// Mean PSNR (dB) of encode→decode over the images.
     pub psnr: f64,
+    /// Mean PSNR (dB) over the images that are not layouts (scenes with and without people):
+    /// the autoencoder's quality on photographs of the world. `None` when all are layouts.
+    pub scene_psnr: Option<f64>,
     /// PSNR (dB) over the drawn pixels of the layouts among them, pooled: how legibly the
     /// skeletons survive the round trip. `None` without layouts.
     pub skeleton_psnr: Option<f64>,
 }
 
-/// Encode→decode of every image (whole images, sides multiples of 8), once: the mean PSNR and
-/// the PSNR on the layouts' skeleton pixels.
+/// Encode→decode of every image (whole images, sides multiples of 8), once: the mean PSNR, the
+/// mean over the scenes alone and the PSNR on the layouts' skeleton pixels.
 pub fn held_out(ae: &TinyAe, images: &[AeImage]) -> Result<HeldOut, AeTrainError> {
     let mut total = 0.0;
+    let (mut scene_total, mut scenes) = (0.0, 0usize);
     let (mut sq, mut n) = (0f64, 0usize);
     for a in images {
         let x = to_tensor(&[&a.image])?;
         let y = ae.decode(&ae.encode(&x)?)?;
-        total += psnr(&x, &y)?;
-        let Some(drawn) = &a.drawn else { continue };
+        let db = psnr(&x, &y)?;
+        total += db;
+        let Some(drawn) = &a.drawn else {
+            scene_total += db;
+            scenes += 1;
+            continue;
+        };
         let y = skeleguide_engine::pipeline::tensor_to_image(&y)
             .map_err(|e| AeTrainError::Data(e.to_string()))?;
         for ((p, q), m) in a.image.pixels().zip(y.pixels()).zip(drawn.as_raw()) {
@@ -187,6 +196,7 @@ pub fn held_out(ae: &TinyAe, images: &[AeImage]) -> Result<HeldOut, AeTrainError
     }
     Ok(HeldOut {
         psnr: total / images.len().max(1) as f64,
+        scene_psnr: (scenes > 0).then(|| scene_total / scenes as f64),
         skeleton_psnr: (n > 0)
             .then(|| 10.0 * (255.0f64 * 255.0 / (sq / n as f64).max(1e-12)).log10()),
     })

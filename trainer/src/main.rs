@@ -175,6 +175,10 @@ enum Command {
         steps: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// A Markdown file on how the models were trained, put into ablation.md under its own
+        /// heading.
+        #[arg(long)]
+        notes: Option<PathBuf>,
     },
     /// Train the PoseInverter (layout image -> keypoints) on layouts drawn by the engine's
     /// rasteriser; writes DIR/inverter.safetensors.
@@ -314,6 +318,9 @@ fn run() -> Result<()> {
             let secs = start.elapsed().as_secs_f64();
             let held = skeleguide_trainer::ae::held_out(&ae, &test_imgs)?;
             let psnr = held.psnr;
+            let scenes = held
+                .scene_psnr
+                .map_or("no scenes".into(), |db| format!("{db:.2} dB"));
             let skeleton = held
                 .skeleton_psnr
                 .map_or("no layouts".into(), |db| format!("{db:.2} dB"));
@@ -326,7 +333,7 @@ fn run() -> Result<()> {
                 serde_json::to_string_pretty(ae.config())?.as_bytes(),
             )?;
             eprintln!(
-                "trained {taken} steps in {secs:.0} s ({:.1} img/s, {} parameters); held-out PSNR {psnr:.2} dB on {} images, on the skeleton pixels of their layouts {skeleton}; wrote {}",
+                "trained {taken} steps in {secs:.0} s ({:.1} img/s, {} parameters); held-out PSNR {psnr:.2} dB on {} images, on the scenes alone {scenes}, on the skeleton pixels of their layouts {skeleton}; wrote {}",
                 (taken * batch) as f64 / secs.max(1e-9),
                 ae.num_params(),
                 test_imgs.len(),
@@ -407,9 +414,17 @@ fn run() -> Result<()> {
             count,
             steps,
             seed,
+            notes,
         } => {
             use skeleguide_trainer::eval::{ablate, EvalOptions};
             let models = ablate::parse_models(&models)?;
+            let notes = match &notes {
+                Some(p) => Some(
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("--notes {}: cannot read", p.display()))?,
+                ),
+                None => None,
+            };
             let opts = EvalOptions {
                 count,
                 steps,
@@ -434,11 +449,19 @@ fn run() -> Result<()> {
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
-            let reports = ablate::ablate(&models, &data, &out, &opts, &command, &mut |m, i, n| {
-                bar.set_message(m.to_string());
-                bar.set_length(n as u64);
-                bar.set_position(i as u64);
-            })?;
+            let reports = ablate::ablate(
+                &models,
+                &data,
+                &out,
+                &opts,
+                &command,
+                notes.as_deref(),
+                &mut |m, i, n| {
+                    bar.set_message(m.to_string());
+                    bar.set_length(n as u64);
+                    bar.set_position(i as u64);
+                },
+            )?;
             bar.finish_and_clear();
             for r in &reports {
                 eprint!("{}", skeleguide_trainer::eval::format_report(r));

@@ -38,6 +38,8 @@ fn ablate_writes_tables_and_grids() {
     skeleguide_engine::modeldir::init_random(&ss, "tiny", 2).unwrap();
     set_method(&ss, "single-stage");
     let out = d.join("docs");
+    let notes = d.join("notes.md");
+    std::fs::write(&notes, "Both from random weights.\n").unwrap();
     let models = format!("single-stage={},skeleguide={}", ss.display(), sg.display());
     let o = ablate(&[
         "--models",
@@ -48,6 +50,8 @@ fn ablate_writes_tables_and_grids() {
         out.to_str().unwrap(),
         "--steps",
         "2",
+        "--notes",
+        notes.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let md = std::fs::read_to_string(out.join("ablation.md")).unwrap();
@@ -61,6 +65,20 @@ fn ablate_writes_tables_and_grids() {
     assert!(md
         .contains("single-stage: `layout_pckh` is n/a: the single-stage baseline makes no layout"));
     assert!(md.contains("Tables 2 and 3"));
+    assert!(md.contains("## How the models were trained\n\nBoth from random weights.\n"));
+    // the paper's direction, checked where both methods were evaluated
+    let line = md
+        .lines()
+        .find(|l| l.starts_with("- skeleguide beats single-stage on background PSNR: "))
+        .expect(&md);
+    assert!(
+        line.contains("**holds** (skeleguide ") || line.contains("**does not hold** (skeleguide "),
+        "{line}"
+    );
+    assert!(md.contains(
+        "- skeleguide beats implicit on background PSNR: **not measured** (implicit not evaluated)."
+    ));
+    assert!(md.contains("- skeleguide beats stage1-only on layout PCKh@0.5: **not measured**"));
     for m in ["skeleguide", "single-stage"] {
         let g = image::open(out.join(format!("ablation-{m}.png")))
             .unwrap()
@@ -104,4 +122,17 @@ fn ablate_writes_tables_and_grids() {
         out.to_str().unwrap(),
     ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown method `bogus`"));
+    // an unreadable notes file is named
+    let o = ablate(&[
+        "--models",
+        &models,
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--notes",
+        "/nonexistent/notes.md",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--notes /nonexistent/notes.md"));
 }

@@ -50,6 +50,31 @@ fn training_on_synthetic_scenes_improves_held_out_psnr() {
         after > before + 0.3,
         "held-out PSNR {before:.2} -> {after:.2} dB"
     );
+    // The scenes-only mean is the mean over the images that are not layouts.
+    let held = ae::held_out(&trained, &test_imgs).unwrap();
+    let scenes: Vec<ae::AeImage> = test_imgs
+        .iter()
+        .filter(|a| a.drawn.is_none())
+        .cloned()
+        .collect();
+    assert_eq!(
+        scenes.len(),
+        2 * test_imgs.len() / 3,
+        "image and background of each record"
+    );
+    let only = ae::held_out(&trained, &scenes).unwrap();
+    assert!((held.scene_psnr.unwrap() - only.psnr).abs() < 1e-9);
+    assert_eq!(only.scene_psnr, Some(only.psnr));
+    assert!(only.skeleton_psnr.is_none() && held.skeleton_psnr.is_some());
+    let layouts: Vec<ae::AeImage> = test_imgs
+        .iter()
+        .filter(|a| a.drawn.is_some())
+        .cloned()
+        .collect();
+    assert!(ae::held_out(&trained, &layouts)
+        .unwrap()
+        .scene_psnr
+        .is_none());
     let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
     let last: f32 = losses[25..].iter().sum::<f32>() / 5.0;
     assert!(last < first, "loss {first} -> {last}");

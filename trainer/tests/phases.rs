@@ -473,10 +473,32 @@ fn config_errors_name_the_file_and_the_key() {
         assert!(e.contains(key), "{what}: {e}");
     }
     // The shipped configs parse.
-    for f in ["tiny.toml", "tiny-smoke.toml", "flux-dev.toml"] {
+    for f in [
+        "tiny.toml",
+        "tiny-gpu.toml",
+        "tiny-smoke.toml",
+        "flux-dev.toml",
+    ] {
         TrainConfig::load(&repo_file(&format!("trainer/configs/{f}")))
             .unwrap_or_else(|e| panic!("{e}"));
     }
+    // The ablation's four configs: each its file's method, all on the same LoRA step budget.
+    let mut budgets = Vec::new();
+    for m in ["skeleguide", "single-stage", "implicit", "stage1-only"] {
+        let c = TrainConfig::load(&repo_file(&format!("trainer/configs/ablation/{m}.toml")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(skeleguide_trainer::eval::method_name(c.method), m);
+        let steps: usize = phases::phases_of(c.method, false)
+            .iter()
+            .map(|p| match *p {
+                "1" => c.phase1.steps,
+                "2" => c.phase2.steps,
+                _ => c.phase3.steps,
+            })
+            .sum();
+        budgets.push(steps);
+    }
+    assert!(budgets.iter().all(|&b| b == budgets[0]), "{budgets:?}");
     // The CLI reports them and exits with an error; a phase the method lacks is refused.
     let bin = env!("CARGO_BIN_EXE_skeleguide-train");
     let p = dir.path().join("typo.toml");
