@@ -12,10 +12,14 @@ fn set_method(dir: &Path, method: &str) {
     std::fs::write(&p, v.to_string()).unwrap();
 }
 
-fn ablate(args: &[&str]) -> std::process::Output {
+/// `skeleguide-train ablate --models MODELS --data DATA --out OUT EXTRA...`
+fn ablate(models: &str, data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_skeleguide-train"))
-        .arg("ablate")
-        .args(args)
+        .args(["ablate", "--models", models, "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
         .output()
         .unwrap()
 }
@@ -41,18 +45,12 @@ fn ablate_writes_tables_and_grids() {
     let notes = d.join("notes.md");
     std::fs::write(&notes, "Both from random weights.\n").unwrap();
     let models = format!("single-stage={},skeleguide={}", ss.display(), sg.display());
-    let o = ablate(&[
-        "--models",
+    let o = ablate(
         &models,
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--steps",
-        "2",
-        "--notes",
-        notes.to_str().unwrap(),
-    ]);
+        &data,
+        &out,
+        &["--steps", "2", "--notes", notes.to_str().unwrap()],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let md = std::fs::read_to_string(out.join("ablation.md")).unwrap();
     // skeleguide first (table order), then the baseline
@@ -99,40 +97,17 @@ fn ablate_writes_tables_and_grids() {
 
     // a name that does not match the directory's method is refused, naming config.json
     let bad = format!("implicit={}", sg.display());
-    let o = ablate(&[
-        "--models",
-        &bad,
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = ablate(&bad, &data, &out, &[]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("config.json") && err.contains("implicit"),
         "{err}"
     );
-    let o = ablate(&[
-        "--models",
-        "bogus=x",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = ablate("bogus=x", &data, &out, &[]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown method `bogus`"));
     // an unreadable notes file is named
-    let o = ablate(&[
-        "--models",
-        &models,
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--notes",
-        "/nonexistent/notes.md",
-    ]);
+    let o = ablate(&models, &data, &out, &["--notes", "/nonexistent/notes.md"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--notes /nonexistent/notes.md"));
 }
