@@ -135,6 +135,24 @@ pub fn phases_of(method: Method, with_phase0: bool) -> Vec<&'static str> {
     v
 }
 
+/// The configured steps of LoRA phase `phase` (`"1"`, `"2"` or `"3"`).
+pub fn lora_steps(cfg: &TrainConfig, phase: &str) -> usize {
+    match phase {
+        "1" => cfg.phase1.steps,
+        "2" => cfg.phase2.steps,
+        _ => cfg.phase3.steps,
+    }
+}
+
+/// A config's LoRA step budget: the steps of every LoRA phase its method runs (what the
+/// ablation holds equal across methods).
+pub fn lora_budget(cfg: &TrainConfig) -> usize {
+    phases_of(cfg.method, false)
+        .iter()
+        .map(|p| lora_steps(cfg, p))
+        .sum()
+}
+
 // ------------------------------------------------------------------ data
 
 /// One example at the model's working size.
@@ -1227,11 +1245,7 @@ impl Ctx<'_> {
         resume: Option<&checkpoint::Checkpoint>,
     ) -> Result<PhaseSummary> {
         let method = self.cfg.method;
-        let steps = match phase {
-            "1" => self.cfg.phase1.steps,
-            "2" => self.cfg.phase2.steps,
-            _ => self.cfg.phase3.steps,
-        };
+        let steps = lora_steps(self.cfg, phase);
         let (mc, mut dit, ae, text) = self.load_frozen()?;
         let mdir = model_dir(&self.out);
         // LoRA sets: trained ones from earlier phases are loaded; the ones this phase starts

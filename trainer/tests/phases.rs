@@ -488,15 +488,7 @@ fn config_errors_name_the_file_and_the_key() {
         let c = TrainConfig::load(&repo_file(&format!("trainer/configs/ablation/{m}.toml")))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(skeleguide_trainer::eval::method_name(c.method), m);
-        let steps: usize = phases::phases_of(c.method, false)
-            .iter()
-            .map(|p| match *p {
-                "1" => c.phase1.steps,
-                "2" => c.phase2.steps,
-                _ => c.phase3.steps,
-            })
-            .sum();
-        budgets.push(steps);
+        budgets.push(phases::lora_budget(&c));
     }
     assert!(budgets.iter().all(|&b| b == budgets[0]), "{budgets:?}");
     // The CLI reports them and exits with an error; a phase the method lacks is refused.
