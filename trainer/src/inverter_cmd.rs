@@ -255,6 +255,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     }
     let base = ColorDecoder {
         tolerance: a.baseline_tolerance,
+        ..Default::default()
     };
     let mut results = serde_json::Map::new();
     let mut put = |k: &str, v: serde_json::Value| {
@@ -265,6 +266,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     put("seed", a.seed.into());
     put("params", model.num_params().into());
     put("min_joints", model.min_joints.into());
+    put("baseline_min_joints", base.min_joints.into());
     let mut clean = Vec::new();
     for (tag, how) in [("", Degrade::Clean), ("_degraded", Degrade::Strong)] {
         let samples = inv::eval_samples(a.count, a.seed, &bg, how);

@@ -11,10 +11,14 @@ fn colour_baseline_recovers_clean_layouts_on_black() {
         black_only: true,
         ..Default::default()
     };
+    // On black the baseline's class map is exact, so this measures the decoding step the
+    // network shares: grouping overlapping people, short limbs hidden under their joints at
+    // stick width 1-2 px, joints mostly covered by later ones. Before the hidden-limb score,
+    // the split-blob merge and the completion pass, the decoder read 0.934 of these joints.
     let mut rng = Rng::new(3);
     let dec = ColorDecoder::default();
     let (mut total, mut counts) = (PckCount::default(), 0);
-    let n = 40;
+    let n = 150;
     for _ in 0..n {
         let s = sample(&mut rng, &bg, Degrade::Clean);
         let gt = visible_truth(&s.poses);
@@ -24,9 +28,10 @@ fn colour_baseline_recovers_clean_layouts_on_black() {
         counts += count_exact(&pred, &gt) as usize;
     }
     eprintln!("pck {} count {}", total.value(), counts as f64 / n as f64);
-    assert!(total.value() > 0.95, "{total:?}");
+    // measured: 0.963 and 0.993 (the decoder before: PCK 0.934)
+    assert!(total.value() > 0.955, "{total:?}");
     assert!(
-        counts as f64 / n as f64 >= 0.9,
+        counts as f64 / n as f64 >= 0.97,
         "count accuracy {counts}/{n}"
     );
 }
