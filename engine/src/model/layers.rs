@@ -53,6 +53,44 @@ impl Lin {
         x.conv2d(&w, 1, 1, 1, 1)?
             .broadcast_add(&self.b.reshape((1, out, 1, 1))?)
     }
+
+    /// The same 3×3 convolution on channels-last `(B, H, W, C)`, returning `(B, H, W, out)`,
+    /// for inference: on the CPU in f32 the nine shifted copies of the zero-padded input are
+    /// laid side by side (tap order = the weight's) and multiplied once, with no layout
+    /// changes (about twice as fast as the NCHW path on the PoseInverter's small maps). The
+    /// result is a fresh tensor with no gradient history; elsewhere, and for training, it goes
+    /// through [`Self::conv3x3_nchw`].
+    pub fn conv3x3_nhwc_infer(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, h, w, c) = x.dims4()?;
+        if !matches!(x.device(), candle_core::Device::Cpu) || x.dtype() != candle_core::DType::F32 {
+            let y = self.conv3x3_nchw(&x.permute((0, 3, 1, 2))?.contiguous()?)?;
+            return y.permute((0, 2, 3, 1))?.contiguous();
+        }
+        let src = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut cols = vec![0f32; b * h * w * 9 * c];
+        for n in 0..b {
+            for y in 0..h {
+                for xx in 0..w {
+                    let row = &mut cols[((n * h + y) * w + xx) * 9 * c..][..9 * c];
+                    for dy in 0..3 {
+                        let sy = y + dy;
+                        if sy == 0 || sy > h {
+                            continue;
+                        }
+                        for dx in 0..3 {
+                            let sx = xx + dx;
+                            if sx == 0 || sx > w {
+                                continue;
+                            }
+                            let from = ((n * h + sy - 1) * w + sx - 1) * c;
+                            row[(dy * 3 + dx) * c..][..c].copy_from_slice(&src[from..from + c]);
+                        }
+                    }
+                }
+            }
+        }
+        self.forward(&Tensor::from_vec(cols, (b, h, w, 9 * c), x.device())?)
+    }
 }
 
 /// Space-to-depth ×2 on `(B, H, W, C)` -> `(B, H/2, W/2, 4C)`.
@@ -70,4 +108,37 @@ pub(crate) fn shuffle2(x: &Tensor) -> Result<Tensor> {
     x.reshape((b, h, w, 2, 2, c))?
         .permute((0, 1, 3, 2, 4, 5))?
         .reshape((b, h * 2, w * 2, c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn conv3x3_channels_last_inference_matches_channels_first() {
+        let dev = Device::Cpu;
+        let (c, out) = (5, 7);
+        let lin = Lin {
+            w: Tensor::randn(0f32, 0.3, (out, 9 * c), &dev).unwrap(),
+            b: Tensor::randn(0f32, 0.3, out, &dev).unwrap(),
+        };
+        let x = Tensor::randn(0f32, 1.0, (2, 6, 9, c), &dev).unwrap();
+        let last = lin.conv3x3_nhwc_infer(&x).unwrap();
+        let first = lin
+            .conv3x3_nchw(&x.permute((0, 3, 1, 2)).unwrap().contiguous().unwrap())
+            .unwrap()
+            .permute((0, 2, 3, 1))
+            .unwrap();
+        assert_eq!(last.dims(), &[2, 6, 9, out]);
+        let diff = (&last - &first)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "max difference {diff}");
+    }
 }
