@@ -11,8 +11,9 @@
 //!    JPEG, blur, a photo behind the skeleton).
 //! 2. **Decoding** ([`decode_classes`]): the centroid of each joint-coloured blob is a joint
 //!    candidate (sub-pixel by construction); a pair of candidates is scored by how much of the
-//!    segment between them carries that limb's class; people are assembled greedily limb by
-//!    limb from the neck outwards (the OpenPose order of `LIMBS`). Then each person takes, limb
+//!    segment between them carries that limb's class; people are assembled limb by
+//!    limb from the neck outwards (the OpenPose order of `LIMBS`), each limb's pairs chosen as
+//!    the assignment with the best total score. Then each person takes, limb
 //!    by limb, the free blobs that complete it, including slivers too small to found a person
 //!    (a joint mostly covered by a later one). A joint that is not found is missing.
 //!    Coordinates come back in the input image's own pixels.
@@ -40,6 +41,7 @@
 //! the file (`config` tensor), so any trained size loads. The shipped default is embedded.
 
 use crate::error::PoseError;
+use crate::metrics::pose::hungarian;
 use crate::model::layers::{shuffle2, unshuffle2, Lin};
 use crate::model::lora::SplitMix64;
 use crate::pose::skeleton::{limb_color, COLORS, LIMBS, NUM_JOINTS, NUM_LIMBS};
@@ -834,8 +836,8 @@ pub struct Candidate {
 }
 
 /// Assembles people from joint candidates: for each limb in `LIMBS` order (neck outwards),
-/// candidate pairs scored by `limb` are taken greedily (best first, each candidate once per
-/// limb) and attached to the person of the already-placed end. A candidate with no limb
+/// the candidate pairs of the assignment with the best total `limb` score (Hungarian; each
+/// candidate once per limb) are attached, best first, to the person of the already-placed end. A candidate with no limb
 /// becomes a one-joint person when its score is at least `lone_score` and it lies farther
 /// than `lone_dist` from every placed joint.
 pub fn group(
@@ -859,6 +861,16 @@ pub fn group(
                 }
             }
         }
+        // the pairs of the assignment with the best total score, not the greedy best-first
+        // pairs: when two people's limbs of one type overlap, the best single pair is often a
+        // cross pair that leaves the other person the wrong joint
+        let (na, nb) = (cands[a].len(), cands[b].len());
+        let mut cost = vec![0.0; na * nb];
+        for &(s, _, ia, ib) in &pairs {
+            cost[ia * nb + ib] = -s;
+        }
+        let best = hungarian(&cost, na, nb);
+        pairs.retain(|&(_, _, ia, ib)| best[ia] == Some(ib));
         pairs.sort_by(|p, q| q.0.total_cmp(&p.0).then(p.1.total_cmp(&q.1)));
         let mut used_a = vec![false; cands[a].len()];
         let mut used_b = vec![false; cands[b].len()];

@@ -13,8 +13,7 @@ fn colour_baseline_recovers_clean_layouts_on_black() {
     };
     // On black the baseline's class map is exact, so this measures the decoding step the
     // network shares: grouping overlapping people, short limbs hidden under their joints at
-    // stick width 1-2 px, joints mostly covered by later ones. Before the hidden-limb score,
-    // the split-blob merge and the completion pass, the decoder read 0.934 of these joints.
+    // stick width 1-2 px, joints mostly covered by later ones.
     let mut rng = Rng::new(3);
     let dec = ColorDecoder::default();
     let (mut total, mut counts) = (PckCount::default(), 0);
@@ -28,8 +27,9 @@ fn colour_baseline_recovers_clean_layouts_on_black() {
         counts += count_exact(&pred, &gt) as usize;
     }
     eprintln!("pck {} count {}", total.value(), counts as f64 / n as f64);
-    // measured: 0.963 and 0.993 (the decoder before: PCK 0.934)
-    assert!(total.value() > 0.955, "{total:?}");
+    // measured: 0.974 and 0.993 (the decoder before: PCK 0.934; without the best-total
+    // assignment of limb pairs: 0.963)
+    assert!(total.value() > 0.965, "{total:?}");
     assert!(
         counts as f64 / n as f64 >= 0.97,
         "count accuracy {counts}/{n}"
