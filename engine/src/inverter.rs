@@ -1065,8 +1065,9 @@ fn merge_pass(
 /// `w`×`h` layout drawn with stick width `sw`: joint candidates are the centroids of joint
 /// blobs (8-connected, at least a fifth of a full circle), limbs are scored along the segment
 /// between two candidates, people are grouped by [`group`], groups of fewer than `min_joints`
-/// joints are dropped as fragments, and each person left then takes the free blobs, slivers
-/// included, that its limbs lead to ([`complete`]). Coordinates are in the map's
+/// joints are dropped as fragments, each person left then takes the free blobs, slivers
+/// included, that its limbs lead to ([`complete`]), and last may share a blob another person
+/// holds when a clearly seen limb leads there. Coordinates are in the map's
 /// pixels, continuous (pixel `i` covers `[i, i + 1)`).
 pub fn decode_classes(cls: &[u8], w: usize, h: usize, sw: f64, min_joints: usize) -> Vec<Pose> {
     let full = std::f64::consts::PI * sw * sw;
@@ -1171,8 +1172,23 @@ pub fn decode_classes(cls: &[u8], w: usize, h: usize, sw: f64, min_joints: usize
         }
     }
     complete(&mut people, &rest, &limb);
+    // two people's same joints closer than the merge radius are one blob, held by one of them:
+    // the other may share it when a limb seen clearly (not hidden under the circles, score
+    // above SHARED_JOINT_SCORE) leads there
+    let clear = |k: usize, a: &Candidate, b: &Candidate| {
+        let len = ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt();
+        if len < 2.0 * sw + 3.0 {
+            return None;
+        }
+        limb(k, a, b).filter(|&s| s > SHARED_JOINT_SCORE)
+    };
+    complete(&mut people, &cands, &clear);
     people
 }
+
+/// The limb score that lets a person share a joint blob another person holds (see
+/// [`decode_classes`]); exact-class ceiling on 500 held-out layouts 0.9805 -> 0.9817.
+pub const SHARED_JOINT_SCORE: f64 = 0.9;
 
 /// Merges the blobs of one joint type whose centroids lie within `radius` of each other, the
 /// larger first (area-weighted centroid, score the summed share of a circle): a joint circle
