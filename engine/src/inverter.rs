@@ -708,9 +708,7 @@ impl PoseInverter {
         let r = if infer {
             self.refine.conv3x3_nhwc_infer(&u)?
         } else {
-            let uc = u.permute((0, 3, 1, 2))?.contiguous()?;
-            let r = self.refine.conv3x3_nchw(&uc)?;
-            r.permute((0, 2, 3, 1))?.contiguous()?
+            self.refine.conv3x3_nhwc(&u)?
         };
         let u = (&u + r.silu()?)?;
         Ok((shuffle2(&self.head.forward(&u)?)? + self.skip.forward(x)?)?)
@@ -776,6 +774,12 @@ pub struct ClassMap {
     pub classes: Vec<u8>,
 }
 
+/// Whether a limb between two joints `len` apart, whose circles have radius `radius`, shows
+/// less than two pixels outside both circles.
+fn limb_is_hidden(len: f64, radius: f64) -> bool {
+    len - 2.0 * radius - 1.0 < 2.0
+}
+
 /// Scores a limb between two joints `len` pixels apart whose circles have radius `radius`
 /// (same units): the mean of `field(t)` over 9 points of the part of the segment outside both
 /// circles, when at least 2/3 of the samples exceed 0.4. When that part is shorter than two
@@ -783,8 +787,7 @@ pub struct ClassMap {
 /// [`HIDDEN_LIMB_SCORE`] (less a little per pixel of length, so the nearest pair wins a tie).
 fn score_limb(len: f64, radius: f64, field: impl Fn(f64) -> f64) -> Option<f64> {
     const N: usize = 9;
-    let visible = len - 2.0 * radius - 1.0;
-    if visible < 2.0 {
+    if limb_is_hidden(len, radius) {
         return Some(HIDDEN_LIMB_SCORE - 0.001 * len);
     }
     let t0 = (radius + 0.5) / len;
@@ -837,7 +840,8 @@ pub struct Candidate {
 
 /// Assembles people from joint candidates: for each limb in `LIMBS` order (neck outwards),
 /// the candidate pairs of the assignment with the best total `limb` score (Hungarian; each
-/// candidate once per limb) are attached, best first, to the person of the already-placed end. A candidate with no limb
+/// candidate once per limb) are attached, best first, to the person of the already-placed
+/// end. A candidate with no limb
 /// becomes a one-joint person when its score is at least `lone_score` and it lies farther
 /// than `lone_dist` from every placed joint.
 pub fn group(
@@ -1177,7 +1181,7 @@ pub fn decode_classes(cls: &[u8], w: usize, h: usize, sw: f64, min_joints: usize
     // above SHARED_JOINT_SCORE) leads there
     let clear = |k: usize, a: &Candidate, b: &Candidate| {
         let len = ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt();
-        if len < 2.0 * sw + 3.0 {
+        if limb_is_hidden(len, sw) {
             return None;
         }
         limb(k, a, b).filter(|&s| s > SHARED_JOINT_SCORE)
@@ -1610,14 +1614,7 @@ mod tests {
         let a = net.forward(&x).unwrap();
         let b = net.forward_infer(&x).unwrap();
         assert_eq!(a.dims(), b.dims());
-        let d: f32 = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let d = crate::model::layers::max_abs_diff(&a, &b);
         assert!(d < 1e-4, "max logit difference {d}");
         // and the shipped weights read the same class map both ways on a real layout
         let shipped = PoseInverter::embedded(&dev).unwrap();

@@ -54,17 +54,22 @@ impl Lin {
             .broadcast_add(&self.b.reshape((1, out, 1, 1))?)
     }
 
-    /// The same 3×3 convolution on channels-last `(B, H, W, C)`, returning `(B, H, W, out)`,
-    /// for inference: on the CPU in f32 the nine shifted copies of the zero-padded input are
+    /// The same 3×3 convolution on channels-last `(B, H, W, C)`, returning `(B, H, W, out)`
+    /// (through [`Self::conv3x3_nchw`]; differentiable).
+    pub fn conv3x3_nhwc(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.conv3x3_nchw(&x.permute((0, 3, 1, 2))?.contiguous()?)?;
+        y.permute((0, 2, 3, 1))?.contiguous()
+    }
+
+    /// [`Self::conv3x3_nhwc`] for inference: on the CPU in f32 the nine shifted copies of the zero-padded input are
     /// laid side by side (tap order = the weight's) and multiplied once, with no layout
     /// changes (about twice as fast as the NCHW path on the PoseInverter's small maps). The
-    /// result is a fresh tensor with no gradient history; elsewhere, and for training, it goes
-    /// through [`Self::conv3x3_nchw`].
+    /// result is a fresh tensor with no gradient history; on other devices and dtypes it is
+    /// [`Self::conv3x3_nhwc`].
     pub fn conv3x3_nhwc_infer(&self, x: &Tensor) -> Result<Tensor> {
         let (b, h, w, c) = x.dims4()?;
         if !matches!(x.device(), candle_core::Device::Cpu) || x.dtype() != candle_core::DType::F32 {
-            let y = self.conv3x3_nchw(&x.permute((0, 3, 1, 2))?.contiguous()?)?;
-            return y.permute((0, 2, 3, 1))?.contiguous();
+            return self.conv3x3_nhwc(x);
         }
         let src = x.flatten_all()?.to_vec1::<f32>()?;
         let mut cols = vec![0f32; b * h * w * 9 * c];
@@ -110,6 +115,14 @@ pub(crate) fn shuffle2(x: &Tensor) -> Result<Tensor> {
         .reshape((b, h * 2, w * 2, c))
 }
 
+/// The largest absolute difference between two tensors of one shape (for tests).
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+        .expect("tensors of one shape")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,20 +138,9 @@ mod tests {
         };
         let x = Tensor::randn(0f32, 1.0, (2, 6, 9, c), &dev).unwrap();
         let last = lin.conv3x3_nhwc_infer(&x).unwrap();
-        let first = lin
-            .conv3x3_nchw(&x.permute((0, 3, 1, 2)).unwrap().contiguous().unwrap())
-            .unwrap()
-            .permute((0, 2, 3, 1))
-            .unwrap();
+        let first = lin.conv3x3_nhwc(&x).unwrap();
         assert_eq!(last.dims(), &[2, 6, 9, out]);
-        let diff = (&last - &first)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&last, &first);
         assert!(diff < 1e-5, "max difference {diff}");
     }
 }
