@@ -1208,23 +1208,25 @@ fn merge_split_blobs(
     for j in 0..NUM_JOINTS {
         let mut all: Vec<Candidate> = cands[j].drain(..).chain(slivers[j].drain(..)).collect();
         all.sort_by(|a, b| b.score.total_cmp(&a.score));
-        let mut kept: Vec<(Candidate, f64)> = Vec::new();
+        // scores summed unclamped while merging (the area as a share of a circle)
+        let mut kept: Vec<Candidate> = Vec::new();
         for c in all {
             let near = kept
                 .iter_mut()
-                .find(|(k, _)| ((k.x - c.x).powi(2) + (k.y - c.y).powi(2)).sqrt() < radius);
+                .find(|k| ((k.x - c.x).powi(2) + (k.y - c.y).powi(2)).sqrt() < radius);
             match near {
-                Some((k, area)) => {
-                    let sum = *area + c.score;
-                    k.x = (k.x * *area + c.x * c.score) / sum;
-                    k.y = (k.y * *area + c.y * c.score) / sum;
-                    k.score = sum.min(1.0);
-                    *area = sum;
+                Some(k) => {
+                    let sum = k.score + c.score;
+                    k.x = (k.x * k.score + c.x * c.score) / sum;
+                    k.y = (k.y * k.score + c.y * c.score) / sum;
+                    k.score = sum;
                 }
-                None => kept.push((c, c.score)),
+                None => kept.push(c),
             }
         }
-        for (c, area) in kept {
+        for mut c in kept {
+            let area = c.score;
+            c.score = area.min(1.0);
             if area >= min_score {
                 cands[j].push(c);
             } else {

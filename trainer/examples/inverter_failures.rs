@@ -73,8 +73,9 @@ impl Causes {
                     }
                     Some(i) => match pred.people[*i].joints[j] {
                         None => {
-                            self.missing_shown += shows(j, k.x, k.y) as usize;
-                            if shows(j, k.x, k.y) {
+                            let shown = shows(j, k.x, k.y);
+                            self.missing_shown += shown as usize;
+                            if shown {
                                 // who holds a joint j there: a matched person, an unmatched one, nobody
                                 let holder = pred.people.iter().position(|p| {
                                     p.joints[j].is_some_and(|q| {
