@@ -13,7 +13,9 @@
 //!   shipped network, joint by joint (`DUMP=DIR`: the redraw and the network's class map).
 
 use anyhow::Context;
-use skeleguide_engine::inverter::{decode_classes, ColorDecoder};
+use skeleguide_engine::inverter::{
+    class_targets, decode_classes, ColorDecoder, WorkGeometry, BACKGROUND, NO_CLASS,
+};
 use skeleguide_engine::metrics::pose::{bbox_diag, match_people};
 use skeleguide_engine::pose::{draw_layout, stick_width, PoseSet, NUM_JOINTS};
 use skeleguide_trainer::inverter::{eval_samples, visible_truth, Backgrounds, Degrade};
@@ -171,6 +173,30 @@ impl Causes {
     }
 }
 
+/// A class map drawn in the palette (limbs at half brightness), three times enlarged.
+fn class_map_image(map: &skeleguide_engine::inverter::ClassMap) -> image::RgbImage {
+    let g = map.geometry;
+    let mut cm = image::RgbImage::new(g.width as u32, g.height as u32);
+    for (i, &c) in map.classes.iter().enumerate() {
+        let c = c as usize;
+        let rgb = if c < NUM_JOINTS {
+            skeleguide_engine::pose::COLORS[c]
+        } else if c < NUM_JOINTS + 17 {
+            let [r, g, b] = skeleguide_engine::pose::COLORS[c - NUM_JOINTS];
+            [r / 2, g / 2, b / 2]
+        } else {
+            [0, 0, 0]
+        };
+        cm.put_pixel((i % g.width) as u32, (i / g.width) as u32, image::Rgb(rgb));
+    }
+    image::imageops::resize(
+        &cm,
+        cm.width() * 3,
+        cm.height() * 3,
+        image::imageops::FilterType::Nearest,
+    )
+}
+
 /// `FIXTURE=file.json`: each frame drawn on black and read by the shipped network, joint by
 /// joint.
 fn fixture(path: &str) -> anyhow::Result<()> {
@@ -221,27 +247,7 @@ fn fixture(path: &str) -> anyhow::Result<()> {
                 0,
             );
             pair.save(std::path::Path::new(&dir).join("fixture.png"))?;
-            let map = net.classes(&img)?;
-            let g = map.geometry;
-            let mut cm = image::RgbImage::new(g.width as u32, g.height as u32);
-            for (i, &c) in map.classes.iter().enumerate() {
-                let c = c as usize;
-                let rgb = if c < NUM_JOINTS {
-                    skeleguide_engine::pose::COLORS[c]
-                } else if c < NUM_JOINTS + 17 {
-                    let [r, g, b] = skeleguide_engine::pose::COLORS[c - NUM_JOINTS];
-                    [r / 2, g / 2, b / 2]
-                } else {
-                    [0, 0, 0]
-                };
-                cm.put_pixel((i % g.width) as u32, (i / g.width) as u32, image::Rgb(rgb));
-            }
-            let cm = image::imageops::resize(
-                &cm,
-                cm.width() * 3,
-                cm.height() * 3,
-                image::imageops::FilterType::Nearest,
-            );
+            let cm = class_map_image(&net.classes(&img)?);
             cm.save(std::path::Path::new(&dir).join("classes.png"))?;
         }
     }
@@ -263,7 +269,36 @@ fn main() -> anyhow::Result<()> {
         bg.load_photos(std::path::Path::new(dir))?;
     }
     let samples = eval_samples(count, seed, &bg, Degrade::Clean);
+    if let Some(dir) = std::env::var_os("AEDUMP") {
+        // the first layouts after the shipped autoencoder's round trip, read by the network
+        let dir = std::path::Path::new(&dir);
+        let ae = skeleguide_engine::pipeline::AeRoundTrip::load(
+            std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../assets/models/tiny"
+            )),
+            &candle_core::Device::Cpu,
+        )?;
+        let net = skeleguide_engine::inverter::PoseInverter::embedded(&candle_core::Device::Cpu)?;
+        for (i, s) in samples.iter().enumerate() {
+            let round = ae.round_trip(&s.image)?;
+            let read = net.invert(&round)?;
+            let (w, h) = round.dimensions();
+            let mut strip = image::RgbImage::new(3 * w + 8, h);
+            image::imageops::replace(&mut strip, &s.image, 0, 0);
+            image::imageops::replace(&mut strip, &round, (w + 4) as i64, 0);
+            image::imageops::replace(&mut strip, &draw_layout(None, &read), (2 * w + 8) as i64, 0);
+            strip.save(dir.join(format!("ae{i:03}.png")))?;
+            class_map_image(&net.classes(&round)?).save(dir.join(format!("ae{i:03}c.png")))?;
+        }
+        return Ok(());
+    }
     let (mut oracle, mut colour) = (Causes::default(), Causes::default());
+    // the network's own ceiling: exact classes at its working size, and the network itself
+    let net = skeleguide_engine::inverter::PoseInverter::embedded(&candle_core::Device::Cpu)?;
+    let (mut at_work, mut network) = (Causes::default(), Causes::default());
+    // by true kind (joint, limb, background): right, else read as a joint, a limb, background
+    let mut confusion = [[0usize; 4]; 3];
     let exact = ColorDecoder {
         tolerance: 0,
         ..Default::default()
@@ -316,8 +351,92 @@ fn main() -> anyhow::Result<()> {
             );
         }
         colour.add(&base.invert(&s.image)?, &gt, &shows);
+        let g = WorkGeometry::new(w, h, net.config().work_size);
+        let work: Vec<u8> = class_targets(&s.poses, &g)
+            .chunks(g.padded_width)
+            .take(g.height)
+            .flat_map(|row| {
+                row[..g.width].iter().map(|&c| {
+                    if c as usize == BACKGROUND {
+                        NO_CLASS
+                    } else {
+                        c
+                    }
+                })
+            })
+            .collect();
+        let mut people = decode_classes(&work, g.width, g.height, g.stick_width(), net.min_joints);
+        for p in &mut people {
+            for k in p.joints.iter_mut().flatten() {
+                k.x = g.to_image(k.x);
+                k.y = g.to_image(k.y);
+            }
+        }
+        at_work.add(
+            &PoseSet {
+                width: w,
+                height: h,
+                people,
+            },
+            &gt,
+            &shows,
+        );
+        let read = net.invert(&s.image)?;
+        {
+            // per-pixel confusion of the network against the exact classes at working size
+            let map = net.classes(&s.image)?;
+            for (&p, &t) in map.classes.iter().zip(&work) {
+                let kind = |c: u8| match c as usize {
+                    c if c < NUM_JOINTS => 0,
+                    c if c < BACKGROUND => 1,
+                    _ => 2,
+                };
+                let (kt, kp) = (kind(t), kind(p));
+                confusion[kt][if p == t { 0 } else { 1 + kp }] += 1;
+            }
+        }
+        if network.add(&read, &gt, &shows) {
+            if let Some(dir) = std::env::var_os("NETDUMP") {
+                let dir = std::path::Path::new(&dir);
+                let mut pair = image::RgbImage::new(2 * w + 4, h);
+                image::imageops::replace(&mut pair, &s.image, 0, 0);
+                image::imageops::replace(&mut pair, &draw_layout(None, &read), (w + 4) as i64, 0);
+                pair.save(dir.join(format!("n{i:03}.png")))?;
+                class_map_image(&net.classes(&s.image)?).save(dir.join(format!("n{i:03}c.png")))?;
+                println!(
+                    "net #{i} {w}x{h}: gt {} people, read {}",
+                    gt.people.len(),
+                    read.people.len()
+                );
+                for p in &read.people {
+                    let js: Vec<String> = (0..NUM_JOINTS)
+                        .filter_map(|j| p.joints[j].map(|k| format!("{j}:({:.0},{:.0})", k.x, k.y)))
+                        .collect();
+                    println!("  read {}", js.join(" "));
+                }
+                for p in &gt.people {
+                    let js: Vec<String> = (0..NUM_JOINTS)
+                        .filter_map(|j| p.joints[j].map(|k| format!("{j}:({:.0},{:.0})", k.x, k.y)))
+                        .collect();
+                    println!("  gt   {}", js.join(" "));
+                }
+            }
+        }
     }
     oracle.print("exact classes (skeletons on black)");
     colour.print("colour baseline (image as evaluated)");
+    at_work.print("exact classes at the network's working size");
+    network.print("network (image as evaluated)");
+    for (name, row) in ["joint", "limb", "background"].iter().zip(&confusion) {
+        let n = row.iter().sum::<usize>().max(1) as f64;
+        println!(
+            "  {name:10} pixels {:8}: right {:.4}, wrong as joint {:.4}, as limb {:.4}, as background {:.4}",
+            n,
+            row[0] as f64 / n,
+            row[1] as f64 / n,
+            row[2] as f64 / n,
+            row[3] as f64 / n
+        );
+    }
     Ok(())
 }
