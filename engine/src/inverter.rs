@@ -1187,7 +1187,7 @@ pub fn decode_classes(cls: &[u8], w: usize, h: usize, sw: f64, min_joints: usize
             }
         }
     }
-    complete(&mut people, &rest, &limb, usize::MAX);
+    complete(&mut people, &rest, &limb);
     // two people's same joints closer than the merge radius are one blob, held by one of them:
     // the other may share it when a limb seen clearly (not hidden under the circles, score
     // above SHARED_JOINT_SCORE) leads there
@@ -1198,7 +1198,7 @@ pub fn decode_classes(cls: &[u8], w: usize, h: usize, sw: f64, min_joints: usize
         }
         limb(k, a, b).filter(|&s| s > SHARED_JOINT_SCORE)
     };
-    complete(&mut people, &cands, &clear, usize::MAX);
+    complete(&mut people, &cands, &clear);
     absorb_duplicates(&mut people);
     join_halves(&mut people, HALF_JOIN_RADIUS * sw);
     people
@@ -1236,12 +1236,17 @@ fn join_halves(people: &mut Vec<Pose>, radius: f64) {
             }
         }
         let Some((a, b)) = pair else { break };
-        let half = people.remove(b);
-        let a = if a > b { a - 1 } else { a };
-        for j in 0..NUM_JOINTS {
-            if people[a].joints[j].is_none() {
-                people[a].joints[j] = half.joints[j];
-            }
+        fold_into(people, b, a);
+    }
+}
+
+/// Removes person `from` and gives its joints to person `into` where that one has none.
+fn fold_into(people: &mut Vec<Pose>, from: usize, into: usize) {
+    let gone = people.remove(from);
+    let into = if into > from { into - 1 } else { into };
+    for (mine, theirs) in people[into].joints.iter_mut().zip(gone.joints) {
+        if mine.is_none() {
+            *mine = theirs;
         }
     }
 }
@@ -1283,13 +1288,7 @@ fn absorb_duplicates(people: &mut Vec<Pose>) {
             }
         }
         let Some((b, a)) = fold else { break };
-        let copy = people.remove(b);
-        let a = if a > b { a - 1 } else { a };
-        for j in 0..NUM_JOINTS {
-            if people[a].joints[j].is_none() {
-                people[a].joints[j] = copy.joints[j];
-            }
-        }
+        fold_into(people, b, a);
     }
 }
 
@@ -1347,10 +1346,8 @@ fn complete(
     people: &mut [Pose],
     rest: &[Vec<Candidate>; NUM_JOINTS],
     limb: &impl Fn(usize, &Candidate, &Candidate) -> Option<f64>,
-    max_new: usize,
 ) {
     let mut used: Vec<Vec<bool>> = rest.iter().map(|c| vec![false; c.len()]).collect();
-    let mut taken = vec![0usize; people.len()];
     for _ in 0..NUM_JOINTS {
         let mut added = false;
         for (k, &(a, b)) in LIMBS.iter().enumerate() {
@@ -1383,11 +1380,10 @@ fn complete(
             }
             offers.sort_by(|p, q| q.0.total_cmp(&p.0));
             for (_, pi, want, ci) in offers {
-                if used[want][ci] || people[pi].joints[want].is_some() || taken[pi] >= max_new {
+                if used[want][ci] || people[pi].joints[want].is_some() {
                     continue;
                 }
                 used[want][ci] = true;
-                taken[pi] += 1;
                 let c = rest[want][ci];
                 people[pi].joints[want] = Some(Keypoint::new(c.x, c.y));
                 added = true;

@@ -173,6 +173,25 @@ impl Causes {
     }
 }
 
+/// Images of one size side by side, 4 px apart.
+fn side_by_side(images: &[&image::RgbImage]) -> image::RgbImage {
+    let (w, h) = images[0].dimensions();
+    let n = images.len() as u32;
+    let mut out = image::RgbImage::new(n * w + 4 * (n - 1), h);
+    for (i, img) in images.iter().enumerate() {
+        image::imageops::replace(&mut out, *img, i as i64 * (w + 4) as i64, 0);
+    }
+    out
+}
+
+/// A person's joints as `index:(x,y)`, rounded.
+fn joint_list(p: &skeleguide_engine::pose::Pose) -> String {
+    let js: Vec<String> = (0..NUM_JOINTS)
+        .filter_map(|j| p.joints[j].map(|k| format!("{j}:({:.0},{:.0})", k.x, k.y)))
+        .collect();
+    js.join(" ")
+}
+
 /// A class map drawn in the palette (limbs at half brightness), three times enlarged.
 fn class_map_image(map: &skeleguide_engine::inverter::ClassMap) -> image::RgbImage {
     let g = map.geometry;
@@ -219,10 +238,7 @@ fn fixture(path: &str) -> anyhow::Result<()> {
             pred.people.len()
         );
         for p in &pred.people {
-            let js: Vec<String> = (0..NUM_JOINTS)
-                .filter_map(|j| p.joints[j].map(|k| format!("{j}:({:.0},{:.0})", k.x, k.y)))
-                .collect();
-            println!("  person {}", js.join(" "));
+            println!("  person {}", joint_list(p));
         }
         let m = match_people(&pred, &gt);
         for (g, mi) in gt.people.iter().zip(&m) {
@@ -238,15 +254,8 @@ fn fixture(path: &str) -> anyhow::Result<()> {
             }
         }
         if let Some(dir) = std::env::var_os("DUMP") {
-            let mut pair = image::RgbImage::new(2 * f.width + 4, f.height);
-            image::imageops::replace(&mut pair, &img, 0, 0);
-            image::imageops::replace(
-                &mut pair,
-                &draw_layout(None, &pred),
-                (f.width + 4) as i64,
-                0,
-            );
-            pair.save(std::path::Path::new(&dir).join("fixture.png"))?;
+            side_by_side(&[&img, &draw_layout(None, &pred)])
+                .save(std::path::Path::new(&dir).join("fixture.png"))?;
             let cm = class_map_image(&net.classes(&img)?);
             cm.save(std::path::Path::new(&dir).join("classes.png"))?;
         }
@@ -283,12 +292,8 @@ fn main() -> anyhow::Result<()> {
         for (i, s) in samples.iter().enumerate() {
             let round = ae.round_trip(&s.image)?;
             let read = net.invert(&round)?;
-            let (w, h) = round.dimensions();
-            let mut strip = image::RgbImage::new(3 * w + 8, h);
-            image::imageops::replace(&mut strip, &s.image, 0, 0);
-            image::imageops::replace(&mut strip, &round, (w + 4) as i64, 0);
-            image::imageops::replace(&mut strip, &draw_layout(None, &read), (2 * w + 8) as i64, 0);
-            strip.save(dir.join(format!("ae{i:03}.png")))?;
+            side_by_side(&[&s.image, &round, &draw_layout(None, &read)])
+                .save(dir.join(format!("ae{i:03}.png")))?;
             class_map_image(&net.classes(&round)?).save(dir.join(format!("ae{i:03}c.png")))?;
         }
         return Ok(());
@@ -332,9 +337,7 @@ fn main() -> anyhow::Result<()> {
         };
         if oracle.add(&pred, &gt, &shows) && std::env::var_os("VERBOSE").is_some() {
             if let Some(dir) = std::env::var_os("DUMP") {
-                let mut pair = image::RgbImage::new(2 * w + 4, h);
-                image::imageops::replace(&mut pair, &black, 0, 0);
-                image::imageops::replace(&mut pair, &draw_layout(None, &pred), (w + 4) as i64, 0);
+                let pair = side_by_side(&[&black, &draw_layout(None, &pred)]);
                 let z = (900 / pair.width()).max(1);
                 let pair = image::imageops::resize(
                     &pair,
@@ -398,10 +401,8 @@ fn main() -> anyhow::Result<()> {
         if network.add(&read, &gt, &shows) {
             if let Some(dir) = std::env::var_os("NETDUMP") {
                 let dir = std::path::Path::new(&dir);
-                let mut pair = image::RgbImage::new(2 * w + 4, h);
-                image::imageops::replace(&mut pair, &s.image, 0, 0);
-                image::imageops::replace(&mut pair, &draw_layout(None, &read), (w + 4) as i64, 0);
-                pair.save(dir.join(format!("n{i:03}.png")))?;
+                side_by_side(&[&s.image, &draw_layout(None, &read)])
+                    .save(dir.join(format!("n{i:03}.png")))?;
                 class_map_image(&net.classes(&s.image)?).save(dir.join(format!("n{i:03}c.png")))?;
                 println!(
                     "net #{i} {w}x{h}: gt {} people, read {}",
@@ -409,16 +410,10 @@ fn main() -> anyhow::Result<()> {
                     read.people.len()
                 );
                 for p in &read.people {
-                    let js: Vec<String> = (0..NUM_JOINTS)
-                        .filter_map(|j| p.joints[j].map(|k| format!("{j}:({:.0},{:.0})", k.x, k.y)))
-                        .collect();
-                    println!("  read {}", js.join(" "));
+                    println!("  read {}", joint_list(p));
                 }
                 for p in &gt.people {
-                    let js: Vec<String> = (0..NUM_JOINTS)
-                        .filter_map(|j| p.joints[j].map(|k| format!("{j}:({:.0},{:.0})", k.x, k.y)))
-                        .collect();
-                    println!("  gt   {}", js.join(" "));
+                    println!("  gt   {}", joint_list(p));
                 }
             }
         }
