@@ -753,7 +753,12 @@ impl PoseInverter {
 
     /// The poses of a layout image, in the image's own pixels.
     pub fn invert(&self, img: &RgbImage) -> Result<PoseSet> {
-        let map = self.classes(img)?;
+        Ok(self.decode(&self.classes(img)?, img.width(), img.height()))
+    }
+
+    /// The poses of a class map (from [`Self::classes`] of a `width`×`height` image), in the
+    /// image's own pixels: [`decode_classes`] with this network's `min_joints`.
+    pub fn decode(&self, map: &ClassMap, width: u32, height: u32) -> PoseSet {
         let g = map.geometry;
         let mut people = decode_classes(
             &map.classes,
@@ -768,11 +773,11 @@ impl PoseInverter {
                 k.y = g.to_image(k.y);
             }
         }
-        Ok(PoseSet {
-            width: img.width(),
-            height: img.height(),
+        PoseSet {
+            width,
+            height,
             people,
-        })
+        }
     }
 }
 

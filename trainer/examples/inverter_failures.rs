@@ -14,7 +14,7 @@
 
 use anyhow::Context;
 use skeleguide_engine::inverter::{
-    class_targets, decode_classes, ColorDecoder, WorkGeometry, BACKGROUND, NO_CLASS,
+    class_targets, decode_classes, ClassMap, ColorDecoder, WorkGeometry, BACKGROUND, NO_CLASS,
 };
 use skeleguide_engine::metrics::pose::{bbox_diag, match_people};
 use skeleguide_engine::pose::{draw_layout, stick_width, PoseSet, NUM_JOINTS};
@@ -229,7 +229,8 @@ fn fixture(path: &str) -> anyhow::Result<()> {
     for f in doc.frames {
         let img = draw_layout(None, &f);
         let gt = visible_truth(&f);
-        let pred = net.invert(&img)?;
+        let map = net.classes(&img)?;
+        let pred = net.decode(&map, img.width(), img.height());
         println!(
             "{}x{}: gt {} people, net {}",
             f.width,
@@ -256,7 +257,7 @@ fn fixture(path: &str) -> anyhow::Result<()> {
         if let Some(dir) = std::env::var_os("DUMP") {
             side_by_side(&[&img, &draw_layout(None, &pred)])
                 .save(std::path::Path::new(&dir).join("fixture.png"))?;
-            let cm = class_map_image(&net.classes(&img)?);
+            let cm = class_map_image(&map);
             cm.save(std::path::Path::new(&dir).join("classes.png"))?;
         }
     }
@@ -291,10 +292,11 @@ fn main() -> anyhow::Result<()> {
         let net = skeleguide_engine::inverter::PoseInverter::embedded(&candle_core::Device::Cpu)?;
         for (i, s) in samples.iter().enumerate() {
             let round = ae.round_trip(&s.image)?;
-            let read = net.invert(&round)?;
+            let map = net.classes(&round)?;
+            let read = net.decode(&map, round.width(), round.height());
             side_by_side(&[&s.image, &round, &draw_layout(None, &read)])
                 .save(dir.join(format!("ae{i:03}.png")))?;
-            class_map_image(&net.classes(&round)?).save(dir.join(format!("ae{i:03}c.png")))?;
+            class_map_image(&map).save(dir.join(format!("ae{i:03}c.png")))?;
         }
         return Ok(());
     }
@@ -354,56 +356,43 @@ fn main() -> anyhow::Result<()> {
             );
         }
         colour.add(&base.invert(&s.image)?, &gt, &shows);
+        // the exact classes at the network's working size, decoded as the network's are
         let g = WorkGeometry::new(w, h, net.config().work_size);
-        let work: Vec<u8> = class_targets(&s.poses, &g)
-            .chunks(g.padded_width)
-            .take(g.height)
-            .flat_map(|row| {
-                row[..g.width].iter().map(|&c| {
-                    if c as usize == BACKGROUND {
-                        NO_CLASS
-                    } else {
-                        c
-                    }
+        let exact_map = ClassMap {
+            geometry: g,
+            classes: class_targets(&s.poses, &g)
+                .chunks(g.padded_width)
+                .take(g.height)
+                .flat_map(|row| {
+                    row[..g.width].iter().map(|&c| {
+                        if c as usize == BACKGROUND {
+                            NO_CLASS
+                        } else {
+                            c
+                        }
+                    })
                 })
-            })
-            .collect();
-        let mut people = decode_classes(&work, g.width, g.height, g.stick_width(), net.min_joints);
-        for p in &mut people {
-            for k in p.joints.iter_mut().flatten() {
-                k.x = g.to_image(k.x);
-                k.y = g.to_image(k.y);
-            }
-        }
-        at_work.add(
-            &PoseSet {
-                width: w,
-                height: h,
-                people,
-            },
-            &gt,
-            &shows,
-        );
-        let read = net.invert(&s.image)?;
-        {
-            // per-pixel confusion of the network against the exact classes at working size
-            let map = net.classes(&s.image)?;
-            for (&p, &t) in map.classes.iter().zip(&work) {
-                let kind = |c: u8| match c as usize {
-                    c if c < NUM_JOINTS => 0,
-                    c if c < BACKGROUND => 1,
-                    _ => 2,
-                };
-                let (kt, kp) = (kind(t), kind(p));
-                confusion[kt][if p == t { 0 } else { 1 + kp }] += 1;
-            }
+                .collect(),
+        };
+        at_work.add(&net.decode(&exact_map, w, h), &gt, &shows);
+        // the network's class map, read once: its poses and its per-pixel confusion
+        let map = net.classes(&s.image)?;
+        let read = net.decode(&map, w, h);
+        for (&p, &t) in map.classes.iter().zip(&exact_map.classes) {
+            let kind = |c: u8| match c as usize {
+                c if c < NUM_JOINTS => 0,
+                c if c < BACKGROUND => 1,
+                _ => 2,
+            };
+            let (kt, kp) = (kind(t), kind(p));
+            confusion[kt][if p == t { 0 } else { 1 + kp }] += 1;
         }
         if network.add(&read, &gt, &shows) {
             if let Some(dir) = std::env::var_os("NETDUMP") {
                 let dir = std::path::Path::new(&dir);
                 side_by_side(&[&s.image, &draw_layout(None, &read)])
                     .save(dir.join(format!("n{i:03}.png")))?;
-                class_map_image(&net.classes(&s.image)?).save(dir.join(format!("n{i:03}c.png")))?;
+                class_map_image(&map).save(dir.join(format!("n{i:03}c.png")))?;
                 println!(
                     "net #{i} {w}x{h}: gt {} people, read {}",
                     gt.people.len(),
