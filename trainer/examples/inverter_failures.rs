@@ -301,9 +301,13 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let (mut oracle, mut colour) = (Causes::default(), Causes::default());
-    // the network's own ceiling: exact classes at its working size, and the network itself
-    let net = skeleguide_engine::inverter::PoseInverter::embedded(&candle_core::Device::Cpu)?;
+    // the network's own ceiling: exact classes at its working size, the network's own reading
+    // (no colour evidence: its class maps stay at the working size), and the network as shipped
+    let fused = skeleguide_engine::inverter::PoseInverter::embedded(&candle_core::Device::Cpu)?;
+    let mut net = skeleguide_engine::inverter::PoseInverter::embedded(&candle_core::Device::Cpu)?;
+    net.exact_colour_bonus = 0.0;
     let (mut at_work, mut network) = (Causes::default(), Causes::default());
+    let mut shipped = Causes::default();
     // by true kind (joint, limb, background): right, else read as a joint, a limb, background
     let mut confusion = [[0usize; 4]; 3];
     let exact = ColorDecoder {
@@ -375,6 +379,7 @@ fn main() -> anyhow::Result<()> {
                 .collect(),
         };
         at_work.add(&net.decode(&exact_map, w, h), &gt, &shows);
+        shipped.add(&fused.invert(&s.image)?, &gt, &shows);
         // the network's class map, read once: its poses and its per-pixel confusion
         let map = net.classes(&s.image)?;
         let read = net.decode(&map, w, h);
@@ -410,7 +415,8 @@ fn main() -> anyhow::Result<()> {
     oracle.print("exact classes (skeletons on black)");
     colour.print("colour baseline (image as evaluated)");
     at_work.print("exact classes at the network's working size");
-    network.print("network (image as evaluated)");
+    network.print("network alone (image as evaluated)");
+    shipped.print("network with the exact colours' evidence (as shipped)");
     for (name, row) in ["joint", "limb", "background"].iter().zip(&confusion) {
         let n = row.iter().sum::<usize>().max(1) as f64;
         println!(

@@ -95,6 +95,10 @@ pub struct EvalArgs {
     /// The network's decoding: people with fewer joints are dropped as fragments.
     #[arg(long)]
     min_joints: Option<usize>,
+    /// The network's decoding: the logit bonus of a pixel's exactly matched palette colour
+    /// (0: the network alone).
+    #[arg(long)]
+    colour_bonus: Option<f32>,
 }
 
 fn bar(len: usize, what: &str) -> ProgressBar {
@@ -249,6 +253,12 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     if let Some(n) = a.min_joints {
         model.min_joints = n;
     }
+    if let Some(b) = a.colour_bonus {
+        if !(b >= 0.0 && b.is_finite()) {
+            bail!("--colour-bonus must be a finite number >= 0, got {b}");
+        }
+        model.exact_colour_bonus = b;
+    }
     let mut bg = Backgrounds::with_scenes(32, a.seed ^ 0xE5CE7E);
     if let Some(dir) = &a.photos {
         bg.load_photos(dir)?;
@@ -266,6 +276,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     put("seed", a.seed.into());
     put("params", model.num_params().into());
     put("min_joints", model.min_joints.into());
+    put("colour_bonus", f64::from(model.exact_colour_bonus).into());
     put("baseline_min_joints", base.min_joints.into());
     let mut clean = Vec::new();
     for (tag, how) in [("", Degrade::Clean), ("_degraded", Degrade::Strong)] {
