@@ -1292,9 +1292,76 @@ pub fn decode_classes(cls: &[u8], w: usize, h: usize, sw: f64, min_joints: usize
     complete(&mut people, &cands, &clear);
     // last, joints no blob gave, where a limb leads
     complete_from_limb_ends(&mut people, &limb_ends(cls, w, h, sw), sw);
+    untangle_chains(&mut people, &limb);
     absorb_duplicates(&mut people);
     join_halves(&mut people, HALF_JOIN_RADIUS * sw);
     people
+}
+
+/// The four limb chains that leave the neck beside a counterpart: (root joint, the
+/// counterpart root on the other side, the chain's joints, the neck-to-root limb).
+const SIDE_CHAINS: [(usize, usize, [usize; 3], usize); 4] = [
+    (2, 5, [2, 3, 4], 0),
+    (5, 2, [5, 6, 7], 1),
+    (8, 11, [8, 9, 10], 6),
+    (11, 8, [11, 12, 13], 9),
+];
+
+/// A chain must be at least this much nearer its counterpart after a swap (as a share of the
+/// distance before) for [`untangle_chains`] to swap it.
+pub const UNTANGLE_GAIN: f64 = 0.5;
+
+/// Swaps whole arm or leg chains between two people where the pixels cannot tell them apart but
+/// the body can: when two people's necks both reach the other's shoulder (or hip) by a limb as
+/// good as their own, and each shoulder then lies much nearer the other shoulder of its new
+/// person ([`UNTANGLE_GAIN`]), the chains are exchanged. Overlapping people whose torsos run
+/// along one line otherwise keep the assignment the grouping happened to find first.
+fn untangle_chains(
+    people: &mut [Pose],
+    limb: &impl Fn(usize, &Candidate, &Candidate) -> Option<f64>,
+) {
+    let cand = |k: Keypoint| Candidate {
+        x: k.x,
+        y: k.y,
+        score: 1.0,
+    };
+    let dist = |a: Keypoint, b: Keypoint| (a.x - b.x).hypot(a.y - b.y);
+    for &(root, other, chain, k) in &SIDE_CHAINS {
+        for p in 0..people.len() {
+            for q in p + 1..people.len() {
+                let get = |i: usize, j: usize| people[i].joints[j];
+                let (Some(np), Some(nq), Some(rp), Some(rq), Some(op), Some(oq)) = (
+                    get(p, 1),
+                    get(q, 1),
+                    get(p, root),
+                    get(q, root),
+                    get(p, other),
+                    get(q, other),
+                ) else {
+                    continue;
+                };
+                let before = dist(rp, op) + dist(rq, oq);
+                let after = dist(rq, op) + dist(rp, oq);
+                if after >= UNTANGLE_GAIN * before {
+                    continue;
+                }
+                let own = limb(k, &cand(np), &cand(rp))
+                    .unwrap_or(0.0)
+                    .min(limb(k, &cand(nq), &cand(rq)).unwrap_or(0.0));
+                let swapped = limb(k, &cand(np), &cand(rq))
+                    .unwrap_or(0.0)
+                    .min(limb(k, &cand(nq), &cand(rp)).unwrap_or(0.0));
+                if swapped + 0.05 < own {
+                    continue;
+                }
+                for j in chain {
+                    let t = people[p].joints[j];
+                    people[p].joints[j] = people[q].joints[j];
+                    people[q].joints[j] = t;
+                }
+            }
+        }
+    }
 }
 
 /// How near (in stick widths) a limb's end must lie to a person's joint to count as reaching
@@ -1936,6 +2003,39 @@ mod tests {
         let b = net.classes(&blurred).unwrap();
         assert_eq!(a.geometry, b.geometry);
         assert!(a.classes == b.classes);
+    }
+
+    #[test]
+    fn leg_chains_the_pixels_cannot_tell_apart_go_to_the_person_whose_other_hip_is_beside_them() {
+        // two people one above the other, torsos along one line: each neck reaches either
+        // right hip through the same drawn torso, and the grouping took the far one
+        let (a, b) = (standing(100.0, 40.0, 20.0), standing(100.0, 90.0, 20.0));
+        let (mut p, mut q) = (a.clone(), b.clone());
+        for j in [8, 9, 10] {
+            p.joints[j] = b.joints[j];
+            q.joints[j] = a.joints[j];
+        }
+        let ambiguous = |_: usize, _: &Candidate, _: &Candidate| Some(1.0);
+        let mut people = vec![p.clone(), q.clone()];
+        untangle_chains(&mut people, &ambiguous);
+        assert_eq!(people, vec![a.clone(), b.clone()]);
+        // when the pixels do tell (only the limbs as grouped are drawn), they win
+        let drawn: Vec<(usize, f64, f64)> = [&p, &q]
+            .iter()
+            .flat_map(|o| {
+                [(6, 8), (9, 11)].map(|(k, j)| (k, o.joints[1].unwrap().y, o.joints[j].unwrap().y))
+            })
+            .collect();
+        let own_only = |k: usize, x: &Candidate, y: &Candidate| {
+            Some(if drawn.contains(&(k, x.y, y.y)) {
+                1.0
+            } else {
+                0.2
+            })
+        };
+        let mut people = vec![p.clone(), q.clone()];
+        untangle_chains(&mut people, &own_only);
+        assert_eq!(people, vec![p, q]);
     }
 
     #[test]
