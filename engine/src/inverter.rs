@@ -929,17 +929,6 @@ pub const HIDDEN_LIMB_SCORE: f64 = 0.95;
 
 // ------------------------------------------------------------------ grouping
 
-const NEIGHBOURS_8: [(i64, i64); 8] = [
-    (-1, -1),
-    (0, -1),
-    (1, -1),
-    (-1, 0),
-    (1, 0),
-    (-1, 1),
-    (0, 1),
-    (1, 1),
-];
-
 /// Most candidates kept per joint type (the strongest); bounds the pairing work on noisy maps.
 pub const MAX_CANDIDATES: usize = 24;
 
@@ -956,6 +945,27 @@ pub struct Candidate {
     pub x: f64,
     pub y: f64,
     pub score: f64,
+}
+
+impl Candidate {
+    /// A joint a person already holds, as a candidate of full score.
+    fn held(k: Keypoint) -> Self {
+        Candidate {
+            x: k.x,
+            y: k.y,
+            score: 1.0,
+        }
+    }
+}
+
+/// For limb `(a, b)` of a person holding exactly one of its joints: the held joint, the
+/// missing one, and whether the held one is `a` (the limb runs from it).
+fn half_held(p: &Pose, (a, b): (usize, usize)) -> Option<(Keypoint, usize, bool)> {
+    match (p.joints[a], p.joints[b]) {
+        (Some(ka), None) => Some((ka, b, true)),
+        (None, Some(kb)) => Some((kb, a, false)),
+        _ => None,
+    }
 }
 
 /// Assembles people from joint candidates: for each limb in `LIMBS` order (neck outwards),
@@ -1320,11 +1330,6 @@ fn untangle_chains(
     people: &mut [Pose],
     limb: &impl Fn(usize, &Candidate, &Candidate) -> Option<f64>,
 ) {
-    let cand = |k: Keypoint| Candidate {
-        x: k.x,
-        y: k.y,
-        score: 1.0,
-    };
     let dist = |a: Keypoint, b: Keypoint| (a.x - b.x).hypot(a.y - b.y);
     for &(root, other, chain, k) in &SIDE_CHAINS {
         for p in 0..people.len() {
@@ -1345,12 +1350,12 @@ fn untangle_chains(
                 if after >= UNTANGLE_GAIN * before {
                     continue;
                 }
-                let own = limb(k, &cand(np), &cand(rp))
+                let own = limb(k, &Candidate::held(np), &Candidate::held(rp))
                     .unwrap_or(0.0)
-                    .min(limb(k, &cand(nq), &cand(rq)).unwrap_or(0.0));
-                let swapped = limb(k, &cand(np), &cand(rq))
+                    .min(limb(k, &Candidate::held(nq), &Candidate::held(rq)).unwrap_or(0.0));
+                let swapped = limb(k, &Candidate::held(np), &Candidate::held(rq))
                     .unwrap_or(0.0)
-                    .min(limb(k, &cand(nq), &cand(rp)).unwrap_or(0.0));
+                    .min(limb(k, &Candidate::held(nq), &Candidate::held(rp)).unwrap_or(0.0));
                 if swapped + 0.05 < own {
                     continue;
                 }
@@ -1391,6 +1396,18 @@ fn limb_ends(cls: &[u8], w: usize, h: usize, sw: f64) -> [Vec<[(f64, f64); 2]>; 
     );
     ends
 }
+
+/// The 8 neighbours of a pixel, row by row.
+const NEIGHBOURS_8: [(i64, i64); 8] = [
+    (-1, -1),
+    (0, -1),
+    (1, -1),
+    (-1, 0),
+    (1, 0),
+    (-1, 1),
+    (0, 1),
+    (1, 1),
+];
 
 /// Calls `f(class, pixels)` for each 8-connected region of one class among the pixels whose
 /// class `wanted` accepts, in the scan order of the regions' first pixels.
@@ -1444,10 +1461,8 @@ fn complete_from_limb_ends(people: &mut [Pose], ends: &[Vec<[(f64, f64); 2]>; NU
         let mut added = false;
         for (k, &(a, b)) in LIMBS.iter().enumerate() {
             for p in people.iter_mut() {
-                let (have, want) = match (p.joints[a], p.joints[b]) {
-                    (Some(ka), None) => (ka, b),
-                    (None, Some(kb)) => (kb, a),
-                    _ => continue,
+                let Some((have, want, _)) = half_held(p, (a, b)) else {
+                    continue;
                 };
                 // (distance of the near end, region, far end)
                 let mut best: Option<(f64, usize, (f64, f64))> = None;
@@ -1650,16 +1665,10 @@ fn complete(
             // (score, person, free joint, candidate)
             let mut offers = Vec::new();
             for (pi, p) in people.iter().enumerate() {
-                let (have, want, forward) = match (p.joints[a], p.joints[b]) {
-                    (Some(ka), None) => (ka, b, true),
-                    (None, Some(kb)) => (kb, a, false),
-                    _ => continue,
+                let Some((have, want, forward)) = half_held(p, (a, b)) else {
+                    continue;
                 };
-                let h = Candidate {
-                    x: have.x,
-                    y: have.y,
-                    score: 1.0,
-                };
+                let h = Candidate::held(have);
                 for (ci, c) in rest[want].iter().enumerate() {
                     if used[want][ci] {
                         continue;
