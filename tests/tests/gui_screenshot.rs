@@ -20,21 +20,35 @@ fn screenshot_mode_renders_the_window() {
         eprintln!("SKIPPED: Xvfb is not installed (run scripts/setup-system.sh)");
         return;
     };
-    let display = format!(":{}", 200 + std::process::id() % 500);
+    // -displayfd: Xvfb picks a free display itself and writes its number to stdout only once
+    // it accepts connections, so neither a busy display number nor a slow start (a loaded CI
+    // machine) can race the window below.
     let mut server = Command::new(xvfb)
         .args([
-            display.as_str(),
+            "-displayfd",
+            "1",
             "-screen",
             "0",
             "1600x1000x24",
             "-nolisten",
             "tcp",
         ])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start Xvfb");
-    std::thread::sleep(Duration::from_millis(700));
+    let mut line = String::new();
+    let ready = std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().expect("Xvfb stdout")),
+        &mut line,
+    );
+    let number = line.trim();
+    if ready.is_err() || number.is_empty() || number.parse::<u32>().is_err() {
+        let _ = server.kill();
+        let _ = server.wait();
+        panic!("Xvfb did not report a display ({ready:?}, {line:?})");
+    }
+    let display = format!(":{number}");
     let dir = tempfile::tempdir().unwrap();
     let shot = dir.path().join("shot.png");
     let mut cmd = Command::new(skeleguide_bin());
