@@ -231,6 +231,10 @@ pub struct AeRun {
     /// Extra loss weight of the pixels the rasteriser drew on layouts (a pixel counts
     /// `1 + skeleton_weight` times; 0: the plain MSE).
     pub skeleton_weight: f32,
+    /// Fine-tune the decoder of this trained autoencoder, its encoder frozen (the latents, and
+    /// the DiT trained on them, stay valid), instead of training a fresh one; `config` and
+    /// `seed`'s weights are then unused.
+    pub decoder_of: Option<std::sync::Arc<TinyAe>>,
 }
 
 impl Default for AeRun {
@@ -244,6 +248,7 @@ impl Default for AeRun {
             batch: 8,
             crop: 64,
             skeleton_weight: SKELETON_WEIGHT,
+            decoder_of: None,
         }
     }
 }
@@ -260,7 +265,10 @@ pub fn train(
         seed: run.seed,
         ..Default::default()
     };
-    let mut tr = TinyAeTrainer::new(&run.config, &opts, &Device::Cpu)?;
+    let mut tr = match &run.decoder_of {
+        Some(ae) => TinyAeTrainer::decoder_only(ae, &opts)?,
+        None => TinyAeTrainer::new(&run.config, &opts, &Device::Cpu)?,
+    };
     let start = std::time::Instant::now();
     let mut batches = crops(
         train_images,

@@ -85,6 +85,11 @@ enum Command {
         /// MSE): under the plain MSE their thin limbs blur into 8-pixel colour blocks.
         #[arg(long, default_value_t = skeleguide_trainer::ae::SKELETON_WEIGHT)]
         skeleton_weight: f32,
+        /// Fine-tune the decoder of this model directory's tiny autoencoder, its encoder frozen,
+        /// instead of training a fresh one: the latents stay bit-identical, so the model's DiT
+        /// and LoRAs stay valid and the new weights can replace its ae.safetensors.
+        #[arg(long, conflicts_with = "config")]
+        decoder_of: Option<PathBuf>,
         /// Where to write the weights (ae.safetensors); the architecture goes beside it as
         /// `<name>.json`.
         #[arg(long)]
@@ -265,8 +270,12 @@ fn run() -> Result<()> {
             batch,
             crop,
             skeleton_weight,
+            decoder_of,
             out,
         } => {
+            let decoder_of = decoder_of
+                .map(|dir| load_tiny_ae(&dir).map(std::sync::Arc::new))
+                .transpose()?;
             let config = match &config {
                 Some(p) => {
                     let text = std::fs::read_to_string(p)
@@ -307,7 +316,18 @@ fn run() -> Result<()> {
                 batch,
                 crop,
                 skeleton_weight,
+                decoder_of: decoder_of.clone(),
             };
+            if let Some(ae) = &decoder_of {
+                let before = skeleguide_trainer::ae::held_out(ae, &test_imgs)?;
+                eprintln!(
+                    "before: held-out PSNR {:.2} dB on {} images, on the scenes alone {}, on the skeleton pixels of their layouts {}",
+                    before.psnr,
+                    test_imgs.len(),
+                    before.scene_psnr.map_or("no scenes".into(), |db| format!("{db:.2} dB")),
+                    before.skeleton_psnr.map_or("no layouts".into(), |db| format!("{db:.2} dB")),
+                );
+            }
             let start = std::time::Instant::now();
             let (ae, taken) = skeleguide_trainer::ae::train(&train_imgs, &run, |i, _, loss| {
                 bar.set_position(i as u64);
@@ -530,4 +550,22 @@ fn run() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The tiny autoencoder of a model directory (its config.json's `ae` entry and ae.safetensors),
+/// on the CPU.
+fn load_tiny_ae(dir: &std::path::Path) -> Result<skeleguide_engine::model::TinyAe> {
+    use skeleguide_engine::modeldir::{self, AeSpec, ModelConfig};
+    let cfg = ModelConfig::load(dir)?;
+    let AeSpec::Tiny { config } = cfg.ae else {
+        bail!(
+            "{}: field `ae` is not a tiny autoencoder; only the tiny one's decoder can be fine-tuned here",
+            dir.join(modeldir::CONFIG_FILE).display()
+        );
+    };
+    Ok(skeleguide_engine::model::TinyAe::load(
+        &dir.join(modeldir::AE_FILE),
+        &config,
+        &candle_core::Device::Cpu,
+    )?)
 }

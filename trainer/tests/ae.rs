@@ -124,6 +124,107 @@ fn layouts_carry_their_skeleton_pixels_and_weights_follow_them() {
 }
 
 #[test]
+fn a_decoder_fine_tune_keeps_the_latents_and_sharpens_the_skeletons() {
+    use skeleguide_engine::model::Autoencoder;
+    let train = dataset(Split::Train, 12);
+    let test = dataset(Split::Test, 3);
+    let train_imgs = ae::load_images(train.path(), usize::MAX).unwrap();
+    let test_imgs = ae::load_images(test.path(), 3).unwrap();
+    // A briefly trained base, with latent statistics that the fine-tune must keep.
+    let (mut base, _) = ae::train(
+        &train_imgs,
+        &ae::AeRun {
+            steps: 30,
+            seed: 1,
+            ..Default::default()
+        },
+        |_, _, _| true,
+    )
+    .unwrap();
+    let mut cfg = base.config().clone();
+    (cfg.shift_factor, cfg.scale_factor) = (0.25, 1.5);
+    base = skeleguide_engine::model::TinyAe::from_tensors(
+        base.parameters().clone(),
+        &cfg,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let base = std::sync::Arc::new(base);
+    let mut losses = Vec::new();
+    let (tuned, taken) = ae::train(
+        &train_imgs,
+        &ae::AeRun {
+            steps: 40,
+            seed: 2,
+            lr: 1e-3,
+            decoder_of: Some(base.clone()),
+            ..Default::default()
+        },
+        |_, _, l| {
+            losses.push(l);
+            true
+        },
+    )
+    .unwrap();
+    assert_eq!(taken, 40);
+    assert_eq!(tuned.config(), base.config(), "shift and scale are kept");
+    // The encoder is untouched: its weights and the latents are bit-identical.
+    for (k, t) in base.parameters() {
+        let u = &tuned.parameters()[k];
+        let d: f32 = (t - u)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        if k.starts_with(skeleguide_engine::model::tiny_ae::DECODER_PREFIX) {
+            continue;
+        }
+        assert_eq!(d, 0.0, "{k} changed");
+    }
+    assert!(
+        base.parameters()
+            .iter()
+            .filter(|(k, _)| k.starts_with("dec."))
+            .any(|(k, t)| {
+                let d: f32 = (t - &tuned.parameters()[k])
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap();
+                d > 0.0
+            }),
+        "the decoder learned nothing"
+    );
+    let x = ae::to_tensor(&[&test_imgs[0].image]).unwrap();
+    let (za, zb) = (base.encode(&x).unwrap(), tuned.encode(&x).unwrap());
+    let diff: f32 = (za - zb)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert_eq!(diff, 0.0, "the latents moved");
+    // The decoder learned: the loss fell and the held-out skeletons are sharper.
+    let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
+    let last: f32 = losses[35..].iter().sum::<f32>() / 5.0;
+    assert!(last < first, "loss {first} -> {last}");
+    let (before, after) = (
+        ae::held_out(&base, &test_imgs).unwrap(),
+        ae::held_out(&tuned, &test_imgs).unwrap(),
+    );
+    let (b, a) = (before.skeleton_psnr.unwrap(), after.skeleton_psnr.unwrap());
+    assert!(a > b + 0.2, "skeleton PSNR {b:.2} -> {a:.2} dB");
+}
+
+#[test]
 fn a_missing_manifest_is_a_clear_error() {
     let d = tempfile::tempdir().unwrap();
     let e = ae::load_images(&d.path().join("nope"), 10)
@@ -183,6 +284,32 @@ fn the_ae_command_takes_an_architecture_and_a_time_budget() {
             .unwrap();
     assert_eq!(arch.latent_channels, 8);
     skeleguide_engine::model::TinyAe::load(&weights, &arch, &candle_core::Device::Cpu).unwrap();
+    // --decoder-of: a model directory's autoencoder is fine-tuned, its latent statistics kept.
+    let model = out.path().join("model");
+    let mc = skeleguide_engine::modeldir::init_random(&model, "tiny", 3).unwrap();
+    let o = std::process::Command::new(bin)
+        .arg("ae")
+        .arg("--train")
+        .arg(train.path())
+        .arg("--test")
+        .arg(test.path())
+        .args(["--steps", "3", "--eval", "2", "--crop", "32"])
+        .arg("--decoder-of")
+        .arg(&model)
+        .arg("--out")
+        .arg(&weights)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("before: held-out PSNR"), "{err}");
+    let arch: skeleguide_engine::model::TinyAeConfig =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("ae.json")).unwrap())
+            .unwrap();
+    let skeleguide_engine::modeldir::AeSpec::Tiny { config } = mc.ae else {
+        panic!("the tiny preset has a tiny autoencoder")
+    };
+    assert_eq!(arch, config);
     // A bad architecture file is named.
     std::fs::write(&cfg, r#"{"widths": []}"#).unwrap();
     let o = ae(&[]);

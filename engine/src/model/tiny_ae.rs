@@ -552,7 +552,18 @@ impl TinyAe {
         let z = self.encode_raw(&x)?;
         self.decode_raw(&z)
     }
+
+    /// [`TinyAe::forward_train`] with the latents detached: gradients reach the decoder only,
+    /// and the encoder's backward pass is not computed at all.
+    pub fn forward_train_decoder(&self, images: &Tensor) -> Result<Tensor> {
+        check_images(images, self.downsample(), &self.device)?;
+        let z = self.encode_raw(&images.to_dtype(DType::F32)?)?.detach();
+        self.decode_raw(&z)
+    }
 }
+
+/// The prefix of the decoder's parameter names (`dec.in`, `dec.s{S}.…`, `dec.skip`).
+pub const DECODER_PREFIX: &str = "dec.";
 
 impl Autoencoder for TinyAe {
     fn encode(&self, images: &Tensor) -> Result<Tensor> {
@@ -666,6 +677,8 @@ pub struct TinyAeTrainer {
     opt: AdamW,
     grad_clip: f64,
     metrics: TinyAeTrainMetrics,
+    /// Only the decoder learns ([`TinyAeTrainer::decoder_only`]).
+    decoder_only: bool,
 }
 
 impl TinyAeTrainer {
@@ -698,6 +711,42 @@ impl TinyAeTrainer {
             opt,
             grad_clip: opts.grad_clip,
             metrics: TinyAeTrainMetrics::default(),
+            decoder_only: false,
+        })
+    }
+
+    /// Fine-tunes the decoder of a trained `ae` and leaves its encoder exactly as it is: the
+    /// latent space, its shift and scale, and so every DiT and LoRA trained on it stay valid,
+    /// while the decoder learns to draw what the latents already carry (a layout's thin limbs)
+    /// more sharply. `opts.seed` is unused (the weights are `ae`'s).
+    pub fn decoder_only(ae: &TinyAe, opts: &TinyAeTrainOptions) -> Result<Self> {
+        let varmap = varmap_from(&ae.params)?;
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &ae.device);
+        let model = TinyAe::new(vb, &ae.cfg)?;
+        let mut vars: Vec<(String, Var)> = varmap
+            .data()
+            .lock()
+            .map_err(|_| ModelError::InvalidConfig("poisoned VarMap lock".into()))?
+            .iter()
+            .filter(|(k, _)| k.starts_with(DECODER_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let opt = AdamW::new(
+            vars.into_iter().map(|(_, v)| v).collect(),
+            ParamsAdamW {
+                lr: opts.lr,
+                weight_decay: opts.weight_decay,
+                ..Default::default()
+            },
+        )?;
+        Ok(Self {
+            varmap,
+            model,
+            opt,
+            grad_clip: opts.grad_clip,
+            metrics: TinyAeTrainMetrics::default(),
+            decoder_only: true,
         })
     }
 
@@ -711,7 +760,11 @@ impl TinyAeTrainer {
     pub fn step_weighted(&mut self, images: &Tensor, weights: Option<&Tensor>) -> Result<f32> {
         let t0 = Instant::now();
         let x = images.to_dtype(DType::F32)?.detach();
-        let recon = self.model.forward_train(&x)?;
+        let recon = if self.decoder_only {
+            self.model.forward_train_decoder(&x)?
+        } else {
+            self.model.forward_train(&x)?
+        };
         let loss = weighted_mse(&recon, &x, weights)?;
         let mut grads = loss.backward()?;
         if self.grad_clip > 0.0 {
