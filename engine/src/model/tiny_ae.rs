@@ -695,24 +695,7 @@ impl TinyAeTrainer {
         opts: &TinyAeTrainOptions,
         device: &Device,
     ) -> Result<Self> {
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let model = TinyAe::new(vb, cfg)?;
-        let opt = AdamW::new(
-            varmap.all_vars(),
-            ParamsAdamW {
-                lr: opts.lr,
-                weight_decay: opts.weight_decay,
-                ..Default::default()
-            },
-        )?;
-        Ok(Self {
-            varmap,
-            model,
-            opt,
-            grad_clip: opts.grad_clip,
-            metrics: TinyAeTrainMetrics::default(),
-            decoder_only: false,
-        })
+        Self::build(varmap, cfg, opts, device, false)
     }
 
     /// Fine-tunes the decoder of a trained `ae` and leaves its encoder exactly as it is: the
@@ -720,20 +703,36 @@ impl TinyAeTrainer {
     /// while the decoder learns to draw what the latents already carry (a layout's thin limbs)
     /// more sharply. `opts.seed` is unused (the weights are `ae`'s).
     pub fn decoder_only(ae: &TinyAe, opts: &TinyAeTrainOptions) -> Result<Self> {
-        let varmap = varmap_from(&ae.params)?;
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &ae.device);
-        let model = TinyAe::new(vb, &ae.cfg)?;
-        let mut vars: Vec<(String, Var)> = varmap
-            .data()
-            .lock()
-            .map_err(|_| ModelError::InvalidConfig("poisoned VarMap lock".into()))?
-            .iter()
-            .filter(|(k, _)| k.starts_with(DECODER_PREFIX))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        Self::build(varmap_from(&ae.params)?, &ae.cfg, opts, &ae.device, true)
+    }
+
+    /// The model on `varmap`'s variables and AdamW over all of them, or over the decoder's
+    /// alone (in name order) when `decoder_only`.
+    fn build(
+        varmap: VarMap,
+        cfg: &TinyAeConfig,
+        opts: &TinyAeTrainOptions,
+        device: &Device,
+        decoder_only: bool,
+    ) -> Result<Self> {
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let model = TinyAe::new(vb, cfg)?;
+        let vars = if decoder_only {
+            let mut named: Vec<(String, Var)> = varmap
+                .data()
+                .lock()
+                .map_err(|_| ModelError::InvalidConfig("poisoned VarMap lock".into()))?
+                .iter()
+                .filter(|(k, _)| k.starts_with(DECODER_PREFIX))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            named.into_iter().map(|(_, v)| v).collect()
+        } else {
+            varmap.all_vars()
+        };
         let opt = AdamW::new(
-            vars.into_iter().map(|(_, v)| v).collect(),
+            vars,
             ParamsAdamW {
                 lr: opts.lr,
                 weight_decay: opts.weight_decay,
@@ -746,7 +745,7 @@ impl TinyAeTrainer {
             opt,
             grad_clip: opts.grad_clip,
             metrics: TinyAeTrainMetrics::default(),
-            decoder_only: true,
+            decoder_only,
         })
     }
 
