@@ -1350,12 +1350,12 @@ fn untangle_chains(
                 if after >= UNTANGLE_GAIN * before {
                     continue;
                 }
-                let own = limb(k, &Candidate::held(np), &Candidate::held(rp))
-                    .unwrap_or(0.0)
-                    .min(limb(k, &Candidate::held(nq), &Candidate::held(rq)).unwrap_or(0.0));
-                let swapped = limb(k, &Candidate::held(np), &Candidate::held(rq))
-                    .unwrap_or(0.0)
-                    .min(limb(k, &Candidate::held(nq), &Candidate::held(rp)).unwrap_or(0.0));
+                // the weaker of the two neck-to-root limbs, as grouped or swapped
+                let fit = |a: Keypoint, b: Keypoint| {
+                    limb(k, &Candidate::held(a), &Candidate::held(b)).unwrap_or(0.0)
+                };
+                let own = fit(np, rp).min(fit(nq, rq));
+                let swapped = fit(np, rq).min(fit(nq, rp));
                 if swapped + 0.05 < own {
                     continue;
                 }

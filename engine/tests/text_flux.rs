@@ -8,7 +8,7 @@ use candle_transformers::models::clip::text_model::{
     Activation, ClipTextConfig, ClipTextTransformer,
 };
 use candle_transformers::models::t5::{Config as T5Config, T5EncoderModel};
-use skeleguide_engine::model::{FluxText, FluxTextOptions, ModelError, TextEncoder};
+use skeleguide_engine::model::{max_abs_diff, FluxText, FluxTextOptions, ModelError, TextEncoder};
 use std::collections::HashMap;
 use std::path::Path;
 use tokenizers::models::wordlevel::WordLevel;
@@ -154,17 +154,6 @@ fn write_model_dir(dir: &Path) -> (HashMap<String, Tensor>, HashMap<String, Tens
 
 fn opts() -> FluxTextOptions {
     FluxTextOptions { t5_max_len: 8 }
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]

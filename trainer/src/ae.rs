@@ -157,6 +157,8 @@ pub fn crops(
 /// What [`held_out`] measures.
 #[derive(Debug, Clone, Copy)]
 pub struct HeldOut {
+    /// How many images were measured.
+    pub images: usize,
     /// Mean PSNR (dB) of encode→decode over the images.
     pub psnr: f64,
     /// Mean PSNR (dB) over the images that are not layouts (scenes with and without people):
@@ -165,6 +167,22 @@ pub struct HeldOut {
     /// PSNR (dB) over the drawn pixels of the layouts among them, pooled: how legibly the
     /// skeletons survive the round trip. `None` without layouts.
     pub skeleton_psnr: Option<f64>,
+}
+
+impl std::fmt::Display for HeldOut {
+    /// "held-out PSNR 30.01 dB on 96 images, on the scenes alone …, on the skeleton pixels of
+    /// their layouts …", as the `ae` command reports it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let db = |v: Option<f64>, none: &str| v.map_or(none.to_string(), |d| format!("{d:.2} dB"));
+        write!(
+            f,
+            "held-out PSNR {:.2} dB on {} images, on the scenes alone {}, on the skeleton pixels of their layouts {}",
+            self.psnr,
+            self.images,
+            db(self.scene_psnr, "no scenes"),
+            db(self.skeleton_psnr, "no layouts"),
+        )
+    }
 }
 
 /// Encode→decode of every image (whole images, sides multiples of 8), once: the mean PSNR, the
@@ -195,6 +213,7 @@ pub fn held_out(ae: &TinyAe, images: &[AeImage]) -> Result<HeldOut, AeTrainError
         }
     }
     Ok(HeldOut {
+        images: images.len(),
         psnr: total / images.len().max(1) as f64,
         scene_psnr: (scenes > 0).then(|| scene_total / scenes as f64),
         skeleton_psnr: (n > 0)

@@ -319,13 +319,9 @@ fn run() -> Result<()> {
                 decoder_of: decoder_of.clone(),
             };
             if let Some(ae) = &decoder_of {
-                let before = skeleguide_trainer::ae::held_out(ae, &test_imgs)?;
                 eprintln!(
-                    "before: held-out PSNR {:.2} dB on {} images, on the scenes alone {}, on the skeleton pixels of their layouts {}",
-                    before.psnr,
-                    test_imgs.len(),
-                    before.scene_psnr.map_or("no scenes".into(), |db| format!("{db:.2} dB")),
-                    before.skeleton_psnr.map_or("no layouts".into(), |db| format!("{db:.2} dB")),
+                    "before: {}",
+                    skeleguide_trainer::ae::held_out(ae, &test_imgs)?
                 );
             }
             let start = std::time::Instant::now();
@@ -337,13 +333,6 @@ fn run() -> Result<()> {
             bar.finish();
             let secs = start.elapsed().as_secs_f64();
             let held = skeleguide_trainer::ae::held_out(&ae, &test_imgs)?;
-            let psnr = held.psnr;
-            let scenes = held
-                .scene_psnr
-                .map_or("no scenes".into(), |db| format!("{db:.2} dB"));
-            let skeleton = held
-                .skeleton_psnr
-                .map_or("no layouts".into(), |db| format!("{db:.2} dB"));
             let tmp = out.with_extension("safetensors.tmp");
             ae.save(&tmp)?;
             std::fs::rename(&tmp, &out)?;
@@ -353,10 +342,9 @@ fn run() -> Result<()> {
                 serde_json::to_string_pretty(ae.config())?.as_bytes(),
             )?;
             eprintln!(
-                "trained {taken} steps in {secs:.0} s ({:.1} img/s, {} parameters); held-out PSNR {psnr:.2} dB on {} images, on the scenes alone {scenes}, on the skeleton pixels of their layouts {skeleton}; wrote {}",
+                "trained {taken} steps in {secs:.0} s ({:.1} img/s, {} parameters); {held}; wrote {}",
                 (taken * batch) as f64 / secs.max(1e-9),
                 ae.num_params(),
-                test_imgs.len(),
                 out.display()
             );
             Ok(())

@@ -1,6 +1,7 @@
 //! Phase 0 (autoencoder): training on synthetic scenes improves held-out PSNR; bad data dirs
 //! give clear errors.
 
+use skeleguide_engine::model::max_abs_diff;
 use skeleguide_trainer::ae;
 use skeleguide_trainer::data::synth::{write_dataset, Split, SynthOptions};
 
@@ -24,18 +25,6 @@ fn train_and_test_images() -> (Vec<ae::AeImage>, Vec<ae::AeImage>) {
         ae::load_images(train.path(), usize::MAX).unwrap(),
         ae::load_images(test.path(), 3).unwrap(),
     )
-}
-
-/// The largest absolute difference between two tensors of one shape.
-fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 #[test]

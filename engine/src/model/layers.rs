@@ -115,9 +115,10 @@ pub(crate) fn shuffle2(x: &Tensor) -> Result<Tensor> {
         .reshape((b, h * 2, w * 2, c))
 }
 
-/// The largest absolute difference between two tensors of one shape (for tests).
-#[cfg(test)]
-pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+/// The largest absolute difference between two f32 tensors of one shape: the parity checks'
+/// measure (unit and integration tests, the engine's and the trainer's). Panics on a shape or
+/// dtype mismatch, which is a bug in the check itself.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
         .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
         .expect("tensors of one shape")

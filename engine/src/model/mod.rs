@@ -50,6 +50,7 @@ pub use cond_cache::{CondCache, CondKey};
 pub use config::{DitConfig, PRESETS};
 pub use device::{default_device, default_dtype};
 pub use error::{ModelError, Result};
+pub use layers::max_abs_diff;
 pub use lora::{LoraSet, LoraSets, LoraSpec, LoraTarget};
 pub use mmdit::{
     bfl_tensor_shapes, image_ids, joint_ids, pack_latents, random_weights, save_weights, text_ids,
