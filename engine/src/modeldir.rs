@@ -107,6 +107,24 @@ pub struct ModelConfig {
     /// How the model generates: the two-stage method or one of the ablation baselines.
     #[serde(default)]
     pub method: Method,
+    /// Words put before the prompt in stage 1 (`""`: none). The tiny base DiT is pretrained on
+    /// layout images as well as photos, the layouts' prompts starting with these words, so
+    /// that its frozen image stream can draw skeletons; stage 1 then prompts it the same way.
+    /// FLUX needs none (its base draws pose renderings without a cue).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason_prefix: String,
+}
+
+/// The stage-1 prompt cue of tiny models whose base was pretrained on layouts too.
+pub const TINY_REASON_PREFIX: &str = "pose layout";
+
+/// `prompt` with the stage-1 cue `prefix` before it (the cue alone for an empty prompt).
+pub fn reason_prompt(prefix: &str, prompt: &str) -> String {
+    match (prefix.is_empty(), prompt.is_empty()) {
+        (true, _) => prompt.to_string(),
+        (false, true) => prefix.to_string(),
+        (false, false) => format!("{prefix} {prompt}"),
+    }
 }
 
 /// The generation method of a model directory (`config.json` field `method`).
@@ -159,7 +177,13 @@ impl ModelConfig {
             },
             text: TextSpec::Tiny { config: text },
             method: Method::Skeleguide,
+            reason_prefix: String::new(),
         }
+    }
+
+    /// The prompt stage 1 is given for `prompt`: [`ModelConfig::reason_prefix`] before it.
+    pub fn reason_prompt(&self, prompt: &str) -> String {
+        reason_prompt(&self.reason_prefix, prompt)
     }
 
     pub fn load(dir: &Path) -> Result<Self, ModelDirError> {
@@ -373,4 +397,26 @@ fn save_atomic(
     }
     std::fs::rename(&tmp, path)
         .map_err(|e| ModelDirError::file(path, format!("cannot rename into place: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stage1_cue_goes_before_the_prompt_and_old_configs_have_none() {
+        assert_eq!(reason_prompt("", "a man"), "a man");
+        assert_eq!(reason_prompt("pose layout", "a man"), "pose layout a man");
+        assert_eq!(reason_prompt("pose layout", ""), "pose layout");
+        let mut mc = ModelConfig::tiny();
+        let old = serde_json::to_string(&mc).unwrap();
+        assert!(
+            !old.contains("reason_prefix"),
+            "an empty cue is not written"
+        );
+        assert_eq!(serde_json::from_str::<ModelConfig>(&old).unwrap(), mc);
+        mc.reason_prefix = TINY_REASON_PREFIX.into();
+        let new = serde_json::to_string(&mc).unwrap();
+        assert_eq!(serde_json::from_str::<ModelConfig>(&new).unwrap(), mc);
+    }
 }

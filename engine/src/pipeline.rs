@@ -218,9 +218,10 @@ impl Pipeline {
         Ok((tokens, pooled))
     }
 
-    /// Whether the text encoder had to truncate `prompt`.
+    /// Whether the text encoder had to truncate `prompt` (or stage 1's form of it).
     pub fn prompt_truncated(&self, prompt: &str) -> Result<bool> {
-        Ok(self.text.encode(&[prompt])?.truncated)
+        let reason = self.cfg.reason_prompt(prompt);
+        Ok(self.text.encode(&[prompt])?.truncated || self.text.encode(&[&reason])?.truncated)
     }
 
     /// One flow-matching stage conditioned on `cond` (a latent of the working size).
@@ -390,11 +391,12 @@ impl Pipeline {
             Method::Skeleguide | Method::Stage1Only => {}
         }
         let cond = self.encode_fitted(scene)?;
+        let prompt = self.cfg.reason_prompt(prompt);
         let latent = self.sample_stage(
             Stage::Reason,
             SKELETAL,
             &cond,
-            prompt,
+            &prompt,
             opts,
             progress,
             cancel,

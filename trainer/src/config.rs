@@ -152,9 +152,12 @@ pub struct LoraConfig {
 pub struct Phase0Config {
     /// Autoencoder steps (random crops, MSE).
     pub ae_steps: usize,
+    #[serde(default = "default_ae_lr")]
     pub ae_lr: f64,
+    #[serde(default = "default_ae_batch")]
     pub ae_batch: usize,
     /// Crop side in pixels (a multiple of 8).
+    #[serde(default = "default_ae_crop")]
     pub ae_crop: u32,
     /// Extra loss weight of the skeleton pixels of layouts (each counts `1 +` this; 0: the
     /// plain MSE). The crops are a third each scenes with people, backgrounds and layouts.
@@ -168,6 +171,29 @@ pub struct Phase0Config {
     /// tiny preset's values). The DiT's packed input follows its latent channels (×4).
     #[serde(default)]
     pub ae: Option<skeleguide_engine::model::TinyAeConfig>,
+    /// A tiny model directory whose autoencoder (weights and latent statistics) phase 0-ae
+    /// adopts instead of training one (`ae_steps` must then be 0). Keeps a PoseInverter and
+    /// a decoder fine-tuned on that autoencoder valid for the new model.
+    #[serde(default)]
+    pub ae_from: Option<std::path::PathBuf>,
+    /// Share of the base DiT's text-to-image examples that are layouts (the scene with the
+    /// skeletons drawn), prompted with [`skeleguide_engine::modeldir::TINY_REASON_PREFIX`]
+    /// before the example's prompt; 0 trains on photos alone. A frozen base that never saw a
+    /// skeleton cannot draw one in stage 1, whatever its condition-branch LoRA does.
+    #[serde(default)]
+    pub layout_share: f64,
+}
+
+fn default_ae_lr() -> f64 {
+    1.5e-3
+}
+
+fn default_ae_batch() -> usize {
+    32
+}
+
+fn default_ae_crop() -> u32 {
+    64
 }
 
 fn default_ae_skeleton_weight() -> f32 {
@@ -294,6 +320,17 @@ impl TrainConfig {
             }
             if let Some(ae) = &p0.ae {
                 ae.validate().map_err(|e| format!("phase0.ae: {e}"))?;
+            }
+            if p0.ae_from.is_some() && (p0.ae_steps > 0 || p0.ae.is_some()) {
+                return Err(
+                    "phase0.ae_from: the autoencoder is adopted from that model directory, so phase0.ae_steps must be 0 and [phase0.ae] absent".into(),
+                );
+            }
+            if !(0.0..=1.0).contains(&p0.layout_share) {
+                return Err(format!(
+                    "phase0.layout_share = {}: must be between 0 and 1",
+                    p0.layout_share
+                ));
             }
             for (name, v) in [("phase0.ae_lr", p0.ae_lr), ("phase0.dit_lr", p0.dit_lr)] {
                 if !(v.is_finite() && v > 0.0) {

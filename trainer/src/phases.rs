@@ -289,38 +289,48 @@ fn cache_latents(
     })
 }
 
-/// Text features per prompt (frozen encoder), plus the empty prompt.
+/// Text features per prompt (frozen encoder), plus the empty prompt, each also in its
+/// stage-1 form (the model's `reason_prefix` before it).
 struct TextCache {
     feats: HashMap<String, (Tensor, Tensor)>,
+    reason_prefix: String,
 }
 
 impl TextCache {
-    fn new(text: &dyn TextEncoder, ex: &[Example], dtype: DType) -> Result<Self> {
+    fn new(text: &dyn TextEncoder, ex: &[Example], dtype: DType, mc: &ModelConfig) -> Result<Self> {
         let mut feats = HashMap::new();
         for p in ex
             .iter()
             .map(|e| e.prompt.as_str())
             .chain(std::iter::once(""))
         {
-            if !feats.contains_key(p) {
-                let f = text.encode(&[p])?;
-                feats.insert(
-                    p.to_string(),
-                    (f.tokens.to_dtype(dtype)?, f.pooled.to_dtype(dtype)?),
-                );
+            for p in [p.to_string(), mc.reason_prompt(p)] {
+                if !feats.contains_key(&p) {
+                    let f = text.encode(&[p.as_str()])?;
+                    feats.insert(p, (f.tokens.to_dtype(dtype)?, f.pooled.to_dtype(dtype)?));
+                }
             }
         }
-        Ok(Self { feats })
+        Ok(Self {
+            feats,
+            reason_prefix: mc.reason_prefix.clone(),
+        })
     }
 
-    fn batch(&self, prompts: &[&str]) -> Result<(Tensor, Tensor)> {
+    /// The features of `prompts`, in their stage-1 form with `reason`.
+    fn batch(&self, prompts: &[&str], reason: bool) -> Result<(Tensor, Tensor)> {
         let mut t = Vec::with_capacity(prompts.len());
         let mut y = Vec::with_capacity(prompts.len());
         for p in prompts {
+            let key = if reason {
+                modeldir::reason_prompt(&self.reason_prefix, p)
+            } else {
+                p.to_string()
+            };
             let (a, b) = self
                 .feats
-                .get(*p)
-                .ok_or_else(|| TrainError::Data(format!("prompt {p:?} is not cached")))?;
+                .get(&key)
+                .ok_or_else(|| TrainError::Data(format!("prompt {key:?} is not cached")))?;
             t.push(a.clone());
             y.push(b.clone());
         }
@@ -777,6 +787,9 @@ impl Ctx<'_> {
 
     fn phase0_ae(&mut self, resume: Option<&checkpoint::Checkpoint>) -> Result<PhaseSummary> {
         let p0 = self.p0()?.clone();
+        if let Some(src) = &p0.ae_from {
+            return self.adopt_ae(src);
+        }
         let phase = "0-ae";
         let ae_cfg = p0.ae.clone().unwrap_or_default();
         let vm = TinyAe::seeded_varmap(&ae_cfg, self.cfg.seed, &self.device)?;
@@ -893,6 +906,45 @@ impl Ctx<'_> {
         })
     }
 
+    /// Phase 0-ae with `phase0.ae_from`: the model directory `src`'s tiny autoencoder, weights
+    /// and latent statistics, copied unchanged into the run.
+    fn adopt_ae(&mut self, src: &Path) -> Result<PhaseSummary> {
+        let t0 = Instant::now();
+        let mc = ModelConfig::load(src)?;
+        let AeSpec::Tiny { config: ae_cfg } = &mc.ae else {
+            return Err(TrainError::Config(format!(
+                "phase0.ae_from = {}: its autoencoder is not the tiny one",
+                src.display()
+            )));
+        };
+        let from = src.join(modeldir::AE_FILE);
+        let ae = TinyAe::load(&from, ae_cfg, &self.device)?;
+        let eval_imgs: Vec<&RgbImage> = self.examples.iter().take(4).map(|e| &e.image).collect();
+        let eval_x = images_tensor(&eval_imgs, &self.device)?;
+        let mse = scalar(
+            &(ae.forward_train(&eval_x)?.detach() - &eval_x)?
+                .sqr()?
+                .mean_all()?,
+        )?;
+        let ae_path = model_dir(&self.out).join(modeldir::AE_FILE);
+        let tmp = ae_path.with_extension("safetensors.tmp");
+        std::fs::copy(&from, &tmp).map_err(|e| io_err(&from, e))?;
+        std::fs::rename(&tmp, &ae_path).map_err(|e| io_err(&ae_path, e))?;
+        let cfg_path = self.out.join(AE_CONFIG_FILE);
+        let text = serde_json::to_string_pretty(ae_cfg).map_err(|e| io_err(&cfg_path, e))?;
+        skeleguide_engine::fsutil::write_atomic(&cfg_path, text.as_bytes())
+            .map_err(|e| io_err(&cfg_path, e))?;
+        Ok(PhaseSummary {
+            phase: "0-ae".into(),
+            steps: 0,
+            steps_run: 0,
+            seconds: t0.elapsed().as_secs_f64(),
+            samples_per_s: 0.0,
+            eval_before: mse,
+            eval_after: mse,
+        })
+    }
+
     // -------------------------------------------------------------- phase 0: base DiT
 
     /// The model config of a tiny run: its data's vocabulary, the trained AE's latent
@@ -908,6 +960,10 @@ impl Ctx<'_> {
         mc.ae = AeSpec::Tiny { config: ae_cfg };
         let mut texts: Vec<String> = self.examples.iter().map(|e| e.prompt.clone()).collect();
         texts.push(modeldir::default_vocabulary().join(" "));
+        if self.p0()?.layout_share > 0.0 {
+            mc.reason_prefix = modeldir::TINY_REASON_PREFIX.to_string();
+            texts.push(mc.reason_prefix.clone());
+        }
         let mut tc = TinyTextConfig::with_vocab(TinyText::build_vocab(&texts, 1));
         tc.token_dim = mc.dit.context_in_dim;
         tc.pooled_dim = mc.dit.vec_in_dim;
@@ -994,21 +1050,46 @@ impl Ctx<'_> {
         let shift = mc.time_shift.then_some(lat.th * lat.tw);
         let n = self.examples.len();
         let examples = Arc::clone(&self.examples);
+        // Photos, then layouts: row `i` or `n + i` of one tensor.
+        let layout_share = p0.layout_share;
+        let photos_and_layouts = if layout_share > 0.0 {
+            Tensor::cat(&[&lat.image, &lat.layout], 0)?
+        } else {
+            lat.image.clone()
+        };
         let loss_of =
             |dit: &MmDit, d: &[Draw], rng: &mut TrainRng, ex: &[Example]| -> Result<Tensor> {
-                let prompts: Vec<&str> = d
+                // Which examples are layouts: drawn after the step's other choices.
+                let is_layout: Vec<bool> = d
                     .iter()
-                    .map(|d| {
-                        if d.drop_prompt {
+                    .map(|_| layout_share > 0.0 && rng.f64() < layout_share)
+                    .collect();
+                let prompts: Vec<String> = d
+                    .iter()
+                    .zip(&is_layout)
+                    .map(|(d, &lay)| {
+                        let p = if d.drop_prompt {
                             ""
                         } else {
                             ex[d.index].prompt.as_str()
+                        };
+                        if lay {
+                            mc.reason_prompt(p)
+                        } else {
+                            p.to_string()
                         }
                     })
                     .collect();
+                let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
                 let f = text.encode(&prompts)?;
                 let b = d.len();
-                let x = gather(&lat.image, d)?;
+                let rows: Vec<u32> = d
+                    .iter()
+                    .zip(&is_layout)
+                    .map(|(d, &lay)| (d.index + if lay { n } else { 0 }) as u32)
+                    .collect();
+                let x =
+                    photos_and_layouts.index_select(&Tensor::new(rows.as_slice(), &device)?, 0)?;
                 let noise = noise_like(rng, &x)?;
                 let ctx = StepCtx {
                     txt_ids: text_ids(b, f.tokens.dim(1)?, &device, dtype)?,
@@ -1230,11 +1311,15 @@ impl Ctx<'_> {
     }
 
     /// The prompts' features under the frozen text encoder of phases 1-3, encoded on first use.
-    fn text_features(&mut self, text: &dyn TextEncoder) -> Result<Arc<TextCache>> {
+    fn text_features(
+        &mut self,
+        text: &dyn TextEncoder,
+        mc: &ModelConfig,
+    ) -> Result<Arc<TextCache>> {
         if let Some(t) = &self.text_cache {
             return Ok(Arc::clone(t));
         }
-        let t = Arc::new(TextCache::new(text, &self.examples, self.dtype)?);
+        let t = Arc::new(TextCache::new(text, &self.examples, self.dtype, mc)?);
         self.text_cache = Some(Arc::clone(&t));
         Ok(t)
     }
@@ -1291,7 +1376,7 @@ impl Ctx<'_> {
             start = c.pos.step;
         }
         let lat = self.latents(ae.as_ref())?;
-        let tc = self.text_features(text.as_ref())?;
+        let tc = self.text_features(text.as_ref(), &mc)?;
         let shift = mc.time_shift.then_some(lat.th * lat.tw);
         let n = self.examples.len();
         let kind = match (phase, method) {
@@ -1468,7 +1553,8 @@ pub fn fixed_m0_seed(seed: u64, index: usize) -> u64 {
 }
 
 impl LossCtx<'_> {
-    fn step_ctx(&self, d: &[Draw]) -> Result<StepCtx> {
+    /// The text, ids and σ of a batch; with `reason`, the prompts in their stage-1 form.
+    fn step_ctx(&self, d: &[Draw], reason: bool) -> Result<StepCtx> {
         let b = d.len();
         let prompts: Vec<&str> = d
             .iter()
@@ -1480,7 +1566,7 @@ impl LossCtx<'_> {
                 }
             })
             .collect();
-        let (txt, y) = self.tc.batch(&prompts)?;
+        let (txt, y) = self.tc.batch(&prompts, reason)?;
         Ok(StepCtx {
             txt_ids: text_ids(b, txt.dim(1)?, self.device, self.dtype)?,
             img_ids: image_ids(b, self.lat.th, self.lat.tw, self.device, self.dtype)?,
@@ -1504,7 +1590,7 @@ impl LossCtx<'_> {
         d: &[Draw],
         rng: &mut TrainRng,
     ) -> Result<(Tensor, Option<f64>, Option<f64>)> {
-        let mut ctx = self.step_ctx(d)?;
+        let mut ctx = self.step_ctx(d, kind == Kind::Reason)?;
         ctx.guidance = guidance(dit.config(), d.len(), self.device, self.dtype)?;
         let keep = cond_keep(d, self.device, self.dtype)?;
         let scene = gather(&self.lat.scene, d)?.broadcast_mul(&keep)?;
@@ -1552,8 +1638,14 @@ impl LossCtx<'_> {
             }
             Kind::Joint => {
                 dit.loras_mut().set_active(Some(SKELETAL))?;
+                // Stage 1 sees its prompts; the render loss below the plain ones in `ctx`.
+                let rctx = StepCtx {
+                    guidance: ctx.guidance.clone(),
+                    ..self.step_ctx(d, true)?
+                };
+                let rctx = &rctx;
                 let noise_m = noise_like(rng, &layout)?;
-                let l_reason = fm_loss(dit, &ctx, &layout, &noise_m, &ids, scene_cond)?;
+                let l_reason = fm_loss(dit, rctx, &layout, &noise_m, &ids, scene_cond)?;
                 // M̂ = M0 − v̂(M0, σ = 1): one differentiable step from a fixed noise per example.
                 let (c, h, w) = (layout.dim(2)? / 4, self.lat.th * 2, self.lat.tw * 2);
                 let m0: Vec<Tensor> = d
@@ -1574,11 +1666,11 @@ impl LossCtx<'_> {
                 let one_ctx = DitInputs {
                     img: &m0,
                     img_ids: &ids,
-                    txt: &ctx.txt,
-                    txt_ids: &ctx.txt_ids,
+                    txt: &rctx.txt,
+                    txt_ids: &rctx.txt_ids,
                     timesteps: &ones,
-                    y: &ctx.y,
-                    guidance: ctx.guidance.as_ref(),
+                    y: &rctx.y,
+                    guidance: rctx.guidance.as_ref(),
                 };
                 let v0 = dit.forward(&one_ctx, scene_cond, Mode::Train)?;
                 let m_hat = (&m0 - v0)?.broadcast_mul(&keep)?;
@@ -1630,7 +1722,7 @@ pub fn phase2_render_loss(
     let text = TinyText::load(&model.join(modeldir::TEXT_FILE), text_cfg, &device)?;
     let examples = load_examples(data, batch, mc.resolution, 16)?;
     let lat = cache_latents(&ae, &examples, &device, dtype)?;
-    let tc = TextCache::new(&text, &examples, dtype)?;
+    let tc = TextCache::new(&text, &examples, dtype, &mc)?;
     let skel = dit.loras_mut().make_trainable(SKELETAL)?;
     let app = dit.loras_mut().make_trainable(APPEARANCE)?;
     let cfg = TrainConfig::parse(

@@ -153,6 +153,79 @@ fn phase0_trains_the_whole_base_and_writes_a_loadable_model() {
 }
 
 #[test]
+fn phase0_adopts_an_autoencoder_and_pretrains_the_base_on_layouts_too() {
+    let data = dataset(2);
+    let src = repo_file("assets/models/tiny");
+    let run = |share: f64| {
+        let out = tempfile::tempdir().unwrap();
+        let mut cfg = fixed_batch_config();
+        let p0 = cfg.phase0.as_mut().unwrap();
+        p0.ae_steps = 0;
+        p0.ae_from = Some(src.clone());
+        p0.layout_share = share;
+        p0.dit_steps = 8;
+        p0.dit_lr = 2e-3;
+        let s = run_phase(&cfg, out.path(), data.path(), 0);
+        assert!(
+            s.eval_after < s.eval_before * 0.9,
+            "layout share {share}: base loss {} -> {}",
+            s.eval_before,
+            s.eval_after
+        );
+        (out, s.eval_before)
+    };
+    let (mixed, before_mixed) = run(1.0);
+    let (photos, before_photos) = run(0.0);
+    // The fixed evaluation batch is layouts in one run and photos in the other.
+    assert_ne!(before_mixed, before_photos);
+    let (m, mp) = (
+        phases::model_dir(mixed.path()),
+        phases::model_dir(photos.path()),
+    );
+    for m in [&m, &mp] {
+        assert_eq!(
+            std::fs::read(m.join(modeldir::AE_FILE)).unwrap(),
+            std::fs::read(src.join(modeldir::AE_FILE)).unwrap(),
+            "the adopted autoencoder is copied unchanged"
+        );
+    }
+    let (mc, shipped) = (
+        modeldir::ModelConfig::load(&m).unwrap(),
+        modeldir::ModelConfig::load(&src).unwrap(),
+    );
+    assert_eq!(mc.ae, shipped.ae, "its latent statistics come with it");
+    assert_eq!(mc.reason_prefix, modeldir::TINY_REASON_PREFIX);
+    assert_eq!(
+        modeldir::ModelConfig::load(&mp).unwrap().reason_prefix,
+        "",
+        "a base never shown layouts gets no stage-1 cue"
+    );
+    let modeldir::TextSpec::Tiny { config } = &mc.text else {
+        panic!("tiny text expected")
+    };
+    for w in ["pose", "layout"] {
+        assert!(
+            config.vocab.iter().any(|v| v == w),
+            "{w} is in the vocabulary"
+        );
+    }
+    // Phase 1 trains stage 1 on the cue and the pipeline samples with it.
+    let mut cfg = fixed_batch_config();
+    cfg.phase1.steps = 2;
+    run_phase(&cfg, mixed.path(), data.path(), 1);
+    let mut p = Pipeline::load(&m, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(p.config().reason_prompt("a man"), "pose layout a man");
+    let scene = image::RgbImage::from_pixel(64, 48, image::Rgb([90, 120, 150]));
+    let opts = skeleguide_engine::pipeline::RunOptions {
+        steps: 2,
+        ..Default::default()
+    };
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    p.reason(&scene, "a man", &opts, &mut |_, _, _| {}, &cancel)
+        .expect("stage 1 runs on a layout-pretrained base");
+}
+
+#[test]
 fn phase0_autoencoder_architecture_is_configurable_and_the_dit_follows_it() {
     let data = dataset(2);
     let out = tempfile::tempdir().unwrap();
@@ -460,6 +533,19 @@ fn config_errors_name_the_file_and_the_key() {
             "phase0",
         ),
         (
+            "adopted and trained autoencoder",
+            good.replace(
+                "dit_steps = 6",
+                "dit_steps = 6\nae_from = \"assets/models/tiny\"",
+            ),
+            "phase0.ae_from",
+        ),
+        (
+            "bad layout share",
+            good.replace("dit_steps = 6", "dit_steps = 6\nlayout_share = 1.5"),
+            "phase0.layout_share",
+        ),
+        (
             "flux without base",
             good.replace("preset = \"tiny\"", "preset = \"flux-dev\""),
             "base_model",
@@ -476,6 +562,8 @@ fn config_errors_name_the_file_and_the_key() {
     for f in [
         "tiny.toml",
         "tiny-gpu.toml",
+        "tiny-gpu-layouts.toml",
+        "tiny-cpu-phases23.toml",
         "tiny-smoke.toml",
         "flux-dev.toml",
     ] {
