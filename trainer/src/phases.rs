@@ -463,6 +463,11 @@ fn fm_loss(
     Ok((v - target)?.sqr()?.mean_all()?)
 }
 
+/// Reconstruction MSE of `ae` on `x` (phase 0-ae's fixed-batch loss).
+fn ae_eval_mse(ae: &TinyAe, x: &Tensor) -> Result<f64> {
+    scalar(&(ae.forward_train(x)?.detach() - x)?.sqr()?.mean_all()?)
+}
+
 fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F32)?.to_scalar::<f32>()? as f64)
 }
@@ -819,16 +824,8 @@ impl Ctx<'_> {
             rng = c.rng.clone();
             start = c.pos.step;
         }
-        // Fixed evaluation: whole images of the first examples.
-        let eval_imgs: Vec<&RgbImage> = self.examples.iter().take(4).map(|e| &e.image).collect();
-        let eval_x = images_tensor(&eval_imgs, &self.device)?;
-        let eval = |m: &TinyAe| -> Result<f64> {
-            scalar(
-                &(m.forward_train(&eval_x)?.detach() - &eval_x)?
-                    .sqr()?
-                    .mean_all()?,
-            )
-        };
+        let eval_x = self.ae_eval_images()?;
+        let eval = |m: &TinyAe| ae_eval_mse(m, &eval_x);
         let eval_before = eval(&model)?;
         let steps = p0.ae_steps;
         let pb = bar(self.progress, phase, steps, start);
@@ -906,6 +903,12 @@ impl Ctx<'_> {
         })
     }
 
+    /// Phase 0-ae's fixed evaluation images: the first examples' whole images.
+    fn ae_eval_images(&self) -> Result<Tensor> {
+        let imgs: Vec<&RgbImage> = self.examples.iter().take(4).map(|e| &e.image).collect();
+        images_tensor(&imgs, &self.device)
+    }
+
     /// Phase 0-ae with `phase0.ae_from`: the model directory `src`'s tiny autoencoder, weights
     /// and latent statistics, copied unchanged into the run.
     fn adopt_ae(&mut self, src: &Path) -> Result<PhaseSummary> {
@@ -919,13 +922,7 @@ impl Ctx<'_> {
         };
         let from = src.join(modeldir::AE_FILE);
         let ae = TinyAe::load(&from, ae_cfg, &self.device)?;
-        let eval_imgs: Vec<&RgbImage> = self.examples.iter().take(4).map(|e| &e.image).collect();
-        let eval_x = images_tensor(&eval_imgs, &self.device)?;
-        let mse = scalar(
-            &(ae.forward_train(&eval_x)?.detach() - &eval_x)?
-                .sqr()?
-                .mean_all()?,
-        )?;
+        let mse = ae_eval_mse(&ae, &self.ae_eval_images()?)?;
         let ae_path = model_dir(&self.out).join(modeldir::AE_FILE);
         let tmp = ae_path.with_extension("safetensors.tmp");
         std::fs::copy(&from, &tmp).map_err(|e| io_err(&from, e))?;
