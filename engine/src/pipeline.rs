@@ -218,10 +218,13 @@ impl Pipeline {
         Ok((tokens, pooled))
     }
 
-    /// Whether the text encoder had to truncate `prompt` (or stage 1's form of it).
+    /// Whether the text encoder had to truncate `prompt` in either stage: stage 1's form
+    /// (the model's `reason_prefix` before it) is the longer, so it alone is checked.
     pub fn prompt_truncated(&self, prompt: &str) -> Result<bool> {
-        let reason = self.cfg.reason_prompt(prompt);
-        Ok(self.text.encode(&[prompt])?.truncated || self.text.encode(&[&reason])?.truncated)
+        Ok(self
+            .text
+            .encode(&[&self.cfg.reason_prompt(prompt)])?
+            .truncated)
     }
 
     /// One flow-matching stage conditioned on `cond` (a latent of the working size).

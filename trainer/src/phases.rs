@@ -290,47 +290,48 @@ fn cache_latents(
 }
 
 /// Text features per prompt (frozen encoder), plus the empty prompt, each also in its
-/// stage-1 form (the model's `reason_prefix` before it).
+/// stage-1 form (the model's `reason_prefix` before it); both maps are keyed by the plain prompt.
 struct TextCache {
-    feats: HashMap<String, (Tensor, Tensor)>,
-    reason_prefix: String,
+    plain: HashMap<String, (Tensor, Tensor)>,
+    reason: HashMap<String, (Tensor, Tensor)>,
 }
 
 impl TextCache {
     fn new(text: &dyn TextEncoder, ex: &[Example], dtype: DType, mc: &ModelConfig) -> Result<Self> {
-        let mut feats = HashMap::new();
+        let encode = |p: &str| -> Result<(Tensor, Tensor)> {
+            let f = text.encode(&[p])?;
+            Ok((f.tokens.to_dtype(dtype)?, f.pooled.to_dtype(dtype)?))
+        };
+        let (mut plain, mut reason) = (HashMap::new(), HashMap::new());
         for p in ex
             .iter()
             .map(|e| e.prompt.as_str())
             .chain(std::iter::once(""))
         {
-            for p in [p.to_string(), mc.reason_prompt(p)] {
-                if !feats.contains_key(&p) {
-                    let f = text.encode(&[p.as_str()])?;
-                    feats.insert(p, (f.tokens.to_dtype(dtype)?, f.pooled.to_dtype(dtype)?));
-                }
+            if plain.contains_key(p) {
+                continue;
             }
+            let f = encode(p)?;
+            let r = if mc.reason_prefix.is_empty() {
+                f.clone()
+            } else {
+                encode(&mc.reason_prompt(p))?
+            };
+            plain.insert(p.to_string(), f);
+            reason.insert(p.to_string(), r);
         }
-        Ok(Self {
-            feats,
-            reason_prefix: mc.reason_prefix.clone(),
-        })
+        Ok(Self { plain, reason })
     }
 
     /// The features of `prompts`, in their stage-1 form with `reason`.
     fn batch(&self, prompts: &[&str], reason: bool) -> Result<(Tensor, Tensor)> {
+        let feats = if reason { &self.reason } else { &self.plain };
         let mut t = Vec::with_capacity(prompts.len());
         let mut y = Vec::with_capacity(prompts.len());
         for p in prompts {
-            let key = if reason {
-                modeldir::reason_prompt(&self.reason_prefix, p)
-            } else {
-                p.to_string()
-            };
-            let (a, b) = self
-                .feats
-                .get(&key)
-                .ok_or_else(|| TrainError::Data(format!("prompt {key:?} is not cached")))?;
+            let (a, b) = feats
+                .get(*p)
+                .ok_or_else(|| TrainError::Data(format!("prompt {p:?} is not cached")))?;
             t.push(a.clone());
             y.push(b.clone());
         }
@@ -424,6 +425,7 @@ fn cond_keep(d: &[Draw], device: &Device, dtype: DType) -> Result<Tensor> {
 // ------------------------------------------------------------------ the flow-matching loss
 
 /// Everything a DiT call needs besides the noisy tokens and the condition.
+#[derive(Clone)]
 struct StepCtx {
     txt: Tensor,
     y: Tensor,
@@ -1550,9 +1552,9 @@ pub fn fixed_m0_seed(seed: u64, index: usize) -> u64 {
 }
 
 impl LossCtx<'_> {
-    /// The text, ids and σ of a batch; with `reason`, the prompts in their stage-1 form.
-    fn step_ctx(&self, d: &[Draw], reason: bool) -> Result<StepCtx> {
-        let b = d.len();
+    /// The batch's prompts (empty where dropped) as text features; with `reason`, in their
+    /// stage-1 form.
+    fn text(&self, d: &[Draw], reason: bool) -> Result<(Tensor, Tensor)> {
         let prompts: Vec<&str> = d
             .iter()
             .map(|d| {
@@ -1563,7 +1565,13 @@ impl LossCtx<'_> {
                 }
             })
             .collect();
-        let (txt, y) = self.tc.batch(&prompts, reason)?;
+        self.tc.batch(&prompts, reason)
+    }
+
+    /// The text, ids and σ of a batch; with `reason`, the prompts in their stage-1 form.
+    fn step_ctx(&self, d: &[Draw], reason: bool) -> Result<StepCtx> {
+        let b = d.len();
+        let (txt, y) = self.text(d, reason)?;
         Ok(StepCtx {
             txt_ids: text_ids(b, txt.dim(1)?, self.device, self.dtype)?,
             img_ids: image_ids(b, self.lat.th, self.lat.tw, self.device, self.dtype)?,
@@ -1636,9 +1644,11 @@ impl LossCtx<'_> {
             Kind::Joint => {
                 dit.loras_mut().set_active(Some(SKELETAL))?;
                 // Stage 1 sees its prompts; the render loss below the plain ones in `ctx`.
+                let (txt, y) = self.text(d, true)?;
                 let rctx = StepCtx {
-                    guidance: ctx.guidance.clone(),
-                    ..self.step_ctx(d, true)?
+                    txt,
+                    y,
+                    ..ctx.clone()
                 };
                 let rctx = &rctx;
                 let noise_m = noise_like(rng, &layout)?;
