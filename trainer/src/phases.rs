@@ -1495,6 +1495,8 @@ fn link_base(base: &Path, mdir: &Path) -> Result<()> {
         modeldir::BASE_FILE,
         modeldir::AE_FILE,
         modeldir::TEXT_FILE,
+        // reads layouts decoded by this autoencoder, which phases 1-3 keep
+        modeldir::INVERTER_FILE,
         "t5",
         "clip",
     ] {

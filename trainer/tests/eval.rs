@@ -8,9 +8,12 @@ use skeleguide_trainer::data::synth::{
 use skeleguide_trainer::eval::appearance::{limb_ratio_error, read_clothes};
 use std::process::Command;
 
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 15] = [
     "layout_pckh",
+    "pose_pckh",
     "count_acc",
+    "layout_pckh_redrawn",
+    "pose_pckh_redrawn",
     "bg_psnr",
     "bg_ssim",
     "bg_psnr_plain",
@@ -85,6 +88,16 @@ fn eval_runs_on_a_random_init_model_and_prints_json() {
     let gt = v["limb_ratio_err_gt"].as_f64().unwrap();
     assert!(gt > 0.0 && gt < 0.35, "{gt}");
     assert!(v["ms_per_image"].as_f64().unwrap() > 0.0);
+    // the data's own second draw is scored on synthetic data, whatever the model
+    let redrawn = v["redrawn_examples"].as_u64().unwrap();
+    assert!((1..=5).contains(&redrawn), "{v}");
+    for k in ["layout_pckh_redrawn", "pose_pckh_redrawn"] {
+        let x = v[k].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&x), "{k}: {v}");
+    }
+    if v["layout_pckh"].is_null() {
+        assert_eq!(reasons["pose_pckh"], reasons["layout_pckh"]);
+    }
 
     // a bad data directory is one clear line
     let out = Command::new(env!("CARGO_BIN_EXE_skeleguide-train"))

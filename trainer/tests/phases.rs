@@ -413,6 +413,11 @@ fn resume_after_sigkill_is_bit_identical() {
     let data = dataset(4);
     let base = tempfile::tempdir().unwrap();
     modeldir::init_random(base.path(), "tiny", 7).unwrap();
+    // the base's PoseInverter comes along (it reads what the base's autoencoder decodes)
+    let inverter = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../assets/models/tiny")
+        .join(modeldir::INVERTER_FILE);
+    std::fs::copy(&inverter, base.path().join(modeldir::INVERTER_FILE)).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let config = write_resume_config(tmp.path(), base.path());
     let run = |out: &Path, resume: bool| {
@@ -437,6 +442,8 @@ fn resume_after_sigkill_is_bit_identical() {
     );
     let reference = losses(&full);
     assert_eq!(reference.len(), 40);
+    let linked = std::fs::read(full.join("model").join(modeldir::INVERTER_FILE)).unwrap();
+    assert_eq!(linked, std::fs::read(&inverter).unwrap());
 
     let killed = tmp.path().join("killed");
     let mut child = run(&killed, false)

@@ -1,9 +1,10 @@
 //! The synthetic generator: determinism, and the scene constraints on a few hundred examples.
 
+use skeleguide_engine::metrics::pose::{pckh, pckh_aligned, PckCount};
 use skeleguide_engine::pose::skeleton::joint::*;
 use skeleguide_engine::pose::{draw_layout, read_pose_file, ImportOptions};
 use skeleguide_trainer::data::body::{Action, HIP_ABOVE_SEAT, LIMB_RATIOS, SPINE_ABOVE_SURFACE};
-use skeleguide_trainer::data::synth::{write_dataset, SynthOptions};
+use skeleguide_trainer::data::synth::{redraw_people, write_dataset, SynthOptions};
 use skeleguide_trainer::data::{example_seed, generate_example, Example, Split};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -376,5 +377,65 @@ fn cli_refuses_a_bad_out_in_one_line() {
             .lines()
             .count(),
         3
+    );
+}
+
+#[test]
+fn redrawing_keeps_the_scene_and_what_the_prompt_says_but_moves_the_people() {
+    let (mut accepted, mut moved) = (0, 0);
+    let (mut layout, mut pose) = (PckCount::default(), PckCount::default());
+    for i in 0..16 {
+        let seed = example_seed(4, Split::Test, i);
+        let ex = generate_example(128, seed).unwrap();
+        let r = redraw_people(128, seed, 0, 2000).unwrap();
+        // the example's own people, drawn without rendering, are the example's
+        assert_eq!(r.original, ex.poses, "seed {seed}");
+        // the facts, written by the renderer, say the same as the redraw's description
+        let f = &ex.facts;
+        let mut want: Vec<String> = f
+            .people
+            .iter()
+            .map(|p| {
+                let on = match p.action.as_str() {
+                    "sit" | "lie" => p.support.as_str(),
+                    _ => "-",
+                };
+                let by = p.near.map_or("-", |k| f.furniture[k].kind.as_str());
+                format!("{} on {on} by {by} {}", p.action, p.gender)
+            })
+            .collect();
+        want.sort();
+        let mut got = r.described.clone();
+        got.sort();
+        assert_eq!(got, want, "seed {seed}");
+        // deterministic
+        let again = redraw_people(128, seed, 0, 2000).unwrap();
+        assert_eq!(again.redrawn, r.redrawn);
+        if let Some(p) = &r.redrawn {
+            accepted += 1;
+            assert_eq!(p.people.len(), ex.poses.people.len(), "seed {seed}");
+            assert_eq!((p.width, p.height), (128, 128));
+            moved += (p != &ex.poses) as usize;
+            layout.add(pckh(p, &ex.poses, 0.5));
+            pose.add(pckh_aligned(p, &ex.poses, 0.5));
+        } else {
+            assert_eq!(r.draws, 2000);
+        }
+    }
+    eprintln!(
+        "redrawn {accepted} of 16: layout PCKh {:.3}, pose PCKh {:.3}",
+        layout.value(),
+        pose.value()
+    );
+    assert!(accepted >= 12, "only {accepted} of 16 redrawn");
+    assert_eq!(moved, accepted, "a redraw repeated the example's people");
+    // the prompt leaves the exact spot open: the redraw rarely lands on the ground truth, and
+    // puts the pose on it more often once moved there
+    assert!(layout.value() < 0.5, "layout {}", layout.value());
+    assert!(
+        pose.value() > layout.value(),
+        "pose {} vs layout {}",
+        pose.value(),
+        layout.value()
     );
 }

@@ -14,6 +14,10 @@
 //!   2 × the nose-neck distance when both are present, else the ear-ear distance, else the
 //!   eye-eye distance × 2.5 (a person with none of these is skipped, and said so in
 //!   [`PckCount::skipped_people`]).
+//! * **Aligned PCKh@f** ([`pckh_aligned`]). PCKh after moving each matched predicted person
+//!   so that the centroid of the joints it shares with its ground-truth person lands on the
+//!   ground truth's: how a person is posed, whatever the place they were put. Matching is the
+//!   same as PCKh's (by position), so a person paired with the wrong ground truth stays wrong.
 //! * **Count accuracy.** The share of images whose predicted number of people is exact.
 
 use crate::pose::skeleton::joint;
@@ -188,13 +192,39 @@ pub fn head_size(p: &Pose) -> Option<f64> {
         .filter(|&s| s > 0.0)
 }
 
-fn pck_with(pred: &PoseSet, gt: &PoseSet, threshold: impl Fn(&Pose) -> Option<f64>) -> PckCount {
+/// The shift that moves the centroid of `p`'s joints shared with `g` onto `g`'s.
+fn centroid_shift(p: &Pose, g: &Pose) -> (f64, f64) {
+    let (mut dx, mut dy, mut n) = (0.0, 0.0, 0usize);
+    for j in 0..NUM_JOINTS {
+        if let (Some(a), Some(b)) = (g.joints[j], p.joints[j]) {
+            dx += a.x - b.x;
+            dy += a.y - b.y;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        (0.0, 0.0)
+    } else {
+        (dx / n as f64, dy / n as f64)
+    }
+}
+
+fn pck_with(
+    pred: &PoseSet,
+    gt: &PoseSet,
+    align: bool,
+    threshold: impl Fn(&Pose) -> Option<f64>,
+) -> PckCount {
     let matches = match_people(pred, gt);
     let mut out = PckCount::default();
     for (g, m) in gt.people.iter().zip(&matches) {
         let Some(thr) = threshold(g) else {
             out.skipped_people += 1;
             continue;
+        };
+        let (sx, sy) = match m {
+            Some(i) if align => centroid_shift(&pred.people[*i], g),
+            _ => (0.0, 0.0),
         };
         for j in 0..NUM_JOINTS {
             let Some(k) = g.joints[j] else { continue };
@@ -203,7 +233,7 @@ fn pck_with(pred: &PoseSet, gt: &PoseSet, threshold: impl Fn(&Pose) -> Option<f6
             }
             out.total += 1;
             if let Some(q) = m.and_then(|i| pred.people[i].joints[j]) {
-                if ((q.x - k.x).powi(2) + (q.y - k.y).powi(2)).sqrt() <= thr {
+                if ((q.x + sx - k.x).powi(2) + (q.y + sy - k.y).powi(2)).sqrt() <= thr {
                     out.correct += 1;
                 }
             }
@@ -215,7 +245,7 @@ fn pck_with(pred: &PoseSet, gt: &PoseSet, threshold: impl Fn(&Pose) -> Option<f6
 /// PCK of one image: a joint is correct within `frac_of_bbox_diag` × its ground-truth person's
 /// bounding-box diagonal, after Hungarian matching of people.
 pub fn pck(pred: &PoseSet, gt: &PoseSet, frac_of_bbox_diag: f64) -> PckCount {
-    pck_with(pred, gt, |g| {
+    pck_with(pred, gt, false, |g| {
         bbox_diag(g)
             .filter(|&d| d > 0.0)
             .map(|d| d * frac_of_bbox_diag)
@@ -225,7 +255,13 @@ pub fn pck(pred: &PoseSet, gt: &PoseSet, frac_of_bbox_diag: f64) -> PckCount {
 /// PCKh of one image: a joint is correct within `frac_of_head` × the ground truth's head size
 /// ([`head_size`]); people without one are skipped.
 pub fn pckh(pred: &PoseSet, gt: &PoseSet, frac_of_head: f64) -> PckCount {
-    pck_with(pred, gt, |g| head_size(g).map(|h| h * frac_of_head))
+    pck_with(pred, gt, false, |g| head_size(g).map(|h| h * frac_of_head))
+}
+
+/// PCKh with each matched person moved onto its ground truth first (see the module docs):
+/// the pose, not the placement.
+pub fn pckh_aligned(pred: &PoseSet, gt: &PoseSet, frac_of_head: f64) -> PckCount {
+    pck_with(pred, gt, true, |g| head_size(g).map(|h| h * frac_of_head))
 }
 
 /// Whether the number of people is exact.
@@ -410,5 +446,34 @@ mod tests {
         let none = set(vec![person(&[(R_HIP, 1.0, 1.0)])]);
         let r = pckh(&none, &none, 0.5);
         assert_eq!((r.total, r.skipped_people), (0, 1));
+    }
+
+    #[test]
+    fn aligned_pckh_scores_the_pose_not_the_place() {
+        use joint::*;
+        // head size 20 -> threshold 10 px
+        let g = person(&[
+            (NOSE, 50.0, 40.0),
+            (NECK, 50.0, 50.0),
+            (R_HIP, 45.0, 120.0),
+            (L_HIP, 55.0, 120.0),
+        ]);
+        let gt = set(vec![g]);
+        // the same pose 40 px to the right, one hip 15 px lower than the rest
+        let pred = set(vec![person(&[
+            (NOSE, 90.0, 40.0),
+            (NECK, 90.0, 50.0),
+            (R_HIP, 85.0, 120.0),
+            (L_HIP, 95.0, 135.0),
+            (R_KNEE, 85.0, 160.0), // a joint the ground truth lacks: no part in the shift
+        ])]);
+        assert_eq!(pckh(&pred, &gt, 0.5).correct, 0);
+        // the shift is (-40, -3.75): the hip stays 11.25 px off, the rest 3.75 px
+        let r = pckh_aligned(&pred, &gt, 0.5);
+        assert_eq!((r.correct, r.total), (3, 4));
+        // unmatched ground truth stays wrong; a perfect prediction is perfect either way
+        let empty = set(vec![]);
+        assert_eq!(pckh_aligned(&empty, &gt, 0.5).correct, 0);
+        assert_eq!(pckh_aligned(&gt, &gt, 0.5).correct, 4);
     }
 }

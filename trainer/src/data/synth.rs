@@ -173,6 +173,19 @@ fn action_weights(place: PlaceKind) -> [f64; 7] {
 
 /// Generates one example of `size`×`size` pixels from its seed.
 pub fn generate_example(size: u32, seed: u64) -> Result<Example, DataError> {
+    let (mut scene, mut people_rng, mut rng) = scene_of(size, seed)?;
+    let placed = place_people(&mut scene, &mut people_rng);
+    if placed.is_empty() {
+        return Err(DataError::Invalid(format!(
+            "seed {seed}: no person fits the scene"
+        )));
+    }
+    render(&scene, placed, &mut rng.fork(3))
+}
+
+/// The empty scene of example `seed`, the random stream its people are drawn from, and the
+/// example's own stream (for the prompt's wording).
+fn scene_of(size: u32, seed: u64) -> Result<(Scene, Rng, Rng), DataError> {
     if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
         return Err(DataError::Invalid(format!(
             "image size {size} is outside {MIN_SIZE}..={MAX_SIZE}"
@@ -181,8 +194,13 @@ pub fn generate_example(size: u32, seed: u64) -> Result<Example, DataError> {
     let mut rng = Rng::new(seed);
     let place = PlaceKind::ALL[rng.below(PlaceKind::ALL.len())];
     let mut scene_rng = rng.fork(1);
-    let mut scene = Scene::generate(place, size, &mut scene_rng);
-    let mut people_rng = rng.fork(2);
+    let scene = Scene::generate(place, size, &mut scene_rng);
+    let people_rng = rng.fork(2);
+    Ok((scene, people_rng, rng))
+}
+
+/// One to three people placed in `scene` (marking the furniture they use), far to near.
+fn place_people(scene: &mut Scene, people_rng: &mut Rng) -> Vec<Placed> {
     let wanted = 1 + people_rng.weighted(&[0.45, 0.35, 0.2]);
     let mut placed: Vec<Placed> = Vec::new();
     for i in 0..wanted {
@@ -190,7 +208,7 @@ pub fn generate_example(size: u32, seed: u64) -> Result<Example, DataError> {
         for t in 0..tries {
             // after many failures fall back to plain standing
             let fallback = t >= tries / 2;
-            if let Some(p) = try_place(&mut scene, &placed, fallback, &mut people_rng) {
+            if let Some(p) = try_place(scene, &placed, fallback, people_rng) {
                 if let Support::Furniture(k) = p.support {
                     let f = &mut scene.furniture[k];
                     if p.action == Action::Lie {
@@ -204,14 +222,103 @@ pub fn generate_example(size: u32, seed: u64) -> Result<Example, DataError> {
             }
         }
     }
-    if placed.is_empty() {
-        return Err(DataError::Invalid(format!(
-            "seed {seed}: no person fits the scene"
-        )));
-    }
-    // far to near
     placed.sort_by(|a, b| b.anchor[2].total_cmp(&a.anchor[2]));
-    render(&scene, placed, &mut rng.fork(3))
+    placed
+}
+
+/// What the prompt says about each person that bears on the layout (action, what they sit
+/// or lie on, what they stand by, man or woman), sorted: two sets of people with equal keys
+/// get the same prompt up to colours and wording.
+fn prompt_keys(scene: &Scene, placed: &[Placed]) -> Vec<PromptKey> {
+    let mut keys: Vec<PromptKey> = placed
+        .iter()
+        .map(|p| {
+            let on = matches!(p.action, Action::Sit | Action::Lie).then(|| support_name(scene, p));
+            let near = p.near.map(|k| scene.furniture[k].kind.name());
+            (p.action, on, near, p.figure.looks.gender.noun())
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// What keeps `p` up, as facts and prompts name it.
+fn support_name(scene: &Scene, p: &Placed) -> &'static str {
+    match p.support {
+        Support::Floor => "floor",
+        Support::Grass => "grass",
+        Support::Furniture(k) => scene.furniture[k].kind.name(),
+    }
+}
+
+/// A person as [`prompt_keys`] sees them.
+type PromptKey = (
+    Action,
+    Option<&'static str>,
+    Option<&'static str>,
+    &'static str,
+);
+
+/// Example `seed`'s people drawn again by the generator, for the same scene and prompt.
+#[derive(Clone, Debug)]
+pub struct Redraw {
+    /// The example's own people, drawn from its own stream (equal to `generate_example`'s).
+    pub original: PoseSet,
+    /// The first of up to `tries` fresh draws whose people the prompt describes the same way
+    /// (same number, and per person the same action, seat or bed, landmark and gender), or
+    /// `None` when none did.
+    pub redrawn: Option<PoseSet>,
+    /// Draws made.
+    pub draws: usize,
+    /// What the prompt says of each person bearing on the layout, shared by both sets, sorted:
+    /// `"<action> on <seat, bed, floor or grass, or -> by <landmark or -> <man|woman>"`.
+    pub described: Vec<String>,
+}
+
+/// Draws example `seed`'s people again from fresh random streams (numbered from `draw`) until
+/// the prompt would describe them the same way: a sample of what the data itself allows for
+/// that scene and prompt. The layout metrics of `redrawn` against `original` are what a model
+/// that samples the generator's distribution exactly would score.
+pub fn redraw_people(size: u32, seed: u64, draw: u64, tries: usize) -> Result<Redraw, DataError> {
+    let (scene, mut people_rng, _) = scene_of(size, seed)?;
+    let poses = |placed: &[Placed]| {
+        let mut set = PoseSet::new(size, size);
+        set.people = placed.iter().map(|p| p.pose.clone()).collect();
+        set
+    };
+    let mut own = scene.clone();
+    let placed = place_people(&mut own, &mut people_rng);
+    let want = prompt_keys(&own, &placed);
+    let original = poses(&placed);
+    let mut redrawn = None;
+    let mut draws = 0;
+    for t in 0..tries as u64 {
+        draws += 1;
+        let mut rng = Rng::new(mix64(seed ^ 0x7ed2_a3c0_91b4_5e6f) ^ mix64(draw.wrapping_add(t)));
+        let mut s = scene.clone();
+        let again = place_people(&mut s, &mut rng);
+        if !again.is_empty() && prompt_keys(&s, &again) == want {
+            redrawn = Some(poses(&again));
+            break;
+        }
+    }
+    let described = want
+        .iter()
+        .map(|(action, on, near, gender)| {
+            format!(
+                "{} on {} by {} {gender}",
+                action.name(),
+                on.unwrap_or("-"),
+                near.unwrap_or("-")
+            )
+        })
+        .collect();
+    Ok(Redraw {
+        original,
+        redrawn,
+        draws,
+        described,
+    })
 }
 
 fn try_place(
@@ -557,13 +664,6 @@ fn render(scene: &Scene, placed: Vec<Placed>, rng: &mut Rng) -> Result<Example, 
             }
         })
         .collect();
-    let support_name = |p: &Placed| -> &'static str {
-        match p.support {
-            Support::Floor => "floor",
-            Support::Grass => "grass",
-            Support::Furniture(k) => scene.furniture[k].kind.name(),
-        }
-    };
     let people: Vec<PersonFacts> = placed
         .iter()
         .map(|p| {
@@ -577,7 +677,7 @@ fn render(scene: &Scene, placed: Vec<Placed>, rng: &mut Rng) -> Result<Example, 
                 long_sleeves: looks.long_sleeves,
                 hair: looks.hair_name.into(),
                 long_hair: looks.long_hair,
-                support: support_name(p).into(),
+                support: support_name(scene, p).into(),
                 on: match p.support {
                     Support::Furniture(k) => Some(k),
                     _ => None,
@@ -599,7 +699,7 @@ fn render(scene: &Scene, placed: Vec<Placed>, rng: &mut Rng) -> Result<Example, 
             action: p.action,
             looks: &p.figure.looks,
             support: match p.action {
-                Action::Sit | Action::Lie => Some(support_name(p)),
+                Action::Sit | Action::Lie => Some(support_name(scene, p)),
                 _ => None,
             },
             near: p.near.map(|k| scene.furniture[k].kind.name()),
