@@ -387,7 +387,7 @@ fn redrawing_keeps_the_scene_and_what_the_prompt_says_but_moves_the_people() {
     for i in 0..16 {
         let seed = example_seed(4, Split::Test, i);
         let ex = generate_example(128, seed).unwrap();
-        let r = redraw_people(128, seed, 0, 2000).unwrap();
+        let r = redraw_people(128, seed, 2000).unwrap();
         // the example's own people, drawn without rendering, are the example's
         assert_eq!(r.original, ex.poses, "seed {seed}");
         // the facts, written by the renderer, say the same as the redraw's description
@@ -409,7 +409,7 @@ fn redrawing_keeps_the_scene_and_what_the_prompt_says_but_moves_the_people() {
         got.sort();
         assert_eq!(got, want, "seed {seed}");
         // deterministic
-        let again = redraw_people(128, seed, 0, 2000).unwrap();
+        let again = redraw_people(128, seed, 2000).unwrap();
         assert_eq!(again.redrawn, r.redrawn);
         if let Some(p) = &r.redrawn {
             accepted += 1;

@@ -275,11 +275,11 @@ pub struct Redraw {
     pub described: Vec<String>,
 }
 
-/// Draws example `seed`'s people again from fresh random streams (numbered from `draw`) until
+/// Draws example `seed`'s people again from fresh random streams (the same ones on every call) until
 /// the prompt would describe them the same way: a sample of what the data itself allows for
 /// that scene and prompt. The layout metrics of `redrawn` against `original` are what a model
 /// that samples the generator's distribution exactly would score.
-pub fn redraw_people(size: u32, seed: u64, draw: u64, tries: usize) -> Result<Redraw, DataError> {
+pub fn redraw_people(size: u32, seed: u64, tries: usize) -> Result<Redraw, DataError> {
     let (scene, mut people_rng, _) = scene_of(size, seed)?;
     let poses = |placed: &[Placed]| {
         let mut set = PoseSet::new(size, size);
@@ -294,7 +294,7 @@ pub fn redraw_people(size: u32, seed: u64, draw: u64, tries: usize) -> Result<Re
     let mut draws = 0;
     for t in 0..tries as u64 {
         draws += 1;
-        let mut rng = Rng::new(mix64(seed ^ 0x7ed2_a3c0_91b4_5e6f) ^ mix64(draw.wrapping_add(t)));
+        let mut rng = Rng::new(mix64(seed ^ 0x7ed2_a3c0_91b4_5e6f) ^ mix64(t));
         let mut s = scene.clone();
         let again = place_people(&mut s, &mut rng);
         if !again.is_empty() && prompt_keys(&s, &again) == want {

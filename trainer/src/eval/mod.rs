@@ -501,7 +501,7 @@ fn redrawn(rec: &Record, sample: &Sample) -> Result<PoseSet, String> {
             rec.id
         ));
     }
-    let r = redraw_people(gt.width, seed, 0, REDRAW_TRIES)
+    let r = redraw_people(gt.width, seed, REDRAW_TRIES)
         .map_err(|e| format!("record {}: {e}", rec.id))?;
     if !same_people(&r.original, gt) {
         return Err(format!(
