@@ -226,16 +226,25 @@ fn place_people(scene: &mut Scene, people_rng: &mut Rng) -> Vec<Placed> {
     placed
 }
 
-/// What the prompt says about each person that bears on the layout (action, what they sit
-/// or lie on, what they stand by, man or woman), sorted: two sets of people with equal keys
+/// What the prompt is made from for one person.
+fn describe<'a>(scene: &Scene, p: &'a Placed) -> PersonDesc<'a> {
+    PersonDesc {
+        action: p.action,
+        looks: &p.figure.looks,
+        support: matches!(p.action, Action::Sit | Action::Lie).then(|| support_name(scene, p)),
+        near: p.near.map(|k| scene.furniture[k].kind.name()),
+    }
+}
+
+/// The part of each person's prompt description that bears on the layout (action, what they
+/// sit or lie on, what they stand by, man or woman), sorted: two sets of people with equal keys
 /// get the same prompt up to colours and wording.
 fn prompt_keys(scene: &Scene, placed: &[Placed]) -> Vec<PromptKey> {
     let mut keys: Vec<PromptKey> = placed
         .iter()
         .map(|p| {
-            let on = matches!(p.action, Action::Sit | Action::Lie).then(|| support_name(scene, p));
-            let near = p.near.map(|k| scene.furniture[k].kind.name());
-            (p.action, on, near, p.figure.looks.gender.noun())
+            let d = describe(scene, p);
+            (d.action, d.support, d.near, d.looks.gender.noun())
         })
         .collect();
     keys.sort();
@@ -693,18 +702,7 @@ fn render(scene: &Scene, placed: Vec<Placed>, rng: &mut Rng) -> Result<Example, 
             }
         })
         .collect();
-    let descs: Vec<PersonDesc> = placed
-        .iter()
-        .map(|p| PersonDesc {
-            action: p.action,
-            looks: &p.figure.looks,
-            support: match p.action {
-                Action::Sit | Action::Lie => Some(support_name(scene, p)),
-                _ => None,
-            },
-            near: p.near.map(|k| scene.furniture[k].kind.name()),
-        })
-        .collect();
+    let descs: Vec<PersonDesc> = placed.iter().map(|p| describe(scene, p)).collect();
     let prompt = make_prompt(scene.place, &descs, rng);
     let facts = Facts {
         place: scene.place.name().into(),
