@@ -70,7 +70,7 @@ pub const CLASS_WEIGHTS: [f32; 3] = [4.0, 2.0, 1.0];
 pub const INPUT_CHANNELS: usize = 3 + NUM_JOINTS + NUM_LIMBS;
 /// Width of the palette-match response, in 8-bit colour units (Euclidean RGB distance).
 pub const MATCH_WIDTH: f32 = 24.0;
-/// The network's `min_joints` where its class map reads a drawn layout ([`ClassMap::clean`]):
+/// The network's `min_joints` where its class map reads a drawn layout ([`ClassMap::drawn`]):
 /// small groups are then people partly hidden or out of frame more often than stray fragments.
 /// On 500 held-out clean layouts (seed 7) and 300 of seeds 11 and 23, 3 / 4 / 5 / 6 gave PCK
 /// 0.9831 / 0.9831 / 0.9832 / 0.9821, 0.9867 / 0.9864 / 0.9864 / 0.9845 and 0.9797 / 0.9803 /
@@ -836,7 +836,7 @@ impl PoseInverter {
         Ok(ClassMap {
             geometry: g,
             classes,
-            clean: false,
+            drawn: false,
         })
     }
 
@@ -888,7 +888,7 @@ impl PoseInverter {
         Ok(ClassMap {
             geometry: WorkGeometry::new(width, height, w.max(h)),
             classes,
-            clean: drawn,
+            drawn,
         })
     }
 
@@ -901,7 +901,7 @@ impl PoseInverter {
     /// image's own pixels: [`decode_classes`] with this network's `min_joints`.
     pub fn decode(&self, map: &ClassMap, width: u32, height: u32) -> PoseSet {
         let g = map.geometry;
-        let min_joints = if map.clean {
+        let min_joints = if map.drawn {
             self.min_joints.min(FUSED_MIN_JOINTS)
         } else {
             self.min_joints
@@ -932,7 +932,7 @@ pub struct ClassMap {
     /// its own size, and those colours agree with what the network reads
     /// ([`DRAWN_AGREEMENT`]). Its small groups are then people partly hidden or out of frame,
     /// not stray fragments of a misread map ([`FUSED_MIN_JOINTS`]).
-    pub clean: bool,
+    pub drawn: bool,
 }
 
 /// Whether a limb between two joints `len` apart, whose circles have radius `radius`, shows
@@ -2345,13 +2345,13 @@ mod tests {
         })));
         let img = draw_layout(None, &gt);
         let map = net.classes(&img).unwrap();
-        assert!(map.clean, "a drawn layout reads cleanly");
+        assert!(map.drawn, "a layout drawn on black reads as drawn");
         let read = net.decode(&map, img.width(), img.height());
         assert_eq!(read.people.len(), 2, "{:?}", read.people);
         assert!(read.people.iter().any(|p| p.present_count() == 4));
         // the same map taken for a misread one: the group is below the network's min_joints
         let misread = ClassMap {
-            clean: false,
+            drawn: false,
             ..map
         };
         assert_eq!(

@@ -377,7 +377,7 @@ fn main() -> anyhow::Result<()> {
                     })
                 })
                 .collect(),
-            clean: false,
+            drawn: false,
         };
         at_work.add(&net.decode(&exact_map, w, h), &gt, &shows);
         shipped.add(&fused.invert(&s.image)?, &gt, &shows);
