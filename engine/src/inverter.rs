@@ -1964,13 +1964,7 @@ pub const PRIOR_MARGIN: f64 = 0.05;
 /// that does not raises it. Lengths are at least `floor` (a stick width: below it the drawing
 /// does not resolve them).
 pub fn implausibility(p: &Pose, floor: f64) -> f64 {
-    let len = |k: usize| {
-        let (a, b) = LIMBS[k];
-        match (p.joints[a], p.joints[b]) {
-            (Some(u), Some(v)) => Some((u.x - v.x).hypot(u.y - v.y).max(floor)),
-            _ => None,
-        }
-    };
+    let len = |k: usize| p.limb_length(k).map(|l| l.max(floor));
     POSE_PRIOR
         .iter()
         .filter_map(|&(k, l, mean, sd)| {

@@ -231,17 +231,12 @@ fn pose_prior_is_the_generators_statistics() {
     // inverter's training poses: 20,000 draws of random_people on a 512-px canvas (lengths at
     // least 2 px), with this seed; a change to the pose model shows here
     use skeleguide_engine::inverter::POSE_PRIOR;
-    use skeleguide_engine::pose::LIMBS;
     use skeleguide_trainer::inverter::random_people;
     let mut rng = Rng::new(0x5EED_0F_9A1A);
     let mut acc = vec![(0.0f64, 0.0f64, 0usize); POSE_PRIOR.len()];
     for _ in 0..20_000 {
         for p in &random_people(512, 512, &mut rng).people {
-            let len = |k: usize| {
-                let (a, b) = LIMBS[k];
-                Some((p.joints[a]?.x - p.joints[b]?.x).hypot(p.joints[a]?.y - p.joints[b]?.y))
-                    .map(|l| l.max(2.0))
-            };
+            let len = |k: usize| p.limb_length(k).map(|l| l.max(2.0));
             for (i, &(k, l, _, _)) in POSE_PRIOR.iter().enumerate() {
                 if let (Some(u), Some(v)) = (len(k), len(l)) {
                     let r = (u / v).ln();

@@ -1,6 +1,6 @@
 //! `Keypoint`, `Pose` and `PoseSet`: people in one image, in image pixels.
 
-use super::skeleton::NUM_JOINTS;
+use super::skeleton::{LIMBS, NUM_JOINTS};
 
 /// A present point in image pixels, with the detector's confidence (1.0 when drawn by hand).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,6 +45,13 @@ impl Pose {
     /// Number of present body joints.
     pub fn present_count(&self) -> usize {
         self.joints.iter().filter(|j| j.is_some()).count()
+    }
+
+    /// The drawn length of limb `k` (an index into `LIMBS`), when both its joints are present.
+    pub fn limb_length(&self, k: usize) -> Option<f64> {
+        let (a, b) = LIMBS[k];
+        let (u, v) = (self.joints[a]?, self.joints[b]?);
+        Some((u.x - v.x).hypot(u.y - v.y))
     }
 
     /// Indices of present body joints.
