@@ -4,29 +4,121 @@
 
 use image::RgbImage;
 use serde::Serialize;
+use skeleguide_engine::modeldir::TextGuidance;
 use skeleguide_engine::pipeline::{Layout, Pipeline, PipelineError, RunOptions};
 use skeleguide_engine::pose::{self, ExportOptions, PoseSet};
 use skeleguide_engine::{fsutil, imageio};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
+/// What made a result: written into its PNG's text chunks and its batch manifest line, and
+/// read back from the PNG to tell whether an existing output matches a batch.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunLabel {
+    pub prompt: String,
+    pub seed: u64,
+    pub steps: usize,
+    pub model: String,
+    pub guidance: TextGuidance,
+    pub keep_background: bool,
+}
+
+impl RunLabel {
+    /// The label of a run of `p` with `opts` (the model's guidance when `opts` has none).
+    pub fn of(p: &Pipeline, prompt: &str, opts: &RunOptions) -> Self {
+        RunLabel {
+            prompt: prompt.to_string(),
+            seed: opts.seed,
+            steps: opts.steps,
+            model: p.config().id(),
+            guidance: opts.guidance.unwrap_or(p.config().text_guidance),
+            keep_background: opts.keep_background,
+        }
+    }
+
+    /// The label in a PNG's text chunks, when it has one (written by [`metadata`]).
+    pub fn from_png(path: &Path) -> Option<Self> {
+        let text = imageio::read_png_text(path).ok()?;
+        let get = |k: &str| text.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let mut g = get("guidance")?.split_whitespace();
+        let (reason, render) = match (g.next(), g.next(), g.next(), g.next()) {
+            (Some("reason"), Some(a), Some("render"), Some(b)) => {
+                (a.parse().ok()?, b.parse().ok()?)
+            }
+            _ => return None,
+        };
+        Some(RunLabel {
+            prompt: get("prompt")?.to_string(),
+            seed: get("seed")?.parse().ok()?,
+            steps: get("steps")?.parse().ok()?,
+            model: get("model")?.to_string(),
+            guidance: TextGuidance { reason, render },
+            keep_background: match get("background")? {
+                BACKGROUND_KEPT => true,
+                BACKGROUND_GENERATED => false,
+                _ => return None,
+            },
+        })
+    }
+
+    /// How this label differs from `other`, in words (empty when they are the same).
+    fn differences(&self, other: &RunLabel) -> String {
+        let mut d = Vec::new();
+        if self.prompt != other.prompt {
+            d.push(format!("prompt {:?}", self.prompt));
+        }
+        if self.seed != other.seed {
+            d.push(format!("seed {}", self.seed));
+        }
+        if self.steps != other.steps {
+            d.push(format!("steps {}", self.steps));
+        }
+        if self.model != other.model {
+            d.push(format!("model {}", self.model));
+        }
+        if self.guidance != other.guidance {
+            d.push(format!(
+                "guidance {}/{}",
+                self.guidance.reason, self.guidance.render
+            ));
+        }
+        if self.keep_background != other.keep_background {
+            d.push(format!("keep_background {}", self.keep_background));
+        }
+        d.join(", ")
+    }
+}
+
+const BACKGROUND_KEPT: &str = "kept";
+const BACKGROUND_GENERATED: &str = "generated";
+
 /// The parameters written into a result PNG's text chunks.
-pub fn metadata(
-    prompt: &str,
-    seed: u64,
-    steps: usize,
-    model: &str,
-    pose: Option<&PoseSet>,
-) -> Vec<(&'static str, String)> {
+pub fn metadata(label: &RunLabel, pose: Option<&PoseSet>) -> Vec<(&'static str, String)> {
     let mut m = vec![
         (
             "Software",
             format!("SkeleGuide {}", env!("CARGO_PKG_VERSION")),
         ),
-        ("prompt", prompt.to_string()),
-        ("seed", seed.to_string()),
-        ("steps", steps.to_string()),
-        ("model", model.to_string()),
+        ("prompt", label.prompt.clone()),
+        ("seed", label.seed.to_string()),
+        ("steps", label.steps.to_string()),
+        ("model", label.model.clone()),
+        (
+            "guidance",
+            format!(
+                "reason {} render {}",
+                label.guidance.reason, label.guidance.render
+            ),
+        ),
+        (
+            "background",
+            if label.keep_background {
+                BACKGROUND_KEPT
+            } else {
+                BACKGROUND_GENERATED
+            }
+            .to_string(),
+        ),
     ];
     if let Some(p) = pose {
         m.push((
@@ -84,14 +176,17 @@ pub fn parse_seeds(s: &str) -> Result<(u64, u64), String> {
 
 /// Reads a prompts file: one prompt per line; blank lines and lines starting with `#` are skipped.
 pub fn read_prompts(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path)
+    let text = fsutil::read_text_limited(path, skeleguide_engine::limits::MAX_PROMPTS_FILE_BYTES)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let prompts: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect();
+    let mut prompts = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        check_prompt(line).map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
+        prompts.push(line.to_string());
+    }
     if prompts.is_empty() {
         return Err(format!(
             "{}: no prompts (one per line; # starts a comment)",
@@ -99,6 +194,18 @@ pub fn read_prompts(path: &Path) -> Result<Vec<String>, String> {
         ));
     }
     Ok(prompts)
+}
+
+/// Refuses a prompt holding control characters (NUL, ESC, BEL, …): they would go into the
+/// PNG text chunks and the manifest. A tab is allowed.
+pub fn check_prompt(prompt: &str) -> Result<(), String> {
+    match prompt.chars().find(|c| c.is_control() && *c != '\t') {
+        Some(c) => Err(format!(
+            "the prompt contains the control character U+{:04X}",
+            c as u32
+        )),
+        None => Ok(()),
+    }
 }
 
 /// What a batch does.
@@ -111,6 +218,8 @@ pub struct BatchSpec {
     pub reason: bool,
     pub steps: usize,
     pub keep_background: bool,
+    /// Classifier-free guidance per stage; `None`: the model's default.
+    pub guidance: Option<TextGuidance>,
 }
 
 impl BatchSpec {
@@ -134,16 +243,14 @@ impl BatchSpec {
     }
 }
 
-/// One line of `manifest.jsonl`.
+/// One line of `manifest.jsonl`: a result PNG of the folder, its sidecars and its label.
 #[derive(Clone, Debug, Serialize)]
 pub struct ManifestLine {
     pub image: String,
     pub pose: Option<String>,
     pub layout: Option<String>,
-    pub prompt: String,
-    pub seed: u64,
-    pub steps: usize,
-    pub model: String,
+    #[serde(flatten)]
+    pub label: RunLabel,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -154,6 +261,11 @@ pub struct BatchReport {
 
 /// Runs a batch into `out`. `progress(done, total)` is called after every item (skipped ones
 /// included); `cancel` stops between steps and leaves only whole items behind.
+///
+/// An item whose PNG already exists is skipped when the PNG was made with the same settings
+/// (its text chunks say so); made with other settings, the batch is refused before anything is
+/// generated, so an output is never relabelled. `manifest.jsonl` describes every result PNG in
+/// the folder, earlier batches' included.
 pub fn run_batch(
     p: &mut Pipeline,
     scene: &RgbImage,
@@ -167,24 +279,59 @@ pub fn run_batch(
     let items = spec.items();
     let total = items.len();
     let mut report = BatchReport::default();
-    let mut lines = Vec::with_capacity(total);
+    let model = p.config().id();
+    let guidance = spec.guidance.unwrap_or(p.config().text_guidance);
+    let options = |seed: u64| RunOptions {
+        steps: spec.steps,
+        seed,
+        keep_background: spec.keep_background,
+        guidance: Some(guidance),
+    };
+    let label = |pi: usize, seed: u64| RunLabel {
+        prompt: spec.prompts[pi].clone(),
+        seed,
+        steps: spec.steps,
+        model: model.clone(),
+        guidance,
+        keep_background: spec.keep_background,
+    };
+    let mut lines = folder_manifest(out)?;
+    // refuse before generating anything: an existing output made otherwise is never relabelled
+    for (pi, seed, stem) in &items {
+        let png = out.join(format!("{stem}.png"));
+        if !png.exists() {
+            continue;
+        }
+        let wanted = label(*pi, *seed);
+        match lines.get(&format!("{stem}.png")) {
+            Some(line) if line.label == wanted => {}
+            Some(line) => {
+                return Err(PipelineError::Input(format!(
+                    "{}: made with other settings ({}); this batch asks for {}: use another --out or remove it",
+                    png.display(),
+                    line.label.differences(&wanted),
+                    wanted.differences(&line.label)
+                )))
+            }
+            None => {
+                return Err(PipelineError::Input(format!(
+                    "{}: exists but was not made by a SkeleGuide batch (no settings in its text chunks): use another --out or remove it",
+                    png.display()
+                )))
+            }
+        }
+    }
     let given: Option<Layout> = match (&spec.pose, spec.reason) {
         (Some(pose), false) => Some(p.relayout(scene, pose)?),
         _ => None,
     };
-    let model = p.config().id();
     for (i, (pi, seed, stem)) in items.iter().enumerate() {
         let prompt = &spec.prompts[*pi];
         let png = out.join(format!("{stem}.png"));
         let json = out.join(format!("{stem}.json"));
         let layout_png = out.join(format!("{stem}-layout.png"));
-        let opts = RunOptions {
-            steps: spec.steps,
-            seed: *seed,
-            keep_background: spec.keep_background,
-        };
-        let done_before = png.is_file() && (json.is_file() || layout_png.is_file());
-        if done_before {
+        let opts = options(*seed);
+        if lines.contains_key(&format!("{stem}.png")) {
             report.skipped += 1;
         } else {
             let mut no_progress = |_, _, _| {};
@@ -201,39 +348,72 @@ pub fn run_batch(
                 }
             };
             let image = p.render(scene, &layout, prompt, &opts, &mut no_progress, cancel)?;
-            // the layout first, the image last: an item counts as done once its PNG exists
-            match &poses {
-                Some(ps) => {
-                    pose::write_pose_file(&json, std::slice::from_ref(ps), ExportOptions::default())
-                        .map_err(|e| PipelineError::Input(e.to_string()))?
-                }
-                None => imageio::write_png_rgb(&layout_png, &layout.image)
-                    .map_err(|e| PipelineError::Input(e.to_string()))?,
-            }
-            let meta = metadata(prompt, *seed, spec.steps, &model, poses.as_ref());
-            imageio::write_png_with_text(&png, &image, &meta)
+            let meta = metadata(&label(*pi, *seed), poses.as_ref());
+            let png_bytes =
+                imageio::encode_png_with_text(&image, &meta).map_err(PipelineError::Input)?;
+            let side: (&Path, Vec<u8>) = match &poses {
+                Some(ps) => (
+                    &json,
+                    pose::to_json(std::slice::from_ref(ps), ExportOptions::default()).into_bytes(),
+                ),
+                None => (
+                    &layout_png,
+                    imageio::encode_png_with_text(&layout.image, &[])
+                        .map_err(PipelineError::Input)?,
+                ),
+            };
+            fsutil::write_all_or_none(&[(side.0, &side.1), (&png, &png_bytes)])
                 .map_err(|e| PipelineError::Input(e.to_string()))?;
             report.written += 1;
+            if let Some(line) = manifest_line(out, &png) {
+                lines.insert(line.image.clone(), line);
+            }
         }
-        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().to_string());
-        lines.push(ManifestLine {
-            image: name(&png).unwrap_or_default(),
-            pose: json.is_file().then(|| name(&json)).flatten(),
-            layout: layout_png.is_file().then(|| name(&layout_png)).flatten(),
-            prompt: prompt.clone(),
-            seed: *seed,
-            steps: spec.steps,
-            model: model.clone(),
-        });
         write_manifest(out, &lines)?;
         progress(i + 1, total);
     }
     Ok(report)
 }
 
-fn write_manifest(out: &Path, lines: &[ManifestLine]) -> Result<(), PipelineError> {
+/// The manifest line of result PNG `png` in `out`, read from its own text chunks.
+fn manifest_line(out: &Path, png: &Path) -> Option<ManifestLine> {
+    let label = RunLabel::from_png(png)?;
+    let name = png.file_name()?.to_string_lossy().to_string();
+    let stem = name.strip_suffix(".png")?;
+    let sidecar = |file: String| out.join(&file).is_file().then_some(file);
+    Some(ManifestLine {
+        pose: sidecar(format!("{stem}.json")),
+        layout: sidecar(format!("{stem}-layout.png")),
+        image: name,
+        label,
+    })
+}
+
+/// Every result PNG already in `out` (by file name), with the settings its text chunks carry.
+fn folder_manifest(
+    out: &Path,
+) -> Result<std::collections::BTreeMap<String, ManifestLine>, PipelineError> {
+    let entries = std::fs::read_dir(out)
+        .map_err(|e| PipelineError::Input(format!("{}: cannot read: {e}", out.display())))?;
+    let mut lines = std::collections::BTreeMap::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        let is_png = path.extension().is_some_and(|x| x == "png");
+        if is_png && e.file_type().is_ok_and(|t| t.is_file()) {
+            if let Some(line) = manifest_line(out, &path) {
+                lines.insert(line.image.clone(), line);
+            }
+        }
+    }
+    Ok(lines)
+}
+
+fn write_manifest(
+    out: &Path,
+    lines: &std::collections::BTreeMap<String, ManifestLine>,
+) -> Result<(), PipelineError> {
     let mut text = String::new();
-    for l in lines {
+    for l in lines.values() {
         text.push_str(&serde_json::to_string(l).map_err(|e| PipelineError::Input(e.to_string()))?);
         text.push('\n');
     }
@@ -259,6 +439,7 @@ mod tests {
             reason: true,
             steps: 1,
             keep_background: false,
+            guidance: None,
         };
         assert_eq!(spec.len(), 6);
         assert_eq!(spec.items()[4], (1, 5, "p001-s5".to_string()));

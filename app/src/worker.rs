@@ -3,6 +3,7 @@
 //! queued ones (live preview drops stale jobs); Cancel stops the running job at the next step;
 //! a panic inside a job becomes a `Failed` event and the thread keeps serving.
 
+use crate::export::RunLabel;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use image::RgbImage;
 use skeleguide_engine::pipeline::{Layout, Pipeline, PipelineError, RunOptions};
@@ -61,10 +62,7 @@ pub enum Event {
     Image {
         job: u64,
         image: RgbImage,
-        seed: u64,
-        prompt: String,
-        steps: usize,
-        model: String,
+        label: RunLabel,
     },
     Failed {
         job: u64,
@@ -202,11 +200,22 @@ fn serve(jobs: Receiver<Job>, events: Sender<Event>, cancel: Arc<AtomicBool>, wa
 }
 
 fn run_one(state: &mut State, job: Job, cancel: &AtomicBool, send: &dyn Fn(Event)) {
+    run_guarded(state, job, cancel, send, run_job)
+}
+
+/// The job through `runner`, with its panic or error turned into a `Failed` event.
+fn run_guarded(
+    state: &mut State,
+    job: Job,
+    cancel: &AtomicBool,
+    send: &dyn Fn(Event),
+    runner: fn(&mut State, &Job, &AtomicBool, &dyn Fn(Event)) -> Result<(), PipelineError>,
+) {
     cancel.store(false, Ordering::Relaxed);
     let id = job.id;
     send(Event::Started { job: id });
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_job(state, &job, cancel, send)
+        runner(state, &job, cancel, send)
     }));
     match result {
         Ok(Ok(())) => {}
@@ -301,10 +310,65 @@ fn run_job(
     send(Event::Image {
         job: id,
         image,
-        seed: job.opts.seed,
-        prompt: job.prompt.clone(),
-        steps: job.opts.steps,
-        model: p.config().id(),
+        label: RunLabel::of(p, &job.prompt, &job.opts),
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn job(id: u64) -> Job {
+        Job {
+            id,
+            model: PathBuf::from("unused"),
+            scene: Arc::new(RgbImage::new(8, 8)),
+            prompt: "a man".into(),
+            opts: RunOptions::default(),
+            kind: JobKind::Generate,
+        }
+    }
+
+    fn panicking(
+        _: &mut State,
+        _: &Job,
+        _: &AtomicBool,
+        _: &dyn Fn(Event),
+    ) -> Result<(), PipelineError> {
+        panic!("injected failure")
+    }
+
+    fn fine(
+        _: &mut State,
+        _: &Job,
+        _: &AtomicBool,
+        _: &dyn Fn(Event),
+    ) -> Result<(), PipelineError> {
+        Ok(())
+    }
+
+    #[test]
+    fn a_panicking_job_becomes_a_failed_event_and_the_next_job_runs() {
+        let events = Mutex::new(Vec::new());
+        let send = |e: Event| events.lock().unwrap().push(e);
+        let mut state = State { pipeline: None };
+        let cancel = AtomicBool::new(false);
+        let quiet = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        run_guarded(&mut state, job(1), &cancel, &send, panicking);
+        std::panic::set_hook(quiet);
+        run_guarded(&mut state, job(2), &cancel, &send, fine);
+        let events = events.into_inner().unwrap();
+        assert!(matches!(events[0], Event::Started { job: 1 }));
+        match &events[1] {
+            Event::Failed { job: 1, message } => {
+                assert!(message.contains("injected failure"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(events[2], Event::Started { job: 2 }));
+        assert_eq!(events.len(), 3, "the second job ran and did not fail");
+    }
 }

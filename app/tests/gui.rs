@@ -445,3 +445,44 @@ fn batch_dialog_exports_every_variant() {
     );
     assert!(out.join("p001-s2.png").is_file() && out.join("p001-s2.json").is_file());
 }
+
+/// A panorama or strip past the GPU's largest texture side opens: every texture the app
+/// uploads fits that side, and the document keeps the scene's full resolution for export.
+#[test]
+fn a_scene_past_the_texture_limit_opens_downscaled_for_display() {
+    let dir = tempfile::tempdir().unwrap();
+    for (w, h) in [(1u32, 100_000u32), (9000, 1200)] {
+        let path = dir.path().join(format!("scene-{w}x{h}.png"));
+        image::RgbImage::from_pixel(w, h, image::Rgb([40, 90, 160]))
+            .save(&path)
+            .unwrap();
+        let mut app = SkeleGuideApp::new(&GuiOptions::default());
+        app.open_path(&path);
+        assert!(!app.status.error, "{}", app.status.text);
+        app.doc.history.replace("a person", {
+            let mut set = PoseSet::new(w, h);
+            set.people.push(default_person(
+                (w as f64 / 2.0, h as f64 / 2.0),
+                h as f64 / 3.0,
+            ));
+            set
+        });
+        let mut h_ = harness(app);
+        h_.run();
+        let max_side = h_.ctx.input(|i| i.max_texture_side);
+        let tex = h_.ctx.tex_manager();
+        for (_, meta) in tex.read().allocated() {
+            assert!(
+                meta.size[0] <= max_side && meta.size[1] <= max_side,
+                "{} is {:?}, over {max_side}",
+                meta.name,
+                meta.size
+            );
+        }
+        assert_eq!(
+            h_.state().doc.canvas(),
+            (w, h),
+            "the full resolution is kept"
+        );
+    }
+}

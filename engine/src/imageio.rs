@@ -7,8 +7,7 @@ use image::{DynamicImage, ExtendedColorType, GrayImage, ImageEncoder, ImageForma
 use std::io::Cursor;
 use std::path::Path;
 
-/// Largest image accepted, in pixels (checked against the header before decoding).
-pub const MAX_PIXELS: u64 = 100_000_000;
+pub use crate::limits::MAX_PIXELS;
 
 /// Reads an image file as RGB. Refuses, before allocating, images whose header claims more than
 /// `MAX_PIXELS`; every failure names the file.
@@ -24,10 +23,12 @@ pub fn read_dynamic(path: &Path) -> Result<DynamicImage, PoseError> {
         file: file.clone(),
         msg,
     };
-    let bytes = std::fs::read(path).map_err(|source| PoseError::Read {
-        file: file.clone(),
-        source,
-    })?;
+    let bytes = crate::fsutil::read_limited(path, crate::limits::MAX_IMAGE_FILE_BYTES).map_err(
+        |source| PoseError::Read {
+            file: file.clone(),
+            source,
+        },
+    )?;
     let format = image::guess_format(&bytes)
         .map_err(|_| bad("not a PNG or JPEG image (unrecognised header)".into()))?;
     if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg) {
@@ -131,11 +132,16 @@ pub fn write_png_with_text(
     img: &RgbImage,
     text: &[(&str, String)],
 ) -> Result<(), PoseError> {
-    let file = display_path(path);
-    let err = |msg: String| PoseError::Write {
-        file: file.clone(),
+    let bytes = encode_png_with_text(img, text).map_err(|msg| PoseError::Write {
+        file: display_path(path),
         msg,
-    };
+    })?;
+    crate::fsutil::write_atomic(path, &bytes)
+}
+
+/// The bytes of an RGB PNG carrying `text` as text chunks (see [`write_png_with_text`]).
+pub fn encode_png_with_text(img: &RgbImage, text: &[(&str, String)]) -> Result<Vec<u8>, String> {
+    let err = |msg: String| msg;
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, img.width(), img.height());
@@ -154,7 +160,7 @@ pub fn write_png_with_text(
         w.write_image_data(img.as_raw())
             .map_err(|e| err(e.to_string()))?;
     }
-    crate::fsutil::write_atomic(path, &out)
+    Ok(out)
 }
 
 /// The text chunks (tEXt, zTXt and iTXt) of a PNG file.

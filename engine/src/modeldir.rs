@@ -68,6 +68,7 @@ impl ModelDirError {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoraConfig {
     pub rank: usize,
     pub alpha: f64,
@@ -87,8 +88,9 @@ pub enum TextSpec {
     Flux,
 }
 
-/// `config.json`.
+/// `config.json`. Unknown keys are refused (a misspelt field would otherwise be ignored).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub format: u32,
     pub preset: String,
@@ -113,6 +115,64 @@ pub struct ModelConfig {
     /// FLUX needs none (its base draws pose renderings without a cue).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason_prefix: String,
+    /// Default classifier-free guidance on the prompt, per stage (see [`TextGuidance`]).
+    #[serde(default)]
+    pub text_guidance: TextGuidance,
+}
+
+/// Classifier-free guidance on the prompt, per stage: each step predicts the velocity with the
+/// prompt and with the empty prompt (the same condition latent) and moves to
+/// `uncond + scale × (cond − uncond)`. Training drops the prompt for this. A scale of 1 is one
+/// forward per step, exactly the unguided sampler.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextGuidance {
+    /// Stage 1 (the layout, skeletal LoRA).
+    pub reason: f64,
+    /// Stage 2 (the render, appearance LoRA).
+    pub render: f64,
+}
+
+impl TextGuidance {
+    /// The largest scale accepted: beyond it the guided velocity is mostly extrapolation.
+    pub const MAX: f64 = 30.0;
+
+    /// The same scale for both stages.
+    pub fn both(scale: f64) -> Self {
+        TextGuidance {
+            reason: scale,
+            render: scale,
+        }
+    }
+
+    /// These scales with command-line overrides: `both` for the two stages, then `reason` and
+    /// `render` for one stage each.
+    pub fn overridden(self, both: Option<f64>, reason: Option<f64>, render: Option<f64>) -> Self {
+        let base = both.map_or(self, Self::both);
+        TextGuidance {
+            reason: reason.unwrap_or(base.reason),
+            render: render.unwrap_or(base.render),
+        }
+    }
+
+    /// An error naming the stage when a scale is not finite or outside `[0, MAX]`.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, v) in [("reason", self.reason), ("render", self.render)] {
+            if !v.is_finite() || !(0.0..=Self::MAX).contains(&v) {
+                return Err(format!(
+                    "text_guidance.{name} = {v}: use 0 to {} (1: no guidance)",
+                    Self::MAX
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for TextGuidance {
+    fn default() -> Self {
+        Self::both(1.0)
+    }
 }
 
 /// The stage-1 prompt cue of tiny models whose base was pretrained on layouts too.
@@ -178,6 +238,7 @@ impl ModelConfig {
             text: TextSpec::Tiny { config: text },
             method: Method::Skeleguide,
             reason_prefix: String::new(),
+            text_guidance: TextGuidance::default(),
         }
     }
 
@@ -188,7 +249,7 @@ impl ModelConfig {
 
     pub fn load(dir: &Path) -> Result<Self, ModelDirError> {
         let path = dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path)
+        let text = crate::fsutil::read_text_limited(&path, crate::limits::MAX_CONFIG_BYTES)
             .map_err(|e| ModelDirError::file(&path, format!("cannot read: {e}")))?;
         let cfg: ModelConfig = serde_json::from_str(&text)
             .map_err(|e| ModelDirError::file(&path, format!("invalid: {e}")))?;
@@ -209,6 +270,22 @@ impl ModelConfig {
                     cfg.resolution
                 ),
             ));
+        }
+        crate::limits::at_most("resolution", cfg.resolution, crate::limits::MAX_RESOLUTION)
+            .map_err(|e| ModelDirError::file(&path, e))?;
+        cfg.text_guidance
+            .check()
+            .map_err(|e| ModelDirError::file(&path, e))?;
+        for (name, l) in &cfg.lora {
+            if l.rank == 0 || !l.alpha.is_finite() {
+                return Err(ModelDirError::file(
+                    &path,
+                    format!("lora.{name}: rank must be at least 1 and alpha finite"),
+                ));
+            }
+            let field = format!("lora.{name}.rank");
+            crate::limits::at_most(&field, l.rank, crate::limits::MAX_LORA_RANK)
+                .map_err(|e| ModelDirError::file(&path, e))?;
         }
         for set in [SKELETAL, APPEARANCE] {
             if !cfg.lora.contains_key(set) {
@@ -293,6 +370,15 @@ pub fn check(dir: &Path) -> Result<ModelConfig, ModelDirError> {
             }
         }
     }
+    // NaN or infinite weights would give a flat image and exit 0: refuse them, once, here.
+    let mut weights = vec![base, ae];
+    weights.extend([SKELETAL, APPEARANCE].map(|s| dir.join(lora_file(s))));
+    if matches!(cfg.text, TextSpec::Tiny { .. }) {
+        weights.push(dir.join(TEXT_FILE));
+    }
+    for p in &weights {
+        check_finite(p)?;
+    }
     // The PoseInverter is optional, but a broken one is reported now, not at the first inversion.
     let inv = dir.join(INVERTER_FILE);
     if inv.is_file() {
@@ -305,6 +391,45 @@ pub fn check(dir: &Path) -> Result<ModelConfig, ModelDirError> {
         }
     }
     Ok(cfg)
+}
+
+/// Refuses a safetensors file holding a NaN or an infinity in any float tensor (one pass over
+/// its bytes: an exponent of all ones marks them in every IEEE format), naming the tensor.
+pub fn check_finite(path: &Path) -> Result<(), ModelDirError> {
+    use safetensors::Dtype;
+    let file = std::fs::File::open(path)
+        .map_err(|e| ModelDirError::file(path, format!("cannot open: {e}")))?;
+    // SAFETY: read-only map of a file we do not modify while checking it.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .map_err(|e| ModelDirError::file(path, format!("cannot map: {e}")))?;
+    let st = safetensors::SafeTensors::deserialize(&map)
+        .map_err(|e| ModelDirError::file(path, format!("not a safetensors file: {e}")))?;
+    for (name, view) in st.tensors() {
+        let data = view.data();
+        let bad = match view.dtype() {
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .any(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7f80_0000 == 0x7f80_0000),
+            Dtype::F64 => data.chunks_exact(8).any(|b| {
+                let v = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+                v & 0x7ff0_0000_0000_0000 == 0x7ff0_0000_0000_0000
+            }),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .any(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7f80 == 0x7f80),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .any(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 == 0x7c00),
+            _ => false,
+        };
+        if bad {
+            return Err(ModelDirError::file(
+                path,
+                format!("tensor `{name}` holds NaN or infinite values"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Compares a safetensors file's header with the expected names and shapes, reading only the

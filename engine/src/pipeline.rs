@@ -7,13 +7,14 @@
 //! (sides multiples of 16), and outputs come back at the scene's size. Scene latents, text
 //! features and the condition K/V are cached across calls with the same inputs.
 
+use crate::composite;
 use crate::model::{
     image_ids, joint_ids, pack_latents, text_ids, unpack_latents, Autoencoder, CondCache,
     Condition, DitInputs, FluxAe, FluxText, LoraSets, MmDit, Mode, ModelError, TextEncoder,
     TextFeatures, TinyAe, TinyText,
 };
 use crate::modeldir::{
-    self, AeSpec, Method, ModelConfig, ModelDirError, TextSpec, APPEARANCE, SKELETAL,
+    self, AeSpec, Method, ModelConfig, ModelDirError, TextGuidance, TextSpec, APPEARANCE, SKELETAL,
 };
 use crate::pose::{self, PoseSet};
 use crate::sampling::{self, SampleError, Stage};
@@ -62,8 +63,12 @@ pub type Result<T> = std::result::Result<T, PipelineError>;
 pub struct RunOptions {
     pub steps: usize,
     pub seed: u64,
-    /// Paste the scene back outside the dilated person mask, so the background is exact.
+    /// Keep the scene: its own pixels at full resolution outside the person region, the
+    /// generated person blended in with a feathered edge ([`Pipeline::keep_scene`]). Off: the
+    /// whole image is the model's, scaled up from the working size.
     pub keep_background: bool,
+    /// Classifier-free guidance per stage; `None`: the model's `text_guidance`.
+    pub guidance: Option<TextGuidance>,
 }
 
 impl Default for RunOptions {
@@ -71,7 +76,8 @@ impl Default for RunOptions {
         RunOptions {
             steps: sampling::DEFAULT_STEPS,
             seed: 0,
-            keep_background: false,
+            keep_background: true,
+            guidance: None,
         }
     }
 }
@@ -85,6 +91,14 @@ pub struct Layout {
     pub image: RgbImage,
     /// The poses it was drawn from, when it came from `relayout`.
     pub poses: Option<PoseSet>,
+}
+
+/// What a stage samples from: a condition latent of the working size under a LoRA set, or
+/// nothing (the base DiT alone, as phase 0 pretrains it).
+#[derive(Clone, Copy)]
+enum StageInput<'a> {
+    Latent { lora: &'a str, cond: &'a Tensor },
+    BaseAlone { channels: usize, h: usize, w: usize },
 }
 
 /// Progress: (stage, step, total steps).
@@ -101,6 +115,8 @@ pub struct Pipeline {
     scene_cache: HashMap<u64, Tensor>,
     text_cache: HashMap<String, (Tensor, Tensor)>,
     cond_cache: Option<CondCache>,
+    /// The condition K/V under the empty prompt's pooled vector (guided sampling).
+    uncond_cache: Option<CondCache>,
     /// The PoseInverter network (the directory's own, else the embedded one), read on first use.
     network: OnceLock<crate::inverter::PoseInverter>,
 }
@@ -157,6 +173,7 @@ impl Pipeline {
             scene_cache: HashMap::new(),
             text_cache: HashMap::new(),
             cond_cache: None,
+            uncond_cache: None,
             network: OnceLock::new(),
         })
     }
@@ -239,8 +256,8 @@ impl Pipeline {
         progress: Progress,
         cancel: &AtomicBool,
     ) -> Result<Tensor> {
-        let mut v =
-            self.sample_latents(stage, lora, cond, prompt, opts, progress, cancel, false)?;
+        let input = StageInput::Latent { lora, cond };
+        let mut v = self.sample_latents(stage, input, prompt, opts, progress, cancel, false)?;
         Ok(v.remove(0))
     }
 
@@ -251,16 +268,27 @@ impl Pipeline {
     fn sample_latents(
         &mut self,
         stage: Stage,
-        lora: &str,
-        cond: &Tensor,
+        input: StageInput,
         prompt: &str,
         opts: &RunOptions,
         progress: Progress,
         cancel: &AtomicBool,
         joint: bool,
     ) -> Result<Vec<Tensor>> {
-        let (_, c, h, w) = cond.dims4()?;
+        let (c, h, w) = match input {
+            StageInput::Latent { cond, .. } => {
+                let (_, c, h, w) = cond.dims4()?;
+                (c, h, w)
+            }
+            StageInput::BaseAlone { channels, h, w } => (channels, h, w),
+        };
         let (th, tw) = (h / 2, w / 2);
+        let scales = opts.guidance.unwrap_or(self.cfg.text_guidance);
+        scales.check().map_err(PipelineError::Input)?;
+        let scale = match stage {
+            Stage::Reason => scales.reason,
+            Stage::Render => scales.render,
+        };
         let (txt, y) = self.text_features(prompt)?;
         let cond_ids = image_ids(1, th, tw, &self.device, self.dtype)?;
         let img_ids = if joint {
@@ -269,10 +297,35 @@ impl Pipeline {
             cond_ids.clone()
         };
         let txt_ids = text_ids(1, txt.dim(1)?, &self.device, self.dtype)?;
-        self.dit.loras_mut().set_active(Some(lora))?;
-        let cond_tokens = pack_latents(cond)?;
-        self.dit
-            .ensure_cond_cache(&mut self.cond_cache, &cond_tokens, &cond_ids, &y)?;
+        let cond_tokens = match input {
+            StageInput::Latent { lora, cond } => {
+                self.dit.loras_mut().set_active(Some(lora))?;
+                let tokens = pack_latents(cond)?;
+                self.dit
+                    .ensure_cond_cache(&mut self.cond_cache, &tokens, &cond_ids, &y)?;
+                Some(tokens)
+            }
+            StageInput::BaseAlone { .. } => {
+                self.dit.loras_mut().set_active(None)?;
+                None
+            }
+        };
+        // Guidance pushes away from the empty prompt in the stage's own form, as training drops it.
+        let unguided = if scale != 1.0 {
+            let empty = match stage {
+                Stage::Reason => self.cfg.reason_prompt(""),
+                Stage::Render => String::new(),
+            };
+            let (txt_u, y_u) = self.text_features(&empty)?;
+            if let Some(tokens) = &cond_tokens {
+                self.dit
+                    .ensure_cond_cache(&mut self.uncond_cache, tokens, &cond_ids, &y_u)?;
+            }
+            let ids_u = text_ids(1, txt_u.dim(1)?, &self.device, self.dtype)?;
+            Some((txt_u, y_u, ids_u))
+        } else {
+            None
+        };
         let salt = match stage {
             Stage::Reason => 0x5245_4153,
             Stage::Render => 0x5245_4e44,
@@ -302,10 +355,18 @@ impl Pipeline {
                     .and_then(|t| t.to_dtype(self.dtype))
             })
             .transpose()?;
-        let cache = self
-            .cond_cache
-            .as_ref()
-            .ok_or_else(|| PipelineError::Input("condition cache missing".into()))?;
+        let missing = || PipelineError::Input("condition cache missing".into());
+        let (condition, condition_u) = match cond_tokens {
+            Some(_) => (
+                Condition::Cached(self.cond_cache.as_ref().ok_or_else(missing)?),
+                match (&unguided, self.uncond_cache.as_ref()) {
+                    (None, _) => Condition::None,
+                    (Some(_), Some(c)) => Condition::Cached(c),
+                    (Some(_), None) => return Err(missing()),
+                },
+            ),
+            None => (Condition::None, Condition::None),
+        };
         let dit = &self.dit;
         let (device, dtype) = (&self.device, self.dtype);
         let x = sampling::euler(
@@ -322,8 +383,24 @@ impl Pipeline {
                     y: &y,
                     guidance: guidance.as_ref(),
                 };
-                dit.forward(&inp, Condition::Cached(cache), Mode::Fast)
-                    .map_err(|e| SampleError::Model(e.to_string()))
+                let model = |e: ModelError| SampleError::Model(e.to_string());
+                let v = dit.forward(&inp, condition, Mode::Fast).map_err(model)?;
+                let Some((txt_u, y_u, ids_u)) = &unguided else {
+                    return Ok(v);
+                };
+                let inp_u = DitInputs {
+                    txt: txt_u,
+                    txt_ids: ids_u,
+                    y: y_u,
+                    ..inp
+                };
+                let v_u = dit
+                    .forward(&inp_u, condition_u, Mode::Fast)
+                    .map_err(model)?;
+                let guided = (&v - &v_u)
+                    .and_then(|d| d.affine(scale, 0.0))
+                    .and_then(|d| d + &v_u);
+                guided.map_err(|e| model(e.into()))
             },
             |i, n| progress(stage, i, n),
             cancel,
@@ -348,8 +425,10 @@ impl Pipeline {
         let cond = self.encode_fitted(scene)?;
         let mut v = self.sample_latents(
             Stage::Render,
-            APPEARANCE,
-            &cond,
+            StageInput::Latent {
+                lora: APPEARANCE,
+                cond: &cond,
+            },
             prompt,
             opts,
             progress,
@@ -418,11 +497,54 @@ impl Pipeline {
         })
     }
 
+    /// The base DiT alone drawing a `width`×`height` layout from the prompt's stage-1 form: no
+    /// scene, no LoRA (what phase 0 pretrains on layouts). A base that cannot draw a counted,
+    /// well-formed skeleton here cannot be rescued by the skeletal LoRA; `eval --base-only`
+    /// reads these through the PoseInverter.
+    pub fn base_layout(
+        &mut self,
+        width: u32,
+        height: u32,
+        prompt: &str,
+        opts: &RunOptions,
+        cancel: &AtomicBool,
+    ) -> Result<RgbImage> {
+        let (ww, wh) = self.working_size(width, height);
+        let f = self.ae.downsample();
+        let input = StageInput::BaseAlone {
+            channels: self.ae.latent_channels(),
+            h: wh as usize / f,
+            w: ww as usize / f,
+        };
+        let prompt = self.cfg.reason_prompt(prompt);
+        let mut v = self.sample_latents(
+            Stage::Reason,
+            input,
+            &prompt,
+            opts,
+            &mut |_, _, _| {},
+            cancel,
+            false,
+        )?;
+        let decoded = self.decode_latent(&v.remove(0))?;
+        Ok(imageops::resize(
+            &decoded,
+            width,
+            height,
+            imageops::FilterType::Triangle,
+        ))
+    }
+
     /// The poses of a layout (see [`InverterChoice::Auto`]): a decoded layout goes to the
     /// PoseInverter network (the model directory's own, else the embedded one); a clean one
     /// (relayout from poses) to the colour-segmentation decoder.
     pub fn invert(&self, layout: &Layout) -> Result<PoseSet> {
-        invert_choosing(&layout.image, InverterChoice::Auto, |img| {
+        self.invert_image(&layout.image)
+    }
+
+    /// The poses of a layout image, as [`Pipeline::invert`] reads a layout's.
+    pub fn invert_image(&self, image: &RgbImage) -> Result<PoseSet> {
+        invert_choosing(image, InverterChoice::Auto, |img| {
             let net = match self.network.get() {
                 Some(n) => n,
                 None => {
@@ -553,17 +675,56 @@ impl Pipeline {
             scene.height(),
             imageops::FilterType::CatmullRom,
         );
-        // A single-stage model's stand-in layout is the scene itself: no person region to keep.
-        let stand_in = self.cfg.method == Method::SingleStage && layout.poses.is_none();
-        if opts.keep_background && !stand_in {
-            let mask = person_region(scene, layout);
-            for ((o, s), m) in out.pixels_mut().zip(scene.pixels()).zip(mask.pixels()) {
-                if m.0[0] == 0 {
-                    *o = *s;
-                }
-            }
+        if opts.keep_background {
+            out = self.keep_scene(scene, &out, layout)?;
         }
         Ok(out)
+    }
+
+    /// `generated` (at the scene's size) blended into `scene` through [`Pipeline::person_alpha`]:
+    /// the scene's own pixels outside the person region. A single-stage model's stand-in layout
+    /// is the scene itself, with no person region: its output is returned as it is.
+    pub fn keep_scene(
+        &mut self,
+        scene: &RgbImage,
+        generated: &RgbImage,
+        layout: &Layout,
+    ) -> Result<RgbImage> {
+        if self.cfg.method == Method::SingleStage && layout.poses.is_none() {
+            return Ok(generated.clone());
+        }
+        let alpha = self.person_alpha(scene, layout)?;
+        Ok(composite::blend(scene, generated, &alpha))
+    }
+
+    /// Where the person may be, at the scene's size (255: generated, 0: the scene's pixel). The
+    /// skeleton is found at the working size: drawn from the poses when the layout has them,
+    /// else where the decoded layout differs from the scene through the same autoencoder. It is
+    /// grown by the body around the bones and feathered ([`composite`]).
+    pub fn person_alpha(&mut self, scene: &RgbImage, layout: &Layout) -> Result<image::GrayImage> {
+        let (ww, wh) = self.working_size(scene.width(), scene.height());
+        let core = match &layout.poses {
+            Some(poses) => pose::person_mask(&poses.resized(ww, wh), 0),
+            None => {
+                let drawn = self.decode_latent(&layout.latent)?;
+                let scene_latent = self.encode_fitted(scene)?;
+                let scene_rt = self.decode_latent(&scene_latent)?;
+                composite::layout_core(&drawn, &scene_rt, composite::LAYOUT_DIFF_THRESHOLD)
+            }
+        };
+        let side = ww.max(wh) as f32;
+        let alpha = composite::feathered_alpha(
+            &core,
+            side * composite::GROW_FRACTION,
+            side * composite::FEATHER_FRACTION,
+        );
+        Ok(composite::upscale_alpha(
+            &alpha,
+            ww,
+            wh,
+            scene.width(),
+            scene.height(),
+        ))
     }
 
     /// Reason, then render. The implicit baseline samples both at once; the single-stage
@@ -594,34 +755,6 @@ impl Pipeline {
         let image = self.render(scene, &layout, prompt, opts, progress, cancel)?;
         Ok((layout, image))
     }
-}
-
-/// Where the person may be: the dilated skeleton mask when the poses are known, else the pixels
-/// where the layout differs from the scene, dilated. The margin covers the body around the
-/// skeleton (an eighth of the longest side).
-pub fn person_region(scene: &RgbImage, layout: &Layout) -> image::GrayImage {
-    let margin = (scene.width().max(scene.height()) / 8).max(2);
-    if let Some(p) = &layout.poses {
-        return pose::person_mask(p, margin);
-    }
-    let mut m = image::GrayImage::new(scene.width(), scene.height());
-    for ((d, a), b) in m
-        .pixels_mut()
-        .zip(layout.image.pixels())
-        .zip(scene.pixels())
-    {
-        let diff =
-            a.0.iter()
-                .zip(b.0)
-                .map(|(x, y)| (*x as i32 - y as i32).abs())
-                .max()
-                .unwrap_or(0);
-        if diff > 48 {
-            d.0[0] = 255;
-        }
-    }
-    pose::layout::dilate_mask(&mut m, margin);
-    m
 }
 
 fn hash_image(img: &RgbImage) -> u64 {

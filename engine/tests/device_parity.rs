@@ -59,6 +59,7 @@ fn generate(device: &Device, dtype: DType) -> (Tensor, RgbImage) {
         steps: 12,
         seed: 7,
         keep_background: false,
+        guidance: None,
     };
     let (layout, image) = p
         .generate(

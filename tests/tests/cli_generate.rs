@@ -2,6 +2,7 @@
 
 use skeleguide_engine::imageio::read_png_text;
 use skeleguide_tests::{run, skeleguide_bin};
+use std::path::Path;
 
 fn ok(out: &std::process::Output) {
     assert!(
@@ -278,4 +279,69 @@ fn batch_writes_everything_and_resumes() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty());
+}
+
+#[test]
+fn batches_into_one_folder_keep_every_png_in_the_manifest_and_never_relabel() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = d.join("model");
+    skeleguide_engine::modeldir::init_random(&model, "tiny", 4).unwrap();
+    let scene = d.join("scene.png");
+    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8, y as u8, 9]))
+        .save(&scene)
+        .unwrap();
+    let (first, second) = (d.join("first.txt"), d.join("second.txt"));
+    std::fs::write(&first, "a man standing\n").unwrap();
+    std::fs::write(&second, "a woman waving\n").unwrap();
+    let out = d.join("out");
+    let batch = |prompts: &Path, seeds: &str, steps: &str| {
+        run(&[
+            "batch",
+            "--scene",
+            scene.to_str().unwrap(),
+            "--prompts",
+            prompts.to_str().unwrap(),
+            "--seeds",
+            seeds,
+            "--model",
+            model.to_str().unwrap(),
+            "--steps",
+            steps,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    ok(&batch(&first, "0..1", "1"));
+    ok(&batch(&first, "2..3", "1"));
+    let manifest = std::fs::read_to_string(out.join("manifest.jsonl")).unwrap();
+    let seeds: Vec<u64> = manifest
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seed"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        seeds,
+        [0, 1, 2, 3],
+        "both batches' PNGs are in the manifest"
+    );
+    // other settings for existing names: refused, the PNG and its record untouched
+    let before = std::fs::read(out.join("p000-s1.png")).unwrap();
+    let r = batch(&second, "1", "2");
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("p000-s1.png") && err.contains("other settings") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(std::fs::read(out.join("p000-s1.png")).unwrap(), before);
+    let again = std::fs::read_to_string(out.join("manifest.jsonl")).unwrap();
+    assert_eq!(again, manifest);
+    // the same settings again: all already there
+    let r = batch(&first, "0..3", "1");
+    ok(&r);
+    assert!(String::from_utf8_lossy(&r.stderr).contains("0 written, 4 already there"));
 }

@@ -209,9 +209,12 @@ pub struct PhaseConfig {
 impl TrainConfig {
     /// Reads and validates a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            file: path.display().to_string(),
-            msg: e.to_string(),
+        let limit = skeleguide_engine::limits::MAX_CONFIG_BYTES;
+        let text = skeleguide_engine::fsutil::read_text_limited(path, limit).map_err(|e| {
+            ConfigError::Read {
+                file: path.display().to_string(),
+                msg: e.to_string(),
+            }
         })?;
         Self::parse(&text, path)
     }
@@ -262,6 +265,12 @@ impl TrainConfig {
         }
         if self.batch == 0 {
             return Err("batch: must be at least 1".into());
+        }
+        use skeleguide_engine::limits::{at_most, MAX_BATCH, MAX_LORA_RANK};
+        at_most("batch", self.batch, MAX_BATCH)?;
+        at_most("lora.rank", self.lora.rank, MAX_LORA_RANK)?;
+        if let Some(p0) = &self.phase0 {
+            at_most("phase0.ae_batch", p0.ae_batch, MAX_BATCH)?;
         }
         if self.checkpoint_every == 0 {
             return Err("checkpoint_every: must be at least 1".into());

@@ -1473,6 +1473,7 @@ impl Ctx<'_> {
             steps: self.cfg.sample_steps,
             seed: self.cfg.seed,
             keep_background: false,
+            guidance: None,
         };
         let mut rows = Vec::new();
         for e in self.examples.iter().take(self.cfg.sample_count) {

@@ -97,9 +97,13 @@ fn builds_a_manifest_from_a_coco_file() {
     assert_eq!(b.prompt, "two people");
     assert_eq!(a.poses.people.len(), 1);
     assert_eq!(b.poses.people.len(), 2);
+    // the data set holds its own files: the background is b.jpg's bytes, inside `out`
+    let bg = &m.records[1].background;
+    assert!(bg.starts_with(&out), "{}", bg.display());
+    assert_eq!(bg.extension().unwrap(), "jpg");
     assert_eq!(
-        m.records[1].background,
-        std::fs::canonicalize(bgs.join("b.jpg")).unwrap()
+        std::fs::read(bg).unwrap(),
+        std::fs::read(bgs.join("b.jpg")).unwrap()
     );
     // COCO-17 -> OpenPose-18: the neck is the mean of the shoulders
     let p = &a.poses.people[0];
@@ -298,4 +302,23 @@ fn eval_runs_on_imported_data() {
     // real data has no colour facts: null with a reason (the inverter's, or the facts')
     assert!(r.color_acc.is_none());
     assert!(!r.null_reasons["color_acc"].is_empty());
+}
+
+#[test]
+fn a_file_name_outside_the_images_folder_is_refused_with_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ann, images, bgs) = write_fixture(d);
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ann).unwrap()).unwrap();
+    v["images"][0]["file_name"] = "../../../../etc/passwd".into();
+    std::fs::write(&ann, v.to_string()).unwrap();
+    let err = import_coco(&opts(&ann, &images, Some(&bgs), &d.join("data")), &|| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("images[0].file_name") && err.contains("leaves"),
+        "{err}"
+    );
+    assert!(!d.join("data").exists(), "nothing written");
 }

@@ -46,12 +46,8 @@ fn synthetic_data_sets_round_trip() {
 fn reads_a_minimal_real_style_manifest() {
     let dir = tempfile::tempdir().unwrap();
     synth(dir.path(), 1);
-    // only the required fields, other names, absolute path for one, no mask, a blank line
-    let abs = dir.path().join("image/train-000000.png");
-    let text = format!(
-        "\n{{\"background\": \"background/train-000000.png\", \"image\": {:?}, \"poses\": \"poses/train-000000.json\", \"prompt\": \"a person\", \"mask\": null}}\n",
-        abs.display().to_string()
-    );
+    // only the required fields, other names, a `./` path for one, no mask, a blank line
+    let text = "\n{\"background\": \"background/train-000000.png\", \"image\": \"./image/train-000000.png\", \"poses\": \"poses/train-000000.json\", \"prompt\": \"a person\", \"mask\": null}\n";
     let file = dir.path().join("real.jsonl");
     std::fs::write(&file, text).unwrap();
     let m = Manifest::open(&file).unwrap();
@@ -153,4 +149,31 @@ fn load_reports_bad_files() {
     assert!(e.contains("bad.png"), "{e}");
     let e = m.records[1].load().unwrap_err().to_string();
     assert!(e.contains("bad.json"), "{e}");
+}
+
+#[test]
+fn manifest_paths_outside_the_data_set_are_refused_with_the_record_line() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 2);
+    let file = dir.path().join("manifest.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines[1]["image"] = "../../../../etc/passwd".into();
+    lines[1]["background"] = "/etc/passwd".into();
+    let out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    std::fs::write(&file, out.join("\n") + "\n").unwrap();
+    let p = problems(Manifest::open(dir.path()).unwrap_err());
+    assert!(
+        p.iter()
+            .any(|m| m.contains(":2: image:") && m.contains("leaves")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.contains(":2: background:") && m.contains("absolute")),
+        "{p:?}"
+    );
 }

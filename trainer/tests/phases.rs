@@ -700,6 +700,7 @@ fn baselines_train_and_generate_through_the_pipeline() {
         steps: 2,
         seed: 1,
         keep_background: false,
+        guidance: None,
     };
     for method in [Method::SingleStage, Method::Implicit, Method::Stage1Only] {
         let out = tempfile::tempdir().unwrap();

@@ -174,8 +174,7 @@ fn measure_ui(model: Option<std::path::PathBuf>) -> Result<(UiBench, String)> {
     let mut p = skeleguide_engine::pipeline::Pipeline::load(&model_dir, &device)?;
     let opts = skeleguide_engine::pipeline::RunOptions {
         steps: crate::gui::PREVIEW_STEPS,
-        seed: 0,
-        keep_background: false,
+        ..Default::default()
     };
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let mut preview = Vec::new();
@@ -263,8 +262,7 @@ fn measure_pipeline(model: Option<std::path::PathBuf>, quick: bool) -> Result<Pi
     let (steps, reps, ae_reps) = if quick { (2, 1, 2) } else { (25, 3, 10) };
     let opts = RunOptions {
         steps,
-        seed: 0,
-        keep_background: false,
+        ..Default::default()
     };
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let prompt = "a woman in a red shirt standing in the park";

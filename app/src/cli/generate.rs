@@ -23,6 +23,34 @@ pub struct ModelArgs {
     /// Sampling steps per stage (default: the model's).
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Classifier-free guidance on the prompt for both stages, 1 = none (default: the model's
+    /// text_guidance in config.json).
+    #[arg(long)]
+    pub guidance: Option<f64>,
+    /// Guidance for stage 1 alone (the pose).
+    #[arg(long)]
+    pub guidance_reason: Option<f64>,
+    /// Guidance for stage 2 alone (the render).
+    #[arg(long)]
+    pub guidance_render: Option<f64>,
+}
+
+/// Whether the scene's own pixels are kept outside the person (the default).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct BackgroundArgs {
+    /// Return the model's whole image (scaled up from its working size) instead of keeping the
+    /// scene's own pixels, at full resolution, outside the person.
+    #[arg(long)]
+    pub no_keep_background: bool,
+    /// Keep the scene outside the person (the default; kept for older scripts).
+    #[arg(long, hide = true, conflicts_with = "no_keep_background")]
+    pub keep_background: bool,
+}
+
+impl BackgroundArgs {
+    pub fn keep(&self) -> bool {
+        !self.no_keep_background
+    }
 }
 
 #[derive(Args, Debug)]
@@ -44,9 +72,8 @@ pub struct GenerateArgs {
     /// Also write the reasoned pose (needs a model with a PoseInverter).
     #[arg(long)]
     pub pose_out: Option<PathBuf>,
-    /// Paste the scene back outside the person, so the background is exactly preserved.
-    #[arg(long)]
-    pub keep_background: bool,
+    #[command(flatten)]
+    pub background: BackgroundArgs,
 }
 
 #[derive(Args, Debug)]
@@ -81,8 +108,8 @@ pub struct RenderArgs {
     pub model: ModelArgs,
     #[arg(short, long)]
     pub output: PathBuf,
-    #[arg(long)]
-    pub keep_background: bool,
+    #[command(flatten)]
+    pub background: BackgroundArgs,
 }
 
 fn model_dir(args: &ModelArgs) -> Result<PathBuf> {
@@ -106,12 +133,21 @@ fn load(args: &ModelArgs) -> Result<(Pipeline, RunOptions)> {
     if steps == 0 || steps > 1000 {
         bail!("--steps {steps}: use 1 to 1000");
     }
+    let guidance = p.config().text_guidance.overridden(
+        args.guidance,
+        args.guidance_reason,
+        args.guidance_render,
+    );
+    if let Err(e) = guidance.check() {
+        bail!("--guidance: {}", e.trim_start_matches("text_guidance."));
+    }
     Ok((
         p,
         RunOptions {
             steps,
             seed: args.seed,
-            keep_background: false,
+            keep_background: true,
+            guidance: Some(guidance),
         },
     ))
 }
@@ -166,7 +202,7 @@ fn metadata(
     opts: &RunOptions,
     pose: Option<&PoseSet>,
 ) -> Vec<(&'static str, String)> {
-    crate::export::metadata(prompt, opts.seed, opts.steps, &p.config().id(), pose)
+    crate::export::metadata(&crate::export::RunLabel::of(p, prompt, opts), pose)
 }
 
 fn warn_truncated(p: &Pipeline, prompt: &str) {
@@ -176,6 +212,7 @@ fn warn_truncated(p: &Pipeline, prompt: &str) {
 }
 
 pub fn generate(a: GenerateArgs) -> Result<()> {
+    export::check_prompt(&a.prompt).map_err(|e| anyhow::anyhow!("--prompt: {e}"))?;
     let outs: Vec<&Path> = [
         Some(a.output.as_path()),
         a.layout_out.as_deref(),
@@ -187,7 +224,7 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
     check_outputs(&outs)?;
     let scene = imageio::read_rgb(&a.scene)?;
     let (mut p, mut opts) = load(&a.model)?;
-    opts.keep_background = a.keep_background;
+    opts.keep_background = a.background.keep();
     if a.pose_out.is_some() && !p.has_inverter() {
         bail!(
             "--pose-out: {} has no PoseInverter (inverter.safetensors)",
@@ -235,18 +272,27 @@ fn write_outputs(
     poses: Option<&PoseSet>,
 ) -> Result<()> {
     let meta = metadata(p, prompt, opts, poses.or(layout.poses.as_ref()));
-    imageio::write_png_with_text(out, image, &meta)?;
+    let png = |img: &image::RgbImage, path: &Path| {
+        imageio::encode_png_with_text(img, &meta)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))
+    };
+    let mut files = vec![(out, png(image, out)?)];
     if let Some(l) = layout_out {
-        imageio::write_png_with_text(l, &layout.image, &meta)?;
+        files.push((l, png(&layout.image, l)?));
     }
     if let (Some(path), Some(poses)) = (pose_out, poses) {
-        pose::write_pose_file(path, std::slice::from_ref(poses), ExportOptions::default())?;
+        let json = pose::to_json(std::slice::from_ref(poses), ExportOptions::default());
+        files.push((path, json.into_bytes()));
     }
+    // all of them or none: a failing --layout-out leaves no image behind
+    let views: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (*p, b.as_slice())).collect();
+    skeleguide_engine::fsutil::write_all_or_none(&views)?;
     eprintln!("wrote {}", out.display());
     Ok(())
 }
 
 pub fn reason(a: ReasonArgs) -> Result<()> {
+    export::check_prompt(&a.prompt).map_err(|e| anyhow::anyhow!("--prompt: {e}"))?;
     let outs: Vec<&Path> = [Some(a.output.as_path()), a.pose_out.as_deref()]
         .into_iter()
         .flatten()
@@ -275,20 +321,25 @@ pub fn reason(a: ReasonArgs) -> Result<()> {
         Some(_) => Some(p.invert(&layout)?),
         None => None,
     };
-    let meta = metadata(&p, &a.prompt, &opts, poses.as_ref());
-    imageio::write_png_with_text(&a.output, &layout.image, &meta)?;
-    if let (Some(path), Some(poses)) = (&a.pose_out, &poses) {
-        pose::write_pose_file(path, std::slice::from_ref(poses), ExportOptions::default())?;
-    }
-    eprintln!("wrote {}", a.output.display());
-    Ok(())
+    write_outputs(
+        &p,
+        &a.prompt,
+        &opts,
+        &a.output,
+        &layout.image,
+        None,
+        &layout,
+        a.pose_out.as_deref(),
+        poses.as_ref(),
+    )
 }
 
 pub fn render(a: RenderArgs) -> Result<()> {
+    export::check_prompt(&a.prompt).map_err(|e| anyhow::anyhow!("--prompt: {e}"))?;
     check_outputs(&[a.output.as_path()])?;
     let scene = imageio::read_rgb(&a.scene)?;
     let (mut p, mut opts) = load(&a.model)?;
-    opts.keep_background = a.keep_background;
+    opts.keep_background = a.background.keep();
     let layout = match (&a.pose, &a.layout) {
         (Some(pp), _) => {
             let io = ImportOptions {
@@ -348,8 +399,8 @@ pub struct BatchArgs {
     /// Output directory: PNGs, pose JSONs and manifest.jsonl. Existing outputs are skipped.
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long)]
-    pub keep_background: bool,
+    #[command(flatten)]
+    pub background: BackgroundArgs,
 }
 
 pub fn batch(a: BatchArgs) -> Result<()> {
@@ -378,7 +429,8 @@ pub fn batch(a: BatchArgs) -> Result<()> {
         pose,
         reason: a.reason,
         steps: opts.steps,
-        keep_background: a.keep_background,
+        keep_background: a.background.keep(),
+        guidance: opts.guidance,
     };
     let bar = ProgressBar::new(spec.len() as u64);
     bar.set_style(

@@ -400,10 +400,7 @@ impl Canvas {
             ^ (scene.width() as u64) << 32
             ^ scene.height() as u64;
         if self.scene_tex.as_ref().is_none_or(|(k, _)| *k != key) {
-            let img = egui::ColorImage::from_rgb(
-                [scene.width() as usize, scene.height() as usize],
-                scene.as_raw(),
-            );
+            let img = super::fitted_color_image(ui.ctx(), scene);
             self.scene_tex = Some((
                 key,
                 ui.ctx().load_texture("scene", img, TextureOptions::LINEAR),
@@ -419,7 +416,14 @@ impl Canvas {
             drag: self.drag,
         };
         if self.overlay_tex.as_ref().is_none_or(|(k, _)| *k != key) {
-            let rgb = pose::draw_layout(None, shown);
+            // a canvas past the GPU's texture side is drawn at the size it is shown at
+            let max_side = ui.ctx().input(|i| i.max_texture_side);
+            let (w, h) = super::texture_size(shown.width, shown.height, max_side);
+            let rgb = if (w, h) == (shown.width, shown.height) {
+                pose::draw_layout(None, shown)
+            } else {
+                pose::draw_layout(None, &shown.resized(w, h))
+            };
             // black is transparent; every other pixel is opaque, so no premultiplication is needed
             let pixels = rgb
                 .as_raw()

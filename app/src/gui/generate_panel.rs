@@ -4,6 +4,7 @@
 use super::SkeleGuideApp;
 use crate::worker::JobKind;
 use egui::Ui;
+use skeleguide_engine::modeldir::TextGuidance;
 
 pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
     ui.heading("Generate");
@@ -28,6 +29,9 @@ pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
         &mut app.gen.live_preview,
         "Live preview (re-render after each edit)",
     );
+    ui.checkbox(&mut app.gen.keep_background, "Keep the scene")
+        .on_hover_text("The photo's own pixels at full resolution outside the person; off: the whole image is the model's");
+    guidance_controls(ui, &mut app.gen.guidance);
     let busy = app.running.is_some();
     ui.horizontal_wrapped(|ui| {
         if ui
@@ -117,10 +121,26 @@ pub fn batch_window(app: &mut SkeleGuideApp, ctx: &egui::Context) {
         pose: app.gen.batch_use_pose.then(|| app.doc.poses().clone()),
         reason: !app.gen.batch_use_pose,
         steps: app.gen.steps,
-        keep_background: false,
+        keep_background: app.gen.keep_background,
+        guidance: app.gen.guidance,
     };
     let out = std::path::PathBuf::from(app.gen.batch_out.trim());
     app.submit(JobKind::Batch { spec, out }, None);
+}
+
+/// "Custom guidance" and, when on, one slider per stage (off: the model's `text_guidance`).
+fn guidance_controls(ui: &mut Ui, guidance: &mut Option<TextGuidance>) {
+    let mut custom = guidance.is_some();
+    ui.checkbox(&mut custom, "Custom guidance")
+        .on_hover_text("Classifier-free guidance on the prompt; off: the model's defaults");
+    match (custom, guidance.as_mut()) {
+        (false, _) => *guidance = None,
+        (true, None) => *guidance = Some(TextGuidance::default()),
+        (true, Some(g)) => {
+            ui.add(egui::Slider::new(&mut g.reason, 1.0..=8.0).text("Pose guidance"));
+            ui.add(egui::Slider::new(&mut g.render, 1.0..=8.0).text("Render guidance"));
+        }
+    }
 }
 
 fn batch_prompts(text: &str) -> Vec<String> {

@@ -17,6 +17,7 @@ use crate::worker::{Event, JobKind, Worker};
 use canvas::{Canvas, CanvasAction};
 use document::{file_name, Document};
 use egui::{Key, KeyboardShortcut, Modifiers};
+use skeleguide_engine::modeldir::TextGuidance;
 use skeleguide_engine::pipeline::RunOptions;
 use skeleguide_engine::pose::Edit;
 use skeleguide_engine::sampling::Stage;
@@ -55,6 +56,34 @@ pub struct GenSettings {
     pub seed: u64,
     pub steps: usize,
     pub live_preview: bool,
+    /// Keep the scene's own pixels outside the person (the default).
+    pub keep_background: bool,
+    /// Classifier-free guidance per stage; `None`: the model's default.
+    pub guidance: Option<TextGuidance>,
+}
+
+/// The side a texture of `w`×`h` is shown at so that it fits `max_side` (the GPU's largest
+/// texture side), keeping its aspect: `(w, h)` itself when it fits.
+pub fn texture_size(w: u32, h: u32, max_side: usize) -> (u32, u32) {
+    let max_side = max_side.max(1) as f64;
+    let s = (max_side / w.max(h).max(1) as f64).min(1.0);
+    let fit = |v: u32| ((v as f64 * s).round() as u32).clamp(1, max_side as u32);
+    (fit(w), fit(h))
+}
+
+/// `img` as a texture image that fits the GPU's largest texture side, scaled down when it does
+/// not (a panorama is shown downscaled; the document keeps the full resolution for export).
+pub fn fitted_color_image(ctx: &egui::Context, img: &image::RgbImage) -> egui::ColorImage {
+    let max_side = ctx.input(|i| i.max_texture_side);
+    let (w, h) = texture_size(img.width(), img.height(), max_side);
+    let shown;
+    let img = if (w, h) == img.dimensions() {
+        img
+    } else {
+        shown = image::imageops::thumbnail(img, w, h);
+        &shown
+    };
+    egui::ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw())
 }
 
 /// Steps used by live preview renders.
@@ -64,10 +93,8 @@ pub const PREVIEW_STEPS: usize = 8;
 pub struct ResultItem {
     pub image: image::RgbImage,
     pub texture: egui::TextureHandle,
-    pub seed: u64,
-    pub prompt: String,
-    pub steps: usize,
-    pub model: String,
+    /// What made it (written into the exported PNG).
+    pub label: crate::export::RunLabel,
 }
 
 impl ResultItem {
@@ -140,6 +167,8 @@ impl SkeleGuideApp {
                 seed: 0,
                 steps: skeleguide_engine::sampling::DEFAULT_STEPS,
                 live_preview: false,
+                keep_background: true,
+                guidance: None,
             },
             results: Vec::new(),
             selected_result: None,
@@ -241,7 +270,7 @@ impl SkeleGuideApp {
             return;
         };
         let pose = self.doc.poses().clone();
-        let meta = crate::export::metadata(&r.prompt, r.seed, r.steps, &r.model, Some(&pose));
+        let meta = crate::export::metadata(&r.label, Some(&pose));
         match crate::export::write_result(path, &r.image, &meta, Some(&pose)) {
             Ok(side) => {
                 let side = side
@@ -294,7 +323,8 @@ impl SkeleGuideApp {
         let opts = RunOptions {
             steps: steps.unwrap_or(self.gen.steps).max(1),
             seed: self.gen.seed,
-            keep_background: false,
+            keep_background: self.gen.keep_background,
+            guidance: self.gen.guidance,
         };
         let reason_only = matches!(kind, JobKind::Reason);
         let job = worker.submit(
@@ -361,29 +391,17 @@ impl SkeleGuideApp {
                         None => self.ok(format!("Reasoned a layout; {}", note.unwrap_or_default())),
                     }
                 }
-                Event::Image {
-                    job,
-                    image,
-                    seed,
-                    prompt,
-                    steps,
-                    model,
-                } => {
+                Event::Image { job, image, label } => {
                     let tex = ctx.load_texture(
                         format!("result-{job}"),
-                        egui::ColorImage::from_rgb(
-                            [image.width() as usize, image.height() as usize],
-                            image.as_raw(),
-                        ),
+                        fitted_color_image(ctx, &image),
                         egui::TextureOptions::LINEAR,
                     );
+                    let seed = label.seed;
                     self.results.push(ResultItem {
                         image,
                         texture: tex,
-                        seed,
-                        prompt,
-                        steps,
-                        model,
+                        label,
                     });
                     self.selected_result = Some(self.results.len() - 1);
                     if current == Some(job) {
@@ -534,10 +552,7 @@ impl SkeleGuideApp {
     fn update_scene_texture(&mut self, ctx: &egui::Context) {
         if self.scene_texture_rev != self.doc.scene_path {
             self.scene_texture = self.doc.scene.as_ref().map(|s| {
-                let img = egui::ColorImage::from_rgb(
-                    [s.width() as usize, s.height() as usize],
-                    s.as_raw(),
-                );
+                let img = fitted_color_image(ctx, s);
                 ctx.load_texture("scene-compare", img, egui::TextureOptions::LINEAR)
             });
             self.scene_texture_rev = self.doc.scene_path.clone();

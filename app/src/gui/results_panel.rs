@@ -17,11 +17,11 @@ pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
             let resp = ui.add(
                 egui::Button::image_and_text(
                     egui::Image::new((r.texture.id(), Vec2::new(64.0, 64.0 * r.aspect()))),
-                    format!("seed {}", r.seed),
+                    format!("seed {}", r.label.seed),
                 )
                 .selected(selected),
             );
-            if resp.on_hover_text(&r.prompt).clicked() {
+            if resp.on_hover_text(&r.label.prompt).clicked() {
                 chosen = Some(i);
             }
         }
@@ -64,7 +64,10 @@ pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
         ],
         (1.5, Color32::WHITE),
     );
-    ui.small(format!("seed {} · {} steps · {}", r.seed, r.steps, r.model));
+    ui.small(format!(
+        "seed {} · {} steps · {}",
+        r.label.seed, r.label.steps, r.label.model
+    ));
     if ui
         .button("Export PNG…")
         .on_hover_text("PNG with the parameters in text chunks, and the pose JSON beside it")

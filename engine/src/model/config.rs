@@ -9,6 +9,7 @@ use std::path::Path;
 /// The field names and meaning follow BFL's `FluxParams` (and candle-transformers'
 /// `flux::model::Config`), so a BFL checkpoint loads with the matching preset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DitConfig {
     /// Channels of one packed image token (16 latent channels x 2x2 patch = 64).
     pub in_channels: usize,
@@ -108,7 +109,8 @@ impl DitConfig {
     /// Read and validate a JSON config file.
     pub fn load_json(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let s = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        let s = crate::fsutil::read_text_limited(path, crate::limits::MAX_CONFIG_BYTES)
+            .map_err(|e| ModelError::io(path, e))?;
         Self::from_json_str(&s)
     }
 
@@ -143,6 +145,29 @@ impl DitConfig {
         let bad = |m: String| Err(ModelError::InvalidConfig(m));
         if self.hidden_size == 0 || self.num_heads == 0 {
             return bad("hidden_size and num_heads must be > 0".into());
+        }
+        use crate::limits::{at_most, MAX_BLOCKS, MAX_WIDTH};
+        for (field, v) in [
+            ("hidden_size", self.hidden_size),
+            ("num_heads", self.num_heads),
+            ("in_channels", self.in_channels),
+            ("vec_in_dim", self.vec_in_dim),
+            ("context_in_dim", self.context_in_dim),
+        ] {
+            at_most(field, v, MAX_WIDTH).map_err(ModelError::InvalidConfig)?;
+        }
+        at_most("depth", self.depth, MAX_BLOCKS).map_err(ModelError::InvalidConfig)?;
+        at_most("depth_single_blocks", self.depth_single_blocks, MAX_BLOCKS)
+            .map_err(ModelError::InvalidConfig)?;
+        at_most("depth + depth_single_blocks", self.num_blocks(), MAX_BLOCKS)
+            .map_err(ModelError::InvalidConfig)?;
+        if !(self.mlp_ratio.is_finite()
+            && self.mlp_ratio * self.hidden_size as f64 <= MAX_WIDTH as f64)
+        {
+            return bad(format!(
+                "mlp_ratio {} gives an MLP wider than the limit of {MAX_WIDTH}",
+                self.mlp_ratio
+            ));
         }
         if self.hidden_size % self.num_heads != 0 {
             return bad(format!(

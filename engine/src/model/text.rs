@@ -20,9 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-/// Prompts longer than this many characters are cut before tokenisation (and reported as
-/// truncated): no encoder here reads more than a few hundred tokens.
-pub const MAX_PROMPT_CHARS: usize = 8192;
+pub use crate::limits::MAX_PROMPT_CHARS;
 
 /// The output of a text encoder for a batch of prompts.
 #[derive(Debug, Clone)]
@@ -148,7 +146,8 @@ impl Default for HfClipTextConfig {
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let s = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    let s = crate::fsutil::read_text_limited(path, crate::limits::MAX_CONFIG_BYTES)
+        .map_err(|e| ModelError::io(path, e))?;
     Ok(serde_json::from_str(&s)?)
 }
 
@@ -191,7 +190,8 @@ fn clip_config(path: &Path) -> Result<ClipTextConfig> {
 }
 
 fn t5_config(path: &Path) -> Result<T5Config> {
-    let s = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    let s = crate::fsutil::read_text_limited(path, crate::limits::MAX_CONFIG_BYTES)
+        .map_err(|e| ModelError::io(path, e))?;
     let c: T5Config = serde_json::from_str(&s)?;
     if c.num_heads == 0 || c.d_model == 0 || c.num_layers == 0 {
         return Err(ModelError::InvalidConfig(format!(

@@ -46,7 +46,7 @@ use std::time::Instant;
 
 /// Architecture of a [`TinyAe`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TinyAeConfig {
     /// Latent channels `C` (16 for the DiT's 64-dim packed tokens).
     pub latent_channels: usize,
@@ -95,6 +95,27 @@ impl TinyAeConfig {
         }
         if self.widths.contains(&0) || self.latent_channels == 0 {
             return bad("widths and latent_channels must be positive");
+        }
+        use crate::limits::{MAX_BLOCKS, MAX_WIDTH};
+        if self
+            .widths
+            .iter()
+            .chain([&self.latent_channels])
+            .any(|&w| w > MAX_WIDTH)
+        {
+            return bad(&format!(
+                "widths and latent_channels must be at most {MAX_WIDTH}"
+            ));
+        }
+        if self
+            .enc_blocks
+            .iter()
+            .chain(&self.dec_blocks)
+            .any(|&b| b > MAX_BLOCKS)
+        {
+            return bad(&format!(
+                "enc_blocks and dec_blocks must be at most {MAX_BLOCKS}"
+            ));
         }
         if self.enc_blocks.len() != self.widths.len() || self.dec_blocks.len() != self.widths.len()
         {

@@ -36,6 +36,7 @@ const LN_EPS: f64 = 1e-5;
 
 /// Architecture and vocabulary of a [`TinyText`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TinyTextConfig {
     /// The vocabulary: `<pad>`, `<unk>`, `<bos>`, then lower-case words.
     pub vocab: Vec<String>,
@@ -110,6 +111,24 @@ impl TinyTextConfig {
         }
         if self.max_len < 2 || self.token_dim == 0 || self.pooled_dim == 0 || self.mlp_ratio == 0 {
             return bad("max_len >= 2 and positive token_dim, pooled_dim, mlp_ratio".into());
+        }
+        use crate::limits::{at_most, MAX_BLOCKS, MAX_WIDTH};
+        for (field, v, limit) in [
+            ("dim", self.dim, MAX_WIDTH),
+            ("heads", self.heads, MAX_WIDTH),
+            ("token_dim", self.token_dim, MAX_WIDTH),
+            ("pooled_dim", self.pooled_dim, MAX_WIDTH),
+            (
+                "dim x mlp_ratio",
+                self.dim.saturating_mul(self.mlp_ratio),
+                MAX_WIDTH,
+            ),
+            ("max_len", self.max_len, MAX_WIDTH),
+            ("layers", self.layers, MAX_BLOCKS),
+        ] {
+            if let Err(e) = at_most(field, v, limit) {
+                return bad(e);
+            }
         }
         Ok(())
     }

@@ -18,14 +18,8 @@ use serde_json::{Map, Value};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// Largest coordinate magnitude accepted, in pixels (or normalised units).
-pub const MAX_COORD: f64 = 1e6;
-/// Most people accepted in one frame.
-pub const MAX_PEOPLE: usize = 1000;
-/// Largest canvas side accepted.
-pub const MAX_CANVAS_SIDE: u64 = 65_536;
-/// Largest pose file read (COCO train2017 keypoints are ~240 MB).
-pub const MAX_FILE_BYTES: u64 = 1 << 30;
+pub use crate::limits::{MAX_CANVAS_SIDE, MAX_COORD, MAX_PEOPLE};
+use crate::limits::{MAX_PIXELS, MAX_POSE_FILE_BYTES};
 
 /// The variant a file was detected as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,15 +95,17 @@ pub fn read_pose_file(path: &Path, opts: &ImportOptions) -> Result<PoseDocument,
             msg: "is a directory, not a pose file".into(),
         });
     }
-    if meta.len() > MAX_FILE_BYTES {
+    if meta.len() > MAX_POSE_FILE_BYTES {
         return Err(PoseError::Unsupported {
             file,
             msg: format!("{} bytes is too large for a pose file", meta.len()),
         });
     }
-    let bytes = std::fs::read(path).map_err(|source| PoseError::Read {
-        file: file.clone(),
-        source,
+    let bytes = crate::fsutil::read_limited(path, MAX_POSE_FILE_BYTES).map_err(|source| {
+        PoseError::Read {
+            file: file.clone(),
+            source,
+        }
     })?;
     let text = std::str::from_utf8(&bytes).map_err(|e| PoseError::Json {
         file: file.clone(),
@@ -143,36 +139,63 @@ pub fn parse_pose_json(
         }
     })?;
     let cx = Ctx { file, opts };
-    match &root {
-        Value::Array(items) => cx.comfy_frames(items),
-        Value::Object(obj) => {
-            if obj.contains_key("annotations")
-                || (obj.contains_key("images") && obj.contains_key("categories"))
-            {
-                cx.coco(obj)
-            } else if obj.contains_key("people") || obj.contains_key("animals") {
-                cx.openpose_object(obj)
-            } else if obj.contains_key("keypoints")
-                && (obj.contains_key("width") || obj.contains_key("height"))
-            {
-                Err(cx.unsupported(
+    let doc = cx.document(&root)?;
+    // a drawn canvas is allocated: the same pixel limit as an image
+    for (i, f) in doc.frames.iter().enumerate() {
+        let pixels = f.width as u64 * f.height as u64;
+        if pixels > MAX_PIXELS {
+            let at = if doc.frames.len() > 1 {
+                format!("frame {i}: ")
+            } else {
+                String::new()
+            };
+            return Err(PoseError::Unsupported {
+                file: file.into(),
+                msg: format!(
+                    "{at}canvas {}x{} is {pixels} pixels, over the limit of {MAX_PIXELS}",
+                    f.width, f.height
+                ),
+            });
+        }
+    }
+    Ok(doc)
+}
+
+impl Ctx<'_> {
+    /// The document of a parsed JSON root, by the variant its keys show.
+    fn document(&self, root: &Value) -> Result<PoseDocument, PoseError> {
+        let cx = self;
+        match root {
+            Value::Array(items) => cx.comfy_frames(items),
+            Value::Object(obj) => {
+                if obj.contains_key("annotations")
+                    || (obj.contains_key("images") && obj.contains_key("categories"))
+                {
+                    cx.coco(obj)
+                } else if obj.contains_key("people") || obj.contains_key("animals") {
+                    cx.openpose_object(obj)
+                } else if obj.contains_key("keypoints")
+                    && (obj.contains_key("width") || obj.contains_key("height"))
+                {
+                    Err(cx.unsupported(
                     "found a {width, height, keypoints} file (fkunn1326/space-nuko editor format); \
                      export ControlNet/OpenPose JSON from that editor instead",
                 ))
-            } else {
-                let mut keys: Vec<&str> = obj.keys().map(|k| k.as_str()).take(8).collect();
-                keys.sort_unstable();
-                Err(cx.unsupported(&format!(
-                    "found a JSON object with keys [{}]; expected OpenPose JSON (`people`), \
+                } else {
+                    let mut keys: Vec<&str> = obj.keys().map(|k| k.as_str()).take(8).collect();
+                    keys.sort_unstable();
+                    Err(cx.unsupported(&format!(
+                        "found a JSON object with keys [{}]; expected OpenPose JSON (`people`), \
                      a ComfyUI POSE_KEYPOINT list or COCO keypoint annotations",
-                    keys.join(", ")
-                )))
+                        keys.join(", ")
+                    )))
+                }
             }
+            other => Err(cx.unsupported(&format!(
+                "found a JSON {}; expected an OpenPose JSON object or a list of frames",
+                kind_of(other)
+            ))),
         }
-        other => Err(cx.unsupported(&format!(
-            "found a JSON {}; expected an OpenPose JSON object or a list of frames",
-            kind_of(other)
-        ))),
     }
 }
 

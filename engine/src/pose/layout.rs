@@ -291,6 +291,8 @@ impl Spans {
 /// spans that distance leaves (a difference array).
 pub fn dilate_mask(mask: &mut GrayImage, r: u32) {
     let (w, h) = (mask.width() as usize, mask.height() as usize);
+    // A disk wider than the image's width plus height reaches every pixel already.
+    let r = r.min((mask.width() as u64 + mask.height() as u64).min(u32::MAX as u64 / 2) as u32);
     let cap = r + 1;
     let mut g = vec![cap; w * h];
     let mut run = vec![cap; w];
@@ -311,7 +313,7 @@ pub fn dilate_mask(mask: &mut GrayImage, r: u32) {
     // half-width of the disk at vertical offset d
     let hw: Vec<usize> = (0..=r)
         .map(|d| {
-            let rem = (r * r - d * d) as f64;
+            let rem = (r as u64 * r as u64 - d as u64 * d as u64) as f64;
             let mut k = rem.sqrt() as usize;
             while ((k + 1) * (k + 1)) as f64 <= rem {
                 k += 1;

@@ -1,9 +1,11 @@
 //! Real data: a manifest data set from COCO keypoint annotations.
 //!
 //! Each COCO image with at least one annotated person becomes one record:
-//! - `image`: the photo (absolute path into `--images`);
+//! - `image`: the photo, linked (or copied, across file systems) from `--images` into
+//!   `OUT/images/`, so the data set reads only files inside its own folder;
 //! - `background`: the same scene without the people, which must be supplied (`--backgrounds`,
-//!   same file name as the image, or the same stem with a `.png`/`.jpg`/`.jpeg` extension).
+//!   same file name as the image, or the same stem with a `.png`/`.jpg`/`.jpeg` extension),
+//!   linked or copied into `OUT/backgrounds/`.
 //!   Person removal (inpainting) is out of scope here: without a background the import refuses;
 //! - `poses`: the people (COCO-17 → OpenPose-18 by the engine's importer), written as ControlNet
 //!   JSON into `OUT/poses/`;
@@ -71,7 +73,8 @@ pub fn count_prompt(n: usize) -> String {
 pub fn read_captions(path: &Path) -> Result<HashMap<String, String>, DataError> {
     let file = path.display().to_string();
     let bad = |field: &str, msg: &str| DataError::Invalid(format!("{file}: {field}: {msg}"));
-    let text = std::fs::read_to_string(path)
+    let limit = skeleguide_engine::limits::MAX_POSE_FILE_BYTES;
+    let text = skeleguide_engine::fsutil::read_text_limited(path, limit)
         .map_err(|e| DataError::Invalid(format!("{file}: cannot read: {e}")))?;
     let v: Value = serde_json::from_str(&text)
         .map_err(|e| DataError::Invalid(format!("{file}: malformed JSON: {e}")))?;
@@ -143,8 +146,31 @@ fn dims(p: &Path) -> Result<(u32, u32), String> {
         .map_err(|e| format!("{}: cannot read the image header: {e}", p.display()))
 }
 
-fn absolute(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+/// `src` at `dst`: a hard link where the file system allows, else a copy.
+fn link_or_copy(src: &Path, dst: &Path) -> Result<(), DataError> {
+    if dst.exists() {
+        std::fs::remove_file(dst).map_err(|e| DataError::Output {
+            path: dst.display().to_string(),
+            msg: e.to_string(),
+        })?;
+    }
+    if std::fs::hard_link(src, dst).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(src, dst)
+        .map(|_| ())
+        .map_err(|e| DataError::Output {
+            path: dst.display().to_string(),
+            msg: format!("cannot copy {}: {e}", src.display()),
+        })
+}
+
+/// `OUT`-relative name of record `id`'s copy of `src` in `folder`, keeping its extension.
+fn local_name(folder: &str, id: &str, src: &Path) -> String {
+    match src.extension() {
+        Some(ext) => format!("{folder}/{id}.{}", ext.to_string_lossy()),
+        None => format!("{folder}/{id}"),
+    }
 }
 
 /// A file-system-safe record id from an image file name.
@@ -222,7 +248,13 @@ pub fn import_coco(opts: &CocoImport, progress: &dyn Fn()) -> Result<ImportSumma
             problems.push(format!("{ann_file}: images[{i}].file_name: missing"));
             continue;
         };
-        let image = opts.images.join(name);
+        let image = match super::path_inside(&opts.images, name) {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(format!("{ann_file}: images[{i}].file_name: {e}"));
+                continue;
+            }
+        };
         if !image.is_file() {
             problems.push(format!("{}: the image does not exist", image.display()));
             continue;
@@ -268,8 +300,8 @@ pub fn import_coco(opts: &CocoImport, progress: &dyn Fn()) -> Result<ImportSumma
                 }
                 plan.push(Planned {
                     id,
-                    image: absolute(&image),
-                    background: absolute(&background),
+                    image,
+                    background,
                     prompt: caption
                         .cloned()
                         .unwrap_or_else(|| count_prompt(poses.people.len())),
@@ -296,6 +328,8 @@ pub fn import_coco(opts: &CocoImport, progress: &dyn Fn()) -> Result<ImportSumma
     prepare_dir(&opts.out)?;
     prepare_dir(&opts.out.join("poses"))?;
     prepare_dir(&opts.out.join("mask"))?;
+    prepare_dir(&opts.out.join("images"))?;
+    prepare_dir(&opts.out.join("backgrounds"))?;
     let mut manifest = String::new();
     let mut captioned = 0;
     for p in &plan {
@@ -309,10 +343,14 @@ pub fn import_coco(opts: &CocoImport, progress: &dyn Fn()) -> Result<ImportSumma
         let margin = (p.poses.width.max(p.poses.height) / MASK_MARGIN_DIV).max(1);
         let mask = person_mask(&p.poses, margin);
         skeleguide_engine::imageio::write_png_gray(&opts.out.join(&mask_rel), &mask)?;
+        let image_rel = local_name("images", &p.id, &p.image);
+        let background_rel = local_name("backgrounds", &p.id, &p.background);
+        link_or_copy(&p.image, &opts.out.join(&image_rel))?;
+        link_or_copy(&p.background, &opts.out.join(&background_rel))?;
         let line = json!({
             "id": p.id,
-            "background": p.background.display().to_string(),
-            "image": p.image.display().to_string(),
+            "background": background_rel,
+            "image": image_rel,
             "poses": pose_rel,
             "mask": mask_rel,
             "prompt": p.prompt,

@@ -83,9 +83,12 @@ impl Manifest {
             path.to_path_buf()
         };
         let name = file.display().to_string();
-        let text = std::fs::read(&file).map_err(|e| ManifestError::Read {
-            file: name.clone(),
-            msg: e.to_string(),
+        let limit = skeleguide_engine::limits::MAX_POSE_FILE_BYTES;
+        let text = skeleguide_engine::fsutil::read_limited(&file, limit).map_err(|e| {
+            ManifestError::Read {
+                file: name.clone(),
+                msg: e.to_string(),
+            }
         })?;
         let text = String::from_utf8(text).map_err(|e| ManifestError::Read {
             file: name.clone(),
@@ -165,11 +168,12 @@ fn parse_record(
                 None
             }
             Some(Value::String(s)) => {
-                let p = Path::new(s);
-                let full = if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    root.join(p)
+                let full = match super::path_inside(root, s) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        problems.push(at(name, &e));
+                        return None;
+                    }
                 };
                 if !full.exists() {
                     problems.push(at(name, &format!("file {} does not exist", full.display())));

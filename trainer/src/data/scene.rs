@@ -980,7 +980,7 @@ impl Scene {
                     0.75 * r,
                     0.65 * r,
                     p.color,
-                    seed + 1,
+                    seed.wrapping_add(1),
                 );
                 blob(
                     c,
@@ -988,7 +988,7 @@ impl Scene {
                     0.8 * r,
                     0.7 * r,
                     mul(p.color, 1.1),
-                    seed + 2,
+                    seed.wrapping_add(2),
                 );
             }
             PropKind::Bush => {

@@ -28,7 +28,8 @@
 //! - `limb_ratio_err`: the inverted people's limb lengths against the body model's ratios
 //!   ([`appearance::limb_ratio_error`]); `limb_ratio_err_gt` is the same on the ground truth, the
 //!   floor that projection alone gives;
-//! - `ms_per_image`: mean wall time of `generate`.
+//! - `ms_per_image`: mean wall time of `generate`;
+//! - `prompts_truncated`: the share of examples whose stage-1 prompt the text encoder cuts.
 //!
 //! A metric that a method or model cannot produce is `null`, with the reason in `null_reasons`
 //! (no PoseInverter in the model directory, no layout in the single-stage baseline, no colour
@@ -36,6 +37,7 @@
 
 pub mod ablate;
 pub mod appearance;
+pub mod base;
 
 use crate::data::body::LIMB_RATIOS;
 use crate::data::manifest::{Manifest, ManifestError, Record, Sample};
@@ -45,7 +47,7 @@ use serde::Serialize;
 use serde_json::Value;
 use skeleguide_engine::metrics::image as im;
 use skeleguide_engine::metrics::pose::{count_exact, pckh, pckh_aligned, PckCount};
-use skeleguide_engine::modeldir::Method;
+use skeleguide_engine::modeldir::{Method, TextGuidance};
 use skeleguide_engine::pipeline::{self, Pipeline, PipelineError, RunOptions};
 use skeleguide_engine::pose::{layout::dilate_mask, person_mask, PoseSet};
 use std::collections::BTreeMap;
@@ -95,6 +97,8 @@ pub struct EvalOptions {
     pub keep_background: bool,
     /// Keep the images of the first this many examples (for grids).
     pub keep_images: usize,
+    /// Classifier-free guidance per stage (the model's default when `None`).
+    pub guidance: Option<TextGuidance>,
 }
 
 /// The numbers `eval --json` prints.
@@ -105,6 +109,8 @@ pub struct EvalReport {
     pub data: String,
     pub examples: usize,
     pub steps: usize,
+    /// The classifier-free guidance each stage sampled with.
+    pub guidance: TextGuidance,
     pub keep_background: bool,
     pub layout_pckh: Option<f64>,
     /// PCKh@0.5 with each matched person moved onto its ground truth: the pose alone.
@@ -125,6 +131,8 @@ pub struct EvalReport {
     pub limb_ratio_err: Option<f64>,
     pub limb_ratio_err_gt: Option<f64>,
     pub ms_per_image: f64,
+    /// Share of the examples whose stage-1 prompt is longer than the text encoder reads.
+    pub prompts_truncated: f64,
     /// Why a metric is null, by metric name.
     pub null_reasons: BTreeMap<String, String>,
 }
@@ -139,19 +147,54 @@ pub struct ExampleImages {
     pub output: RgbImage,
 }
 
+/// Scenes on the sample sheet `eval --samples` writes.
+pub const SAMPLE_SHEET_SCENES: usize = 16;
+
+/// The examples as a sheet of (scene | stage-1 layout | output) triplets, `per_row` triplets
+/// to a row, every tile at the first scene's size; `None` without examples.
+pub fn sample_sheet(examples: &[ExampleImages], per_row: usize) -> Option<RgbImage> {
+    let first = examples.first()?;
+    let (tw, th) = first.scene.dimensions();
+    let (gap, inner) = (6u32, 1u32);
+    let per_row = per_row.clamp(1, examples.len()) as u32;
+    let rows = (examples.len() as u32).div_ceil(per_row);
+    let cell_w = 3 * tw + 2 * inner;
+    let mut sheet = RgbImage::from_pixel(
+        per_row * cell_w + (per_row + 1) * gap,
+        rows * th + (rows + 1) * gap,
+        image::Rgb([255, 255, 255]),
+    );
+    let blank = RgbImage::from_pixel(tw, th, image::Rgb([96, 96, 96]));
+    for (i, ex) in examples.iter().enumerate() {
+        let (col, row) = (i as u32 % per_row, i as u32 / per_row);
+        let tiles = [&ex.scene, ex.layout.as_ref().unwrap_or(&blank), &ex.output];
+        for (k, t) in tiles.into_iter().enumerate() {
+            let tile = if t.dimensions() == (tw, th) {
+                t.clone()
+            } else {
+                image::imageops::resize(t, tw, th, image::imageops::FilterType::Triangle)
+            };
+            let x = gap + col * (cell_w + gap) + k as u32 * (tw + inner);
+            let y = gap + row * (th + gap);
+            image::imageops::replace(&mut sheet, &tile, x as i64, y as i64);
+        }
+    }
+    Some(sheet)
+}
+
 /// A running mean that remembers whether anything was added.
 #[derive(Default)]
-struct Mean {
+pub(crate) struct Mean {
     sum: f64,
     n: usize,
 }
 
 impl Mean {
-    fn add(&mut self, v: f64) {
+    pub(crate) fn add(&mut self, v: f64) {
         self.sum += v;
         self.n += 1;
     }
-    fn get(&self) -> Option<f64> {
+    pub(crate) fn get(&self) -> Option<f64> {
         (self.n > 0).then(|| self.sum / self.n as f64)
     }
 }
@@ -170,17 +213,6 @@ pub fn gt_region(sample: &Sample) -> GrayImage {
     }
     dilate_mask(&mut m, (w.max(h) / GT_MARGIN_DIV).max(1));
     m
-}
-
-/// The scene pasted back outside `region` (what keep-background does).
-fn paste_background(out: &RgbImage, scene: &RgbImage, region: &GrayImage) -> RgbImage {
-    let mut o = out.clone();
-    for ((p, s), m) in o.pixels_mut().zip(scene.pixels()).zip(region.pixels()) {
-        if m.0[0] == 0 {
-            *p = *s;
-        }
-    }
-    o
 }
 
 /// (shirt, trousers) colour names of each ground-truth person, from synthetic `facts`.
@@ -265,6 +297,7 @@ pub fn evaluate(
     let mut limb = Mean::default();
     let mut limb_gt = Mean::default();
     let mut ms = Mean::default();
+    let mut truncated = Mean::default();
     let mut images = Vec::new();
     for (i, rec) in manifest.records.iter().take(n).enumerate() {
         let sample = rec.load()?;
@@ -273,6 +306,7 @@ pub fn evaluate(
             steps,
             seed: opts.seed.wrapping_add(i as u64),
             keep_background: false,
+            guidance: opts.guidance,
         };
         let t = Instant::now();
         let (layout, out) = pipe
@@ -285,6 +319,7 @@ pub fn evaluate(
                 ))
             })?;
         ms.add(t.elapsed().as_secs_f64() * 1e3);
+        truncated.add(pipe.prompt_truncated(&sample.prompt)? as u8 as f64);
 
         let region = gt_region(&sample);
         let cap = |v: f64| v.min(PSNR_CAP);
@@ -302,7 +337,7 @@ pub fn evaluate(
             ssim_plain.add(v);
         }
         if layout_ok {
-            let kept = paste_background(&out, scene, &pipeline::person_region(scene, &layout));
+            let kept = pipe.keep_scene(scene, &out, &layout)?;
             let (p, s) = bg(&kept)?;
             if let Some(v) = p {
                 psnr_keep.add(v);
@@ -363,7 +398,7 @@ pub fn evaluate(
                 scene: scene.clone(),
                 layout: layout_ok.then(|| layout.image.clone()),
                 output: if opts.keep_background && layout_ok {
-                    paste_background(&out, scene, &pipeline::person_region(scene, &layout))
+                    pipe.keep_scene(scene, &out, &layout)?
                 } else {
                     out
                 },
@@ -407,6 +442,7 @@ pub fn evaluate(
         data: manifest.path.display().to_string(),
         examples: n,
         steps,
+        guidance: opts.guidance.unwrap_or(pipe.config().text_guidance),
         keep_background: opts.keep_background,
         layout_pckh,
         pose_pckh,
@@ -428,6 +464,7 @@ pub fn evaluate(
         pose_pckh_redrawn: redrawn_value(&redrawn_pose_pck),
         redrawn_examples,
         ms_per_image: ms.get().unwrap_or(0.0),
+        prompts_truncated: truncated.get().unwrap_or(0.0),
         null_reasons: BTreeMap::new(),
     };
     // every null metric gets a reason
@@ -574,6 +611,11 @@ pub fn format_report(r: &EvalReport) -> String {
         ("limb ratio error", f(r.limb_ratio_err, 3)),
         ("limb ratio error (GT)", f(r.limb_ratio_err_gt, 3)),
         ("ms per image", format!("{:.0}", r.ms_per_image)),
+        ("prompts truncated", format!("{:.3}", r.prompts_truncated)),
+        (
+            "guidance",
+            format!("reason {} render {}", r.guidance.reason, r.guidance.render),
+        ),
     ];
     for (k, v) in rows {
         s.push_str(&format!("  {k:<24} {v}\n"));

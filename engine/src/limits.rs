@@ -1,0 +1,63 @@
+//! The engine's input limits, in one place. Every size that comes from a file or an argument is
+//! checked against one of these before anything is allocated for it, and the message names the
+//! file, the field and the limit. `docs/DESIGN.md` lists them.
+
+/// Largest image or canvas, in pixels (a scene, a layout, a pose file's canvas): 100 MP, about
+/// 300 MB as RGB.
+pub const MAX_PIXELS: u64 = 100_000_000;
+/// Largest canvas side of a pose file.
+pub const MAX_CANVAS_SIDE: u64 = 65_536;
+/// Largest coordinate magnitude in a pose file, in pixels (or normalised units).
+pub const MAX_COORD: f64 = 1e6;
+/// Most people in one pose frame.
+pub const MAX_PEOPLE: usize = 1000;
+/// Largest pose file read (COCO train2017 keypoints are about 240 MB).
+pub const MAX_POSE_FILE_BYTES: u64 = 1 << 30;
+/// Largest image file read.
+pub const MAX_IMAGE_FILE_BYTES: u64 = 1 << 30;
+/// Largest configuration or tokenizer file read (`config.json`, a training TOML, a tokenizer).
+pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
+/// Most bytes read from an input that is not a regular file (a pipe, a FIFO, a device such as
+/// `/dev/zero`), whose length cannot be checked before reading.
+pub const MAX_STREAM_BYTES: u64 = 64 << 20;
+/// Largest prompts file read by a batch.
+pub const MAX_PROMPTS_FILE_BYTES: u64 = 64 << 20;
+/// Prompts longer than this many characters are cut before tokenisation (and reported as
+/// truncated): no encoder here reads more than a few hundred tokens.
+pub const MAX_PROMPT_CHARS: usize = 8192;
+/// Largest working resolution of a model (`config.json` `resolution`).
+pub const MAX_RESOLUTION: u32 = 4096;
+/// Most transformer blocks of a DiT (`depth` plus `depth_single_blocks`; FLUX.1 has 57).
+pub const MAX_BLOCKS: usize = 256;
+/// Largest width of any layer named in a model config (hidden sizes, channels, feature dims;
+/// FLUX.1's widest is its 12,288-wide MLP).
+pub const MAX_WIDTH: usize = 65_536;
+/// Largest training batch.
+pub const MAX_BATCH: usize = 65_536;
+/// Largest LoRA rank.
+pub const MAX_LORA_RANK: usize = 4096;
+
+/// `value` when it is at most `limit`, else a message naming `field` and the limit.
+pub fn at_most<T: PartialOrd + std::fmt::Display>(
+    field: &str,
+    value: T,
+    limit: T,
+) -> Result<T, String> {
+    if value > limit {
+        Err(format!("{field} = {value} is over the limit of {limit}"))
+    } else {
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_takes_the_limit_and_refuses_one_past_it() {
+        assert_eq!(at_most("batch", MAX_BATCH, MAX_BATCH), Ok(MAX_BATCH));
+        let e = at_most("batch", MAX_BATCH + 1, MAX_BATCH).unwrap_err();
+        assert_eq!(e, "batch = 65537 is over the limit of 65536");
+    }
+}

@@ -1,0 +1,145 @@
+//! Outputs a hostile or careless user points at: symlinks are written through, special files
+//! are written in place (never replaced by a regular file), and margins at the top of their
+//! range give a mask instead of a panic.
+
+use skeleguide_tests::run;
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+
+const PNG_MAGIC: &[u8] = b"\x89PNG";
+
+/// A one-person ControlNet pose file of 64x48.
+fn pose_file(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("pose.json");
+    let mut kp = vec![0.0f64; 18 * 3];
+    for (j, (x, y)) in [(32.0, 8.0), (32.0, 14.0), (26.0, 14.0), (24.0, 22.0)]
+        .into_iter()
+        .enumerate()
+    {
+        kp[j * 3] = x;
+        kp[j * 3 + 1] = y;
+        kp[j * 3 + 2] = 1.0;
+    }
+    let doc = serde_json::json!({
+        "canvas_width": 64,
+        "canvas_height": 48,
+        "people": [{"pose_keypoints_2d": kp}]
+    });
+    std::fs::write(&p, doc.to_string()).unwrap();
+    p
+}
+
+fn ok(out: &std::process::Output) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {err}", out.status.code());
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn an_output_symlink_is_written_through_and_kept() {
+    let d = tempfile::tempdir().unwrap();
+    let pose = pose_file(d.path());
+    let target = d.path().join("target.png");
+    let link = d.path().join("link.png");
+    std::os::unix::fs::symlink("target.png", &link).unwrap();
+    ok(&run(&[
+        "pose",
+        "draw",
+        "--pose",
+        pose.to_str().unwrap(),
+        "-o",
+        link.to_str().unwrap(),
+    ]));
+    let meta = std::fs::symlink_metadata(&link).unwrap();
+    assert!(meta.file_type().is_symlink(), "the link is still a link");
+    assert!(std::fs::read(&target).unwrap().starts_with(PNG_MAGIC));
+}
+
+#[test]
+fn a_fifo_output_is_written_in_place_not_replaced() {
+    let d = tempfile::tempdir().unwrap();
+    let pose = pose_file(d.path());
+    let fifo = d.path().join("out.png");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: mkfifo is not available");
+        return;
+    }
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    ok(&run(&[
+        "pose",
+        "draw",
+        "--pose",
+        pose.to_str().unwrap(),
+        "-o",
+        fifo.to_str().unwrap(),
+    ]));
+    let bytes = reader.join().unwrap();
+    assert!(
+        bytes.starts_with(PNG_MAGIC),
+        "the PNG went through the FIFO"
+    );
+    let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(kind.is_fifo(), "the FIFO is still a FIFO");
+}
+
+#[test]
+fn mask_margins_at_the_top_of_their_range_cover_the_canvas() {
+    let d = tempfile::tempdir().unwrap();
+    let pose = pose_file(d.path());
+    for margin in ["65536", "4294967295"] {
+        let (layout, mask) = (d.path().join("l.png"), d.path().join("m.png"));
+        ok(&run(&[
+            "pose",
+            "draw",
+            "--pose",
+            pose.to_str().unwrap(),
+            "-o",
+            layout.to_str().unwrap(),
+            "--mask-out",
+            mask.to_str().unwrap(),
+            "--mask-margin",
+            margin,
+        ]));
+        let m = image::open(&mask).unwrap().to_luma8();
+        assert_eq!(m.dimensions(), (64, 48));
+        assert!(m.pixels().all(|p| p.0[0] == 255), "margin {margin}");
+    }
+}
+
+#[test]
+fn a_failing_second_output_leaves_no_first_output_behind() {
+    let d = tempfile::tempdir().unwrap();
+    let scene = d.path().join("scene.png");
+    image::RgbImage::from_pixel(48, 32, image::Rgb([90, 120, 60]))
+        .save(&scene)
+        .unwrap();
+    let out = d.path().join("o.png");
+    // /proc takes no new files, even from root
+    let o = std::process::Command::new(skeleguide_tests::skeleguide_bin())
+        .env_remove("SKELEGUIDE_MODEL")
+        .args([
+            "generate",
+            "--scene",
+            scene.to_str().unwrap(),
+            "--prompt",
+            "a man",
+        ])
+        .args(["--steps", "1", "-o", out.to_str().unwrap()])
+        .args(["--layout-out", "/proc/skeleguide-layout.png"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("/proc/skeleguide-layout.png"), "{err}");
+    assert!(!out.exists(), "no image without its layout");
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
