@@ -32,6 +32,8 @@ pub fn write_all_or_none(files: &[(&Path, &[u8])]) -> Result<(), PoseError> {
 enum Staged<'a> {
     /// A temporary file holding the bytes, renamed over `target` on commit.
     Temp {
+        /// Removes the temporary file if the process is interrupted before the rename.
+        _guard: interrupt::Registered,
         tmp: tempfile::NamedTempFile,
         target: std::path::PathBuf,
         shown: String,
@@ -93,13 +95,20 @@ fn stage<'a>(path: &Path, bytes: &'a [u8]) -> Result<Staged<'a>, PoseError> {
             .map_err(|e| err(e.to_string()))?;
     }
     tmp.as_file().sync_all().map_err(|e| err(e.to_string()))?;
-    Ok(Staged::Temp { tmp, target, shown })
+    Ok(Staged::Temp {
+        _guard: interrupt::register(tmp.path()),
+        tmp,
+        target,
+        shown,
+    })
 }
 
 impl Staged<'_> {
     fn commit(self) -> Result<(), PoseError> {
         match self {
-            Staged::Temp { tmp, target, shown } => tmp
+            Staged::Temp {
+                tmp, target, shown, ..
+            } => tmp
                 .persist(&target)
                 .map(|_| ())
                 .map_err(|e| write_error(&shown, e.error)),
@@ -206,4 +215,103 @@ fn open_input(path: &Path) -> std::io::Result<std::fs::File> {
 #[cfg(not(unix))]
 fn open_input(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::File::open(path)
+}
+
+/// Removing in-flight temporary files when the process is interrupted (SIGINT, SIGTERM, SIGHUP)
+/// instead of leaving `.skeleguide-*.tmp` behind. The handler only reads a fixed table of
+/// C strings and calls `unlink`, both async-signal-safe; then the signal's default action runs,
+/// so the exit status still says "interrupted". A `kill -9` cannot be caught: its leftovers are
+/// hidden, dot-named files that readers of an output folder ignore.
+pub mod interrupt {
+    use std::ffi::CString;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicPtr, Ordering};
+    use std::sync::Once;
+
+    const SLOTS: usize = 64;
+    #[allow(clippy::declare_interior_mutable_const)]
+    const EMPTY: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
+    static PENDING: [AtomicPtr<libc::c_char>; SLOTS] = [EMPTY; SLOTS];
+    static INSTALL: Once = Once::new();
+
+    /// A temporary file removed on interruption until this is dropped.
+    #[derive(Debug)]
+    pub struct Registered(Option<usize>);
+
+    /// Registers `path` for removal on interruption (installing the handler on first use).
+    /// When all slots are taken the file is simply not registered.
+    pub fn register(path: &Path) -> Registered {
+        install();
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+            return Registered(None);
+        };
+        let raw = c.into_raw();
+        for (i, slot) in PENDING.iter().enumerate() {
+            if slot
+                .compare_exchange(
+                    std::ptr::null_mut(),
+                    raw,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return Registered(Some(i));
+            }
+        }
+        // SAFETY: `raw` came from `CString::into_raw` above and was not stored anywhere.
+        drop(unsafe { CString::from_raw(raw) });
+        Registered(None)
+    }
+
+    impl Drop for Registered {
+        fn drop(&mut self) {
+            if let Some(i) = self.0 {
+                let raw = PENDING[i].swap(std::ptr::null_mut(), Ordering::AcqRel);
+                if !raw.is_null() {
+                    // SAFETY: only `register` stores pointers, each from `CString::into_raw`,
+                    // and the swap above took this one out of the table.
+                    drop(unsafe { CString::from_raw(raw) });
+                }
+            }
+        }
+    }
+
+    /// Installs the handler for SIGINT, SIGTERM and SIGHUP where their action is the default.
+    fn install() {
+        INSTALL.call_once(|| {
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                // SAFETY: querying then setting a signal disposition; `on_signal` only does
+                // async-signal-safe work.
+                unsafe {
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(sig, std::ptr::null(), &mut old) != 0
+                        || old.sa_sigaction != libc::SIG_DFL
+                    {
+                        continue;
+                    }
+                    let mut act: libc::sigaction = std::mem::zeroed();
+                    act.sa_sigaction = on_signal as *const () as usize;
+                    libc::sigemptyset(&mut act.sa_mask);
+                    act.sa_flags = libc::SA_RESETHAND;
+                    libc::sigaction(sig, &act, std::ptr::null_mut());
+                }
+            }
+        });
+    }
+
+    extern "C" fn on_signal(sig: libc::c_int) {
+        for slot in &PENDING {
+            let raw = slot.swap(std::ptr::null_mut(), Ordering::AcqRel);
+            if !raw.is_null() {
+                // SAFETY: a NUL-terminated path stored by `register`; `unlink` is
+                // async-signal-safe. The string is leaked: the process is about to end.
+                unsafe { libc::unlink(raw) };
+            }
+        }
+        // SA_RESETHAND restored the default action: raising again ends the process with it.
+        // SAFETY: `raise` is async-signal-safe.
+        unsafe { libc::raise(sig) };
+    }
 }

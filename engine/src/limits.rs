@@ -19,7 +19,7 @@ pub const MAX_IMAGE_FILE_BYTES: u64 = 1 << 30;
 pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
 /// Most bytes read from an input that is not a regular file (a pipe, a FIFO, a device such as
 /// `/dev/zero`), whose length cannot be checked before reading.
-pub const MAX_STREAM_BYTES: u64 = 64 << 20;
+pub const MAX_STREAM_BYTES: u64 = 16 << 20;
 /// Largest prompts file read by a batch.
 pub const MAX_PROMPTS_FILE_BYTES: u64 = 64 << 20;
 /// Prompts longer than this many characters are cut before tokenisation (and reported as

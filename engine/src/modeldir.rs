@@ -27,7 +27,8 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const BASE_FILE: &str = "base.safetensors";
 pub const AE_FILE: &str = "ae.safetensors";
 pub const TEXT_FILE: &str = "text.safetensors";
-pub const INVERTER_FILE: &str = "inverter.safetensors";
+/// The PoseInverter's weights (named by the inverter, which reads them from a model directory).
+pub const INVERTER_FILE: &str = crate::inverter::WEIGHTS_FILE;
 pub const CARD_FILE: &str = "MODEL_CARD.md";
 /// The two LoRA sets of the method.
 pub const SKELETAL: &str = "skeletal";

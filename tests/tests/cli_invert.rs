@@ -91,9 +91,9 @@ fn inverts_a_drawn_layout_at_several_sizes() {
                 "{w}x{h} baseline={baseline}"
             );
             if !baseline {
-                // the shipped network's accuracy is measured by eval-inverter
-                // (assets/models/tiny/INVERTER.md: PCK 0.71 on clean layouts, below the colour
-                // decoder's 0.93): only the file format and the canvas are checked here
+                // the shipped network's accuracy is measured by eval-inverter (its card,
+                // assets/models/tiny/INVERTER.md): only the file format and the canvas are
+                // checked here
                 assert!(!pred.people.is_empty(), "{w}x{h}: no person found");
                 continue;
             }

@@ -143,3 +143,60 @@ fn a_failing_second_output_leaves_no_first_output_behind() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn an_interrupt_while_outputs_are_staged_removes_their_temporary_files() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("out.png");
+    if !std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("SKIPPED: mkfifo is not available");
+        return;
+    }
+    let scene = d.path().join("scene.png");
+    image::RgbImage::from_pixel(48, 32, image::Rgb([90, 120, 60]))
+        .save(&scene)
+        .unwrap();
+    // The layout is staged as a temporary file, then writing the image into the FIFO waits for
+    // a reader that never comes: the moment to interrupt.
+    let mut child = std::process::Command::new(skeleguide_tests::skeleguide_bin())
+        .env_remove("SKELEGUIDE_MODEL")
+        .args([
+            "generate",
+            "--scene",
+            scene.to_str().unwrap(),
+            "--prompt",
+            "a man",
+        ])
+        .args(["--steps", "1", "-o", fifo.to_str().unwrap()])
+        .arg("--layout-out")
+        .arg(d.path().join("layout.png"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let tmp_files = || -> Vec<String> {
+        std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect()
+    };
+    let start = std::time::Instant::now();
+    while tmp_files().is_empty() {
+        assert!(start.elapsed().as_secs() < 60, "no temporary file appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(tmp_files().is_empty(), "{:?}", tmp_files());
+    assert!(!d.path().join("layout.png").exists());
+}

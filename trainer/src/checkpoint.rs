@@ -39,18 +39,43 @@ pub struct Checkpoint {
     pub rng: TrainRng,
     pub adam_t: u64,
     pub tensors: HashMap<String, Tensor>,
+    /// The shaping fields of the config it was written under (see [`shaping_fields`]).
+    pub shaping: HashMap<String, String>,
 }
 
 pub fn path(out: &Path) -> PathBuf {
     out.join(CHECKPOINT_FILE)
 }
 
-/// Writes the optimiser's parameters and state.
+/// The phases a checkpoint can be in.
+pub const PHASES: [&str; 5] = ["0-ae", "0-dit", "1", "2", "3"];
+/// The largest step count a checkpoint may claim.
+pub const MAX_STEP: u64 = 1 << 40;
+
+/// The training settings that shape a run's tensors, as `(field, value)`: a checkpoint records
+/// them, and resuming under other values is refused before the first step.
+pub fn shaping_fields(cfg: &crate::config::TrainConfig) -> Vec<(String, String)> {
+    let ae = cfg
+        .phase0
+        .as_ref()
+        .and_then(|p| p.ae.as_ref())
+        .map(|a| serde_json::to_string(a).unwrap_or_default())
+        .unwrap_or_default();
+    vec![
+        ("preset".into(), cfg.preset.clone()),
+        ("method".into(), format!("{:?}", cfg.method)),
+        ("lora.rank".into(), cfg.lora.rank.to_string()),
+        ("phase0.ae".into(), ae),
+    ]
+}
+
+/// Writes the optimiser's parameters and state, with the `shaping` fields of the run's config.
 pub fn save(
     out: &Path,
     pos: &Position,
     rng: &TrainRng,
     opt: &AdamW,
+    shaping: &[(String, String)],
 ) -> Result<(), CheckpointError> {
     let p = path(out);
     let mut data: Vec<(String, Tensor)> = Vec::with_capacity(opt.slots.len() * 3);
@@ -65,7 +90,7 @@ pub fn save(
         data.push((format!("adam_m.{}", s.name), host(&s.m)?));
         data.push((format!("adam_v.{}", s.name), host(&s.v)?));
     }
-    let meta: HashMap<String, String> = [
+    let mut meta: HashMap<String, String> = [
         ("format", FORMAT.to_string()),
         ("phase", pos.phase.clone()),
         ("step", pos.step.to_string()),
@@ -75,6 +100,9 @@ pub fn save(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    for (k, v) in shaping {
+        meta.insert(format!("config.{k}"), v.clone());
+    }
     let tmp = p.with_extension("safetensors.tmp");
     safetensors::serialize_to_file(data.iter().map(|(k, v)| (k.as_str(), v)), Some(meta), &tmp)
         .map_err(|e| err(&tmp, e))?;
@@ -104,10 +132,31 @@ pub fn load(out: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
             .parse::<u64>()
             .map_err(|e| err(&p, format!("metadata `{k}`: {e}")))
     };
+    let phase = get("phase")?;
+    if !PHASES.contains(&phase.as_str()) {
+        return Err(err(
+            &p,
+            format!(
+                "metadata `phase` = {phase:?} is not a phase ({})",
+                PHASES.join(", ")
+            ),
+        ));
+    }
+    let step = num("step")?;
+    if step > MAX_STEP {
+        return Err(err(
+            &p,
+            format!("metadata `step` = {step} is over the limit of {MAX_STEP}"),
+        ));
+    }
     let pos = Position {
-        phase: get("phase")?,
-        step: num("step")? as usize,
+        phase,
+        step: step as usize,
     };
+    let shaping = meta
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("config.")?.to_string(), v.clone())))
+        .collect();
     let rng = TrainRng(num("rng")?);
     let adam_t = num("adam_t")?;
     let tensors =
@@ -117,10 +166,31 @@ pub fn load(out: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
         rng,
         adam_t,
         tensors,
+        shaping,
     }))
 }
 
 impl Checkpoint {
+    /// Refuses resuming under a config whose tensor-shaping fields differ from the ones this
+    /// checkpoint was written under (a checkpoint that recorded none is not compared).
+    pub fn check_config(
+        &self,
+        cfg: &crate::config::TrainConfig,
+        out: &Path,
+    ) -> Result<(), CheckpointError> {
+        for (k, v) in shaping_fields(cfg) {
+            if let Some(was) = self.shaping.get(&k) {
+                if *was != v {
+                    return Err(err(
+                        &path(out),
+                        format!("written with {k} = {was}, but the config says {v}: resume with the run's own config"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Puts the parameters and moments back into `opt` (same slot names, same shapes).
     pub fn restore(&self, opt: &mut AdamW, out: &Path) -> Result<(), CheckpointError> {
         let p = path(out);

@@ -347,6 +347,14 @@ impl TrainConfig {
                 }
             }
         }
+        use crate::data::synth::{MAX_COUNT, MAX_SIZE, MIN_SIZE};
+        if !(MIN_SIZE..=MAX_SIZE).contains(&self.data.synth_size) {
+            return Err(format!(
+                "data.synth_size = {}: must be between {MIN_SIZE} and {MAX_SIZE}",
+                self.data.synth_size
+            ));
+        }
+        at_most("data.synth_count", self.data.synth_count, MAX_COUNT)?;
         if self.data.synth_count == 0 && self.data.dir.is_none() {
             return Err("data.synth_count: must be at least 1 when data.dir is not given".into());
         }

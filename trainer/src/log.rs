@@ -69,18 +69,24 @@ impl RunLog {
             .filter_map(|l| serde_json::from_str::<StepRecord>(l).ok())
             .filter(|r| keep(r))
             .collect();
-        let mut body = String::new();
-        for r in &records {
-            body.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
-            body.push('\n');
+        // a run that fails before its first step leaves no empty log behind
+        if path.exists() {
+            let mut body = String::new();
+            for r in &records {
+                body.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
+                body.push('\n');
+            }
+            skeleguide_engine::fsutil::write_atomic(&path, body.as_bytes())
+                .map_err(std::io::Error::other)?;
         }
-        skeleguide_engine::fsutil::write_atomic(&path, body.as_bytes())
-            .map_err(std::io::Error::other)?;
         Ok(Self { path, records })
     }
 
     pub fn push(&mut self, r: StepRecord) -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().append(true).open(&self.path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         writeln!(
             f,
             "{}",

@@ -225,14 +225,37 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     skeleguide_engine::model::device::configure_cpu_threads();
-    if let Err(e) = run() {
-        eprintln!("error: {}", format!("{e:#}").replace('\n', "\n  "));
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let shown = matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            );
+            if shown {
+                let _ = e.print();
+                std::process::exit(e.exit_code());
+            }
+            let text = e.to_string();
+            eprintln!(
+                "{} (see --help)",
+                text.lines().next().unwrap_or("invalid arguments").trim()
+            );
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(cli) {
+        let chain = e.chain().map(|c| c.to_string());
+        eprintln!("error: {}", skeleguide_engine::error::one_line(chain));
         std::process::exit(2);
     }
 }
 
-fn run() -> Result<()> {
-    match Cli::parse().command {
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
         Command::Train {
             config,
             out,

@@ -495,6 +495,12 @@ struct Ctx<'a> {
 /// Runs the curriculum (or one phase); returns what each phase run measured.
 pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
     let cfg = &args.config;
+    if args.resume && !checkpoint::path(&args.out).is_file() {
+        return Err(TrainError::Config(format!(
+            "--resume: {} does not exist",
+            checkpoint::path(&args.out).display()
+        )));
+    }
     std::fs::create_dir_all(&args.out).map_err(|e| io_err(&args.out, e))?;
     let mdir = model_dir(&args.out);
     std::fs::create_dir_all(&mdir).map_err(|e| io_err(&mdir, e))?;
@@ -542,11 +548,14 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
     // Resume: skip the phases finished before the checkpoint.
     let ckpt = if args.resume {
         let c = checkpoint::load(&args.out)?;
-        if c.is_none() {
-            return Err(TrainError::Config(format!(
-                "--resume: {} does not exist",
-                checkpoint::path(&args.out).display()
-            )));
+        match &c {
+            None => {
+                return Err(TrainError::Config(format!(
+                    "--resume: {} does not exist",
+                    checkpoint::path(&args.out).display()
+                )))
+            }
+            Some(c) => c.check_config(cfg, &args.out)?,
         }
         c
     } else {
@@ -742,6 +751,7 @@ impl Ctx<'_> {
             },
             rng,
             opt,
+            &checkpoint::shaping_fields(self.cfg),
         )?;
         self.log
             .plot(&self.out)

@@ -380,11 +380,15 @@ fn phase2_render_loss_alone_reaches_the_skeletal_lora() {
 }
 
 fn write_resume_config(dir: &Path, base: &Path) -> PathBuf {
-    let p = dir.join("resume.toml");
+    write_resume_config_with_rank(dir, base, 4)
+}
+
+fn write_resume_config_with_rank(dir: &Path, base: &Path, rank: usize) -> PathBuf {
+    let p = dir.join(format!("resume-rank{rank}.toml"));
     let text = format!(
         "preset = \"tiny\"\nbase_model = {:?}\nseed = 4\nbatch = 2\ncheckpoint_every = 3\n\
          [optim]\nlr = 1e-3\ngrad_clip = 1.0\nprompt_dropout = 0.1\ncond_dropout = 0.1\nlambda_reason = 0.5\nlambda_render = 1.0\n\
-         [data]\n[lora]\nrank = 4\nalpha = 4.0\n[phase1]\nsteps = 40\n[phase2]\nsteps = 1\n[phase3]\nsteps = 1\n",
+         [data]\n[lora]\nrank = {rank}\nalpha = 4.0\n[phase1]\nsteps = 40\n[phase2]\nsteps = 1\n[phase3]\nsteps = 1\n",
         base.display().to_string()
     );
     std::fs::write(&p, text).unwrap();
@@ -473,6 +477,26 @@ fn resume_after_sigkill_is_bit_identical() {
         "the run must be killed before it finishes ({} steps logged)",
         before.len()
     );
+    // resuming under a config that shapes the tensors otherwise is refused, the run untouched
+    let ck_bytes = std::fs::read(&ck).unwrap();
+    let other = write_resume_config_with_rank(tmp.path(), base.path(), 8);
+    let st = Command::new(bin)
+        .args(["train", "--phase", "1", "--resume", "--config"])
+        .arg(&other)
+        .arg("--out")
+        .arg(&killed)
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&st.stderr);
+    assert_eq!(st.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("lora.rank = 4") && err.contains("says 8"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&ck).unwrap(), ck_bytes);
+    assert_eq!(losses(&killed), before);
     let st = run(&killed, true).output().unwrap();
     assert!(
         st.status.success(),
@@ -494,6 +518,11 @@ fn config_errors_name_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let good = std::fs::read_to_string(repo_file("trainer/configs/tiny-smoke.toml")).unwrap();
     let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "synthetic size",
+            good.replace("synth_size = 128", "synth_size = 7"),
+            "data.synth_size = 7",
+        ),
         (
             "top-level typo",
             good.replace("batch = 2", "batch = 2\nbatchsize = 3"),

@@ -1,6 +1,7 @@
 //! Manifest data sets: `manifest.jsonl`, one JSON object per line, with at least
 //! `{background, image, poses, prompt}` and optionally `mask` (and `layout`, `id`, `facts`, ...).
-//! Paths are relative to the manifest's directory (absolute paths are taken as they are).
+//! Paths are relative to the manifest's directory and must stay inside it: an absolute path, a `..`
+//! that climbs out, or a link that leads outside is refused with the record's line.
 //! The synthetic generator and real-data importers write this format; the trainer reads it.
 //!
 //! [`Manifest::open`] validates every record before anything is trained: each line must be a

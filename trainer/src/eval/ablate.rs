@@ -227,7 +227,7 @@ pub fn markdown(
     s.push_str("\n## The paper's Tables 2 and 3\n\n");
     s.push_str(
         "The paper's ablation tables (Tables 2 and 3 of Wu, Song, Fei 2026, arXiv 2603.01579) are not \
-         in our research notes: /work/shared/research/architecture_anchors.md §2 has only third-party \
+         available to this project: only third-party \
          summaries of its headline FID/KID on V-COCO (15.48 / 0.0014, unverified against the PDF) and \
          no per-ablation rows. We therefore show no paper columns rather than invent numbers; the \
          metrics above are ours (the paper's FID/KID/CLIP-score need Inception and CLIP weights and \
