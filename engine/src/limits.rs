@@ -53,6 +53,84 @@ pub fn at_most<T: PartialOrd + std::fmt::Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::config::DitConfig;
+    use crate::model::tiny_ae::TinyAeConfig;
+    use crate::model::tiny_text::TinyTextConfig;
+
+    #[test]
+    fn dit_configs_take_each_limit_and_refuse_one_past_it() {
+        let at = |edit: &dyn Fn(&mut DitConfig)| {
+            let mut c = DitConfig::tiny();
+            edit(&mut c);
+            c.validate().map_err(|e| e.to_string())
+        };
+        at(&|c| (c.depth, c.depth_single_blocks) = (MAX_BLOCKS, 0)).unwrap();
+        let e = at(&|c| (c.depth, c.depth_single_blocks) = (MAX_BLOCKS + 1, 0)).unwrap_err();
+        assert!(e.contains("depth = 257"), "{e}");
+        let e = at(&|c| (c.depth, c.depth_single_blocks) = (MAX_BLOCKS, 1)).unwrap_err();
+        assert!(e.contains("depth + depth_single_blocks"), "{e}");
+        at(&|c| c.context_in_dim = MAX_WIDTH).unwrap();
+        let e = at(&|c| c.context_in_dim = MAX_WIDTH + 1).unwrap_err();
+        assert!(e.contains("context_in_dim = 65537"), "{e}");
+    }
+
+    #[test]
+    fn autoencoder_and_text_configs_take_each_limit_and_refuse_one_past_it() {
+        let ae = |w: usize| TinyAeConfig {
+            latent_channels: w,
+            ..TinyAeConfig::default()
+        };
+        ae(MAX_WIDTH).validate().unwrap();
+        assert!(ae(MAX_WIDTH + 1).validate().is_err());
+        let text = |layers: usize| {
+            let mut c =
+                TinyTextConfig::with_vocab(vec!["<pad>".into(), "<unk>".into(), "<bos>".into()]);
+            c.layers = layers;
+            c
+        };
+        text(MAX_BLOCKS).validate().unwrap();
+        let e = text(MAX_BLOCKS + 1).validate().unwrap_err().to_string();
+        assert!(e.contains("layers = 257"), "{e}");
+    }
+
+    #[test]
+    fn pose_canvases_take_the_pixel_limit_and_refuse_one_past_it() {
+        let doc = |w: u64, h: u64| {
+            let text = format!(r#"{{"people":[],"canvas_width":{w},"canvas_height":{h}}}"#);
+            crate::pose::parse_pose_json(&text, "p.json", &Default::default())
+        };
+        doc(10_000, MAX_PIXELS / 10_000).unwrap();
+        let e = doc(10_000, MAX_PIXELS / 10_000 + 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("p.json") && e.contains("over the limit of 100000000"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn streams_are_read_up_to_their_limit_and_refused_one_past_it() {
+        let mut child = std::process::Command::new("head")
+            .args(["-c", &(MAX_STREAM_BYTES + 1).to_string(), "/dev/zero"])
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        let Ok(child) = child.as_mut() else {
+            eprintln!("SKIPPED: no `head`");
+            return;
+        };
+        let fd = child.stdout.take().unwrap();
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        let e = crate::fsutil::read_limited(std::path::Path::new(&path), u64::MAX).unwrap_err();
+        assert!(e.to_string().contains(&MAX_STREAM_BYTES.to_string()), "{e}");
+        drop(fd);
+        let _ = child.wait();
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, vec![7u8; 1000]).unwrap();
+        assert_eq!(crate::fsutil::read_limited(&f, 1000).unwrap().len(), 1000);
+        assert!(crate::fsutil::read_limited(&f, 999).is_err());
+    }
 
     #[test]
     fn at_most_takes_the_limit_and_refuses_one_past_it() {

@@ -6,6 +6,7 @@
 //! end, so a checkpoint only needs what is being trained.
 
 use crate::optim::{AdamW, TrainRng};
+use crate::phase::Phase;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,10 +27,11 @@ fn err(path: &Path, msg: impl std::fmt::Display) -> CheckpointError {
     }
 }
 
-/// Where a run is: the phase (`0-ae`, `0-dit`, `1`, `2`, `3`) and the steps done in it.
+/// Where a run is: the phase (metadata `phase`: `0-ae`, `0-dit`, `1`, `2`, `3`) and the steps
+/// done in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Position {
-    pub phase: String,
+    pub phase: Phase,
     pub step: usize,
 }
 
@@ -47,8 +49,6 @@ pub fn path(out: &Path) -> PathBuf {
     out.join(CHECKPOINT_FILE)
 }
 
-/// The phases a checkpoint can be in.
-pub const PHASES: [&str; 5] = ["0-ae", "0-dit", "1", "2", "3"];
 /// The largest step count a checkpoint may claim.
 pub const MAX_STEP: u64 = 1 << 40;
 
@@ -92,7 +92,7 @@ pub fn save(
     }
     let mut meta: HashMap<String, String> = [
         ("format", FORMAT.to_string()),
-        ("phase", pos.phase.clone()),
+        ("phase", pos.phase.to_string()),
         ("step", pos.step.to_string()),
         ("rng", rng.0.to_string()),
         ("adam_t", opt.t.to_string()),
@@ -133,15 +133,16 @@ pub fn load(out: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
             .map_err(|e| err(&p, format!("metadata `{k}`: {e}")))
     };
     let phase = get("phase")?;
-    if !PHASES.contains(&phase.as_str()) {
-        return Err(err(
+    let phase: Phase = phase.parse().map_err(|_| {
+        let names: Vec<&str> = Phase::ALL.iter().map(|p| p.as_str()).collect();
+        err(
             &p,
             format!(
                 "metadata `phase` = {phase:?} is not a phase ({})",
-                PHASES.join(", ")
+                names.join(", ")
             ),
-        ));
-    }
+        )
+    })?;
     let step = num("step")?;
     if step > MAX_STEP {
         return Err(err(
@@ -221,5 +222,39 @@ impl Checkpoint {
         }
         opt.t = self.adam_t;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_phase_names_the_file_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path());
+        let meta: HashMap<String, String> = [
+            ("format", FORMAT),
+            ("phase", "4"),
+            ("step", "1"),
+            ("rng", "1"),
+            ("adam_t", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let t = Tensor::zeros(1, DType::F32, &Device::Cpu).unwrap();
+        safetensors::serialize_to_file([("param.x", &t)], Some(meta), &p).unwrap();
+        let e = load(dir.path())
+            .err()
+            .expect("phase 4 is refused")
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: metadata `phase` = \"4\" is not a phase (0-ae, 0-dit, 1, 2, 3)",
+                p.display()
+            )
+        );
     }
 }

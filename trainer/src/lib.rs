@@ -9,4 +9,5 @@ pub mod eval;
 pub mod inverter;
 pub mod log;
 pub mod optim;
+pub mod phase;
 pub mod phases;

@@ -1,5 +1,6 @@
 //! Watching a run: the per-step JSONL log, the loss-curve PNG and sample grids.
 
+use crate::phase::Phase;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -11,7 +12,8 @@ pub const CURVE_FILE: &str = "loss.png";
 /// One optimiser step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
-    pub phase: String,
+    /// Serialised as its string form (`0-ae`, `0-dit`, `1`, `2`, `3`).
+    pub phase: Phase,
     /// Step within the phase, from 1.
     pub step: usize,
     /// The optimised loss.
@@ -26,17 +28,6 @@ pub struct StepRecord {
     pub samples_per_s: f64,
 }
 
-/// Order of the phases in a run (for truncating a log on resume).
-pub fn phase_rank(phase: &str) -> usize {
-    match phase {
-        "0-ae" => 0,
-        "0-dit" => 1,
-        "1" => 2,
-        "2" => 3,
-        _ => 4,
-    }
-}
-
 /// The JSONL log plus the records kept in memory for the curve.
 pub struct RunLog {
     path: PathBuf,
@@ -46,19 +37,16 @@ pub struct RunLog {
 impl RunLog {
     /// Reopens the log of a resumed run, dropping steps after the checkpoint (a killed run
     /// may have logged steps it never checkpointed).
-    pub fn resume(out: &Path, phase: &str, step: usize) -> std::io::Result<Self> {
-        let rank = phase_rank(phase);
+    pub fn resume(out: &Path, phase: Phase, step: usize) -> std::io::Result<Self> {
         Self::keep(out, |r| {
-            let rr = phase_rank(&r.phase);
-            rr < rank || (rr == rank && r.step <= step)
+            r.phase < phase || (r.phase == phase && r.step <= step)
         })
     }
 
     /// Reopens the log of a run that starts at `phase`, keeping only the earlier phases' steps
     /// (a run of one phase continues the log of the phases before it).
-    pub fn starting_at(out: &Path, phase: &str) -> std::io::Result<Self> {
-        let rank = phase_rank(phase);
-        Self::keep(out, |r| phase_rank(&r.phase) < rank)
+    pub fn starting_at(out: &Path, phase: Phase) -> std::io::Result<Self> {
+        Self::keep(out, |r| r.phase < phase)
     }
 
     fn keep(out: &Path, keep: impl Fn(&StepRecord) -> bool) -> std::io::Result<Self> {
@@ -143,17 +131,17 @@ pub fn plot_losses(records: &[StepRecord], path: &Path) -> Result<(), String> {
             .draw()
             .map_err(|e| e.to_string())?;
         let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
-        let mut phases: Vec<String> = Vec::new();
+        let mut phases: Vec<Phase> = Vec::new();
         for r in records {
             if !phases.contains(&r.phase) {
-                phases.push(r.phase.clone());
+                phases.push(r.phase);
             }
         }
         for (pi, ph) in phases.iter().enumerate() {
             let pts: Vec<(usize, f64)> = records
                 .iter()
                 .enumerate()
-                .filter(|(_, r)| &r.phase == ph && r.loss.is_finite())
+                .filter(|(_, r)| r.phase == *ph && r.loss.is_finite())
                 .map(|(i, r)| (i, r.loss))
                 .collect();
             let c = colors[pi % colors.len()];

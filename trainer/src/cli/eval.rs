@@ -1,0 +1,124 @@
+//! `skeleguide-train eval`: evaluate a model directory on a manifest data set.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Model directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// Manifest data set directory (or manifest.jsonl).
+    #[arg(long)]
+    data: PathBuf,
+    /// Evaluate the first N records (default: all).
+    #[arg(long)]
+    count: Option<usize>,
+    /// Sampling steps per stage (default: the model's).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Example i uses seed S + i.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Report bg_psnr/bg_ssim with the scene pasted back outside the person region (both
+    /// modes are always in the JSON).
+    #[arg(long)]
+    keep_background: bool,
+    /// Classifier-free guidance scale for both stages (default: the model's text_guidance).
+    #[arg(long)]
+    guidance: Option<f64>,
+    /// Guidance for stage 1 alone (the layout).
+    #[arg(long)]
+    guidance_reason: Option<f64>,
+    /// Guidance for stage 2 alone (the render).
+    #[arg(long)]
+    guidance_render: Option<f64>,
+    /// Score the base DiT alone drawing each prompt's layout from text (no scene, no LoRA)
+    /// instead of the whole pipeline: count and aligned pose PCKh.
+    #[arg(long)]
+    base_only: bool,
+    /// Also write a sample sheet of the first 16 examples (scene | layout | output) to PNG.
+    #[arg(long)]
+    samples: Option<PathBuf>,
+    /// Print the report as JSON (otherwise a table).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: EvalArgs) -> Result<()> {
+    let EvalArgs {
+        model,
+        data,
+        count,
+        steps,
+        seed,
+        keep_background,
+        guidance,
+        guidance_reason,
+        guidance_render,
+        base_only,
+        samples,
+        json,
+    } = a;
+    let scales = skeleguide_engine::modeldir::ModelConfig::load(&model)?
+        .text_guidance
+        .overridden(guidance, guidance_reason, guidance_render);
+    let opts = skeleguide_trainer::eval::EvalOptions {
+        count,
+        steps,
+        seed,
+        keep_background,
+        keep_images: if samples.is_some() {
+            skeleguide_trainer::eval::SAMPLE_SHEET_SCENES
+        } else {
+            0
+        },
+        guidance: Some(scales),
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "eval [{bar:30}] {pos}/{len} examples {elapsed_precise} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut tick = |i: usize, n: usize| {
+        bar.set_length(n as u64);
+        bar.set_position(i as u64);
+    };
+    if base_only {
+        if samples.is_some() {
+            bail!("--samples: the base-only evaluation makes no renders; drop --base-only");
+        }
+        let report =
+            skeleguide_trainer::eval::base::evaluate_base(&model, &data, &opts, &mut tick)?;
+        bar.finish_and_clear();
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", skeleguide_trainer::eval::base::format_base(&report));
+        }
+        return Ok(());
+    }
+    if let Some(dir) = samples.as_ref().and_then(|p| p.parent()) {
+        if !dir.as_os_str().is_empty() && !dir.is_dir() {
+            bail!("--samples: {} is not a folder", dir.display());
+        }
+    }
+    let (report, images) = skeleguide_trainer::eval::evaluate(&model, &data, &opts, &mut tick)?;
+    bar.finish_and_clear();
+    if let Some(path) = &samples {
+        let sheet = skeleguide_trainer::eval::sample_sheet(&images, 4)
+            .context("--samples: no example to show")?;
+        skeleguide_engine::imageio::write_png_rgb(path, &sheet)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", skeleguide_trainer::eval::format_report(&report));
+    }
+    Ok(())
+}
