@@ -274,6 +274,17 @@ impl ModelConfig {
         }
         crate::limits::at_most("resolution", cfg.resolution, crate::limits::MAX_RESOLUTION)
             .map_err(|e| ModelDirError::file(&path, e))?;
+        let nested = |field: &str, e: crate::model::ModelError| {
+            let msg = e.to_string();
+            let msg = msg.strip_prefix("invalid model config: ").unwrap_or(&msg).to_string();
+            ModelDirError::file(&path, format!("{field}: {msg}"))
+        };
+        if let AeSpec::Tiny { config } = &cfg.ae {
+            config.validate().map_err(|e| nested("ae.config", e))?;
+        }
+        if let TextSpec::Tiny { config } = &cfg.text {
+            config.validate().map_err(|e| nested("text.config", e))?;
+        }
         cfg.text_guidance
             .check()
             .map_err(|e| ModelDirError::file(&path, e))?;

@@ -131,18 +131,19 @@ impl Pipeline {
     /// [`Pipeline::load`] in a given dtype (f32 on CUDA, say, to compare it with the CPU).
     pub fn load_as(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
         let cfg = modeldir::check(dir)?;
-        let mut dit = MmDit::load(dir.join(modeldir::BASE_FILE), &cfg.dit, device, dtype)?;
+        let base = dir.join(modeldir::BASE_FILE);
+        let mut dit = in_file(MmDit::load(&base, &cfg.dit, device, dtype), &base)?;
         for set in [SKELETAL, APPEARANCE] {
-            dit.loras_mut().load(dir.join(modeldir::lora_file(set)))?;
+            let file = dir.join(modeldir::lora_file(set));
+            in_file(dit.loras_mut().load(&file), &file)?;
         }
         let ae = load_autoencoder(dir, &cfg, device, dtype)?;
         let text: Box<dyn TextEncoder> = match &cfg.text {
-            TextSpec::Tiny { config } => Box::new(TinyText::load(
-                &dir.join(modeldir::TEXT_FILE),
-                config,
-                device,
-            )?),
-            TextSpec::Flux => Box::new(FluxText::load(dir, device, dtype)?),
+            TextSpec::Tiny { config } => {
+                let file = dir.join(modeldir::TEXT_FILE);
+                Box::new(in_file(TinyText::load(&file, config, device), &file)?)
+            }
+            TextSpec::Flux => Box::new(in_file(FluxText::load(dir, device, dtype), dir)?),
         };
         let latent_ch = ae.latent_channels();
         if latent_ch * 4 != cfg.dit.in_channels {
@@ -877,8 +878,21 @@ fn load_autoencoder(
 ) -> Result<Box<dyn Autoencoder>> {
     let file = dir.join(modeldir::AE_FILE);
     Ok(match &cfg.ae {
-        AeSpec::Tiny { config } => Box::new(TinyAe::load(&file, config, device)?),
-        AeSpec::Flux => Box::new(FluxAe::load(&file, device, dtype)?),
+        AeSpec::Tiny { config } => Box::new(in_file(TinyAe::load(&file, config, device), &file)?),
+        AeSpec::Flux => Box::new(in_file(FluxAe::load(&file, device, dtype), &file)?),
+    })
+}
+
+/// A model file's load error naming the file (once: messages that name it already keep theirs).
+fn in_file<T>(r: std::result::Result<T, ModelError>, file: &Path) -> Result<T> {
+    r.map_err(|e| {
+        let msg = e.to_string();
+        let shown = file.display().to_string();
+        if msg.contains(&shown) {
+            PipelineError::Model(e)
+        } else {
+            PipelineError::Input(format!("{shown}: {msg}"))
+        }
     })
 }
 

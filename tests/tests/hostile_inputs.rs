@@ -166,7 +166,11 @@ fn model_with(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> std::pat
 
 #[test]
 fn model_configs_past_the_limits_or_with_unknown_keys_are_refused_by_field() {
-    let cases: [(&str, Box<dyn Fn(&mut serde_json::Value)>); 4] = [
+    let cases: [(&str, Box<dyn Fn(&mut serde_json::Value)>); 5] = [
+        (
+            "ae.config: tiny autoencoder: widths",
+            Box::new(|c| c["ae"]["config"]["widths"] = serde_json::json!([])),
+        ),
         (
             "resolution",
             Box::new(|c| c["resolution"] = 1_000_000.into()),

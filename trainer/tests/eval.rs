@@ -140,3 +140,43 @@ fn measurements_are_right_on_ground_truth() {
     );
     assert!(mean < 0.35, "{mean}");
 }
+
+#[test]
+fn base_only_eval_reads_the_base_drawing_layouts_from_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("test");
+    let opts = SynthOptions {
+        count: 3,
+        seed: 5,
+        split: Split::Test,
+        size: 128,
+        threads: 1,
+    };
+    write_dataset(&data, &opts, &|| {}).unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/tiny");
+    let run = |guidance: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_skeleguide-train"))
+            .args(["eval", "--base-only", "--model"])
+            .arg(&shipped)
+            .arg("--data")
+            .arg(&data)
+            .args(["--count", "3", "--steps", "3", "--guidance-reason", guidance, "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let v = run("1");
+    assert_eq!(v["examples"], 3);
+    assert_eq!(v["steps"], 3);
+    assert_eq!(v["guidance"]["reason"], 1.0);
+    let count = v["count_acc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&count), "{v}");
+    for k in ["pose_pckh", "limb_ratio_err"] {
+        assert!(v.get(k).is_some(), "missing {k}: {v}");
+    }
+    assert!(v["ms_per_image"].as_f64().unwrap() > 0.0);
+    // the same seeds give the same figures; guidance is a real input
+    assert_eq!(run("1")["count_acc"], v["count_acc"]);
+    assert_eq!(run("4")["guidance"]["reason"], 4.0);
+}
