@@ -1,43 +1,10 @@
-//! Errors of the engine's file-facing code. Every message names the file and, where there is
-//! one, the field, so that a user can fix the input.
+//! Error helpers of the engine's file-facing code: how a path appears in messages and the
+//! one-line rendering of an error chain for terminals.
 
 use std::path::Path;
 
-#[derive(Debug, thiserror::Error)]
-pub enum PoseError {
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{file}: cannot write: {msg}")]
-    Write { file: String, msg: String },
-    #[error("{file}: malformed JSON: {msg}")]
-    Json { file: String, msg: String },
-    #[error("{file}: {field}: {msg}")]
-    Field {
-        file: String,
-        field: String,
-        msg: String,
-    },
-    #[error("{file}: {msg}")]
-    Unsupported { file: String, msg: String },
-    #[error("{file}: {msg}")]
-    Image { file: String, msg: String },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl PoseError {
-    pub(crate) fn field(file: &str, field: impl Into<String>, msg: impl Into<String>) -> Self {
-        PoseError::Field {
-            file: file.to_string(),
-            field: field.into(),
-            msg: msg.into(),
-        }
-    }
-}
+/// Re-exported from `pose` (where it is defined) so that `error::PoseError` keeps working.
+pub use crate::pose::PoseError;
 
 /// How a path appears in messages.
 pub(crate) fn display_path(p: &Path) -> String {

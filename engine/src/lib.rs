@@ -14,4 +14,4 @@ pub mod pipeline;
 pub mod pose;
 pub mod sampling;
 
-pub use error::PoseError;
+pub use pose::PoseError;

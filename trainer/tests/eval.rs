@@ -160,10 +160,22 @@ fn base_only_eval_reads_the_base_drawing_layouts_from_text() {
             .arg(&shipped)
             .arg("--data")
             .arg(&data)
-            .args(["--count", "3", "--steps", "3", "--guidance-reason", guidance, "--json"])
+            .args([
+                "--count",
+                "3",
+                "--steps",
+                "3",
+                "--guidance-reason",
+                guidance,
+                "--json",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let v = run("1");

@@ -1,5 +1,6 @@
-//! Channels-last building blocks shared by our small convolutional models (the tiny
-//! autoencoder and the PoseInverter).
+//! Building blocks shared by our small models: the linear layer [`Lin`] (also used by the tiny
+//! text encoder) and the channels-last convolution blocks of the tiny autoencoder and the
+//! PoseInverter.
 //!
 //! Activations are `(B, H, W, C)`, so a 1×1 convolution is one matmul over all pixels. 3×3
 //! kernels are stored as plain `(out, 9*in)` matrices (tap-major) and run through candle's
@@ -39,6 +40,12 @@ impl Lin {
             *l = self.b.dim(0)?;
         }
         y.reshape(dims)
+    }
+
+    /// `x @ W^T + b` as one broadcast matmul over x's leading axes (no flattening to rows): the
+    /// tiny text encoder keeps this form so that its outputs and gradients stay bit-identical.
+    pub fn forward_broadcast(&self, x: &Tensor) -> Result<Tensor> {
+        x.broadcast_matmul(&self.w.t()?)?.broadcast_add(&self.b)
     }
 
     /// A 3×3 convolution (zero padding 1) on channels-first `(B, C, H, W)` with the weight

@@ -70,16 +70,17 @@ pub enum Condition<'a> {
     Cached(&'a CondCache),
 }
 
-/// A linear layer holding its weight transposed and contiguous, `(in, out)`.
+/// A linear layer holding its weight transposed and contiguous, `(in, out)`, and its bias also
+/// on the host: the fused CPU kernels read both directly (unlike [`super::layers::Lin`]).
 #[derive(Debug, Clone)]
-struct Lin {
+struct LinT {
     wt: Tensor,
     b: Option<Tensor>,
     /// The bias as host f32 for the fused CPU kernels (CPU + f32 models only).
     bh: Option<Arc<Vec<f32>>>,
 }
 
-impl Lin {
+impl LinT {
     /// `x @ W^T` without the bias (the fused kernels add it).
     fn mm(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (inn, out) = self.wt.dims2()?;
@@ -116,8 +117,8 @@ impl Lin {
 
 #[derive(Debug, Clone)]
 struct MlpEmbedder {
-    in_layer: Lin,
-    out_layer: Lin,
+    in_layer: LinT,
+    out_layer: LinT,
 }
 
 impl MlpEmbedder {
@@ -129,15 +130,15 @@ impl MlpEmbedder {
 /// The weights of one stream of a double block (`img_*` or `txt_*`).
 #[derive(Debug, Clone)]
 struct StreamWeights {
-    modulation: Lin,
-    qkv: Lin,
+    modulation: LinT,
+    qkv: LinT,
     q_norm: Tensor,
     k_norm: Tensor,
     qn_h: Arc<Vec<f32>>,
     kn_h: Arc<Vec<f32>>,
-    proj: Lin,
-    mlp0: Lin,
-    mlp2: Lin,
+    proj: LinT,
+    mlp0: LinT,
+    mlp2: LinT,
 }
 
 #[derive(Debug, Clone)]
@@ -148,19 +149,19 @@ struct DoubleBlock {
 
 #[derive(Debug, Clone)]
 struct SingleBlock {
-    linear1: Lin,
-    linear2: Lin,
+    linear1: LinT,
+    linear2: LinT,
     q_norm: Tensor,
     k_norm: Tensor,
     qn_h: Arc<Vec<f32>>,
     kn_h: Arc<Vec<f32>>,
-    modulation: Lin,
+    modulation: LinT,
 }
 
 #[derive(Debug, Clone)]
 struct FinalLayer {
-    linear: Lin,
-    ada: Lin,
+    linear: LinT,
+    ada: LinT,
 }
 
 /// shift / (1 + scale) / gate, each `(B, 1, H)`.
@@ -231,8 +232,8 @@ pub struct MmDit {
     cfg: DitConfig,
     device: Device,
     dtype: DType,
-    img_in: Lin,
-    txt_in: Lin,
+    img_in: LinT,
+    txt_in: LinT,
     time_in: MlpEmbedder,
     vector_in: MlpEmbedder,
     guidance_in: Option<MlpEmbedder>,
@@ -482,7 +483,7 @@ impl Loader<'_, '_> {
         Ok(t.detach())
     }
 
-    fn lin(&self, p: &str, inn: usize, out: usize, bias: bool) -> Result<Lin> {
+    fn lin(&self, p: &str, inn: usize, out: usize, bias: bool) -> Result<LinT> {
         let w = self.tensor(&format!("{p}.weight"), &[out, inn])?;
         let b = if bias {
             Some(self.tensor(&format!("{p}.bias"), &[out])?)
@@ -493,7 +494,7 @@ impl Loader<'_, '_> {
             (Some(b), true) => Some(Arc::new(b.to_vec1::<f32>()?)),
             _ => None,
         };
-        Ok(Lin {
+        Ok(LinT {
             wt: w.t()?.contiguous()?,
             b,
             bh,
@@ -854,7 +855,7 @@ impl MmDit {
 
     /// A base-weight linear layer; in the fused training path it skips the (useless) weight
     /// gradient of candle's matmul backward.
-    fn lin(&self, l: &Lin, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+    fn lin(&self, l: &LinT, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
         if mode == Mode::Train && self.fused_training() && x.track_op() {
             let (inn, out) = l.wt.dims2()?;
             let mut dims = x.dims().to_vec();
@@ -1247,8 +1248,8 @@ impl MmDit {
 }
 
 impl MmDit {
-    /// The fast path on CPU f32: fused kernels (see `kernels.rs`), no bias/elementwise passes of
-    /// their own, heads split and merged in the same passes.
+    /// The fast path on CPU f32: fused kernels (see `kernels/inference.rs`), no bias/elementwise
+    /// passes of their own, heads split and merged in the same passes.
     fn forward_fused_cpu(
         &self,
         inp: &DitInputs,

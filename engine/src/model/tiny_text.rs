@@ -15,6 +15,7 @@
 use super::autoencoder::{build_checked, build_checked_backend};
 use super::device::{check_dtype, device_name};
 use super::error::{ModelError, Result};
+use super::layers::Lin;
 use super::text::{cap_prompt, check_prompts, TextEncoder, TextFeatures};
 use super::tiny_ae::{fetch_params, save_params, seeded_params, varmap_from, InitKind, ParamSpec};
 use candle_core::{DType, Device, Tensor, D};
@@ -190,18 +191,6 @@ pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 #[derive(Debug, Clone)]
-struct Lin {
-    w: Tensor,
-    b: Tensor,
-}
-
-impl Lin {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.broadcast_matmul(&self.w.t()?)?.broadcast_add(&self.b)?)
-    }
-}
-
-#[derive(Debug, Clone)]
 struct Ln {
     w: Tensor,
     b: Tensor,
@@ -344,9 +333,9 @@ impl TinyText {
             })
         };
         let lin = |p: &str| -> Result<Lin> {
-            Ok(Lin {
-                w: g(&format!("{p}.weight"))?,
-                b: g(&format!("{p}.bias"))?,
+            Lin::get(&params, p).map_err(|name| ModelError::MissingTensor {
+                name,
+                expected: vec![],
             })
         };
         let ln = |p: &str| -> Result<Ln> {
@@ -450,7 +439,7 @@ impl TextEncoder for TinyText {
             let y = blk.ln1.forward(&x)?;
             let qkv = blk
                 .qkv
-                .forward(&y)?
+                .forward_broadcast(&y)?
                 .reshape((b, l, 3, h, hd))?
                 .permute((2, 0, 3, 1, 4))?;
             let q = qkv.get(0)?.contiguous()?;
@@ -459,19 +448,21 @@ impl TextEncoder for TinyText {
             let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&key_bias)?;
             let att = candle_nn::ops::softmax(&att, D::Minus1)?;
             let o = att.matmul(&v)?.permute((0, 2, 1, 3))?.reshape((b, l, d))?;
-            x = (x + blk.proj.forward(&o)?)?;
+            x = (x + blk.proj.forward_broadcast(&o)?)?;
             let y = blk.ln2.forward(&x)?;
-            let y = blk.fc2.forward(&blk.fc1.forward(&y)?.gelu()?)?;
+            let y = blk
+                .fc2
+                .forward_broadcast(&blk.fc1.forward_broadcast(&y)?.gelu()?)?;
             x = (x + y)?;
         }
         let x = self.ln_f.forward(&x)?;
         let tokens = self
             .token_out
-            .forward(&x)?
+            .forward_broadcast(&x)?
             .broadcast_mul(&mask.unsqueeze(2)?)?;
         let pooled = self
             .pooled_out
-            .forward(&x.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?)?;
+            .forward_broadcast(&x.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?)?;
         Ok(TextFeatures {
             tokens,
             pooled,

@@ -13,7 +13,8 @@
 
 use super::skeleton::*;
 use super::types::{Keypoint, PointList, Pose, PoseSet};
-use crate::error::{display_path, PoseError};
+use super::PoseError;
+use crate::error::display_path;
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
 use std::path::Path;

@@ -2,12 +2,14 @@
 //! family, pure edit operations and the layout rasteriser.
 
 pub mod edit;
+mod error;
 pub mod io;
 pub mod layout;
 pub mod skeleton;
 pub mod types;
 
 pub use edit::{Edit, EditError};
+pub use error::PoseError;
 pub use io::{
     parse_pose_json, read_pose_file, to_json, write_pose_file, ExportOptions, ImportOptions,
     PoseDocument, PoseFormat,

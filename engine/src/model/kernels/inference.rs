@@ -1,18 +1,18 @@
-//! Fused CPU f32 kernels of the inference fast path (no backward pass).
+//! Forward-only fused CPU f32 kernels of the inference fast path (`Mode::Fast` on CPU f32).
 //!
-//! A small DiT on a 2-core CPU is dominated by elementwise passes and temporaries, not by
-//! matmuls. These kernels fold the bias adds, adaLN modulation, QK RMS-norm, RoPE, the softmax
-//! scale, head split/merge, GELU and the gated residual into few passes. The training path
-//! does not use them; a test checks that both paths agree to 1e-5.
+//! They fold the bias adds, adaLN modulation, QK RMS-norm, RoPE, the softmax scale, head
+//! split/merge, GELU and the gated residual into few passes; they have no backward pass, so the
+//! model applies them with `apply_op*_no_bwd`. The row helpers at the top (`slice`, `for_rows`,
+//! `fast_exp`, `sum8`, `sumsq8`, `gelu_row`, `SyncPtr`) are shared with `training.rs`.
 
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape};
 use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Minimum elements per parallel task.
-const PAR_GRAIN: usize = 16 * 1024;
+pub(super) const PAR_GRAIN: usize = 16 * 1024;
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+pub(super) fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     match s {
         CpuStorage::F32(v) => match l.contiguous_offsets() {
             Some((a, b)) => Ok(&v[a..b]),
@@ -23,7 +23,11 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
 }
 
 /// Runs `f(row_index, row)` over the rows of `out`, in parallel when large.
-fn for_rows(out: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+pub(super) fn for_rows(
+    out: &mut [f32],
+    row_len: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
     if row_len == 0 {
         return;
     }
@@ -40,10 +44,16 @@ fn for_rows(out: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Syn
     }
 }
 
+/// Raw output pointer that parallel tasks share to fill disjoint regions of one buffer.
+pub(super) struct SyncPtr(pub(super) *mut f32);
+// SAFETY: used only to write disjoint regions from parallel tasks.
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+
 /// `exp(x)` for f32 without libm: range reduction + degree-6 polynomial (~2 ulp); branch free so
 /// that it vectorises.
 #[inline(always)]
-fn fast_exp(x: f32) -> f32 {
+pub(super) fn fast_exp(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: rounds to an integer in the mantissa
     let x = x.clamp(-87.0, 88.0);
     let t = x * std::f32::consts::LOG2_E + MAGIC;
@@ -61,6 +71,50 @@ fn fast_exp(x: f32) -> f32 {
         .wrapping_add(127)
         .wrapping_shl(23);
     p * f32::from_bits(bits)
+}
+
+/// Sum with 8 independent lanes (vectorises; plain `sum` is a strict sequential reduction).
+#[inline(always)]
+pub(super) fn sum8(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
+/// Sum of `(x - c)^2` with 8 lanes.
+#[inline(always)]
+pub(super) fn sumsq8(x: &[f32], c: f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for ch in chunks {
+        for i in 0..8 {
+            let d = ch[i] - c;
+            acc[i] += d * d;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().map(|v| (v - c) * (v - c)).sum::<f32>()
+}
+
+#[inline(always)]
+fn max8(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = acc[i].max(c[i]);
+        }
+    }
+    acc.iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |a, b| a.max(*b))
 }
 
 /// GELU, tanh approximation: `x * sigmoid(2u)` with `u = sqrt(2/pi) (x + 0.044715 x^3)`,
@@ -94,7 +148,7 @@ unsafe fn gelu_row_avx2(src: &[f32], bias: Option<&[f32]>, dst: &mut [f32]) {
     gelu_row_generic(src, bias, dst)
 }
 
-fn gelu_row(src: &[f32], bias: Option<&[f32]>, dst: &mut [f32]) {
+pub(super) fn gelu_row(src: &[f32], bias: Option<&[f32]>, dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -257,11 +311,6 @@ pub(crate) struct QkvPrep {
     /// Condition tokens in the appended cache (0: none).
     pub n_cond: usize,
 }
-
-struct SyncPtr(*mut f32);
-// SAFETY: used only to write disjoint regions from parallel tasks.
-unsafe impl Send for SyncPtr {}
-unsafe impl Sync for SyncPtr {}
 
 impl QkvPrep {
     fn run(
@@ -545,430 +594,6 @@ impl CustomOp2 for MergeHeads {
 }
 
 #[inline(always)]
-fn gelu_grad_row_generic(x: &[f32], g: &[f32], dst: &mut [f32]) {
-    const C: f32 = 0.797_884_6;
-    const A: f32 = 0.044_715;
-    for ((d, xv), gv) in dst.iter_mut().zip(x).zip(g) {
-        let x = *xv;
-        let u = C * (x + A * x * x * x);
-        let s = 1.0 / (1.0 + fast_exp(-2.0 * u));
-        let du = C * (1.0 + 3.0 * A * x * x);
-        *d = gv * (s + x * s * (1.0 - s) * 2.0 * du);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_grad_row_avx2(x: &[f32], g: &[f32], dst: &mut [f32]) {
-    gelu_grad_row_generic(x, g, dst)
-}
-
-fn gelu_grad_row(x: &[f32], g: &[f32], dst: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the enabled features (checked just above).
-            unsafe { gelu_grad_row_avx2(x, g, dst) };
-            return;
-        }
-    }
-    gelu_grad_row_generic(x, g, dst)
-}
-
-/// Differentiable GELU (tanh approximation) for the training path: the same vectorised
-/// forward as the fast path, and a fused backward (candle's own GELU backward goes through
-/// scalar `powf`/`tanh`).
-pub(crate) struct GeluTrain;
-
-impl CustomOp1 for GeluTrain {
-    fn name(&self) -> &'static str {
-        "sg-gelu-train"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s, l, "gelu")?;
-        let mut out = vec![0f32; x.len()];
-        let row = 4096.min(x.len().max(1));
-        for_rows(&mut out, row, |r, dst| {
-            let n = dst.len();
-            gelu_row(&x[r * row..r * row + n], None, dst)
-        });
-        Ok((CpuStorage::F32(out), l.shape().clone()))
-    }
-    fn bwd(
-        &self,
-        arg: &candle_core::Tensor,
-        _res: &candle_core::Tensor,
-        grad: &candle_core::Tensor,
-    ) -> Result<Option<candle_core::Tensor>> {
-        let g = grad.contiguous()?;
-        Ok(Some(arg.apply_op2_no_bwd(&g, &GeluGrad)?))
-    }
-}
-
-struct GeluGrad;
-
-impl CustomOp2 for GeluGrad {
-    fn name(&self) -> &'static str {
-        "sg-gelu-grad"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s1, l1, "gelu-grad x")?;
-        let g = slice(s2, l2, "gelu-grad g")?;
-        if x.len() != g.len() {
-            bail!("gelu-grad: size mismatch")
-        }
-        let mut out = vec![0f32; x.len()];
-        let row = 4096.min(x.len().max(1));
-        for_rows(&mut out, row, |r, dst| {
-            let n = dst.len();
-            gelu_grad_row(&x[r * row..r * row + n], &g[r * row..r * row + n], dst)
-        });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-}
-
-/// GELU for the training path: fused CPU kernel (with backward) on contiguous f32 CPU
-/// tensors, candle's differentiable `gelu` elsewhere.
-pub(crate) fn gelu_train(x: &candle_core::Tensor) -> Result<candle_core::Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-        x.contiguous()?.apply_op1(GeluTrain)
-    } else {
-        x.gelu()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::{Device, Tensor, Var};
-
-    #[test]
-    fn gelu_train_matches_candle_forward_and_backward() {
-        let v: Vec<f32> = (0..5000).map(|i| (i as f32 - 2500.0) / 300.0).collect();
-        let x = Var::from_tensor(&Tensor::from_vec(v, (50, 100), &Device::Cpu).unwrap()).unwrap();
-        let w = Tensor::rand(-1f32, 1f32, (50, 100), &Device::Cpu).unwrap();
-        let ours = gelu_train(x.as_tensor()).unwrap();
-        let theirs = x.as_tensor().gelu().unwrap();
-        let d: f32 = (&ours - &theirs)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_keepdim(0)
-            .unwrap()
-            .max(1)
-            .unwrap()
-            .to_vec1()
-            .unwrap()[0];
-        assert!(d < 1e-5, "forward diff {d}");
-        let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (theirs * &w)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let a = g1.get(x.as_tensor()).unwrap();
-        let b = g2.get(x.as_tensor()).unwrap();
-        let d: f32 = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_keepdim(0)
-            .unwrap()
-            .max(1)
-            .unwrap()
-            .to_vec1()
-            .unwrap()[0];
-        assert!(d < 1e-4, "gradient diff {d}");
-    }
-
-    #[test]
-    fn fast_exp_is_accurate() {
-        for i in -8000..8000 {
-            let x = i as f32 / 100.0;
-            let e = fast_exp(x);
-            let r = x.exp();
-            assert!(((e - r) / r).abs() < 2e-6, "{x}: {e} vs {r}");
-        }
-    }
-}
-
-/// Differentiable adaLN for the training path: `LayerNorm(x) * (1 + scale) + shift` with scale
-/// and shift read from `m` `(B, mod_cols)` at the given offsets; x is `(B, L, H)` contiguous.
-/// The backward pass gives the gradients of x and of m.
-#[derive(Clone)]
-pub(crate) struct AdaLnTrain {
-    pub shift_off: usize,
-    pub scale_off: usize,
-    pub eps: f32,
-}
-
-impl CustomOp2 for AdaLnTrain {
-    fn name(&self) -> &'static str {
-        "sg-adaln-train"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        AdaLn {
-            shift_off: self.shift_off,
-            scale_off: self.scale_off,
-            eps: self.eps,
-        }
-        .cpu_fwd(s1, l1, s2, l2)
-    }
-    fn bwd(
-        &self,
-        x: &candle_core::Tensor,
-        m: &candle_core::Tensor,
-        _res: &candle_core::Tensor,
-        grad: &candle_core::Tensor,
-    ) -> Result<(Option<candle_core::Tensor>, Option<candle_core::Tensor>)> {
-        let (b, l, h) = x.dims3()?;
-        let (_, mc) = m.dims2()?;
-        let g = grad.contiguous()?;
-        let flat = x.apply_op3_no_bwd(m, &g, &AdaLnGrad(self.clone()))?;
-        let dx = flat.narrow(0, 0, b * l * h)?.reshape((b, l, h))?;
-        let dm = flat.narrow(0, b * l * h, b * mc)?.reshape((b, mc))?;
-        Ok((Some(dx), Some(dm)))
-    }
-}
-
-struct AdaLnGrad(AdaLnTrain);
-
-impl CustomOp3 for AdaLnGrad {
-    fn name(&self) -> &'static str {
-        "sg-adaln-grad"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s1, l1, "adaln-grad x")?;
-        let m = slice(s2, l2, "adaln-grad m")?;
-        let g = slice(s3, l3, "adaln-grad g")?;
-        let (b, l, h) = l1.shape().dims3()?;
-        let (mb, mc) = l2.shape().dims2()?;
-        let p = &self.0;
-        if mb != b || g.len() != x.len() || p.shift_off + h > mc || p.scale_off + h > mc {
-            bail!("adaln-grad: bad shapes")
-        }
-        let n = b * l * h;
-        let mut out = vec![0f32; n + b * mc];
-        let ptr = SyncPtr(out.as_mut_ptr());
-        let inv_h = 1.0 / h as f32;
-        let job = |bi: usize| {
-            let pp = &ptr;
-            // SAFETY: batch element bi owns dx rows [bi*l, (bi+1)*l) and dm row bi.
-            let dx = unsafe { std::slice::from_raw_parts_mut(pp.0.add(bi * l * h), l * h) };
-            let dm = unsafe { std::slice::from_raw_parts_mut(pp.0.add(n + bi * mc), mc) };
-            let scale = &m[bi * mc + p.scale_off..bi * mc + p.scale_off + h];
-            let mut xhat = vec![0f32; h];
-            let mut dxhat = vec![0f32; h];
-            for r in 0..l {
-                let o = (bi * l + r) * h;
-                let xr = &x[o..o + h];
-                let gr = &g[o..o + h];
-                let mean = sum8(xr) * inv_h;
-                let var = sumsq8(xr, mean) * inv_h;
-                let rstd = 1.0 / (var + p.eps).sqrt();
-                let (mut s1, mut s2) = (0f32, 0f32);
-                for j in 0..h {
-                    xhat[j] = (xr[j] - mean) * rstd;
-                    dxhat[j] = gr[j] * (1.0 + scale[j]);
-                    s1 += dxhat[j];
-                    s2 += dxhat[j] * xhat[j];
-                    dm[p.shift_off + j] += gr[j];
-                    dm[p.scale_off + j] += gr[j] * xhat[j];
-                }
-                let (m1, m2) = (s1 * inv_h, s2 * inv_h);
-                let d = &mut dx[r * h..(r + 1) * h];
-                for j in 0..h {
-                    d[j] = rstd * (dxhat[j] - m1 - xhat[j] * m2);
-                }
-            }
-        };
-        if b > 1 && n >= 2 * PAR_GRAIN {
-            (0..b).into_par_iter().for_each(job);
-        } else {
-            (0..b).for_each(job);
-        }
-        Ok((CpuStorage::F32(out), Shape::from(n + b * mc)))
-    }
-}
-
-/// Differentiable QK RMS-norm + RoPE (+ an output scale) for the training path, on
-/// `(B, heads, L, hd)` contiguous f32. The norm scale `w` is a frozen base weight (no gradient
-/// is returned for it; base weights are never trainable).
-#[derive(Clone)]
-pub(crate) struct NormRopeTrain {
-    pub w: Arc<Vec<f32>>,
-    /// `(B, L, hd/2)` tables.
-    pub cos: Arc<Vec<f32>>,
-    pub sin: Arc<Vec<f32>>,
-    pub eps: f32,
-}
-
-impl NormRopeTrain {
-    fn check(&self, l: &Layout) -> Result<(usize, usize, usize, usize)> {
-        let (b, nh, len, hd) = l.shape().dims4()?;
-        if self.w.len() != hd
-            || self.cos.len() != b * len * hd / 2
-            || self.sin.len() != self.cos.len()
-        {
-            bail!("norm-rope: parameter sizes do not match {:?}", l.dims())
-        }
-        Ok((b, nh, len, hd))
-    }
-}
-
-impl CustomOp1 for NormRopeTrain {
-    fn name(&self) -> &'static str {
-        "sg-norm-rope-train"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s, l, "norm-rope x")?;
-        let (_b, nh, len, hd) = self.check(l)?;
-        let half = hd / 2;
-        let inv = 1.0 / hd as f32;
-        let mut out = vec![0f32; x.len()];
-        for_rows(&mut out, hd, |r, dst| {
-            let bi = r / (nh * len);
-            let li = r % len;
-            let xr = &x[r * hd..(r + 1) * hd];
-            let rstd = 1.0 / (sumsq8(xr, 0.0) * inv + self.eps).sqrt();
-            let cs = &self.cos[(bi * len + li) * half..(bi * len + li + 1) * half];
-            let sn = &self.sin[(bi * len + li) * half..(bi * len + li + 1) * half];
-            for i in 0..half {
-                let x0 = xr[2 * i] * rstd * self.w[2 * i];
-                let x1 = xr[2 * i + 1] * rstd * self.w[2 * i + 1];
-                dst[2 * i] = x0 * cs[i] - x1 * sn[i];
-                dst[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
-            }
-        });
-        Ok((CpuStorage::F32(out), l.shape().clone()))
-    }
-    fn bwd(
-        &self,
-        arg: &candle_core::Tensor,
-        _res: &candle_core::Tensor,
-        grad: &candle_core::Tensor,
-    ) -> Result<Option<candle_core::Tensor>> {
-        let g = grad.contiguous()?;
-        Ok(Some(arg.apply_op2_no_bwd(&g, &NormRopeGrad(self.clone()))?))
-    }
-}
-
-struct NormRopeGrad(NormRopeTrain);
-
-impl CustomOp2 for NormRopeGrad {
-    fn name(&self) -> &'static str {
-        "sg-norm-rope-grad"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s1, l1, "norm-rope-grad x")?;
-        let g = slice(s2, l2, "norm-rope-grad g")?;
-        let p = &self.0;
-        let (_b, nh, len, hd) = p.check(l1)?;
-        if g.len() != x.len() {
-            bail!("norm-rope-grad: size mismatch")
-        }
-        let half = hd / 2;
-        let inv = 1.0 / hd as f32;
-        let mut out = vec![0f32; x.len()];
-        for_rows(&mut out, hd, |r, dst| {
-            let bi = r / (nh * len);
-            let li = r % len;
-            let xr = &x[r * hd..(r + 1) * hd];
-            let gr = &g[r * hd..(r + 1) * hd];
-            let rstd = 1.0 / (sumsq8(xr, 0.0) * inv + p.eps).sqrt();
-            let cs = &p.cos[(bi * len + li) * half..(bi * len + li + 1) * half];
-            let sn = &p.sin[(bi * len + li) * half..(bi * len + li + 1) * half];
-            // Undo the rotation (transpose), then the scale: dn = R^T g * w.
-            let mut dot = 0f32;
-            for i in 0..half {
-                let g0 = gr[2 * i] * cs[i] + gr[2 * i + 1] * sn[i];
-                let g1 = -gr[2 * i] * sn[i] + gr[2 * i + 1] * cs[i];
-                dst[2 * i] = g0 * p.w[2 * i];
-                dst[2 * i + 1] = g1 * p.w[2 * i + 1];
-                dot += dst[2 * i] * xr[2 * i] * rstd + dst[2 * i + 1] * xr[2 * i + 1] * rstd;
-            }
-            let mdot = dot * inv;
-            for j in 0..hd {
-                let n = xr[j] * rstd;
-                dst[j] = rstd * (dst[j] - n * mdot);
-            }
-        });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-}
-
-/// Sum with 8 independent lanes (vectorises; plain `sum` is a strict sequential reduction).
-#[inline(always)]
-fn sum8(x: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks = x.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..8 {
-            acc[i] += c[i];
-        }
-    }
-    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
-}
-
-/// Sum of `(x - c)^2` with 8 lanes.
-#[inline(always)]
-fn sumsq8(x: &[f32], c: f32) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks = x.chunks_exact(8);
-    let rest = chunks.remainder();
-    for ch in chunks {
-        for i in 0..8 {
-            let d = ch[i] - c;
-            acc[i] += d * d;
-        }
-    }
-    acc.iter().sum::<f32>() + rest.iter().map(|v| (v - c) * (v - c)).sum::<f32>()
-}
-
-#[inline(always)]
-fn max8(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 8];
-    let chunks = x.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..8 {
-            acc[i] = acc[i].max(c[i]);
-        }
-    }
-    acc.iter()
-        .chain(rest)
-        .fold(f32::NEG_INFINITY, |a, b| a.max(*b))
-}
-
-#[inline(always)]
 fn softmax_row_generic(x: &[f32], dst: &mut [f32]) {
     let m = max8(x);
     for (d, v) in dst.iter_mut().zip(x) {
@@ -1015,119 +640,17 @@ impl CustomOp1 for SoftmaxLast {
     }
 }
 
-/// `x @ W (+ b)` for a frozen base weight in the training path. The backward pass returns only
-/// the input gradient: candle's own matmul backward also computes the weight gradient
-/// (`x^T @ g`, a third of the backward flops) even for tensors that are not trainable.
-pub(crate) struct FrozenLinear {
-    pub bias: Option<Arc<Vec<f32>>>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl CustomOp2 for FrozenLinear {
-    fn name(&self) -> &'static str {
-        "sg-frozen-linear"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        let (m, k) = l1.shape().dims2()?;
-        let (k2, n) = l2.shape().dims2()?;
-        if k != k2 {
-            bail!("frozen-linear: {:?} x {:?}", l1.dims(), l2.dims())
+    #[test]
+    fn fast_exp_is_accurate() {
+        for i in -8000..8000 {
+            let x = i as f32 / 100.0;
+            let e = fast_exp(x);
+            let r = x.exp();
+            assert!(((e - r) / r).abs() < 2e-6, "{x}: {e} vs {r}");
         }
-        let mut out = s1.matmul(s2, (1, m, n, k), l1, l2)?;
-        if let (Some(b), CpuStorage::F32(v)) = (&self.bias, &mut out) {
-            if b.len() != n {
-                bail!("frozen-linear: bias has {} values, expected {n}", b.len())
-            }
-            for_rows(v, n, |_, row| {
-                for (r, bv) in row.iter_mut().zip(b.iter()) {
-                    *r += bv;
-                }
-            });
-        }
-        Ok((out, Shape::from((m, n))))
-    }
-    fn bwd(
-        &self,
-        _x: &candle_core::Tensor,
-        w: &candle_core::Tensor,
-        _res: &candle_core::Tensor,
-        grad: &candle_core::Tensor,
-    ) -> Result<(Option<candle_core::Tensor>, Option<candle_core::Tensor>)> {
-        Ok((Some(grad.matmul(&w.t()?)?), None))
-    }
-}
-
-/// Gated residual `x + gate * y` for the training path (gate read from `m` `(B, mod_cols)`).
-/// The gradient of `m` is computed only when `m` is tracked (it never is for LoRA training,
-/// where the modulation depends on frozen weights only).
-#[derive(Clone)]
-pub(crate) struct GateResTrain {
-    pub gate_off: usize,
-}
-
-impl CustomOp3 for GateResTrain {
-    fn name(&self) -> &'static str {
-        "sg-gate-res-train"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        GateRes {
-            gate_off: self.gate_off,
-            bias: None,
-        }
-        .cpu_fwd(s1, l1, s2, l2, s3, l3)
-    }
-    fn bwd(
-        &self,
-        _x: &candle_core::Tensor,
-        y: &candle_core::Tensor,
-        m: &candle_core::Tensor,
-        _res: &candle_core::Tensor,
-        grad: &candle_core::Tensor,
-    ) -> Result<(
-        Option<candle_core::Tensor>,
-        Option<candle_core::Tensor>,
-        Option<candle_core::Tensor>,
-    )> {
-        let h = y.dim(2)?;
-        let gate = m.narrow(1, self.gate_off, h)?.unsqueeze(1)?;
-        let dy = grad.broadcast_mul(&gate)?;
-        let dm = if m.track_op() {
-            let (b, mc) = m.dims2()?;
-            let dgate = (grad * y)?.sum(1)?;
-            let mut parts = Vec::new();
-            if self.gate_off > 0 {
-                parts.push(candle_core::Tensor::zeros(
-                    (b, self.gate_off),
-                    m.dtype(),
-                    m.device(),
-                )?);
-            }
-            parts.push(dgate);
-            if self.gate_off + h < mc {
-                parts.push(candle_core::Tensor::zeros(
-                    (b, mc - self.gate_off - h),
-                    m.dtype(),
-                    m.device(),
-                )?);
-            }
-            Some(candle_core::Tensor::cat(&parts, 1)?)
-        } else {
-            None
-        };
-        Ok((Some(grad.clone()), Some(dy), dm))
     }
 }
