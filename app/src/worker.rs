@@ -203,13 +203,16 @@ fn run_one(state: &mut State, job: Job, cancel: &AtomicBool, send: &dyn Fn(Event
     run_guarded(state, job, cancel, send, run_job)
 }
 
+/// What runs one job (the real [`run_job`], or a failing one in the tests).
+type JobRunner = fn(&mut State, &Job, &AtomicBool, &dyn Fn(Event)) -> Result<(), PipelineError>;
+
 /// The job through `runner`, with its panic or error turned into a `Failed` event.
 fn run_guarded(
     state: &mut State,
     job: Job,
     cancel: &AtomicBool,
     send: &dyn Fn(Event),
-    runner: fn(&mut State, &Job, &AtomicBool, &dyn Fn(Event)) -> Result<(), PipelineError>,
+    runner: JobRunner,
 ) {
     cancel.store(false, Ordering::Relaxed);
     let id = job.id;

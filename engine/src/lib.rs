@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! SkeleGuide engine: poses and the layout rasteriser, models, sampling and the pipeline.
 //! It has no GUI; the app and the trainer reach models only through it.
 

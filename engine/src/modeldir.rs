@@ -23,38 +23,62 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Name of the model configuration file in a model directory.
 pub const CONFIG_FILE: &str = "config.json";
+/// Name of the base MM-DiT weights file (BFL tensor names).
 pub const BASE_FILE: &str = "base.safetensors";
+/// Name of the autoencoder weights file.
 pub const AE_FILE: &str = "ae.safetensors";
+/// Name of the TinyText text-encoder weights file.
 pub const TEXT_FILE: &str = "text.safetensors";
 /// The PoseInverter's weights (named by the inverter, which reads them from a model directory).
 pub const INVERTER_FILE: &str = crate::inverter::WEIGHTS_FILE;
+/// Name of the model card (training data, steps, metrics), in Markdown.
 pub const CARD_FILE: &str = "MODEL_CARD.md";
 /// The two LoRA sets of the method.
 pub const SKELETAL: &str = "skeletal";
+/// Name of the stage-2 (appearance) LoRA set.
 pub const APPEARANCE: &str = "appearance";
 
+/// The file name of the LoRA set named `set`: `lora-{set}.safetensors`.
 pub fn lora_file(set: &str) -> String {
     format!("lora-{set}.safetensors")
 }
 
+/// Why a model directory cannot be loaded, checked or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelDirError {
+    /// A file of the directory cannot be read, written or parsed, or its contents are invalid.
     #[error("{path}: {msg}")]
-    File { path: String, msg: String },
+    File {
+        /// The file the error is about, as shown to the user.
+        path: String,
+        /// What is wrong with the file.
+        msg: String,
+    },
+    /// A tensor of a weights file has a different shape than the configuration implies.
     #[error("{path}: tensor `{name}`: expected shape {expected:?}, found {found:?}")]
     Shape {
+        /// The weights file, as shown to the user.
         path: String,
+        /// The tensor's name in the file.
         name: String,
+        /// The shape the configuration implies.
         expected: Vec<usize>,
+        /// The shape stored in the file.
         found: Vec<usize>,
     },
+    /// A tensor the configuration requires is absent from a weights file.
     #[error("{path}: tensor `{name}` is missing (expected shape {expected:?})")]
     Missing {
+        /// The weights file, as shown to the user.
         path: String,
+        /// The name of the missing tensor.
         name: String,
+        /// The shape the configuration implies for it.
         expected: Vec<usize>,
     },
+    /// Building, loading or saving the model's weights failed.
     #[error(transparent)]
     Model(#[from] ModelError),
 }
@@ -68,24 +92,39 @@ impl ModelDirError {
     }
 }
 
+/// Rank and alpha of one LoRA set, as given in `config.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoraConfig {
+    /// Rank of the low-rank adapters (at least 1).
     pub rank: usize,
+    /// Alpha; the adapter output is scaled by `alpha / rank`.
     pub alpha: f64,
 }
 
+/// Which autoencoder the model uses (`ae.kind` in `config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum AeSpec {
-    Tiny { config: TinyAeConfig },
+    /// The small TinyAe autoencoder, stored in `ae.safetensors`.
+    Tiny {
+        /// The TinyAe dimensions.
+        config: TinyAeConfig,
+    },
+    /// BFL's FLUX autoencoder (its `ae.safetensors`).
     Flux,
 }
 
+/// Which text encoder the model uses (`text.kind` in `config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum TextSpec {
-    Tiny { config: TinyTextConfig },
+    /// The small TinyText encoder, stored in `text.safetensors`.
+    Tiny {
+        /// The TinyText dimensions.
+        config: TinyTextConfig,
+    },
+    /// FLUX's text encoders, read from the `t5/` and `clip/` directories.
     Flux,
 }
 
@@ -93,8 +132,11 @@ pub enum TextSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// Version of the `config.json` format; only 1 is accepted.
     pub format: u32,
+    /// Name of the preset the model was built from (e.g. `tiny`).
     pub preset: String,
+    /// Dimensions of the MM-DiT.
     pub dit: DitConfig,
     /// Longest side of the working resolution in pixels; scenes are fitted to it.
     pub resolution: u32,
@@ -104,8 +146,11 @@ pub struct ModelConfig {
     pub guidance: f64,
     /// Whether sampling uses the resolution-dependent time shift.
     pub time_shift: bool,
+    /// The LoRA sets by name; `skeletal` and `appearance` must both be present.
     pub lora: BTreeMap<String, LoraConfig>,
+    /// The autoencoder.
     pub ae: AeSpec,
+    /// The text encoder.
     pub text: TextSpec,
     /// How the model generates: the two-stage method or one of the ablation baselines.
     #[serde(default)]
@@ -248,6 +293,7 @@ impl ModelConfig {
         reason_prompt(&self.reason_prefix, prompt)
     }
 
+    /// Reads and validates `config.json` in `dir` (format, dimensions, resolution, LoRA sets).
     pub fn load(dir: &Path) -> Result<Self, ModelDirError> {
         let path = dir.join(CONFIG_FILE);
         let text = crate::fsutil::read_text_limited(&path, crate::limits::MAX_CONFIG_BYTES)
@@ -313,6 +359,7 @@ impl ModelConfig {
         Ok(cfg)
     }
 
+    /// Writes this configuration to `config.json` in `dir`, atomically.
     pub fn save(&self, dir: &Path) -> Result<(), ModelDirError> {
         let path = dir.join(CONFIG_FILE);
         let text = serde_json::to_string_pretty(self)

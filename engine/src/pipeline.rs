@@ -25,18 +25,25 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
 
+/// Why a pipeline call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// The caller's cancel flag was set while sampling.
     #[error("cancelled")]
     Cancelled,
+    /// The model directory is missing files or invalid.
     #[error(transparent)]
     Dir(#[from] ModelDirError),
+    /// A model failed to load or run.
     #[error("{0}")]
     Model(#[from] ModelError),
+    /// Sampling failed for a reason other than cancellation; the text is its message.
     #[error("{0}")]
     Sampling(String),
+    /// Poses were asked for but the model has no PoseInverter; holds the missing file's path.
     #[error("this model has no PoseInverter ({0} is missing): train one with `skeleguide-train inverter`")]
     NoInverter(String),
+    /// The inputs do not fit the model or the call (mismatched sizes, a stage the method lacks).
     #[error("{0}")]
     Input(String),
 }
@@ -56,12 +63,15 @@ impl From<candle_core::Error> for PipelineError {
     }
 }
 
+/// Result alias of the pipeline.
 pub type Result<T> = std::result::Result<T, PipelineError>;
 
 /// Per-call settings.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
+    /// Number of sampling steps per stage.
     pub steps: usize,
+    /// Seed of the initial noise; the same seed and inputs give the same output.
     pub seed: u64,
     /// Keep the scene: its own pixels at full resolution outside the person region, the
     /// generated person blended in with a feathered edge ([`Pipeline::keep_scene`]). Off: the
@@ -104,6 +114,7 @@ enum StageInput<'a> {
 /// Progress: (stage, step, total steps).
 pub type Progress<'a> = &'a mut dyn FnMut(Stage, usize, usize);
 
+/// A loaded model (DiT with both LoRA sets, autoencoder, text encoder) with its caches.
 pub struct Pipeline {
     cfg: ModelConfig,
     dir: PathBuf,
@@ -179,14 +190,17 @@ impl Pipeline {
         })
     }
 
+    /// The model's configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
     }
 
+    /// The model directory it was loaded from.
     pub fn model_dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The LoRA sets loaded into the DiT.
     pub fn loras(&self) -> &LoraSets {
         self.dit.loras()
     }

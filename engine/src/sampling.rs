@@ -6,6 +6,7 @@
 //! Noise comes from a seeded generator on the CPU, so a seed gives the same starting noise on
 //! every device; a cancel flag is checked before every step.
 
+use crate::model::lora::SplitMix64;
 use candle_core::{DType, Device, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,6 +27,7 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// The stage's lower-case name, `reason` or `render`, as shown in progress reports.
     pub fn name(self) -> &'static str {
         match self {
             Stage::Reason => "reason",
@@ -34,12 +36,16 @@ impl Stage {
     }
 }
 
+/// Why sampling stopped without a result.
 #[derive(Debug, thiserror::Error)]
 pub enum SampleError {
+    /// The cancel flag was set before a step or after the last one.
     #[error("cancelled")]
     Cancelled,
+    /// The noise schedule is unusable (fewer than two levels, or a non-finite one).
     #[error("invalid sampling settings: {0}")]
     Settings(String),
+    /// The model failed or returned a velocity of the wrong shape; the text says how.
     #[error("{0}")]
     Model(String),
 }
@@ -94,8 +100,8 @@ pub fn seeded_noise(
     let mut v = Vec::with_capacity(n + 1);
     while v.len() < n {
         // Box–Muller on two uniforms in (0, 1]
-        let u1 = ((rng.next() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-        let u2 = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let u1 = ((rng.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let u2 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         let r = (-2.0 * u1.ln()).sqrt();
         let t = std::f64::consts::TAU * u2;
         v.push((r * t.cos()) as f32);
@@ -105,20 +111,6 @@ pub fn seeded_noise(
     Ok(Tensor::from_vec(v, shape, &Device::Cpu)?
         .to_dtype(dtype)?
         .to_device(device)?)
-}
-
-/// A small, fast, well-mixed 64-bit generator (Vigna's SplitMix64).
-#[derive(Clone, Debug)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 /// Integrates from `x` (pure noise at σ = sigmas[0]) to σ = sigmas.last() with Euler steps.

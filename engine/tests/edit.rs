@@ -130,7 +130,7 @@ fn insert_and_fit_a_person() {
     let w_fit = fitted.joints[5].unwrap().x - fitted.joints[2].unwrap().x;
     assert!((w_fit / w_src - 300.0 / (0.95 - 0.055) / 100.0).abs() < 1e-9);
     let out = Edit::InsertPerson {
-        pose: fitted.clone(),
+        pose: Box::new(fitted.clone()),
     }
     .apply(&s)
     .unwrap();
@@ -139,5 +139,9 @@ fn insert_and_fit_a_person() {
     // unusable coordinates are refused and the input is untouched
     let mut bad = fitted;
     bad.joints[0] = Some(Keypoint::new(f64::NAN, 1.0));
-    assert!(Edit::InsertPerson { pose: bad }.apply(&s).is_err());
+    assert!(Edit::InsertPerson {
+        pose: Box::new(bad)
+    }
+    .apply(&s)
+    .is_err());
 }

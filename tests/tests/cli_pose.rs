@@ -70,8 +70,7 @@ fn info_on_real_files() {
         "640x360",
     ]));
     assert!(
-        out.contains("nose at (627.4, 245.4)") == false
-            && out.contains("left_shoulder at (790.0, 368.8)"),
+        !out.contains("nose at (627.4, 245.4)") && out.contains("left_shoulder at (790.0, 368.8)"),
         "{out}"
     );
 }

@@ -166,7 +166,8 @@ fn model_with(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> std::pat
 
 #[test]
 fn model_configs_past_the_limits_or_with_unknown_keys_are_refused_by_field() {
-    let cases: [(&str, Box<dyn Fn(&mut serde_json::Value)>); 5] = [
+    type ConfigEdit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: [(&str, ConfigEdit); 5] = [
         (
             "ae.config: tiny autoencoder: widths",
             Box::new(|c| c["ae"]["config"]["widths"] = serde_json::json!([])),

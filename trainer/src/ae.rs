@@ -102,11 +102,9 @@ pub fn to_tensor(imgs: &[&RgbImage]) -> candle_core::Result<Tensor> {
     for img in imgs {
         v.extend(img.as_raw().iter().map(|&b| b as f32 / 127.5 - 1.0));
     }
-    Ok(
-        Tensor::from_vec(v, (imgs.len(), h as usize, w as usize, 3), &Device::Cpu)?
-            .permute((0, 3, 1, 2))?
-            .contiguous()?,
-    )
+    Tensor::from_vec(v, (imgs.len(), h as usize, w as usize, 3), &Device::Cpu)?
+        .permute((0, 3, 1, 2))?
+        .contiguous()
 }
 
 /// A training batch: crops `(B, 3, H, W)` in `[-1, 1]` and, when the skeleton weight is on,

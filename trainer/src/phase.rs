@@ -3,6 +3,9 @@
 //! names, and the seeds of each phase's random stream (hashed from the string), so they never
 //! change.
 
+// Phases are matched exhaustively: a new phase must be handled everywhere, never by a `_` arm.
+#![warn(clippy::wildcard_enum_match_arm)]
+
 use std::fmt;
 use std::str::FromStr;
 

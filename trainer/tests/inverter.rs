@@ -232,7 +232,7 @@ fn pose_prior_is_the_generators_statistics() {
     // least 2 px), with this seed; a change to the pose model shows here
     use skeleguide_engine::inverter::POSE_PRIOR;
     use skeleguide_trainer::inverter::random_people;
-    let mut rng = Rng::new(0x5EED_0F_9A1A);
+    let mut rng = Rng::new(0x5E_ED0F_9A1A);
     let mut acc = vec![(0.0f64, 0.0f64, 0usize); POSE_PRIOR.len()];
     for _ in 0..20_000 {
         for p in &random_people(512, 512, &mut rng).people {

@@ -57,7 +57,7 @@ pub fn run(a: InvertArgs) -> Result<()> {
     let set = invert_layout_image(a.model.as_deref(), &img, choice)?;
     write_pose_file(
         &a.output,
-        &[set.clone()],
+        std::slice::from_ref(&set),
         ExportOptions {
             normalized: a.normalized,
             keep_confidence: false,

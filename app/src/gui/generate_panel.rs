@@ -6,7 +6,7 @@ use crate::worker::JobKind;
 use egui::Ui;
 use skeleguide_engine::modeldir::TextGuidance;
 
-pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
+pub(super) fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
     ui.heading("Generate");
     ui.label("Model directory:");
     ui.add(egui::TextEdit::singleline(&mut app.gen.model_dir).hint_text("assets/models/tiny"));
@@ -66,7 +66,7 @@ pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
 }
 
 /// The batch dialog: prompts × seeds × (current pose or a reasoned pose per seed).
-pub fn batch_window(app: &mut SkeleGuideApp, ctx: &egui::Context) {
+pub(super) fn batch_window(app: &mut SkeleGuideApp, ctx: &egui::Context) {
     let mut open = app.gen.batch_open;
     let mut start = false;
     egui::Window::new("Batch export")

@@ -5,7 +5,7 @@ use super::SkeleGuideApp;
 use egui::Ui;
 use skeleguide_engine::pose::{Edit, JOINT_NAMES};
 
-pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
+pub(super) fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
     ui.heading("People");
     let n = app.doc.poses().people.len();
     if n == 0 {
@@ -34,7 +34,9 @@ pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
                 if ui.button(*label).clicked() {
                     let (w, h) = app.doc.canvas();
                     match super::presets::preset_person(i, w, h) {
-                        Ok(pose) => app.apply(Edit::InsertPerson { pose }),
+                        Ok(pose) => app.apply(Edit::InsertPerson {
+                            pose: Box::new(pose),
+                        }),
                         Err(e) => app.error(e),
                     }
                     ui.close();

@@ -5,7 +5,7 @@ use skeleguide_engine::pose::edit::fit_person;
 use skeleguide_engine::pose::{parse_pose_json, ImportOptions, Pose};
 
 /// (label, file name, JSON text).
-pub const PRESETS: [(&str, &str, &str); 6] = [
+pub(super) const PRESETS: [(&str, &str, &str); 6] = [
     (
         "Standing",
         "standing.json",
@@ -40,7 +40,7 @@ pub const PRESETS: [(&str, &str, &str); 6] = [
 
 /// The first person of preset `index`, fitted to a `w`×`h` scene: centred, as tall as 45 % of
 /// the scene height (lying presets keep their aspect, so they come out as long, not tall).
-pub fn preset_person(index: usize, w: u32, h: u32) -> Result<Pose, String> {
+pub(super) fn preset_person(index: usize, w: u32, h: u32) -> Result<Pose, String> {
     let (_, file, text) = PRESETS
         .get(index)
         .ok_or_else(|| format!("no pose preset #{index}"))?;

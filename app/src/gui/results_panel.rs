@@ -4,7 +4,7 @@
 use super::SkeleGuideApp;
 use egui::{Color32, Pos2, Rect, Sense, Ui, Vec2};
 
-pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
+pub(super) fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
     ui.heading("Results");
     if app.results.is_empty() {
         ui.label("Rendered variants appear here.");

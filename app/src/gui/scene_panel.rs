@@ -7,7 +7,7 @@ use std::path::PathBuf;
 const IMAGES: (&str, &[&str]) = ("Images", &["png", "jpg", "jpeg"]);
 const POSES: (&str, &[&str]) = ("Pose JSON", &["json"]);
 
-pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
+pub(super) fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
     ui.heading("Scene");
     ui.label("Path of a scene image or pose JSON:");
     let field = ui.add(

@@ -3,7 +3,7 @@
 use super::SkeleGuideApp;
 use egui::{Color32, RichText, Ui};
 
-pub fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
+pub(super) fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
     if let Some(r) = app.running {
         ui.horizontal(|ui| {
             let (text, frac) = match r.progress {

@@ -12,7 +12,9 @@ use crate::pose::{Keypoint, Pose};
 /// [`super::NO_CLASS`] background; row-major `geometry.width × geometry.height`.
 #[derive(Clone, Debug)]
 pub struct ClassMap {
+    /// How the image maps to the working size the classes are given at.
     pub geometry: WorkGeometry,
+    /// One class per working pixel, row-major (see the type's docs).
     pub classes: Vec<u8>,
     /// The map reads a drawn layout: the classes were fused with the image's exact colours at
     /// its own size, and those colours agree with what the network reads
@@ -381,7 +383,7 @@ fn principal_ends(pixels: &[usize], w: usize) -> Option<[(f64, f64); 2]> {
         let t = (x - mx) * dx + (y - my) * dy;
         (lo.min(t), hi.max(t))
     });
-    (hi > lo).then(|| [(mx + lo * dx, my + lo * dy), (mx + hi * dx, my + hi * dy)])
+    (hi > lo).then_some([(mx + lo * dx, my + lo * dy), (mx + hi * dx, my + hi * dy)])
 }
 
 /// How close (in stick widths) the joints two halves of one person both have must lie for

@@ -90,12 +90,15 @@ pub(super) fn check_image(img: &RgbImage) -> Result<()> {
 /// How an image maps to the network's working resolution.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WorkGeometry {
-    /// Working size (before padding) and the scale factor image -> working.
+    /// Working width in pixels, before padding.
     pub width: usize,
+    /// Working height in pixels, before padding.
     pub height: usize,
+    /// Scale factor from image pixels to working pixels.
     pub scale: f64,
-    /// Padded working size (multiples of 4).
+    /// Padded working width in pixels (a multiple of 4).
     pub padded_width: usize,
+    /// Padded working height in pixels (a multiple of 4).
     pub padded_height: usize,
 }
 

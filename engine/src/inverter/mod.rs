@@ -85,12 +85,26 @@ pub(crate) const WEIGHTS_FILE: &str = "inverter.safetensors";
 /// Errors of the inverter. Every message names the file (or input) at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum InverterError {
+    /// A layout image cannot be used (empty, too large, wrong channel count or buffer size).
     #[error("{file}: {msg}")]
-    Image { file: String, msg: String },
+    Image {
+        /// The image file or input the error is about, as shown to the user.
+        file: String,
+        /// What is wrong with the image.
+        msg: String,
+    },
+    /// The network's weights or configuration are invalid, missing a tensor or unreadable.
     #[error("{file}: {msg}")]
-    Weights { file: String, msg: String },
+    Weights {
+        /// The weights file (or `inverter` / `inverter config`), as shown to the user.
+        file: String,
+        /// What is wrong with the weights.
+        msg: String,
+    },
+    /// A tensor operation of the network failed.
     #[error("inverter: {0}")]
     Candle(#[from] candle_core::Error),
+    /// A file could not be read or written (see [`PoseError`]).
     #[error(transparent)]
     Pose(#[from] PoseError),
 }

@@ -101,6 +101,7 @@ impl Default for InverterConfig {
 }
 
 impl InverterConfig {
+    /// Checks the sizes are in range; the error says which is not.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if !(32..=1024).contains(&self.work_size) || self.work_size % 4 != 0 {
             return Err(format!(
@@ -423,14 +424,17 @@ impl PoseInverter {
         Ok(())
     }
 
+    /// The network's configuration.
     pub fn config(&self) -> &InverterConfig {
         &self.cfg
     }
 
+    /// The device the network's parameters live on.
     pub fn device(&self) -> &Device {
         &self.device
     }
 
+    /// Total number of parameters (scalars) of the network.
     pub fn num_params(&self) -> usize {
         self.params.values().map(|t| t.elem_count()).sum()
     }

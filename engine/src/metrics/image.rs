@@ -18,21 +18,29 @@ use image::{GrayImage, RgbImage};
 pub const SSIM_WINDOW: usize = 11;
 /// Standard deviation of the SSIM window's Gaussian.
 pub const SSIM_SIGMA: f64 = 1.5;
+/// SSIM's `K1` constant, stabilising the luminance term.
 pub const SSIM_K1: f64 = 0.01;
+/// SSIM's `K2` constant, stabilising the contrast-structure term.
 pub const SSIM_K2: f64 = 0.03;
 
+/// Why two images (and a mask) cannot be compared.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum MetricError {
+    /// The two images have different sizes (width and height of each).
     #[error("the images differ in size: {0}x{1} vs {2}x{3}")]
     SizeMismatch(u32, u32, u32, u32),
+    /// The mask's size (first two) differs from the images' size (last two).
     #[error("the mask is {0}x{1} but the images are {2}x{3}")]
     MaskSize(u32, u32, u32, u32),
+    /// An image side is below the SSIM window; holds the image's width and height.
     #[error("SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {0}x{1}")]
     TooSmall(u32, u32),
+    /// The images have no pixels.
     #[error("the images are empty")]
     Empty,
 }
 
+/// Result alias of the image metrics.
 pub type Result<T> = std::result::Result<T, MetricError>;
 
 fn check(a: &RgbImage, b: &RgbImage, mask: Option<&GrayImage>) -> Result<()> {

@@ -100,12 +100,12 @@ pub fn hungarian(cost: &[f64], rows: usize, cols: usize) -> Vec<Option<usize>> {
         }
     }
     let mut out = vec![None; rows];
-    for j in 1..=m {
-        if p[j] != 0 {
+    for (j, &pj) in p.iter().enumerate().take(m + 1).skip(1) {
+        if pj != 0 {
             let (r, col) = if transpose {
-                (j - 1, p[j] - 1)
+                (j - 1, pj - 1)
             } else {
-                (p[j] - 1, j - 1)
+                (pj - 1, j - 1)
             };
             out[r] = Some(col);
         }
@@ -146,7 +146,9 @@ pub fn match_people(pred: &PoseSet, gt: &PoseSet) -> Vec<Option<usize>> {
 /// Correct and evaluated joint counts, summed over images.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PckCount {
+    /// Evaluated joints predicted within the threshold.
     pub correct: usize,
+    /// Evaluated ground-truth joints (present and inside the canvas).
     pub total: usize,
     /// Ground-truth people without a usable reference size (no evaluated joints then).
     pub skipped_people: usize,
@@ -162,6 +164,7 @@ impl PckCount {
         }
     }
 
+    /// Adds another count to this one, field by field.
     pub fn add(&mut self, o: PckCount) {
         self.correct += o.correct;
         self.total += o.total;

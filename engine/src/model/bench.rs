@@ -79,6 +79,7 @@ impl BenchOptions {
 /// One batch size's numbers.
 #[derive(Debug, Clone, Serialize)]
 pub struct DitBenchRow {
+    /// The batch size these numbers are for.
     pub batch: usize,
     /// Our forward, fast path, no condition.
     pub dit_forward_ms: f64,
@@ -103,23 +104,35 @@ pub struct DitBenchRow {
 /// The result of [`bench_dit`].
 #[derive(Debug, Clone, Serialize)]
 pub struct DitBench {
+    /// The model preset benchmarked (always `tiny`).
     pub preset: String,
+    /// Hash of the DiT configuration.
     pub config_hash: String,
+    /// Image side, in pixels.
     pub image_size: usize,
+    /// Number of image tokens per sample.
     pub image_tokens: usize,
+    /// Number of condition tokens per sample (as many as image tokens).
     pub condition_tokens: usize,
+    /// Number of text tokens per sample.
     pub text_tokens: usize,
+    /// Sampling steps of one stage in the sampling rows.
     pub steps: usize,
     /// Threads candle's matmul uses (`RAYON_NUM_THREADS` or the core count).
     pub threads: usize,
-    /// `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` as set in the environment.
+    /// `CANDLE_NUM_THREADS` as set in the environment.
     pub candle_num_threads_env: Option<String>,
+    /// `RAYON_NUM_THREADS` as set in the environment.
     pub rayon_num_threads_env: Option<String>,
+    /// One row per batch size.
     pub rows: Vec<DitBenchRow>,
     /// Forward + MSE + backward + AdamW on one LoRA set, condition included.
     pub train_step_ms: f64,
+    /// Batch size of the training step.
     pub train_batch: usize,
+    /// Rank of the LoRA set trained in the training step.
     pub lora_rank: usize,
+    /// Number of trainable LoRA parameters in the training step.
     pub lora_params: usize,
     /// Peak resident set size of the process (VmHWM), MiB; None where /proc is missing.
     pub peak_rss_mib: Option<f64>,

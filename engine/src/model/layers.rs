@@ -19,7 +19,10 @@ pub(crate) struct Lin {
 
 impl Lin {
     /// `{name}.weight` and `{name}.bias` from `params`; the error is the missing tensor's name.
-    pub fn get(params: &HashMap<String, Tensor>, name: &str) -> std::result::Result<Self, String> {
+    pub(crate) fn get(
+        params: &HashMap<String, Tensor>,
+        name: &str,
+    ) -> std::result::Result<Self, String> {
         let g = |n: String| params.get(&n).cloned().ok_or(n);
         Ok(Self {
             w: g(format!("{name}.weight"))?,
@@ -28,7 +31,7 @@ impl Lin {
     }
 
     /// `(.., in) -> (.., out)`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut dims = x.dims().to_vec();
         let inn = dims.last().copied().unwrap_or(0);
         let n = x.elem_count() / inn.max(1);
@@ -44,13 +47,13 @@ impl Lin {
 
     /// `x @ W^T + b` as one broadcast matmul over x's leading axes (no flattening to rows): the
     /// tiny text encoder keeps this form so that its outputs and gradients stay bit-identical.
-    pub fn forward_broadcast(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward_broadcast(&self, x: &Tensor) -> Result<Tensor> {
         x.broadcast_matmul(&self.w.t()?)?.broadcast_add(&self.b)
     }
 
     /// A 3×3 convolution (zero padding 1) on channels-first `(B, C, H, W)` with the weight
     /// stored as `(out, 9*C)`, tap-major. Returns `(B, out, H, W)`.
-    pub fn conv3x3_nchw(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn conv3x3_nchw(&self, x: &Tensor) -> Result<Tensor> {
         let (out, k) = self.w.dims2()?;
         let w = self
             .w
@@ -63,7 +66,7 @@ impl Lin {
 
     /// The same 3×3 convolution on channels-last `(B, H, W, C)`, returning `(B, H, W, out)`
     /// (through [`Self::conv3x3_nchw`]; differentiable).
-    pub fn conv3x3_nhwc(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn conv3x3_nhwc(&self, x: &Tensor) -> Result<Tensor> {
         let y = self.conv3x3_nchw(&x.permute((0, 3, 1, 2))?.contiguous()?)?;
         y.permute((0, 2, 3, 1))?.contiguous()
     }
@@ -73,7 +76,7 @@ impl Lin {
     /// changes (about twice as fast as the NCHW path on the PoseInverter's small maps). The
     /// result is a fresh tensor with no gradient history; on other devices and dtypes it is
     /// [`Self::conv3x3_nhwc`].
-    pub fn conv3x3_nhwc_infer(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn conv3x3_nhwc_infer(&self, x: &Tensor) -> Result<Tensor> {
         let (b, h, w, c) = x.dims4()?;
         if !matches!(x.device(), candle_core::Device::Cpu) || x.dtype() != candle_core::DType::F32 {
             return self.conv3x3_nhwc(x);

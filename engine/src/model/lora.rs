@@ -21,8 +21,11 @@ use std::path::Path;
 /// Which projection an adapter sits on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LoraTarget {
+    /// The query projection.
     Q,
+    /// The key projection.
     K,
+    /// The value projection.
     V,
 }
 

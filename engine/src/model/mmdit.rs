@@ -65,7 +65,12 @@ pub enum Condition<'a> {
     None,
     /// Condition tokens `(B, N_cond, in_channels)` with their ids `(B, N_cond, n_axes)`
     /// (the image's own ids). They run through the network in this call.
-    Tokens { tokens: &'a Tensor, ids: &'a Tensor },
+    Tokens {
+        /// The condition tokens, `(B, N_cond, in_channels)`.
+        tokens: &'a Tensor,
+        /// Their position ids, `(B, N_cond, n_axes)`.
+        ids: &'a Tensor,
+    },
     /// A cache built by [`MmDit::build_cond_cache`] for the current LoRA set and pooled vector.
     Cached(&'a CondCache),
 }

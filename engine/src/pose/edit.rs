@@ -5,16 +5,22 @@ use super::io::MAX_PEOPLE;
 use super::skeleton::{mirror_face_point, mirror_joint, NUM_JOINTS};
 use super::types::{Keypoint, Pose, PoseSet};
 
+/// Why an edit could not be applied; the input set is left unchanged.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EditError {
+    /// The person index (first) is not below the number of people in the set (second).
     #[error("there is no person {0} (the set has {1})")]
     NoPerson(usize, usize),
+    /// The joint index is not one of the 18 body joints.
     #[error("there is no joint {0} (joints are 0..=17)")]
     NoJoint(usize),
+    /// The edit would add a person to a set that already holds the maximum number of people.
     #[error("a pose set holds at most {MAX_PEOPLE} people")]
     TooManyPeople,
+    /// The person (first) has no present joints to perform the action (second) against.
     #[error("person {0} has no present joints to {1}")]
     EmptyPerson(usize, &'static str),
+    /// A coordinate, size or scale is non-finite, out of range or not positive (text says which).
     #[error("invalid value: {0}")]
     BadValue(String),
 }
@@ -22,56 +28,92 @@ pub enum EditError {
 /// One edit, replayable. `apply` never mutates its input.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Edit {
+    /// Moves one joint of a person to a new position; see [`move_joint`].
     MoveJoint {
+        /// Index of the person in the set.
         person: usize,
+        /// Index of the body joint (0..18).
         joint: usize,
+        /// New x position, in pixels.
         x: f64,
+        /// New y position, in pixels.
         y: f64,
     },
+    /// Makes one joint of a person missing; see [`hide_joint`].
     HideJoint {
+        /// Index of the person in the set.
         person: usize,
+        /// Index of the body joint (0..18).
         joint: usize,
     },
+    /// Makes a missing joint present again; see [`show_joint`].
     ShowJoint {
+        /// Index of the person in the set.
         person: usize,
+        /// Index of the body joint (0..18).
         joint: usize,
+        /// Where to put the joint, in pixels; `None`: where the default body would have it.
         at: Option<(f64, f64)>,
     },
+    /// Adds the default standing person; see [`add_person`].
     AddPerson {
+        /// Centre of the new person's body box, in pixels.
         center: (f64, f64),
+        /// Height of the new person from the top of the head to the soles, in pixels.
         height: f64,
     },
-    /// Appends a given person (e.g. from the preset library).
+    /// Appends a given person (e.g. from the preset library); boxed, so that every edit in an
+    /// undo history is not the size of a whole person.
     InsertPerson {
-        pose: Pose,
+        /// The person to append.
+        pose: Box<Pose>,
     },
+    /// Appends a shifted copy of a person; see [`duplicate_person`].
     Duplicate {
+        /// Index of the person to copy.
         person: usize,
+        /// Shift of the copy relative to the original, in pixels.
         offset: (f64, f64),
     },
+    /// Removes a person; see [`delete_person`].
     Delete {
+        /// Index of the person to remove.
         person: usize,
     },
+    /// Mirrors a person horizontally and swaps its left/right labels; see [`mirror_person`].
     Mirror {
+        /// Index of the person to mirror.
         person: usize,
     },
+    /// Swaps a person's left/right labels without moving points; see [`swap_left_right`].
     SwapLeftRight {
+        /// Index of the person whose labels are swapped.
         person: usize,
     },
+    /// Moves a whole person; see [`translate_person`].
     Translate {
+        /// Index of the person to move.
         person: usize,
+        /// Horizontal shift, in pixels.
         dx: f64,
+        /// Vertical shift, in pixels.
         dy: f64,
     },
+    /// Scales a whole person about an anchor point; see [`scale_person`].
     Scale {
+        /// Index of the person to scale.
         person: usize,
+        /// Horizontal scale factor (must be positive).
         sx: f64,
+        /// Vertical scale factor (must be positive).
         sy: f64,
+        /// The fixed point of the scaling, in pixels.
         anchor: (f64, f64),
     },
 }
 
 impl Edit {
+    /// Returns the set with this edit applied, or why it cannot be applied; `set` is not changed.
     pub fn apply(&self, set: &PoseSet) -> Result<PoseSet, EditError> {
         match *self {
             Edit::MoveJoint {

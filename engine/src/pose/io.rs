@@ -25,13 +25,18 @@ use crate::limits::{MAX_PIXELS, MAX_POSE_FILE_BYTES};
 /// The variant a file was detected as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoseFormat {
+    /// CMU OpenPose 1.x `--write_json` output (no canvas size in the file).
     CmuOpenPose,
+    /// ControlNet / openpose-editor JSON, with `canvas_width` and `canvas_height`.
     ControlNet,
+    /// ComfyUI `POSE_KEYPOINT`: a list of frames.
     ComfyUiPoseKeypoint,
+    /// COCO keypoint annotations (`images` and `annotations`).
     CocoKeypoints,
 }
 
 impl PoseFormat {
+    /// A human-readable name of the format, for messages.
     pub fn describe(self) -> &'static str {
         match self {
             PoseFormat::CmuOpenPose => "CMU OpenPose 1.x (--write_json)",
@@ -54,7 +59,9 @@ pub struct ImportOptions {
 /// An imported file: one or more frames (images) of people.
 #[derive(Clone, Debug)]
 pub struct PoseDocument {
+    /// The format the file was detected as.
     pub format: PoseFormat,
+    /// The people of each frame, in file order.
     pub frames: Vec<PoseSet>,
     /// Per frame: the image name where the format has one (COCO `file_name`).
     pub frame_names: Vec<Option<String>>,
@@ -66,10 +73,14 @@ pub struct PoseDocument {
     pub warnings: Vec<String>,
 }
 
+/// Where a document's canvas size came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CanvasSource {
+    /// The file states the canvas size.
     File,
+    /// The caller gave it ([`ImportOptions::canvas`]).
     Given,
+    /// Derived from the points: just large enough to hold the largest x and y.
     PointExtent,
 }
 

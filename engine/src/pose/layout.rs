@@ -58,8 +58,8 @@ pub fn draw_on(img: &mut RgbImage, set: &PoseSet) {
             }
         }
     }
-    for j in 0..NUM_JOINTS {
-        let color = Rgb(COLORS[j]);
+    for (j, &rgb) in COLORS.iter().enumerate().take(NUM_JOINTS) {
+        let color = Rgb(rgb);
         for person in &set.people {
             if let Some(p) = person.joints[j] {
                 circle(p.x as i64, p.y as i64, sw, |y, x0, x1| {

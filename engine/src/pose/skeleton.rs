@@ -34,23 +34,41 @@ pub const JOINT_NAMES: [&str; NUM_JOINTS] = [
 
 /// Joint indices by name, for readable code.
 pub mod joint {
+    /// Index of the nose.
     pub const NOSE: usize = 0;
+    /// Index of the neck (between the shoulders).
     pub const NECK: usize = 1;
+    /// Index of the subject's right shoulder.
     pub const R_SHOULDER: usize = 2;
+    /// Index of the subject's right elbow.
     pub const R_ELBOW: usize = 3;
+    /// Index of the subject's right wrist.
     pub const R_WRIST: usize = 4;
+    /// Index of the subject's left shoulder.
     pub const L_SHOULDER: usize = 5;
+    /// Index of the subject's left elbow.
     pub const L_ELBOW: usize = 6;
+    /// Index of the subject's left wrist.
     pub const L_WRIST: usize = 7;
+    /// Index of the subject's right hip.
     pub const R_HIP: usize = 8;
+    /// Index of the subject's right knee.
     pub const R_KNEE: usize = 9;
+    /// Index of the subject's right ankle.
     pub const R_ANKLE: usize = 10;
+    /// Index of the subject's left hip.
     pub const L_HIP: usize = 11;
+    /// Index of the subject's left knee.
     pub const L_KNEE: usize = 12;
+    /// Index of the subject's left ankle.
     pub const L_ANKLE: usize = 13;
+    /// Index of the subject's right eye.
     pub const R_EYE: usize = 14;
+    /// Index of the subject's left eye.
     pub const L_EYE: usize = 15;
+    /// Index of the subject's right ear.
     pub const R_EAR: usize = 16;
+    /// Index of the subject's left ear.
     pub const L_EAR: usize = 17;
 }
 
@@ -176,6 +194,7 @@ pub const COCO17_TO_OP18: [Option<usize>; NUM_JOINTS] = [
 
 /// COCO-17 shoulders, used to derive the neck.
 pub const COCO17_LEFT_SHOULDER: usize = 5;
+/// COCO-17 index of the right shoulder (see [`COCO17_LEFT_SHOULDER`]).
 pub const COCO17_RIGHT_SHOULDER: usize = 6;
 
 /// For each OpenPose-18 joint, its index in BODY_25 (MidHip 8 and the feet 19-24 are dropped).

@@ -5,12 +5,16 @@ use super::skeleton::{LIMBS, NUM_JOINTS};
 /// A present point in image pixels, with the detector's confidence (1.0 when drawn by hand).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Keypoint {
+    /// Horizontal position, in pixels from the left edge.
     pub x: f64,
+    /// Vertical position, in pixels from the top edge.
     pub y: f64,
+    /// The detector's confidence in the point, 1.0 when drawn by hand.
     pub confidence: f64,
 }
 
 impl Keypoint {
+    /// A hand-placed point at (x, y) with confidence 1.0.
     pub const fn new(x: f64, y: f64) -> Self {
         Keypoint {
             x,
@@ -27,9 +31,13 @@ pub type PointList = Vec<Option<Keypoint>>;
 /// hands and face carried through from the file (never invented).
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Pose {
+    /// The 18 body joints in OpenPose-18 order; `None` is a missing joint.
     pub joints: [Option<Keypoint>; NUM_JOINTS],
+    /// The subject's left hand (21 points), when the file has one.
     pub hand_left: Option<PointList>,
+    /// The subject's right hand (21 points), when the file has one.
     pub hand_right: Option<PointList>,
+    /// The face (70 points: 68 landmarks and 2 pupils), when the file has one.
     pub face: Option<PointList>,
 }
 
@@ -88,8 +96,8 @@ impl Pose {
     }
 
     /// Applies `f` to every present point (body, hands, face).
-    pub fn map_points(&mut self, mut f: impl FnMut(&mut Keypoint)) {
-        self.all_points_mut().for_each(|p| f(p));
+    pub fn map_points(&mut self, f: impl FnMut(&mut Keypoint)) {
+        self.all_points_mut().for_each(f);
     }
 
     /// Bounding box of the present body joints: (min_x, min_y, max_x, max_y).
@@ -115,12 +123,16 @@ fn bbox<'a>(points: impl Iterator<Item = &'a Keypoint>) -> Option<(f64, f64, f64
 /// The people in one image, with the canvas size in pixels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PoseSet {
+    /// Canvas width, in pixels.
     pub width: u32,
+    /// Canvas height, in pixels.
     pub height: u32,
+    /// The people, in drawing order.
     pub people: Vec<Pose>,
 }
 
 impl PoseSet {
+    /// An empty set (no people) on a canvas of the given size in pixels.
     pub fn new(width: u32, height: u32) -> Self {
         PoseSet {
             width,

@@ -7,7 +7,7 @@ use skeleguide_trainer::eval::{ablate, EvalOptions};
 use std::path::PathBuf;
 
 #[derive(Args)]
-pub struct AblateArgs {
+pub(crate) struct AblateArgs {
     /// NAME=DIR,... with NAME one of skeleguide, single-stage, implicit, stage1-only.
     #[arg(long)]
     models: String,
@@ -31,7 +31,7 @@ pub struct AblateArgs {
     notes: Option<PathBuf>,
 }
 
-pub fn run(a: AblateArgs) -> Result<()> {
+pub(crate) fn run(a: AblateArgs) -> Result<()> {
     let AblateArgs {
         models,
         data,

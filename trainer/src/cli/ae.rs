@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
 #[derive(Args)]
-pub struct AeArgs {
+pub(crate) struct AeArgs {
     /// Training manifest directory (e.g. from `synth --split train`).
     #[arg(long)]
     train: PathBuf,
@@ -52,7 +52,7 @@ pub struct AeArgs {
     out: PathBuf,
 }
 
-pub fn run(a: AeArgs) -> Result<()> {
+pub(crate) fn run(a: AeArgs) -> Result<()> {
     let AeArgs {
         train,
         test,

@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
 #[derive(Args)]
-pub struct EvalArgs {
+pub(crate) struct EvalArgs {
     /// Model directory.
     #[arg(long)]
     model: PathBuf,
@@ -47,7 +47,7 @@ pub struct EvalArgs {
     json: bool,
 }
 
-pub fn run(a: EvalArgs) -> Result<()> {
+pub(crate) fn run(a: EvalArgs) -> Result<()> {
     let EvalArgs {
         model,
         data,

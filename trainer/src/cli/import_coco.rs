@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
 #[derive(Args)]
-pub struct ImportCocoArgs {
+pub(crate) struct ImportCocoArgs {
     /// COCO keypoint annotation file (person_keypoints_*.json).
     #[arg(long)]
     annotations: PathBuf,
@@ -24,7 +24,7 @@ pub struct ImportCocoArgs {
     out: PathBuf,
 }
 
-pub fn run(a: ImportCocoArgs) -> Result<()> {
+pub(crate) fn run(a: ImportCocoArgs) -> Result<()> {
     let ImportCocoArgs {
         annotations,
         images,

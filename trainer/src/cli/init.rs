@@ -5,7 +5,7 @@ use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// Preset (only `tiny` can start from random weights).
     #[arg(long, default_value = "tiny")]
     preset: String,
@@ -17,7 +17,7 @@ pub struct InitArgs {
     seed: u64,
 }
 
-pub fn run(a: InitArgs) -> Result<()> {
+pub(crate) fn run(a: InitArgs) -> Result<()> {
     let InitArgs { preset, out, seed } = a;
     let cfg = skeleguide_engine::modeldir::init_random(&out, &preset, seed)?;
     eprintln!(

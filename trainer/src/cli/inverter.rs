@@ -10,7 +10,7 @@ use skeleguide_trainer::inverter::{self as inv, Backgrounds, Degrade, Score, Tra
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
-pub struct TrainArgs {
+pub(crate) struct TrainArgs {
     /// Output directory (created if needed); the weights go to DIR/inverter.safetensors.
     #[arg(long)]
     out: PathBuf,
@@ -64,7 +64,7 @@ pub struct TrainArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct EvalArgs {
+pub(crate) struct EvalArgs {
     /// Model directory (its inverter.safetensors) or the weights file; default: the embedded
     /// shipped inverter.
     #[arg(long)]
@@ -112,7 +112,7 @@ fn bar(len: usize, what: &str) -> ProgressBar {
     b
 }
 
-pub fn train(a: TrainArgs) -> Result<()> {
+pub(crate) fn train(a: TrainArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("{}: cannot create", a.out.display()))?;
     let out = a.out.join(skeleguide_engine::modeldir::INVERTER_FILE);
@@ -245,7 +245,7 @@ fn ratio(s: &Score) -> f64 {
     s.pck.value()
 }
 
-pub fn eval(a: EvalArgs) -> Result<()> {
+pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     if a.count == 0 {
         bail!("--count must be at least 1");
     }

@@ -1,14 +1,14 @@
 //! The command line (clap): one module per subcommand, each with its arguments and its `run`.
 //! Every failure is one line on stderr and exit code 2 (see `main`).
 
-pub mod ablate;
-pub mod ae;
-pub mod eval;
-pub mod import_coco;
-pub mod init;
-pub mod inverter;
-pub mod synth;
-pub mod train;
+pub(crate) mod ablate;
+pub(crate) mod ae;
+pub(crate) mod eval;
+pub(crate) mod import_coco;
+pub(crate) mod init;
+pub(crate) mod inverter;
+pub(crate) mod synth;
+pub(crate) mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -19,13 +19,13 @@ use clap::{Parser, Subcommand};
     version,
     about = "SkeleGuide trainer: data, curriculum, evaluation"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Write a synthetic human-in-scene data set (manifest.jsonl plus PNGs), deterministic for a seed.
     Synth(synth::SynthArgs),
     /// Phase 0 (part): train the tiny autoencoder on a manifest dataset (random 64 px crops,
@@ -54,7 +54,7 @@ pub enum Command {
 }
 
 /// Runs the parsed subcommand.
-pub fn run(cli: Cli) -> Result<()> {
+pub(crate) fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Synth(a) => synth::run(a),
         Command::Ae(a) => ae::run(a),

@@ -13,7 +13,7 @@ enum SplitArg {
 }
 
 #[derive(Args)]
-pub struct SynthArgs {
+pub(crate) struct SynthArgs {
     /// Output directory (created if needed).
     #[arg(long)]
     out: PathBuf,
@@ -34,7 +34,7 @@ pub struct SynthArgs {
     threads: Option<usize>,
 }
 
-pub fn run(a: SynthArgs) -> Result<()> {
+pub(crate) fn run(a: SynthArgs) -> Result<()> {
     let SynthArgs {
         out,
         count,

@@ -6,7 +6,7 @@ use skeleguide_trainer::phases::{self, PhaseSel};
 use std::path::PathBuf;
 
 #[derive(Args)]
-pub struct TrainArgs {
+pub(crate) struct TrainArgs {
     /// TOML config (e.g. trainer/configs/tiny.toml).
     #[arg(long)]
     config: PathBuf,
@@ -24,7 +24,7 @@ pub struct TrainArgs {
     data: Option<PathBuf>,
 }
 
-pub fn run(a: TrainArgs) -> Result<()> {
+pub(crate) fn run(a: TrainArgs) -> Result<()> {
     let TrainArgs {
         config,
         out,

@@ -20,16 +20,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The frozen parts of phases 1-3: the model's config, base DiT, autoencoder and text encoder.
+type Frozen = (
+    ModelConfig,
+    MmDit,
+    Box<dyn Autoencoder>,
+    Box<dyn TextEncoder>,
+);
+
 impl Ctx<'_> {
     /// The frozen parts for phases 1-3: from `base_model`, or the run's own model directory.
-    fn load_frozen(
-        &self,
-    ) -> Result<(
-        ModelConfig,
-        MmDit,
-        Box<dyn Autoencoder>,
-        Box<dyn TextEncoder>,
-    )> {
+    fn load_frozen(&self) -> Result<Frozen> {
         let mdir = model_dir(&self.out);
         let src = match &self.cfg.base_model {
             Some(b) => {

@@ -31,6 +31,9 @@
 //! directory); `data` holds the examples, their cached latents and prompt features and the
 //! per-step draws, `phase0` the two parts of phase 0, `lora` phases 1-3 and `loss` the losses.
 
+// Phases are matched exhaustively: a new phase must be handled everywhere, never by a `_` arm.
+#![warn(clippy::wildcard_enum_match_arm)]
+
 mod data;
 mod lora;
 mod loss;
