@@ -16,12 +16,14 @@
 //! Base weights are plain tensors (`detach`ed on load): they are never trainable, except in a
 //! model built with [`MmDit::new_trainable`] (phase 0 of the tiny preset).
 
+mod blocks;
+
 use super::cond_cache::{condition_fingerprint, fingerprint, CondCache, CondKey};
 use super::config::DitConfig;
 use super::device::{check_dtype, device_name};
 use super::error::{ModelError, Result};
-use super::kernels;
 use super::lora::{LayerLora, LoraSets, SplitMix64};
+use blocks::{Ctx, DoubleBlock, FinalLayer, FusedCtx, SingleBlock};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
@@ -130,43 +132,6 @@ impl MlpEmbedder {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.out_layer.forward(&self.in_layer.forward(x)?.silu()?)
     }
-}
-
-/// The weights of one stream of a double block (`img_*` or `txt_*`).
-#[derive(Debug, Clone)]
-struct StreamWeights {
-    modulation: LinT,
-    qkv: LinT,
-    q_norm: Tensor,
-    k_norm: Tensor,
-    qn_h: Arc<Vec<f32>>,
-    kn_h: Arc<Vec<f32>>,
-    proj: LinT,
-    mlp0: LinT,
-    mlp2: LinT,
-}
-
-#[derive(Debug, Clone)]
-struct DoubleBlock {
-    img: StreamWeights,
-    txt: StreamWeights,
-}
-
-#[derive(Debug, Clone)]
-struct SingleBlock {
-    linear1: LinT,
-    linear2: LinT,
-    q_norm: Tensor,
-    k_norm: Tensor,
-    qn_h: Arc<Vec<f32>>,
-    kn_h: Arc<Vec<f32>>,
-    modulation: LinT,
-}
-
-#[derive(Debug, Clone)]
-struct FinalLayer {
-    linear: LinT,
-    ada: LinT,
 }
 
 /// shift / (1 + scale) / gate, each `(B, 1, H)`.
@@ -543,41 +508,12 @@ impl MmDit {
             trainable,
         };
         let h = cfg.hidden_size;
-        let hd = cfg.head_dim();
-        let mlp = cfg.mlp_hidden();
-        let stream = |p: String| -> Result<StreamWeights> {
-            Ok(StreamWeights {
-                modulation: ld.lin(&format!("{p}_mod.lin"), h, 6 * h, true)?,
-                qkv: ld.lin(&format!("{p}_attn.qkv"), h, 3 * h, cfg.qkv_bias)?,
-                q_norm: ld.tensor(&format!("{p}_attn.norm.query_norm.scale"), &[hd])?,
-                k_norm: ld.tensor(&format!("{p}_attn.norm.key_norm.scale"), &[hd])?,
-                qn_h: host_vec(&ld.tensor(&format!("{p}_attn.norm.query_norm.scale"), &[hd])?)?,
-                kn_h: host_vec(&ld.tensor(&format!("{p}_attn.norm.key_norm.scale"), &[hd])?)?,
-                proj: ld.lin(&format!("{p}_attn.proj"), h, h, true)?,
-                mlp0: ld.lin(&format!("{p}_mlp.0"), h, mlp, true)?,
-                mlp2: ld.lin(&format!("{p}_mlp.2"), mlp, h, true)?,
-            })
-        };
-        let mut double_blocks = Vec::with_capacity(cfg.depth);
-        for i in 0..cfg.depth {
-            double_blocks.push(DoubleBlock {
-                img: stream(format!("double_blocks.{i}.img"))?,
-                txt: stream(format!("double_blocks.{i}.txt"))?,
-            });
-        }
-        let mut single_blocks = Vec::with_capacity(cfg.depth_single_blocks);
-        for i in 0..cfg.depth_single_blocks {
-            let p = format!("single_blocks.{i}");
-            single_blocks.push(SingleBlock {
-                linear1: ld.lin(&format!("{p}.linear1"), h, 3 * h + mlp, true)?,
-                linear2: ld.lin(&format!("{p}.linear2"), h + mlp, h, true)?,
-                q_norm: ld.tensor(&format!("{p}.norm.query_norm.scale"), &[hd])?,
-                k_norm: ld.tensor(&format!("{p}.norm.key_norm.scale"), &[hd])?,
-                qn_h: host_vec(&ld.tensor(&format!("{p}.norm.query_norm.scale"), &[hd])?)?,
-                kn_h: host_vec(&ld.tensor(&format!("{p}.norm.key_norm.scale"), &[hd])?)?,
-                modulation: ld.lin(&format!("{p}.modulation.lin"), h, 3 * h, true)?,
-            });
-        }
+        let double_blocks = (0..cfg.depth)
+            .map(|i| DoubleBlock::new(&ld, i, cfg))
+            .collect::<Result<Vec<_>>>()?;
+        let single_blocks = (0..cfg.depth_single_blocks)
+            .map(|i| SingleBlock::new(&ld, i, cfg))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             img_in: ld.lin("img_in", cfg.in_channels, h, true)?,
             txt_in: ld.lin("txt_in", cfg.context_in_dim, h, true)?,
@@ -590,10 +526,7 @@ impl MmDit {
             },
             double_blocks,
             single_blocks,
-            final_layer: FinalLayer {
-                linear: ld.lin("final_layer.linear", h, cfg.in_channels, true)?,
-                ada: ld.lin("final_layer.adaLN_modulation.1", h, 2 * h, true)?,
-            },
+            final_layer: FinalLayer::new(&ld, h, cfg.in_channels)?,
             ln_ones: Tensor::ones(h, dtype, &device)?,
             ln_zeros: Tensor::zeros(h, dtype, &device)?,
             loras: LoraSets::new(cfg, &device, dtype),
@@ -724,39 +657,15 @@ impl MmDit {
 
     // ----------------------------------------------------------------- primitives
 
-    fn layer_norm(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-        // candle's fused layer_norm, like its rms_norm, has no f64 kernel.
-        match mode {
-            Mode::Fast if x.dtype() != DType::F64 => candle_nn::ops::layer_norm(
-                &x.contiguous()?,
-                &self.ln_ones,
-                &self.ln_zeros,
-                NORM_EPS as f32,
-            ),
-            _ => {
-                let mean = x.mean_keepdim(D::Minus1)?;
-                let xc = x.broadcast_sub(&mean)?;
-                let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-                xc.broadcast_div(&(var + NORM_EPS)?.sqrt()?)
-            }
+    /// The context of the candle-op path for `mode`.
+    fn ctx(&self, mode: Mode) -> Ctx<'_> {
+        Ctx {
+            mode,
+            fused: mode == Mode::Train && self.host && self.fused_train,
+            cfg: &self.cfg,
+            ln_ones: &self.ln_ones,
+            ln_zeros: &self.ln_zeros,
         }
-    }
-
-    fn modulate(&self, x: &Tensor, m: &Mod, mode: Mode) -> candle_core::Result<Tensor> {
-        if mode == Mode::Train && self.fused_training() {
-            let h = self.cfg.hidden_size;
-            return x.contiguous()?.apply_op2(
-                &m.raw,
-                kernels::AdaLnTrain {
-                    shift_off: 3 * m.idx * h,
-                    scale_off: (3 * m.idx + 1) * h,
-                    eps: NORM_EPS as f32,
-                },
-            );
-        }
-        self.layer_norm(x, mode)?
-            .broadcast_mul(&m.scale1)?
-            .broadcast_add(&m.shift)
     }
 
     fn rope_tables(&self, ids: &Tensor) -> candle_core::Result<Rope> {
@@ -788,173 +697,11 @@ impl MmDit {
         Ok(Rope { cos, sin, host })
     }
 
-    /// Rotates `x` `(B, heads, L, hd)` by the tables (pairs (2i, 2i+1), like BFL).
-    fn rope(&self, x: &Tensor, r: &Rope, mode: Mode) -> candle_core::Result<Tensor> {
-        match mode {
-            Mode::Fast => candle_nn::rotary_emb::rope_i(&x.contiguous()?, &r.cos, &r.sin),
-            Mode::Train => {
-                let (b, h, l, d) = x.dims4()?;
-                let x = x.reshape((b, h, l, d / 2, 2))?;
-                let x0 = x.narrow(4, 0, 1)?;
-                let x1 = x.narrow(4, 1, 1)?;
-                let cos = r.cos.unsqueeze(1)?.unsqueeze(4)?;
-                let sin = r.sin.unsqueeze(1)?.unsqueeze(4)?;
-                let o0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
-                let o1 = (x0.broadcast_mul(&sin)? + x1.broadcast_mul(&cos)?)?;
-                Tensor::cat(&[o0, o1], 4)?.reshape((b, h, l, d))
-            }
-        }
-    }
-
-    fn rms(&self, x: &Tensor, w: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-        // candle's fused rms_norm has f32/bf16/f16 kernels only: f64 takes the plain formula.
-        match mode {
-            Mode::Fast if x.dtype() != DType::F64 => {
-                candle_nn::ops::rms_norm(&x.contiguous()?, w, NORM_EPS as f32)
-            }
-            _ => {
-                let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-                x.broadcast_div(&(ms + NORM_EPS)?.sqrt()?)?.broadcast_mul(w)
-            }
-        }
-    }
-
-    /// `(B, L, 3H)` -> raw q, k, v `(B, heads, L, hd)` (no norm yet).
-    fn split_qkv(&self, qkv: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-        let (b, l, _) = qkv.dims3()?;
-        let nh = self.cfg.num_heads;
-        let hd = self.cfg.head_dim();
-        let t = qkv
-            .reshape((b, l, 3, nh, hd))?
-            .permute((2, 0, 3, 1, 4))?
-            .contiguous()?;
-        Ok((t.get(0)?, t.get(1)?, t.get(2)?))
-    }
-
-    /// QK RMS-norm with scale `w` (host copy `wh`), then RoPE with the tables of these rows.
-    fn norm_rope(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        wh: &Arc<Vec<f32>>,
-        r: &Rope,
-        mode: Mode,
-    ) -> candle_core::Result<Tensor> {
-        if mode == Mode::Train && self.fused_training() {
-            if let Some((cos, sin)) = &r.host {
-                return x.contiguous()?.apply_op1(kernels::NormRopeTrain {
-                    w: Arc::clone(wh),
-                    cos: Arc::clone(cos),
-                    sin: Arc::clone(sin),
-                    eps: NORM_EPS as f32,
-                });
-            }
-        }
-        self.rope(&self.rms(x, w, mode)?, r, mode)
-    }
-
-    /// Whether the training path uses the fused differentiable CPU kernels.
-    fn fused_training(&self) -> bool {
-        self.host && self.fused_train
-    }
-
-    /// A base-weight linear layer; in the fused training path it skips the (useless) weight
-    /// gradient of candle's matmul backward.
-    fn lin(&self, l: &LinT, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-        if mode == Mode::Train && self.fused_training() && x.track_op() {
-            let (inn, out) = l.wt.dims2()?;
-            let mut dims = x.dims().to_vec();
-            let rows = x.elem_count() / inn.max(1);
-            let x2 = x.reshape((rows, inn))?.contiguous()?;
-            let y = x2.apply_op2(&l.wt, kernels::FrozenLinear { bias: l.bh.clone() })?;
-            if let Some(last) = dims.last_mut() {
-                *last = out;
-            }
-            return y.reshape(dims);
-        }
-        l.forward(x)
-    }
-
-    /// `x + gate * y`.
-    fn gate_res(&self, x: &Tensor, y: &Tensor, m: &Mod, mode: Mode) -> candle_core::Result<Tensor> {
-        if mode == Mode::Train && self.fused_training() {
-            let h = self.cfg.hidden_size;
-            return x.contiguous()?.apply_op3(
-                &y.contiguous()?,
-                &m.raw,
-                kernels::GateResTrain {
-                    gate_off: (3 * m.idx + 2) * h,
-                },
-            );
-        }
-        x + y.broadcast_mul(&m.gate)?
-    }
-
     /// Chooses between the fused differentiable CPU kernels (default) and plain candle
     /// primitives for [`Mode::Train`]. Both give the same values and gradients (tested); the
     /// primitive path is slower and exists for verification and non-CPU devices.
     pub fn set_fused_training(&mut self, on: bool) {
         self.fused_train = on;
-    }
-
-    /// Scaled dot-product attention; returns `(B, Lq, H)`.
-    fn attend(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        mode: Mode,
-    ) -> candle_core::Result<Tensor> {
-        let (b, _, lq, _) = q.dims4()?;
-        let scale = 1.0 / (self.cfg.head_dim() as f64).sqrt();
-        let p = match mode {
-            Mode::Fast => {
-                let s = (q * scale)?.matmul(&k.t()?)?;
-                candle_nn::ops::softmax_last_dim(&s)?
-            }
-            Mode::Train => {
-                let s = (q.matmul(&k.t()?)? * scale)?;
-                candle_nn::ops::softmax(&s, D::Minus1)?
-            }
-        };
-        p.matmul(v)?
-            .transpose(1, 2)?
-            .reshape((b, lq, self.cfg.hidden_size))
-    }
-
-    fn lora_delta(
-        &self,
-        x: &Tensor,
-        layer: &LayerLora,
-        scale: f64,
-    ) -> candle_core::Result<Option<Tensor>> {
-        if layer.adapters.iter().all(|a| a.is_none()) {
-            return Ok(None);
-        }
-        let h = self.cfg.hidden_size;
-        let dims = x.dims().to_vec();
-        let rows = x.elem_count() / h;
-        let x2 = x.reshape((rows, h))?;
-        let mut parts = Vec::with_capacity(3);
-        for a in layer.adapters.iter() {
-            parts.push(match a {
-                Some(p) => {
-                    let u = x2.matmul(&p.a.tensor().t()?)?;
-                    (u.matmul(&p.b.tensor().t()?)? * scale)?
-                }
-                None => Tensor::zeros((rows, h), x.dtype(), x.device())?,
-            });
-        }
-        let mut out_dims = dims;
-        if let Some(last) = out_dims.last_mut() {
-            *last = 3 * h;
-        }
-        Ok(Some(Tensor::cat(&parts, 1)?.reshape(out_dims)?))
-    }
-
-    fn mlp(&self, sw: &StreamWeights, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-        let hid = kernels::gelu_train(&self.lin(&sw.mlp0, x, mode)?)?;
-        self.lin(&sw.mlp2, &hid, mode)
     }
 
     // ----------------------------------------------------------------- embeddings
@@ -994,6 +741,7 @@ impl MmDit {
         y: &Tensor,
         mode: Mode,
     ) -> Result<Vec<Tensor>> {
+        let ctx = self.ctx(mode);
         let active = self.loras.active();
         let scale = active.map(|s| s.scale()).unwrap_or(0.0);
         let lora_of = |li: usize| active.map(|s| (&s.layers[li], scale));
@@ -1008,52 +756,19 @@ impl MmDit {
         for (i, blk) in self.double_blocks.iter().enumerate() {
             cs.lora = lora_of(i);
             let last = i + 1 == n_layers;
-            let m = chunks(&blk.img.modulation.forward(&cs.mods_vec)?, 2)?;
-            let xm = self.modulate(&cs.h, &m[0], mode)?;
-            let mut qkv = self.lin(&blk.img.qkv, &xm, mode)?;
-            if let Some((l, s)) = cs.lora {
-                if let Some(d) = self.lora_delta(&xm, l, s)? {
-                    qkv = (qkv + d)?;
-                }
-            }
-            let (q, k, v) = self.split_qkv(&qkv)?;
-            let k = self.norm_rope(&k, &blk.img.k_norm, &blk.img.kn_h, &cs.rope, mode)?;
-            kv.push(Tensor::stack(&[&k, &v], 0)?);
+            kv.push(blk.cond_forward(&ctx, &mut cs, last)?);
             if last {
                 break;
             }
-            let q = self.norm_rope(&q, &blk.img.q_norm, &blk.img.qn_h, &cs.rope, mode)?;
-            let a = self.attend(&q, &k, &v, mode)?;
-            let h = self.gate_res(&cs.h, &self.lin(&blk.img.proj, &a, mode)?, &m[0], mode)?;
-            let mlp = self.mlp(&blk.img, &self.modulate(&h, &m[1], mode)?, mode)?;
-            cs.h = self.gate_res(&h, &mlp, &m[1], mode)?;
         }
-        let h3 = 3 * self.cfg.hidden_size;
-        let mlp_w = self.cfg.mlp_hidden();
         for (j, blk) in self.single_blocks.iter().enumerate() {
             let i = self.cfg.depth + j;
             cs.lora = lora_of(i);
             let last = i + 1 == n_layers;
-            let m = chunks(&blk.modulation.forward(&cs.mods_vec)?, 1)?;
-            let xm = self.modulate(&cs.h, &m[0], mode)?;
-            let lin1 = self.lin(&blk.linear1, &xm, mode)?;
-            let mut qkv = lin1.narrow(2, 0, h3)?;
-            if let Some((l, s)) = cs.lora {
-                if let Some(d) = self.lora_delta(&xm, l, s)? {
-                    qkv = (qkv + d)?;
-                }
-            }
-            let (q, k, v) = self.split_qkv(&qkv)?;
-            let k = self.norm_rope(&k, &blk.k_norm, &blk.kn_h, &cs.rope, mode)?;
-            kv.push(Tensor::stack(&[&k, &v], 0)?);
+            kv.push(blk.cond_forward(&ctx, &mut cs, last)?);
             if last {
                 break;
             }
-            let q = self.norm_rope(&q, &blk.q_norm, &blk.qn_h, &cs.rope, mode)?;
-            let a = self.attend(&q, &k, &v, mode)?;
-            let mlp = kernels::gelu_train(&lin1.narrow(2, h3, mlp_w)?)?;
-            let out = self.lin(&blk.linear2, &Tensor::cat(&[a, mlp], 2)?, mode)?;
-            cs.h = self.gate_res(&cs.h, &out, &m[0], mode)?;
         }
         Ok(kv)
     }
@@ -1157,6 +872,7 @@ impl MmDit {
         if mode == Mode::Fast && self.host {
             return self.forward_fused_cpu(inp, cond_kv, n_img, n_txt);
         }
+        let ctx = self.ctx(mode);
         let ckv = |i: usize| cond_kv.map(|kv| &kv[i]);
 
         let vec = self.vec_embedding(inp.timesteps, inp.y, inp.guidance)?;
@@ -1169,86 +885,15 @@ impl MmDit {
         let mut img = self.img_in.forward(inp.img)?;
 
         for (i, blk) in self.double_blocks.iter().enumerate() {
-            let mi = chunks(&blk.img.modulation.forward(&svec)?, 2)?;
-            let mt = chunks(&blk.txt.modulation.forward(&svec)?, 2)?;
-            let ti = self.lin(&blk.txt.qkv, &self.modulate(&txt, &mt[0], mode)?, mode)?;
-            let ii = self.lin(&blk.img.qkv, &self.modulate(&img, &mi[0], mode)?, mode)?;
-            let (qt, kt, vt) = self.split_qkv(&ti)?;
-            let (qi, ki, vi) = self.split_qkv(&ii)?;
-            let (tw, iw) = (&blk.txt, &blk.img);
-            let q = Tensor::cat(
-                &[
-                    self.norm_rope(&qt, &tw.q_norm, &tw.qn_h, &rope_txt, mode)?,
-                    self.norm_rope(&qi, &iw.q_norm, &iw.qn_h, &rope_img, mode)?,
-                ],
-                2,
-            )?;
-            let mut k = Tensor::cat(
-                &[
-                    self.norm_rope(&kt, &tw.k_norm, &tw.kn_h, &rope_txt, mode)?,
-                    self.norm_rope(&ki, &iw.k_norm, &iw.kn_h, &rope_img, mode)?,
-                ],
-                2,
-            )?;
-            let mut v = Tensor::cat(&[vt, vi], 2)?;
-            if let Some(c) = ckv(i) {
-                k = Tensor::cat(&[&k, &c.get(0)?], 2)?;
-                v = Tensor::cat(&[&v, &c.get(1)?], 2)?;
-            }
-            let a = self.attend(&q, &k, &v, mode)?;
-            let at = a.narrow(1, 0, n_txt)?;
-            let ai = a.narrow(1, n_txt, n_img)?;
-
-            let t2 = self.gate_res(&txt, &self.lin(&blk.txt.proj, &at, mode)?, &mt[0], mode)?;
-            let tm = self.mlp(&blk.txt, &self.modulate(&t2, &mt[1], mode)?, mode)?;
-            txt = self.gate_res(&t2, &tm, &mt[1], mode)?;
-
-            let i2 = self.gate_res(&img, &self.lin(&blk.img.proj, &ai, mode)?, &mi[0], mode)?;
-            let im = self.mlp(&blk.img, &self.modulate(&i2, &mi[1], mode)?, mode)?;
-            img = self.gate_res(&i2, &im, &mi[1], mode)?;
+            (txt, img) = blk.forward(&ctx, &txt, &img, &svec, &rope_txt, &rope_img, ckv(i))?;
         }
 
-        let h3 = 3 * self.cfg.hidden_size;
-        let mlp_w = self.cfg.mlp_hidden();
         let mut x = Tensor::cat(&[&txt, &img], 1)?;
         for (j, blk) in self.single_blocks.iter().enumerate() {
-            let i = self.cfg.depth + j;
-            let m = chunks(&blk.modulation.forward(&svec)?, 1)?;
-            let lin1 = self.lin(&blk.linear1, &self.modulate(&x, &m[0], mode)?, mode)?;
-            let (q, k, v) = self.split_qkv(&lin1.narrow(2, 0, h3)?)?;
-            let q = self.norm_rope(&q, &blk.q_norm, &blk.qn_h, &rope, mode)?;
-            let mut k = self.norm_rope(&k, &blk.k_norm, &blk.kn_h, &rope, mode)?;
-            let mut v = v;
-            if let Some(c) = ckv(i) {
-                k = Tensor::cat(&[&k, &c.get(0)?], 2)?;
-                v = Tensor::cat(&[&v, &c.get(1)?], 2)?;
-            }
-            let a = self.attend(&q, &k, &v, mode)?;
-            let mlp = kernels::gelu_train(&lin1.narrow(2, h3, mlp_w)?)?;
-            let out = self.lin(&blk.linear2, &Tensor::cat(&[a, mlp], 2)?, mode)?;
-            x = self.gate_res(&x, &out, &m[0], mode)?;
+            x = blk.forward(&ctx, &x, &svec, &rope, ckv(self.cfg.depth + j))?;
         }
         let img = x.narrow(1, n_txt, n_img)?;
-
-        let ada = self.final_layer.ada.forward(&svec)?.unsqueeze(1)?;
-        let h = self.cfg.hidden_size;
-        let shift = ada.narrow(2, 0, h)?;
-        let scale1 = (ada.narrow(2, h, h)? + 1.0)?;
-        let img = if mode == Mode::Train && self.fused_training() {
-            img.contiguous()?.apply_op2(
-                &ada.squeeze(1)?.contiguous()?,
-                kernels::AdaLnTrain {
-                    shift_off: 0,
-                    scale_off: h,
-                    eps: NORM_EPS as f32,
-                },
-            )?
-        } else {
-            self.layer_norm(&img, mode)?
-                .broadcast_mul(&scale1)?
-                .broadcast_add(&shift)?
-        };
-        Ok(self.lin(&self.final_layer.linear, &img, mode)?)
+        Ok(self.final_layer.forward(&ctx, &img, &svec)?)
     }
 }
 
@@ -1262,153 +907,41 @@ impl MmDit {
         n_img: usize,
         n_txt: usize,
     ) -> Result<Tensor> {
-        let h = self.cfg.hidden_size;
-        let nh = self.cfg.num_heads;
         let hd = self.cfg.head_dim();
-        let mlp_w = self.cfg.mlp_hidden();
-        let eps = NORM_EPS as f32;
-        let sm_scale = 1.0 / (hd as f32).sqrt();
         let n_cond = cond_kv.map_or(Ok(0), |kv| kv[0].dim(3))?;
-        let l = n_txt + n_img;
+        let ckv = |i: usize| cond_kv.map(|kv| &kv[i]);
 
         let vec = self.vec_embedding(inp.timesteps, inp.y, inp.guidance)?;
         let svec = vec.silu()?;
         let ids = Tensor::cat(&[inp.txt_ids, inp.img_ids], 1)?;
         let rope = self.rope_tables(&ids)?;
-        let cos = Arc::new(rope.cos.flatten_all()?.to_vec1::<f32>()?);
-        let sin = Arc::new(rope.sin.flatten_all()?.to_vec1::<f32>()?);
+        let fx = FusedCtx {
+            h: self.cfg.hidden_size,
+            nh: self.cfg.num_heads,
+            hd,
+            mlp_w: self.cfg.mlp_hidden(),
+            eps: NORM_EPS as f32,
+            sm_scale: 1.0 / (hd as f32).sqrt(),
+            n_cond,
+            cos: Arc::new(rope.cos.flatten_all()?.to_vec1::<f32>()?),
+            sin: Arc::new(rope.sin.flatten_all()?.to_vec1::<f32>()?),
+        };
         let mut txt = self.txt_in.forward(&inp.txt.contiguous()?)?;
         let mut img = self.img_in.forward(&inp.img.contiguous()?)?;
 
-        let adaln = |x: &Tensor, m: &Tensor, k: usize| -> candle_core::Result<Tensor> {
-            x.apply_op2_no_bwd(
-                m,
-                &kernels::AdaLn {
-                    shift_off: 3 * k * h,
-                    scale_off: (3 * k + 1) * h,
-                    eps,
-                },
-            )
-        };
-        let gate = |x: &Tensor, y: &Tensor, m: &Tensor, k: usize, bias: &Option<Arc<Vec<f32>>>| {
-            x.apply_op3_no_bwd(
-                y,
-                m,
-                &kernels::GateRes {
-                    gate_off: (3 * k + 2) * h,
-                    bias: bias.clone(),
-                },
-            )
-        };
-        // Attention over the prepared (3, B, heads, L + Nc, hd) tensor; returns (B, heads, L, hd).
-        let attend = |prep: &Tensor| -> candle_core::Result<Tensor> {
-            let q = prep.get(0)?.narrow(2, 0, l)?;
-            let k = prep.get(1)?;
-            let v = prep.get(2)?;
-            let s = q.matmul(&k.t()?)?;
-            s.apply_op1_no_bwd(&kernels::SoftmaxLast)?.matmul(&v)
-        };
-        let stream_mlp =
-            |sw: &StreamWeights, x: &Tensor, m: &Tensor| -> candle_core::Result<Tensor> {
-                let hid = sw.mlp0.mm(&adaln(x, m, 1)?)?;
-                let g = hid.apply_op1_no_bwd(&kernels::Gelu {
-                    cols: mlp_w,
-                    col_off: 0,
-                    bias: sw.mlp0.bh.clone(),
-                    out_shape: hid.shape().clone(),
-                })?;
-                gate(x, &sw.mlp2.mm(&g)?, m, 1, &sw.mlp2.bh)
-            };
-
         for (i, blk) in self.double_blocks.iter().enumerate() {
-            let mi = blk.img.modulation.forward(&svec)?;
-            let mt = blk.txt.modulation.forward(&svec)?;
-            let qt = blk.txt.qkv.mm(&adaln(&txt, &mt, 0)?)?;
-            let qi = blk.img.qkv.mm(&adaln(&img, &mi, 0)?)?;
-            let op = kernels::QkvPrep {
-                heads: nh,
-                hd,
-                stream_rows: vec![n_txt, n_img],
-                stream_bias: vec![blk.txt.qkv.bh.clone(), blk.img.qkv.bh.clone()],
-                q_scale: vec![Arc::clone(&blk.txt.qn_h), Arc::clone(&blk.img.qn_h)],
-                k_scale: vec![Arc::clone(&blk.txt.kn_h), Arc::clone(&blk.img.kn_h)],
-                cos: Arc::clone(&cos),
-                sin: Arc::clone(&sin),
-                sm_scale,
-                eps,
-                n_cond,
-            };
-            let prep = match cond_kv {
-                Some(kv) => qt.apply_op3_no_bwd(&qi, &kv[i], &op)?,
-                None => qt.apply_op2_no_bwd(&qi, &op)?,
-            };
-            let a = attend(&prep)?;
-            let flat = a.apply_op1_no_bwd(&kernels::MergeHeads {
-                split: n_txt,
-                mlp: None,
-            })?;
-            let b = a.dim(0)?;
-            let at = flat.narrow(0, 0, b * n_txt * h)?.reshape((b, n_txt, h))?;
-            let ai = flat
-                .narrow(0, b * n_txt * h, b * n_img * h)?
-                .reshape((b, n_img, h))?;
-            let t2 = gate(&txt, &blk.txt.proj.mm(&at)?, &mt, 0, &blk.txt.proj.bh)?;
-            txt = stream_mlp(&blk.txt, &t2, &mt)?;
-            let i2 = gate(&img, &blk.img.proj.mm(&ai)?, &mi, 0, &blk.img.proj.bh)?;
-            img = stream_mlp(&blk.img, &i2, &mi)?;
+            (txt, img) = blk.forward_fused(&fx, &txt, &img, &svec, ckv(i))?;
         }
 
-        let h3 = 3 * h;
         let mut x = Tensor::cat(&[&txt, &img], 1)?;
         for (j, blk) in self.single_blocks.iter().enumerate() {
-            let i = self.cfg.depth + j;
-            let m = blk.modulation.forward(&svec)?;
-            let lin1 = blk.linear1.mm(&adaln(&x, &m, 0)?)?;
-            let op = kernels::QkvPrep {
-                heads: nh,
-                hd,
-                stream_rows: vec![l],
-                stream_bias: vec![blk.linear1.bias_part(0, h3)],
-                q_scale: vec![Arc::clone(&blk.qn_h)],
-                k_scale: vec![Arc::clone(&blk.kn_h)],
-                cos: Arc::clone(&cos),
-                sin: Arc::clone(&sin),
-                sm_scale,
-                eps,
-                n_cond,
-            };
-            let prep = match cond_kv {
-                Some(kv) => lin1.apply_op2_no_bwd(&kv[i], &op)?,
-                None => lin1.apply_op1_no_bwd(&op)?,
-            };
-            let a = attend(&prep)?;
-            let cat = a.apply_op2_no_bwd(
-                &lin1,
-                &kernels::MergeHeads {
-                    split: l,
-                    mlp: Some(kernels::MlpPart {
-                        col_off: h3,
-                        cols: mlp_w,
-                        bias: blk.linear1.bias_part(h3, mlp_w),
-                    }),
-                },
-            )?;
-            x = gate(&x, &blk.linear2.mm(&cat)?, &m, 0, &blk.linear2.bh)?;
+            x = blk.forward_fused(&fx, &x, &svec, ckv(self.cfg.depth + j))?;
         }
         let img = if self.single_blocks.is_empty() {
             img
         } else {
             x.narrow(1, n_txt, n_img)?.contiguous()?
         };
-        let ada = self.final_layer.ada.forward(&svec)?;
-        let img = img.apply_op2_no_bwd(
-            &ada,
-            &kernels::AdaLn {
-                shift_off: 0,
-                scale_off: h,
-                eps,
-            },
-        )?;
-        Ok(self.final_layer.linear.forward(&img)?)
+        Ok(self.final_layer.forward_fused(&fx, &img, &svec)?)
     }
 }
