@@ -176,13 +176,14 @@ fn gpu_layout_matches_cpu_rasteriser() {
             d.cpu_only,
             d.covered
         );
-        if std::env::var_os("SKELEGUIDE_GPU_DUMP").is_some() {
+        // SKELEGUIDE_GPU_DUMP=DIR writes each case's GPU, CPU and difference images into DIR
+        if let Some(dir) = std::env::var_os("SKELEGUIDE_GPU_DUMP").map(std::path::PathBuf::from) {
             let slug: String = name
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
                 .collect();
-            let _ = out.save(format!("/tmp/gpu_{slug}.png"));
-            let _ = cpu.save(format!("/tmp/cpu_{slug}.png"));
+            let _ = out.save(dir.join(format!("gpu_{slug}.png")));
+            let _ = cpu.save(dir.join(format!("cpu_{slug}.png")));
             // differing pixels: green where only the GPU drew, magenta where only the CPU did,
             // white where both drew different colours
             let diff = RgbImage::from_fn(cpu.width(), cpu.height(), |x, y| {
@@ -194,7 +195,7 @@ fn gpu_layout_matches_cpu_rasteriser() {
                     _ => image::Rgb([255, 255, 255]),
                 }
             });
-            let _ = diff.save(format!("/tmp/diff_{slug}.png"));
+            let _ = diff.save(dir.join(format!("diff_{slug}.png")));
         }
         worst = worst.max(d.mad);
         assert!(

@@ -321,11 +321,10 @@ impl ModelConfig {
         crate::limits::at_most("resolution", cfg.resolution, crate::limits::MAX_RESOLUTION)
             .map_err(|e| ModelDirError::file(&path, e))?;
         let nested = |field: &str, e: crate::model::ModelError| {
-            let msg = e.to_string();
-            let msg = msg
-                .strip_prefix("invalid model config: ")
-                .unwrap_or(&msg)
-                .to_string();
+            let msg = match e {
+                crate::model::ModelError::InvalidConfig(m) => m,
+                other => other.to_string(),
+            };
             ModelDirError::file(&path, format!("{field}: {msg}"))
         };
         if let AeSpec::Tiny { config } = &cfg.ae {

@@ -124,6 +124,8 @@ pub struct Pipeline {
     device: Device,
     dtype: DType,
     scene_cache: HashMap<u64, Tensor>,
+    /// Scenes after the autoencoder's round trip, by the same key as `scene_cache`.
+    round_trip_cache: HashMap<u64, RgbImage>,
     text_cache: HashMap<String, (Tensor, Tensor)>,
     cond_cache: Option<CondCache>,
     /// The condition K/V under the empty prompt's pooled vector (guided sampling).
@@ -183,6 +185,7 @@ impl Pipeline {
             device: device.clone(),
             dtype,
             scene_cache: HashMap::new(),
+            round_trip_cache: HashMap::new(),
             text_cache: HashMap::new(),
             cond_cache: None,
             uncond_cache: None,
@@ -221,11 +224,11 @@ impl Pipeline {
 
     /// Encodes an image fitted to the working size (cached by content).
     fn encode_fitted(&mut self, img: &RgbImage) -> Result<Tensor> {
-        let (ww, wh) = self.working_size(img.width(), img.height());
-        let key = hash_image(img) ^ ((ww as u64) << 40) ^ ((wh as u64) << 20);
+        let key = self.fitted_key(img);
         if let Some(t) = self.scene_cache.get(&key) {
             return Ok(t.clone());
         }
+        let (ww, wh) = self.working_size(img.width(), img.height());
         let fitted = imageops::resize(img, ww, wh, imageops::FilterType::Triangle);
         let latent = self.encode_image(&fitted)?;
         if self.scene_cache.len() > 16 {
@@ -233,6 +236,28 @@ impl Pipeline {
         }
         self.scene_cache.insert(key, latent.clone());
         Ok(latent)
+    }
+
+    /// The cache key of an image fitted to the working size: its content and that size.
+    fn fitted_key(&self, img: &RgbImage) -> u64 {
+        let (ww, wh) = self.working_size(img.width(), img.height());
+        hash_image(img) ^ ((ww as u64) << 40) ^ ((wh as u64) << 20)
+    }
+
+    /// The scene through the autoencoder at the working size (cached like its latent): what a
+    /// decoded layout is compared with to find the skeleton.
+    fn scene_round_trip(&mut self, scene: &RgbImage) -> Result<RgbImage> {
+        let key = self.fitted_key(scene);
+        if let Some(img) = self.round_trip_cache.get(&key) {
+            return Ok(img.clone());
+        }
+        let latent = self.encode_fitted(scene)?;
+        let img = self.decode_latent(&latent)?;
+        if self.round_trip_cache.len() > 16 {
+            self.round_trip_cache.clear();
+        }
+        self.round_trip_cache.insert(key, img.clone());
+        Ok(img)
     }
 
     fn text_features(&mut self, prompt: &str) -> Result<(Tensor, Tensor)> {
@@ -722,8 +747,7 @@ impl Pipeline {
             Some(poses) => pose::person_mask(&poses.resized(ww, wh), 0),
             None => {
                 let drawn = self.decode_latent(&layout.latent)?;
-                let scene_latent = self.encode_fitted(scene)?;
-                let scene_rt = self.decode_latent(&scene_latent)?;
+                let scene_rt = self.scene_round_trip(scene)?;
                 composite::layout_core(&drawn, &scene_rt, composite::LAYOUT_DIFF_THRESHOLD)
             }
         };

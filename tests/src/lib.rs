@@ -80,3 +80,31 @@ pub fn png_header(w: u32, h: u32) -> Vec<u8> {
     out.extend_from_slice(&crc32(&chunk).to_be_bytes());
     out
 }
+
+/// Makes a FIFO at `path`; `false` (with a SKIPPED message) where `mkfifo` is not available.
+pub fn mkfifo(path: &Path) -> bool {
+    let made = Command::new("mkfifo").arg(path).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: mkfifo is not available");
+        return false;
+    }
+    true
+}
+
+/// A small flat scene PNG `scene.png` in `dir`.
+pub fn small_scene(dir: &Path) -> PathBuf {
+    let p = dir.join("scene.png");
+    image::RgbImage::from_pixel(48, 32, image::Rgb([90, 120, 60]))
+        .save(&p)
+        .expect("write the scene");
+    p
+}
+
+/// The names of the temporary files (`*.tmp`) left in `dir`.
+pub fn temporary_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("read the folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}

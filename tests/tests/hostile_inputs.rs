@@ -2,7 +2,7 @@
 //! far past the engine's limits in tiny files, stray bytes in prompts. Each must end in one line
 //! naming the file and the field, exit code 2, quickly and without a large allocation.
 
-use skeleguide_tests::skeleguide_bin;
+use skeleguide_tests::{mkfifo, skeleguide_bin, small_scene};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -39,16 +39,28 @@ fn refused(out: &Output, needles: &[&str]) {
     }
 }
 
-fn mkfifo(path: &Path) -> bool {
-    let made = Command::new("mkfifo").arg(path).status();
-    if !made.is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED: mkfifo is not available");
-        return false;
-    }
-    true
-}
-
 const SECONDS: Duration = Duration::from_secs(20);
+
+/// `generate` (one step) on a small scene in `dir` with the model directory `model`, its output
+/// `dir/o.png`.
+fn generate_with(dir: &Path, model: &Path) -> Output {
+    let scene = small_scene(dir);
+    let args = [
+        "generate",
+        "--scene",
+        scene.to_str().unwrap(),
+        "--prompt",
+        "a man",
+    ];
+    let model_args = ["--model", model.to_str().unwrap(), "--steps", "1"];
+    let out = dir.join("o.png");
+    let all: Vec<&str> = args
+        .into_iter()
+        .chain(model_args)
+        .chain(["-o", out.to_str().unwrap()])
+        .collect();
+    run_within(&all, SECONDS)
+}
 
 #[test]
 fn a_fifo_nobody_writes_to_is_refused_not_waited_on() {
@@ -69,22 +81,7 @@ fn a_model_config_that_is_a_fifo_is_refused_not_waited_on() {
     if !mkfifo(&model.join("config.json")) {
         return;
     }
-    let scene = d.path().join("scene.png");
-    image::RgbImage::new(32, 32).save(&scene).unwrap();
-    let out = run_within(
-        &[
-            "generate",
-            "--scene",
-            scene.to_str().unwrap(),
-            "--prompt",
-            "a man",
-            "--model",
-            model.to_str().unwrap(),
-            "-o",
-            d.path().join("o.png").to_str().unwrap(),
-        ],
-        SECONDS,
-    );
+    let out = generate_with(d.path(), &model);
     refused(&out, &["config.json"]);
 }
 
@@ -186,24 +183,7 @@ fn model_configs_past_the_limits_or_with_unknown_keys_are_refused_by_field() {
     for (field, edit) in cases {
         let d = tempfile::tempdir().unwrap();
         let model = model_with(d.path(), edit);
-        let scene = d.path().join("scene.png");
-        image::RgbImage::new(32, 32).save(&scene).unwrap();
-        let out = run_within(
-            &[
-                "generate",
-                "--scene",
-                scene.to_str().unwrap(),
-                "--prompt",
-                "a man",
-                "--model",
-                model.to_str().unwrap(),
-                "--steps",
-                "1",
-                "-o",
-                d.path().join("o.png").to_str().unwrap(),
-            ],
-            SECONDS,
-        );
+        let out = generate_with(d.path(), &model);
         refused(&out, &["config.json", field]);
     }
 }
@@ -213,8 +193,7 @@ fn prompts_files_lose_their_bom_and_refuse_control_characters() {
     let d = tempfile::tempdir().unwrap();
     let model = d.path().join("model");
     skeleguide_engine::modeldir::init_random(&model, "tiny", 1).unwrap();
-    let scene = d.path().join("scene.png");
-    image::RgbImage::new(32, 32).save(&scene).unwrap();
+    let scene = small_scene(d.path());
     let prompts = d.path().join("prompts.txt");
     let batch = |out: &str| {
         run_within(
@@ -270,22 +249,7 @@ fn a_model_with_a_nan_weight_is_refused_naming_file_and_tensor() {
     let start = 8 + n + info["data_offsets"][0].as_u64().unwrap() as usize;
     bytes[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     std::fs::write(&lora, &bytes).unwrap();
-    let scene = d.path().join("scene.png");
-    image::RgbImage::new(32, 32).save(&scene).unwrap();
-    let out = run_within(
-        &[
-            "generate",
-            "--scene",
-            scene.to_str().unwrap(),
-            "--prompt",
-            "a man",
-            "--model",
-            model.to_str().unwrap(),
-            "-o",
-            d.path().join("o.png").to_str().unwrap(),
-        ],
-        SECONDS,
-    );
+    let out = generate_with(d.path(), &model);
     refused(&out, &["lora-skeletal.safetensors", name.as_str(), "NaN"]);
     assert!(!d.path().join("o.png").exists());
 }

@@ -2,7 +2,7 @@
 //! are written in place (never replaced by a regular file), and margins at the top of their
 //! range give a mask instead of a panic.
 
-use skeleguide_tests::run;
+use skeleguide_tests::{mkfifo, run, small_scene, temporary_files};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
@@ -60,9 +60,7 @@ fn a_fifo_output_is_written_in_place_not_replaced() {
     let d = tempfile::tempdir().unwrap();
     let pose = pose_file(d.path());
     let fifo = d.path().join("out.png");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-    if !made.is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED: mkfifo is not available");
+    if !mkfifo(&fifo) {
         return;
     }
     let reader = {
@@ -113,10 +111,7 @@ fn mask_margins_at_the_top_of_their_range_cover_the_canvas() {
 #[test]
 fn a_failing_second_output_leaves_no_first_output_behind() {
     let d = tempfile::tempdir().unwrap();
-    let scene = d.path().join("scene.png");
-    image::RgbImage::from_pixel(48, 32, image::Rgb([90, 120, 60]))
-        .save(&scene)
-        .unwrap();
+    let scene = small_scene(d.path());
     let out = d.path().join("o.png");
     // /proc takes no new files, even from root
     let o = std::process::Command::new(skeleguide_tests::skeleguide_bin())
@@ -136,11 +131,7 @@ fn a_failing_second_output_leaves_no_first_output_behind() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("/proc/skeleguide-layout.png"), "{err}");
     assert!(!out.exists(), "no image without its layout");
-    let left: Vec<_> = std::fs::read_dir(d.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-        .filter(|n| n.ends_with(".tmp"))
-        .collect();
+    let left = temporary_files(d.path());
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -148,18 +139,10 @@ fn a_failing_second_output_leaves_no_first_output_behind() {
 fn an_interrupt_while_outputs_are_staged_removes_their_temporary_files() {
     let d = tempfile::tempdir().unwrap();
     let fifo = d.path().join("out.png");
-    if !std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        eprintln!("SKIPPED: mkfifo is not available");
+    if !mkfifo(&fifo) {
         return;
     }
-    let scene = d.path().join("scene.png");
-    image::RgbImage::from_pixel(48, 32, image::Rgb([90, 120, 60]))
-        .save(&scene)
-        .unwrap();
+    let scene = small_scene(d.path());
     // The layout is staged as a temporary file, then writing the image into the FIFO waits for
     // a reader that never comes: the moment to interrupt.
     let mut child = std::process::Command::new(skeleguide_tests::skeleguide_bin())
@@ -177,13 +160,7 @@ fn an_interrupt_while_outputs_are_staged_removes_their_temporary_files() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let tmp_files = || -> Vec<String> {
-        std::fs::read_dir(d.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .filter(|n| n.ends_with(".tmp"))
-            .collect()
-    };
+    let tmp_files = || temporary_files(d.path());
     let start = std::time::Instant::now();
     while tmp_files().is_empty() {
         assert!(start.elapsed().as_secs() < 60, "no temporary file appeared");

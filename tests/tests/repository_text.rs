@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::process::Command;
 
-/// Path prefixes of a development machine (built from parts so this file does not match).
+/// Path prefixes of a development machine, temporary folders included (built from parts so
+/// this file does not match).
 fn machine_prefixes() -> Vec<String> {
-    ["work", "root", "home"]
+    ["work", "root", "home", "tmp"]
         .iter()
         .map(|d| format!("/{d}/"))
         .collect()
