@@ -9,6 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     skeleguide_engine::model::device::configure_cpu_threads();
+    skeleguide_engine::model::device::keep_freed_memory();
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -34,6 +34,25 @@ pub enum BenchCommand {
         #[arg(long)]
         quick: bool,
     },
+    /// The training step of each phase (0-dit: every base weight; 1, 2, 3: the LoRA phases),
+    /// split into forward, backward and optimiser: batch 8 on the CPU, 32/128/512 on a GPU.
+    Train {
+        /// Machine-readable JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// A smoke run: batch 2, one step, 64 px (noisy figures).
+        #[arg(long)]
+        quick: bool,
+        /// Batch sizes, comma-separated (default: 8 on the CPU; 32,128,512 on a GPU).
+        #[arg(long, value_delimiter = ',')]
+        batch: Vec<usize>,
+        /// Phases, comma-separated, of 0-dit, 1, 2, 3 (default: all).
+        #[arg(long, value_delimiter = ',', value_parser = ["0-dit", "1", "2", "3"])]
+        phase: Vec<String>,
+        /// Timed steps per row (the median is reported).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        iters: u32,
+    },
     /// The editor: CPU time of one UI frame (5 people on a 1024x768 scene; idle and while
     /// editing), and the time from the end of a drag to the live-preview image (8 steps).
     Ui {
@@ -373,6 +392,42 @@ fn bench_all(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+fn bench_train(
+    json: bool,
+    quick: bool,
+    batch: Vec<usize>,
+    phase: Vec<String>,
+    iters: usize,
+) -> Result<()> {
+    use skeleguide_engine::limits::MAX_BATCH;
+    use skeleguide_engine::model::bench_train::{bench_train, TrainBenchOptions};
+    let device = skeleguide_engine::model::default_device()?;
+    let mut opts = if quick {
+        TrainBenchOptions::quick()
+    } else {
+        TrainBenchOptions::for_device(&device)
+    };
+    if let Some(b) = batch.iter().find(|&&b| b == 0 || b > MAX_BATCH) {
+        anyhow::bail!("--batch {b}: must be 1 to {MAX_BATCH}");
+    }
+    if !batch.is_empty() {
+        opts.batches = batch;
+    }
+    if !phase.is_empty() {
+        opts.phases = phase;
+    }
+    if !quick {
+        opts.iters = iters;
+    }
+    let r = bench_train(&opts, &device)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{r}");
+    }
+    Ok(())
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
     let Some(cmd) = args.command else {
         return bench_all(args);
@@ -392,6 +447,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Train {
+            json,
+            quick,
+            batch,
+            phase,
+            iters,
+        } => bench_train(json, quick, batch, phase, iters as usize),
         BenchCommand::Ui { json, model } => bench_ui(json, model),
     }
 }

@@ -138,7 +138,7 @@ pub struct DitBench {
     pub peak_rss_mib: Option<f64>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -159,7 +159,7 @@ fn time_ms<F: FnMut() -> Result<()>>(warmup: usize, iters: usize, mut f: F) -> R
     Ok(median(v))
 }
 
-fn randn(shape: &[usize], seed: u64, dev: &Device) -> Result<Tensor> {
+pub(super) fn randn(shape: &[usize], seed: u64, dev: &Device) -> Result<Tensor> {
     let mut r = SplitMix64(seed);
     let n: usize = shape.iter().product();
     let v: Vec<f32> = (0..n).map(|_| r.next_normal() as f32).collect();

@@ -31,8 +31,10 @@
 //! timestep 0 and, for models with a guidance embedding, guidance 1 (so its K/V depend only on
 //! the condition, the LoRA set and `y`).
 
+pub mod adamw;
 pub mod autoencoder;
 pub mod bench;
+pub mod bench_train;
 pub mod cond_cache;
 pub mod config;
 pub mod device;

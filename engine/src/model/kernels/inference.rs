@@ -103,7 +103,7 @@ pub(super) fn sumsq8(x: &[f32], c: f32) -> f32 {
 }
 
 #[inline(always)]
-fn max8(x: &[f32]) -> f32 {
+pub(super) fn max8(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; 8];
     let chunks = x.chunks_exact(8);
     let rest = chunks.remainder();

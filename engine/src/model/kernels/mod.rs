@@ -7,10 +7,16 @@
 //!
 //! - `inference.rs`: forward-only kernels of the inference fast path.
 //! - `training.rs`: kernels with backward passes for the training path (LoRA on frozen base
-//!   weights); they reuse the inference forwards and row helpers.
+//!   weights, or a whole trainable base); they reuse the inference forwards and row helpers.
+//! - `attention.rs`, `qkv_heads.rs`: the training path's attention and its q/k/v preparation
+//!   (head split, QK-norm, RoPE), with their backward passes.
 
+mod attention;
 mod inference;
+mod qkv_heads;
 mod training;
 
+pub(crate) use attention::AttentionTrain;
 pub(crate) use inference::{AdaLn, GateRes, Gelu, MergeHeads, MlpPart, QkvPrep, SoftmaxLast};
-pub(crate) use training::{gelu_train, AdaLnTrain, FrozenLinear, GateResTrain, NormRopeTrain};
+pub(crate) use qkv_heads::QkvHeadsTrain;
+pub(crate) use training::{gelu_train, AdaLnTrain, GateResTrain, LinearTrain, NormRopeTrain};

@@ -66,7 +66,7 @@ pub(super) struct FinalLayer {
 /// shapes and constants the primitives need.
 pub(super) struct Ctx<'a> {
     pub(super) mode: Mode,
-    /// [`Mode::Train`] with the fused differentiable CPU kernels (CPU f32, frozen weights).
+    /// [`Mode::Train`] with the fused differentiable CPU kernels (CPU f32).
     pub(super) fused: bool,
     pub(super) cfg: &'a DitConfig,
     pub(super) ln_ones: &'a Tensor,
@@ -152,42 +152,27 @@ impl Ctx<'_> {
         Ok((t.get(0)?, t.get(1)?, t.get(2)?))
     }
 
-    /// QK RMS-norm with scale `w` (host copy `wh`), then RoPE with the tables of these rows.
-    fn norm_rope(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        wh: &Arc<Vec<f32>>,
-        r: &Rope,
-    ) -> candle_core::Result<Tensor> {
+    /// QK RMS-norm with scale `w`, then RoPE with the tables of these rows.
+    fn norm_rope(&self, x: &Tensor, w: &Tensor, r: &Rope) -> candle_core::Result<Tensor> {
         if self.fused {
             if let Some((cos, sin)) = &r.host {
-                return x.contiguous()?.apply_op1(kernels::NormRopeTrain {
-                    w: Arc::clone(wh),
-                    cos: Arc::clone(cos),
-                    sin: Arc::clone(sin),
-                    eps: NORM_EPS as f32,
-                });
+                return x.contiguous()?.apply_op2(
+                    w,
+                    kernels::NormRopeTrain {
+                        cos: Arc::clone(cos),
+                        sin: Arc::clone(sin),
+                        eps: NORM_EPS as f32,
+                    },
+                );
             }
         }
         self.rope(&self.rms(x, w)?, r)
     }
 
-    /// A base-weight linear layer; in the fused training path it skips the (useless) weight
-    /// gradient of candle's matmul backward.
+    /// A linear layer: one graph node in the fused training path (the weight and bias
+    /// gradients only for trainable weights).
     fn lin(&self, l: &LinT, x: &Tensor) -> candle_core::Result<Tensor> {
-        if self.fused && x.track_op() {
-            let (inn, out) = l.wt.dims2()?;
-            let mut dims = x.dims().to_vec();
-            let rows = x.elem_count() / inn.max(1);
-            let x2 = x.reshape((rows, inn))?.contiguous()?;
-            let y = x2.apply_op2(&l.wt, kernels::FrozenLinear { bias: l.bh.clone() })?;
-            if let Some(last) = dims.last_mut() {
-                *last = out;
-            }
-            return y.reshape(dims);
-        }
-        l.forward(x)
+        l.forward_ctx(x, self.fused)
     }
 
     /// `x + gate * y`.
@@ -210,6 +195,15 @@ impl Ctx<'_> {
         let (b, _, lq, _) = q.dims4()?;
         let scale = 1.0 / (self.cfg.head_dim() as f64).sqrt();
         let p = match self.mode {
+            Mode::Train if self.fused => {
+                return q.contiguous()?.apply_op3(
+                    &k.contiguous()?,
+                    &v.contiguous()?,
+                    kernels::AttentionTrain {
+                        scale: scale as f32,
+                    },
+                )
+            }
             Mode::Fast => {
                 let s = (q * scale)?.matmul(&k.t()?)?;
                 candle_nn::ops::softmax_last_dim(&s)?
@@ -222,6 +216,43 @@ impl Ctx<'_> {
         p.matmul(v)?
             .transpose(1, 2)?
             .reshape((b, lq, self.cfg.hidden_size))
+    }
+
+    /// The fused training path's packed q/k/v `(3, B, heads, L, hd)` of these streams' `qkv`
+    /// rows, q and k normed and rotated; `None` off that path.
+    fn packed_qkv(
+        &self,
+        xs: &[&Tensor],
+        norms: &[&QkNorm],
+        rope: &Rope,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let (true, Some((cos, sin))) = (self.fused, &rope.host) else {
+            return Ok(None);
+        };
+        let scales: Vec<&Tensor> = norms.iter().flat_map(|n| [&n.q, &n.k]).collect();
+        let scales = Tensor::stack(&scales, 0)?;
+        let op = kernels::QkvHeadsTrain {
+            heads: self.cfg.num_heads,
+            hd: self.cfg.head_dim(),
+            cos: Arc::clone(cos),
+            sin: Arc::clone(sin),
+            eps: NORM_EPS as f32,
+        };
+        Ok(Some(match xs {
+            [a] => a.contiguous()?.apply_op2(&scales, op)?,
+            [a, b] => a.contiguous()?.apply_op3(&b.contiguous()?, &scales, op)?,
+            _ => candle_core::bail!("packed_qkv: one or two streams"),
+        }))
+    }
+
+    /// Attention over a packed q/k/v, with the condition K/V appended when given.
+    fn attend_packed(&self, packed: &Tensor, ckv: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        if ckv.is_none() {
+            let scale = 1.0 / (self.cfg.head_dim() as f32).sqrt();
+            return packed.apply_op1(kernels::AttentionTrain { scale });
+        }
+        let (k, v) = self.with_cond(packed.get(1)?, packed.get(2)?, ckv)?;
+        self.attend(&packed.get(0)?, &k, &v)
     }
 
     /// Appends the cached condition K/V `(2, B, heads, N_cond, hd)` (if any) to `k` and `v`.
@@ -300,11 +331,11 @@ impl QkNorm {
     }
 
     fn q(&self, ctx: &Ctx, x: &Tensor, r: &Rope) -> candle_core::Result<Tensor> {
-        ctx.norm_rope(x, &self.q, &self.qh, r)
+        ctx.norm_rope(x, &self.q, r)
     }
 
     fn k(&self, ctx: &Ctx, x: &Tensor, r: &Rope) -> candle_core::Result<Tensor> {
-        ctx.norm_rope(x, &self.k, &self.kh, r)
+        ctx.norm_rope(x, &self.k, r)
     }
 }
 
@@ -335,8 +366,8 @@ impl StreamWeights {
     }
 
     /// The (attention, MLP) modulation triples for the vector `vec` (already SiLU'd).
-    fn mods(&self, vec: &Tensor) -> candle_core::Result<Vec<Mod>> {
-        chunks(&self.modulation.forward(vec)?, 2)
+    fn mods(&self, ctx: &Ctx, vec: &Tensor) -> candle_core::Result<Vec<Mod>> {
+        chunks(&ctx.lin(&self.modulation, vec)?, 2)
     }
 
     /// Raw q, k, v of the modulated input `xm`, plus the LoRA delta when given.
@@ -382,6 +413,7 @@ impl DoubleBlock {
         txt: &Tensor,
         img: &Tensor,
         vec: &Tensor,
+        rope: &Rope,
         rope_txt: &Rope,
         rope_img: &Rope,
         ckv: Option<&Tensor>,
@@ -389,8 +421,16 @@ impl DoubleBlock {
         let (tw, iw) = (&self.txt, &self.img);
         let n_txt = txt.dim(1)?;
         let n_img = img.dim(1)?;
-        let mi = iw.mods(vec)?;
-        let mt = tw.mods(vec)?;
+        let mi = iw.mods(ctx, vec)?;
+        let mt = tw.mods(ctx, vec)?;
+        let xt = ctx.lin(&tw.qkv, &ctx.modulate(txt, &mt[0])?)?;
+        let xi = ctx.lin(&iw.qkv, &ctx.modulate(img, &mi[0])?)?;
+        if let Some(packed) = ctx.packed_qkv(&[&xt, &xi], &[&tw.norm, &iw.norm], rope)? {
+            let a = ctx.attend_packed(&packed, ckv)?;
+            let txt = tw.post_attn(ctx, txt, &a.narrow(1, 0, n_txt)?, &mt)?;
+            let img = iw.post_attn(ctx, img, &a.narrow(1, n_txt, n_img)?, &mi)?;
+            return Ok((txt, img));
+        }
         let (qt, kt, vt) = tw.qkv(ctx, &ctx.modulate(txt, &mt[0])?, None)?;
         let (qi, ki, vi) = iw.qkv(ctx, &ctx.modulate(img, &mi[0])?, None)?;
         let q = Tensor::cat(
@@ -426,7 +466,7 @@ impl DoubleBlock {
         last: bool,
     ) -> candle_core::Result<Tensor> {
         let w = &self.img;
-        let m = w.mods(&cs.mods_vec)?;
+        let m = w.mods(ctx, &cs.mods_vec)?;
         let xm = ctx.modulate(&cs.h, &m[0])?;
         let (q, k, v) = w.qkv(ctx, &xm, cs.lora)?;
         let k = w.norm.k(ctx, &k, &cs.rope)?;
@@ -486,8 +526,12 @@ impl SingleBlock {
         ckv: Option<&Tensor>,
     ) -> candle_core::Result<Tensor> {
         let h3 = 3 * ctx.cfg.hidden_size;
-        let m = chunks(&self.modulation.forward(vec)?, 1)?;
+        let m = chunks(&ctx.lin(&self.modulation, vec)?, 1)?;
         let (_, lin1) = self.lin1(ctx, x, &m[0])?;
+        if let Some(packed) = ctx.packed_qkv(&[&lin1], &[&self.norm], rope)? {
+            let a = ctx.attend_packed(&packed, ckv)?;
+            return self.post_attn(ctx, x, &lin1, a, &m[0]);
+        }
         let (q, k, v) = ctx.split_qkv(&lin1.narrow(2, 0, h3)?)?;
         let q = self.norm.q(ctx, &q, rope)?;
         let k = self.norm.k(ctx, &k, rope)?;
@@ -505,7 +549,7 @@ impl SingleBlock {
         last: bool,
     ) -> candle_core::Result<Tensor> {
         let h3 = 3 * ctx.cfg.hidden_size;
-        let m = chunks(&self.modulation.forward(&cs.mods_vec)?, 1)?;
+        let m = chunks(&ctx.lin(&self.modulation, &cs.mods_vec)?, 1)?;
         let (xm, lin1) = self.lin1(ctx, &cs.h, &m[0])?;
         let qkv = ctx.add_lora(lin1.narrow(2, 0, h3)?, &xm, cs.lora)?;
         let (q, k, v) = ctx.split_qkv(&qkv)?;
@@ -536,7 +580,7 @@ impl FinalLayer {
         img: &Tensor,
         vec: &Tensor,
     ) -> candle_core::Result<Tensor> {
-        let ada = self.ada.forward(vec)?.unsqueeze(1)?;
+        let ada = ctx.lin(&self.ada, vec)?.unsqueeze(1)?;
         let h = ctx.cfg.hidden_size;
         let shift = ada.narrow(2, 0, h)?;
         let scale1 = (ada.narrow(2, h, h)? + 1.0)?;

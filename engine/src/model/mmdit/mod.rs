@@ -22,6 +22,7 @@ use super::cond_cache::{condition_fingerprint, fingerprint, CondCache, CondKey};
 use super::config::DitConfig;
 use super::device::{check_dtype, device_name};
 use super::error::{ModelError, Result};
+use super::kernels;
 use super::lora::{LayerLora, LoraSets, SplitMix64};
 use blocks::{Ctx, DoubleBlock, FinalLayer, FusedCtx, SingleBlock};
 use candle_core::{DType, Device, Tensor, D};
@@ -82,6 +83,9 @@ pub enum Condition<'a> {
 #[derive(Debug, Clone)]
 struct LinT {
     wt: Tensor,
+    /// The weight as stored, `(out, in)`, in a trainable model: the fused training path
+    /// multiplies by it directly, so its gradient needs no transposed copy.
+    w: Option<Tensor>,
     b: Option<Tensor>,
     /// The bias as host f32 for the fused CPU kernels (CPU + f32 models only).
     bh: Option<Arc<Vec<f32>>>,
@@ -104,6 +108,29 @@ impl LinT {
         self.bh
             .as_ref()
             .map(|b| Arc::new(b[off..off + len].to_vec()))
+    }
+
+    /// The linear layer as one differentiable CPU f32 node with weight operand `w`.
+    fn fused(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        op: kernels::LinearTrain,
+    ) -> candle_core::Result<Tensor> {
+        let x = x.contiguous()?;
+        match &self.b {
+            Some(b) => x.apply_op3(w, b, op),
+            None => x.apply_op2(w, op),
+        }
+    }
+
+    /// [`LinT::forward`], or with `fused` (the CPU f32 training path) one differentiable node.
+    fn forward_ctx(&self, x: &Tensor, fused: bool) -> candle_core::Result<Tensor> {
+        match (&self.w, fused) {
+            (_, false) => self.forward(x),
+            (Some(w), true) => self.fused(x, w, kernels::LinearTrain { out_in: true }),
+            (None, true) => self.fused(x, &self.wt, kernels::LinearTrain { out_in: false }),
+        }
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -129,8 +156,9 @@ struct MlpEmbedder {
 }
 
 impl MlpEmbedder {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.out_layer.forward(&self.in_layer.forward(x)?.silu()?)
+    fn forward(&self, x: &Tensor, fused: bool) -> candle_core::Result<Tensor> {
+        let h = self.in_layer.forward_ctx(x, fused)?.silu()?;
+        self.out_layer.forward_ctx(&h, fused)
     }
 }
 
@@ -464,11 +492,13 @@ impl Loader<'_, '_> {
             (Some(b), true) => Some(Arc::new(b.to_vec1::<f32>()?)),
             _ => None,
         };
-        Ok(LinT {
-            wt: w.t()?.contiguous()?,
-            b,
-            bh,
-        })
+        // A trainable model keeps `wt` a view: its copy would be made at every rebuild.
+        let (wt, w) = if self.trainable {
+            (w.t()?, Some(w))
+        } else {
+            (w.t()?.contiguous()?, None)
+        };
+        Ok(LinT { wt, w, b, bh })
     }
 
     fn embedder(&self, p: &str, inn: usize, h: usize) -> Result<MlpEmbedder> {
@@ -491,7 +521,8 @@ impl MmDit {
     /// base DiT). `vb` must hold plain tensors by name, e.g. `VarBuilder::from_tensors` over
     /// `var.as_tensor().clone()`. The model keeps transposed *copies* of the weights: after an
     /// optimiser step, build it again from the updated `Var`s. [`Mode::Train`] then uses the
-    /// plain differentiable primitives (the fused training kernels assume frozen weights).
+    /// fused differentiable kernels with candle's matmul for the linear layers (their weight
+    /// gradients included).
     pub fn new_trainable(cfg: &DitConfig, vb: VarBuilder) -> Result<Self> {
         Self::build(cfg, vb, true)
     }
@@ -531,7 +562,7 @@ impl MmDit {
             ln_zeros: Tensor::zeros(h, dtype, &device)?,
             loras: LoraSets::new(cfg, &device, dtype),
             host,
-            fused_train: !trainable,
+            fused_train: true,
             cfg: cfg.clone(),
             device,
             dtype,
@@ -706,29 +737,31 @@ impl MmDit {
 
     // ----------------------------------------------------------------- embeddings
 
+    /// The time, guidance and pooled-text embedding (`fused`: the CPU f32 training path).
     fn vec_embedding(
         &self,
         timesteps: &Tensor,
         y: &Tensor,
         guidance: Option<&Tensor>,
+        fused: bool,
     ) -> candle_core::Result<Tensor> {
         let mut v = self
             .time_in
-            .forward(&timestep_embedding(timesteps, 256, self.dtype)?)?;
+            .forward(&timestep_embedding(timesteps, 256, self.dtype)?, fused)?;
         if let (Some(g_in), Some(g)) = (&self.guidance_in, guidance) {
-            v = (v + g_in.forward(&timestep_embedding(g, 256, self.dtype)?)?)?;
+            v = (v + g_in.forward(&timestep_embedding(g, 256, self.dtype)?, fused)?)?;
         }
-        v + self.vector_in.forward(y)?
+        v + self.vector_in.forward(y, fused)?
     }
 
     /// The condition stream's vector: timestep 0, guidance 1 (when the model has a guidance
     /// embedding) and the pooled text vector. It depends only on `y`, so the cache can be keyed
     /// by it.
-    fn cond_vec(&self, y: &Tensor) -> candle_core::Result<Tensor> {
+    fn cond_vec(&self, y: &Tensor, fused: bool) -> candle_core::Result<Tensor> {
         let b = y.dim(0)?;
         let t0 = Tensor::zeros(b, self.dtype, &self.device)?;
         let g1 = Tensor::ones(b, self.dtype, &self.device)?;
-        self.vec_embedding(&t0, y, Some(&g1))
+        self.vec_embedding(&t0, y, Some(&g1), fused)
     }
 
     // ----------------------------------------------------------------- condition stream
@@ -747,8 +780,8 @@ impl MmDit {
         let lora_of = |li: usize| active.map(|s| (&s.layers[li], scale));
         let n_layers = self.cfg.num_blocks();
         let mut cs = CondStream {
-            h: self.img_in.forward(tokens)?,
-            mods_vec: self.cond_vec(y)?.silu()?,
+            h: self.img_in.forward_ctx(tokens, ctx.fused)?,
+            mods_vec: self.cond_vec(y, ctx.fused)?.silu()?,
             rope: self.rope_tables(ids)?,
             lora: None,
         };
@@ -875,17 +908,18 @@ impl MmDit {
         let ctx = self.ctx(mode);
         let ckv = |i: usize| cond_kv.map(|kv| &kv[i]);
 
-        let vec = self.vec_embedding(inp.timesteps, inp.y, inp.guidance)?;
+        let vec = self.vec_embedding(inp.timesteps, inp.y, inp.guidance, ctx.fused)?;
         let svec = vec.silu()?;
         let ids = Tensor::cat(&[inp.txt_ids, inp.img_ids], 1)?;
         let rope = self.rope_tables(&ids)?;
         let rope_txt = rope.rows(0, n_txt)?;
         let rope_img = rope.rows(n_txt, n_img)?;
-        let mut txt = self.txt_in.forward(inp.txt)?;
-        let mut img = self.img_in.forward(inp.img)?;
+        let mut txt = self.txt_in.forward_ctx(inp.txt, ctx.fused)?;
+        let mut img = self.img_in.forward_ctx(inp.img, ctx.fused)?;
 
         for (i, blk) in self.double_blocks.iter().enumerate() {
-            (txt, img) = blk.forward(&ctx, &txt, &img, &svec, &rope_txt, &rope_img, ckv(i))?;
+            (txt, img) =
+                blk.forward(&ctx, &txt, &img, &svec, &rope, &rope_txt, &rope_img, ckv(i))?;
         }
 
         let mut x = Tensor::cat(&[&txt, &img], 1)?;
@@ -911,7 +945,7 @@ impl MmDit {
         let n_cond = cond_kv.map_or(Ok(0), |kv| kv[0].dim(3))?;
         let ckv = |i: usize| cond_kv.map(|kv| &kv[i]);
 
-        let vec = self.vec_embedding(inp.timesteps, inp.y, inp.guidance)?;
+        let vec = self.vec_embedding(inp.timesteps, inp.y, inp.guidance, false)?;
         let svec = vec.silu()?;
         let ids = Tensor::cat(&[inp.txt_ids, inp.img_ids], 1)?;
         let rope = self.rope_tables(&ids)?;
