@@ -182,6 +182,47 @@ pub struct Phase0Config {
     /// skeleton cannot draw one in stage 1, whatever its condition-branch LoRA does.
     #[serde(default)]
     pub layout_share: f64,
+    /// The DiT's learning-rate schedule: `constant` (`dit_lr` throughout) or `cosine` (the
+    /// autoencoder's: 5 % linear warm-up, cosine decay to `dit_lr / 10`).
+    #[serde(default)]
+    pub dit_schedule: LrSchedule,
+    /// adaLN-Zero (the DiT paper's best variant): every modulation layer and the final layer
+    /// start at zero, so each block starts as the identity and the output at zero.
+    #[serde(default)]
+    pub adaln_zero: bool,
+    /// The text encoder's sequence length in tokens, `<bos>` included (default 32). Prompts
+    /// longer than this are cut; stage 1's `pose layout` cue adds two tokens.
+    #[serde(default = "default_text_max_len")]
+    pub text_max_len: usize,
+}
+
+/// A learning-rate schedule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// The same rate at every step.
+    #[default]
+    Constant,
+    /// 5 % linear warm-up, then cosine decay to a tenth.
+    Cosine,
+}
+
+impl LrSchedule {
+    /// The factor of the peak rate at `step` of `steps`.
+    pub fn factor(self, step: usize, steps: usize) -> f64 {
+        match self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Cosine => skeleguide_engine::model::tiny_ae::lr_factor(
+                step,
+                steps,
+                step as f64 / steps.max(1) as f64,
+            ),
+        }
+    }
+}
+
+fn default_text_max_len() -> usize {
+    32
 }
 
 fn default_ae_lr() -> f64 {
@@ -271,6 +312,13 @@ impl TrainConfig {
         at_most("lora.rank", self.lora.rank, MAX_LORA_RANK)?;
         if let Some(p0) = &self.phase0 {
             at_most("phase0.ae_batch", p0.ae_batch, MAX_BATCH)?;
+            at_most("phase0.text_max_len", p0.text_max_len, 512)?;
+            if p0.text_max_len < 4 {
+                return Err(format!(
+                    "phase0.text_max_len = {}: must be at least 4",
+                    p0.text_max_len
+                ));
+            }
         }
         if self.checkpoint_every == 0 {
             return Err("checkpoint_every: must be at least 1".into());

@@ -582,6 +582,16 @@ fn config_errors_name_the_file_and_the_key() {
             "phase0.layout_share",
         ),
         (
+            "short text encoder",
+            good.replace("dit_steps = 6", "dit_steps = 6\ntext_max_len = 3"),
+            "phase0.text_max_len",
+        ),
+        (
+            "unknown schedule",
+            good.replace("dit_steps = 6", "dit_steps = 6\ndit_schedule = \"linear\""),
+            "dit_schedule",
+        ),
+        (
             "flux without base",
             good.replace("preset = \"tiny\"", "preset = \"flux-dev\""),
             "base_model",
@@ -600,6 +610,7 @@ fn config_errors_name_the_file_and_the_key() {
         "tiny-gpu.toml",
         "tiny-gpu-layouts.toml",
         "tiny-cpu-phases23.toml",
+        "tiny-cpu-base.toml",
         "tiny-smoke.toml",
         "flux-dev.toml",
     ] {

@@ -7,6 +7,7 @@
 //! run could not continue exactly with it. On the CPU in f32 the update is one pass over each
 //! parameter (candle's tensor ops make about a dozen passes and as many temporaries).
 
+use super::allreduce::AllReduce;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var};
 
@@ -83,7 +84,7 @@ impl AdamW {
             s.var.device().is_cpu() && s.var.dtype() == DType::F32 && s.m.dtype() == DType::F32
         });
         if host {
-            return self.step_host(grads, clip);
+            return self.step_host(grads, clip, None);
         }
         let norm = self.grad_norm(grads)?;
         let scale = clip_scale(norm, clip);
@@ -114,16 +115,52 @@ impl AdamW {
         Ok(norm)
     }
 
+    /// [`AdamW::step`] of one rank of a data-parallel group: the gradients are first replaced by
+    /// their mean over the ranks, so every rank takes the same step. Every rank's optimiser must
+    /// hold the same tensors in the same order. CPU f32 parameters only.
+    pub fn step_reduced(
+        &mut self,
+        grads: &GradStore,
+        clip: f64,
+        group: &dyn AllReduce,
+    ) -> Result<f64> {
+        let host = self.slots.iter().all(|s| {
+            s.var.device().is_cpu() && s.var.dtype() == DType::F32 && s.m.dtype() == DType::F32
+        });
+        if !host {
+            candle_core::bail!("data-parallel steps reduce CPU f32 parameters only")
+        }
+        self.step_host(grads, clip, Some(group))
+    }
+
     /// [`AdamW::step`] on the host for CPU f32 parameters: one parallel pass per parameter.
-    fn step_host(&mut self, grads: &GradStore, clip: f64) -> Result<f64> {
+    fn step_host(
+        &mut self,
+        grads: &GradStore,
+        clip: f64,
+        group: Option<&dyn AllReduce>,
+    ) -> Result<f64> {
         use rayon::prelude::*;
         const CHUNK: usize = 16 * 1024;
         let host = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let gs: Vec<Option<Vec<f32>>> = self
+        let mut gs: Vec<Option<Vec<f32>>> = self
             .slots
             .iter()
             .map(|s| grads.get(s.var.as_tensor()).map(host).transpose())
             .collect::<Result<_>>()?;
+        if let Some(group) = group {
+            // Every rank has the same trainable tensors, so the present gradients line up.
+            let mut bufs: Vec<Vec<f32>> = gs.iter_mut().filter_map(Option::take).collect();
+            group
+                .all_reduce_mean(&mut bufs)
+                .map_err(candle_core::Error::wrap)?;
+            let mut it = bufs.into_iter();
+            for (g, s) in gs.iter_mut().zip(&self.slots) {
+                if grads.get(s.var.as_tensor()).is_some() {
+                    *g = it.next();
+                }
+            }
+        }
         let norm = gs
             .iter()
             .flatten()

@@ -32,6 +32,7 @@
 //! the condition, the LoRA set and `y`).
 
 pub mod adamw;
+pub mod allreduce;
 pub mod autoencoder;
 pub mod bench;
 pub mod bench_train;

@@ -248,6 +248,7 @@ impl Ctx<'_> {
             texts.push(mc.reason_prefix.clone());
         }
         let mut tc = TinyTextConfig::with_vocab(TinyText::build_vocab(&texts, 1));
+        tc.max_len = self.p0()?.text_max_len;
         tc.token_dim = mc.dit.context_in_dim;
         tc.pooled_dim = mc.dit.vec_in_dim;
         mc.text = TextSpec::Tiny { config: tc };
@@ -275,7 +276,14 @@ impl Ctx<'_> {
         let lat = self.latents(&ae)?;
         let dit_cfg = mc.dit.clone();
         let dit_vars: Vec<(String, Var)> = {
-            let w = random_weights(&dit_cfg, self.cfg.seed, &self.device, self.dtype)?;
+            let mut w = random_weights(&dit_cfg, self.cfg.seed, &self.device, self.dtype)?;
+            if p0.adaln_zero {
+                for (k, t) in w.iter_mut() {
+                    if is_adaln_zero(k) {
+                        *t = t.zeros_like()?;
+                    }
+                }
+            }
             let mut v = w
                 .into_iter()
                 .map(|(k, t)| Ok((k, Var::from_tensor(&t)?)))
@@ -390,6 +398,7 @@ impl Ctx<'_> {
         let t_phase = Instant::now();
         for step in start..steps {
             let t0 = Instant::now();
+            opt.params.lr = p0.dit_lr * p0.dit_schedule.factor(step, steps);
             let dit = build()?;
             let d = draws(&mut rng, cfg, n, shift);
             let loss = loss_of(&dit, &d, &mut rng, &examples)?;
@@ -451,5 +460,34 @@ impl Ctx<'_> {
             eval_before,
             eval_after,
         })
+    }
+}
+
+/// The tensors adaLN-Zero starts at zero: every modulation layer and the final layer.
+fn is_adaln_zero(name: &str) -> bool {
+    name.contains("_mod.lin.")
+        || name.contains(".modulation.lin.")
+        || name.starts_with("final_layer.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skeleguide_engine::model::DitConfig;
+
+    #[test]
+    fn adaln_zero_names_every_modulation_and_the_final_layer_only() {
+        let cfg = DitConfig::tiny();
+        let names: Vec<String> = skeleguide_engine::model::bfl_tensor_shapes(&cfg)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let zero: Vec<&String> = names.iter().filter(|n| is_adaln_zero(n)).collect();
+        // Weight and bias of: 2 streams x 2 double blocks, 4 single blocks, the final layer's
+        // modulation and its projection.
+        assert_eq!(zero.len(), 2 * (2 * 2 + 4 + 2), "{zero:?}");
+        assert!(zero
+            .iter()
+            .all(|n| !n.contains("qkv") && !n.contains("mlp")));
     }
 }

@@ -1,0 +1,331 @@
+//! Data-parallel training's one collective: the mean of every rank's gradients.
+//!
+//! [`AllReduce`] is the whole interface the optimiser needs ([`super::adamw::AdamW::step_reduced`]).
+//! [`ThreadGroup`] is the in-process CPU backend: one rank per thread, for tests and for several
+//! ranks on one machine. A rank that fails calls [`AllReduce::abort`] (a [`ThreadRank`] dropped
+//! while its thread panics does so itself), and every other rank's pending and later reductions
+//! return [`ReduceError::Aborted`] instead of waiting for it.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Why a reduction failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReduceError {
+    /// Another rank (or this one) gave up.
+    #[error("rank {rank} stopped the group: {why}")]
+    Aborted {
+        /// The rank that aborted.
+        rank: usize,
+        /// Its reason.
+        why: String,
+    },
+    /// The ranks passed buffers of different sizes.
+    #[error("rank {rank}: buffer {index} has {len} values, the round started with {expected}")]
+    Mismatch {
+        /// The rank whose buffer differs.
+        rank: usize,
+        /// Which buffer.
+        index: usize,
+        /// Its length.
+        len: usize,
+        /// The length the round started with.
+        expected: usize,
+    },
+    /// The other ranks did not arrive in time.
+    #[error("rank {rank}: no reduction from the other ranks within {secs} s")]
+    Timeout {
+        /// The waiting rank.
+        rank: usize,
+        /// The limit.
+        secs: u64,
+    },
+}
+
+/// Mean of buffers over the ranks of a data-parallel group.
+pub trait AllReduce: Send + Sync {
+    /// Number of ranks.
+    fn world_size(&self) -> usize;
+    /// This rank, `0..world_size`.
+    fn rank(&self) -> usize;
+    /// Replaces every buffer by its element-wise mean over the ranks. Every rank passes the same
+    /// number of buffers with the same lengths, in the same order.
+    fn all_reduce_mean(&self, bufs: &mut [Vec<f32>]) -> Result<(), ReduceError>;
+    /// Stops the group: every rank's pending and later reductions fail with `why`.
+    fn abort(&self, why: &str);
+}
+
+/// The state the threads of a group share.
+struct Shared {
+    n: usize,
+    timeout: Duration,
+    state: Mutex<Round>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Round {
+    /// Completed rounds.
+    generation: u64,
+    arrived: usize,
+    sum: Vec<Vec<f64>>,
+    result: Arc<Vec<Vec<f32>>>,
+    aborted: Option<ReduceError>,
+}
+
+/// The in-process CPU backend: [`ThreadGroup::ranks`] gives one [`ThreadRank`] per thread.
+pub struct ThreadGroup;
+
+impl ThreadGroup {
+    /// `n` ranks (at least one) that wait at most `timeout` for each other.
+    pub fn ranks(n: usize, timeout: Duration) -> Vec<ThreadRank> {
+        let shared = Arc::new(Shared {
+            n: n.max(1),
+            timeout,
+            state: Mutex::new(Round::default()),
+            wake: Condvar::new(),
+        });
+        (0..n.max(1))
+            .map(|rank| ThreadRank {
+                rank,
+                shared: Arc::clone(&shared),
+            })
+            .collect()
+    }
+}
+
+/// One rank of a [`ThreadGroup`].
+pub struct ThreadRank {
+    rank: usize,
+    shared: Arc<Shared>,
+}
+
+impl ThreadRank {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Round> {
+        // A rank that panicked while holding the lock left a consistent round (no partial
+        // writes happen under it), so the state stays usable.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn fail(&self, round: &mut Round, e: ReduceError) -> ReduceError {
+        if round.aborted.is_none() {
+            round.aborted = Some(e.clone());
+        }
+        self.shared.wake.notify_all();
+        round.aborted.clone().unwrap_or(e)
+    }
+}
+
+impl AllReduce for ThreadRank {
+    fn world_size(&self) -> usize {
+        self.shared.n
+    }
+
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn all_reduce_mean(&self, bufs: &mut [Vec<f32>]) -> Result<(), ReduceError> {
+        let n = self.shared.n;
+        let mut round = self.lock();
+        if let Some(e) = &round.aborted {
+            return Err(e.clone());
+        }
+        if round.arrived == 0 {
+            round.sum = bufs
+                .iter()
+                .map(|b| b.iter().map(|&x| x as f64).collect())
+                .collect();
+        } else {
+            if round.sum.len() != bufs.len() {
+                let e = ReduceError::Mismatch {
+                    rank: self.rank,
+                    index: bufs.len(),
+                    len: 0,
+                    expected: round.sum.len(),
+                };
+                return Err(self.fail(&mut round, e));
+            }
+            for (i, (s, b)) in round.sum.iter_mut().zip(bufs.iter()).enumerate() {
+                if s.len() != b.len() {
+                    let e = ReduceError::Mismatch {
+                        rank: self.rank,
+                        index: i,
+                        len: b.len(),
+                        expected: s.len(),
+                    };
+                    return Err(self.fail(&mut round, e));
+                }
+                for (a, &x) in s.iter_mut().zip(b) {
+                    *a += x as f64;
+                }
+            }
+        }
+        round.arrived += 1;
+        let gen = round.generation;
+        if round.arrived == n {
+            let inv = 1.0 / n as f64;
+            let mean = round
+                .sum
+                .iter()
+                .map(|s| s.iter().map(|&x| (x * inv) as f32).collect())
+                .collect();
+            round.result = Arc::new(mean);
+            round.sum = Vec::new();
+            round.arrived = 0;
+            round.generation += 1;
+            self.shared.wake.notify_all();
+        } else {
+            let deadline = Instant::now() + self.shared.timeout;
+            while round.generation == gen && round.aborted.is_none() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    let e = ReduceError::Timeout {
+                        rank: self.rank,
+                        secs: self.shared.timeout.as_secs(),
+                    };
+                    return Err(self.fail(&mut round, e));
+                }
+                round = self
+                    .shared
+                    .wake
+                    .wait_timeout(round, left)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0;
+            }
+            if round.generation == gen {
+                return Err(round.aborted.clone().unwrap_or(ReduceError::Aborted {
+                    rank: self.rank,
+                    why: "stopped".into(),
+                }));
+            }
+        }
+        let result = Arc::clone(&round.result);
+        drop(round);
+        for (b, r) in bufs.iter_mut().zip(result.iter()) {
+            b.copy_from_slice(r);
+        }
+        Ok(())
+    }
+
+    fn abort(&self, why: &str) {
+        let mut round = self.lock();
+        let e = ReduceError::Aborted {
+            rank: self.rank,
+            why: why.to_string(),
+        };
+        self.fail(&mut round, e);
+    }
+}
+
+impl Drop for ThreadRank {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.abort("its thread panicked");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_get_the_mean_of_every_buffer() {
+        let ranks = ThreadGroup::ranks(3, Duration::from_secs(30));
+        let out: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
+            let hs: Vec<_> = ranks
+                .iter()
+                .map(|r| {
+                    s.spawn(move || {
+                        let x = r.rank() as f32;
+                        let mut bufs = vec![vec![x, 2.0 * x], vec![10.0 + x]];
+                        for _ in 0..4 {
+                            r.all_reduce_mean(&mut bufs).unwrap();
+                        }
+                        bufs
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for b in out {
+            assert_eq!(b, vec![vec![1.0, 2.0], vec![11.0]]);
+        }
+    }
+
+    #[test]
+    fn a_failing_rank_stops_the_others_instead_of_hanging() {
+        let ranks = ThreadGroup::ranks(3, Duration::from_secs(600));
+        let t0 = Instant::now();
+        let errs: Vec<Option<ReduceError>> = std::thread::scope(|s| {
+            let hs: Vec<_> = ranks
+                .iter()
+                .map(|r| {
+                    s.spawn(move || {
+                        let mut bufs = vec![vec![1.0f32; 4]];
+                        for step in 0..5 {
+                            if r.rank() == 2 && step == 2 {
+                                r.abort("out of data");
+                                return None;
+                            }
+                            if let Err(e) = r.all_reduce_mean(&mut bufs) {
+                                return Some(e);
+                            }
+                        }
+                        None
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(t0.elapsed() < Duration::from_secs(60));
+        for e in &errs[..2] {
+            let e = e.as_ref().expect("the other ranks see the failure");
+            assert!(
+                e.to_string().contains("rank 2") && e.to_string().contains("out of data"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_panicking_rank_stops_the_others() {
+        let mut ranks = ThreadGroup::ranks(2, Duration::from_secs(600));
+        let r1 = ranks.pop().unwrap();
+        let r0 = ranks.pop().unwrap();
+        let h = std::thread::spawn(move || {
+            let _rank = r1;
+            panic!("a rank failed");
+        });
+        assert!(h.join().is_err());
+        let e = r0.all_reduce_mean(&mut [vec![0.0]]).unwrap_err();
+        assert!(e.to_string().contains("panicked"), "{e}");
+    }
+
+    #[test]
+    fn mismatched_buffers_and_a_missing_rank_are_errors() {
+        let ranks = ThreadGroup::ranks(2, Duration::from_millis(200));
+        let e = ranks[0].all_reduce_mean(&mut [vec![0.0; 3]]).unwrap_err();
+        assert!(matches!(e, ReduceError::Timeout { rank: 0, .. }), "{e}");
+        let ranks = ThreadGroup::ranks(2, Duration::from_secs(30));
+        let errs: Vec<ReduceError> = std::thread::scope(|s| {
+            let hs: Vec<_> = ranks
+                .iter()
+                .map(|r| s.spawn(move || r.all_reduce_mean(&mut [vec![0.0; 2 + r.rank()]])))
+                .collect();
+            hs.into_iter()
+                .filter_map(|h| h.join().unwrap().err())
+                .collect()
+        });
+        assert_eq!(errs.len(), 2);
+        assert!(
+            errs.iter()
+                .all(|e| matches!(e, ReduceError::Mismatch { .. })),
+            "{errs:?}"
+        );
+    }
+}
