@@ -1,6 +1,7 @@
 //! Training checkpoints: one safetensors file (`OUT/checkpoint.safetensors`) written
 //! atomically (temporary sibling + rename). It holds every trainable parameter (`param.NAME`),
-//! the AdamW moments (`adam_m.NAME`, `adam_v.NAME`) and, in the metadata, the phase, the step
+//! the AdamW moments (`adam_m.NAME`, `adam_v.NAME`), the weights' moving average when the run
+//! keeps one (`ema.NAME`) and, in the metadata, the phase, the step
 //! within it, the AdamW step count and the RNG state. Frozen parts (the base, the autoencoder,
 //! the text encoder, a finished LoRA set) live in the model directory written at each phase's
 //! end, so a checkpoint only needs what is being trained.
@@ -89,6 +90,9 @@ pub fn save(
         data.push((format!("param.{}", s.name), host(s.var.as_tensor())?));
         data.push((format!("adam_m.{}", s.name), host(&s.m)?));
         data.push((format!("adam_v.{}", s.name), host(&s.v)?));
+        if let Some(e) = &s.ema {
+            data.push((format!("ema.{}", s.name), host(e)?));
+        }
     }
     let mut meta: HashMap<String, String> = [
         ("format", FORMAT.to_string()),
@@ -219,6 +223,15 @@ impl Checkpoint {
             s.var.set(&get("param")?).map_err(|e| err(&p, e))?;
             s.m = get("adam_m")?;
             s.v = get("adam_v")?;
+            if s.ema.is_some() {
+                // A checkpoint from before the average was kept starts it at the parameters.
+                let key = format!("ema.{}", s.name);
+                s.ema = Some(if self.tensors.contains_key(&key) {
+                    get("ema")?
+                } else {
+                    s.var.as_tensor().copy().map_err(|e| err(&p, e))?
+                });
+            }
         }
         opt.t = self.adam_t;
         Ok(())

@@ -194,6 +194,10 @@ pub struct Phase0Config {
     /// longer than this are cut; stage 1's `pose layout` cue adds two tokens.
     #[serde(default = "default_text_max_len")]
     pub text_max_len: usize,
+    /// Decay of an exponential moving average of the DiT's and text encoder's weights, which
+    /// is what the model directory then gets (e.g. 0.999; absent: the last weights).
+    #[serde(default)]
+    pub ema_decay: Option<f64>,
 }
 
 /// A learning-rate schedule.
@@ -313,6 +317,11 @@ impl TrainConfig {
         if let Some(p0) = &self.phase0 {
             at_most("phase0.ae_batch", p0.ae_batch, MAX_BATCH)?;
             at_most("phase0.text_max_len", p0.text_max_len, 512)?;
+            if let Some(d) = p0.ema_decay {
+                if !(0.0..1.0).contains(&d) {
+                    return Err(format!("phase0.ema_decay = {d}: must be in [0, 1)"));
+                }
+            }
             if p0.text_max_len < 4 {
                 return Err(format!(
                     "phase0.text_max_len = {}: must be at least 4",

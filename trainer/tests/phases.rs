@@ -379,6 +379,41 @@ fn phase2_render_loss_alone_reaches_the_skeletal_lora() {
     assert!(a > 0, "and the appearance LoRA");
 }
 
+/// With `ema_decay`, phase 0 writes the weights' moving average as the model, checkpoints it,
+/// and a run resumed half-way ends with the same average as one run straight through.
+#[test]
+fn phase0_keeps_a_moving_average_across_a_resume_and_writes_it() {
+    let data = dataset(2);
+    let mut cfg = fixed_batch_config();
+    let p0 = cfg.phase0.as_mut().unwrap();
+    p0.ae_steps = 2;
+    p0.dit_steps = 4;
+    p0.ema_decay = Some(0.5);
+    let straight = tempfile::tempdir().unwrap();
+    run_phase(&cfg, straight.path(), data.path(), 0);
+    let base = tensors(&phases::model_dir(straight.path()).join(modeldir::BASE_FILE));
+    let ck = tensors(&straight.path().join("checkpoint.safetensors"));
+    let name = "double_blocks.0.img_attn.qkv.weight";
+    assert_eq!(base[name], ck[&format!("ema.dit.{name}")]);
+    assert_ne!(base[name], ck[&format!("param.dit.{name}")]);
+
+    let halves = tempfile::tempdir().unwrap();
+    let mut first = cfg.clone();
+    first.phase0.as_mut().unwrap().dit_steps = 2;
+    run_phase(&first, halves.path(), data.path(), 0);
+    let args = TrainArgs {
+        config: cfg.clone(),
+        out: halves.path().to_path_buf(),
+        phase: PhaseSel::One(0),
+        resume: true,
+        data: Some(data.path().to_path_buf()),
+        progress: false,
+    };
+    phases::train(&args).unwrap();
+    let resumed = tensors(&phases::model_dir(halves.path()).join(modeldir::BASE_FILE));
+    assert_eq!(resumed, base, "the resumed run's moving average differs");
+}
+
 fn write_resume_config(dir: &Path, base: &Path) -> PathBuf {
     write_resume_config_with_rank(dir, base, 4)
 }
@@ -585,6 +620,11 @@ fn config_errors_name_the_file_and_the_key() {
             "short text encoder",
             good.replace("dit_steps = 6", "dit_steps = 6\ntext_max_len = 3"),
             "phase0.text_max_len",
+        ),
+        (
+            "EMA decay of 1",
+            good.replace("dit_steps = 6", "dit_steps = 6\nema_decay = 1.0"),
+            "phase0.ema_decay",
         ),
         (
             "unknown schedule",

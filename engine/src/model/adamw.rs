@@ -36,6 +36,8 @@ pub struct Slot {
     pub m: Tensor,
     /// Second moment.
     pub v: Tensor,
+    /// The exponential moving average of the parameter, when the optimiser keeps one.
+    pub ema: Option<Tensor>,
 }
 
 /// The optimiser: its parameters, one slot per trainable tensor, and the step count.
@@ -46,6 +48,8 @@ pub struct AdamW {
     pub slots: Vec<Slot>,
     /// Steps taken.
     pub t: u64,
+    /// Decay of the weights' exponential moving average (`None`: no average).
+    pub ema_decay: Option<f64>,
 }
 
 impl AdamW {
@@ -56,14 +60,35 @@ impl AdamW {
             .map(|(name, var)| {
                 let m = var.as_tensor().zeros_like()?;
                 let v = var.as_tensor().zeros_like()?;
-                Ok(Slot { name, var, m, v })
+                Ok(Slot {
+                    name,
+                    var,
+                    m,
+                    v,
+                    ema: None,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             params,
             slots,
             t: 0,
+            ema_decay: None,
         })
+    }
+
+    /// Keeps an exponential moving average of every parameter, `ema ← d·ema + (1−d)·θ` after
+    /// each step, starting from the current values: the weights to sample from (a diffusion
+    /// model's average draws cleaner samples than its last iterate).
+    pub fn with_ema(mut self, decay: f64) -> Result<Self> {
+        if !(0.0..1.0).contains(&decay) {
+            candle_core::bail!("EMA decay {decay}: must be in [0, 1)")
+        }
+        for s in self.slots.iter_mut() {
+            s.ema = Some(s.var.as_tensor().copy()?.detach());
+        }
+        self.ema_decay = Some(decay);
+        Ok(self)
     }
 
     /// The global L2 norm of the gradients of every slot (missing gradients count as zero).
@@ -111,6 +136,9 @@ impl AdamW {
             s.var.set(&(theta - (upd * p.lr)?)?)?;
             s.m = m;
             s.v = v;
+            if let (Some(d), Some(e)) = (self.ema_decay, &s.ema) {
+                s.ema = Some(((e * d)? + (s.var.as_tensor() * (1.0 - d))?)?.detach());
+            }
         }
         Ok(norm)
     }
@@ -184,6 +212,7 @@ impl AdamW {
             p.eps as f32,
             (1.0 - p.lr * p.weight_decay) as f32,
         );
+        let ema_d = self.ema_decay.unwrap_or(0.0) as f32;
         for (s, g) in self.slots.iter_mut().zip(gs) {
             let Some(g) = g else { continue };
             let (mut m, mut v, mut th) = (host(&s.m)?, host(&s.v)?, host(s.var.as_tensor())?);
@@ -202,6 +231,17 @@ impl AdamW {
                 });
             let shape = s.var.shape().clone();
             let dev = s.var.device().clone();
+            if let Some(e) = &s.ema {
+                let mut e = host(e)?;
+                e.par_chunks_mut(CHUNK)
+                    .zip(th.par_chunks(CHUNK))
+                    .for_each(|(e, th)| {
+                        for (e, t) in e.iter_mut().zip(th) {
+                            *e = ema_d * *e + (1.0 - ema_d) * t;
+                        }
+                    });
+                s.ema = Some(Tensor::from_vec(e, shape.clone(), &dev)?);
+            }
             s.var.set(&Tensor::from_vec(th, shape.clone(), &dev)?)?;
             s.m = Tensor::from_vec(m, shape.clone(), &dev)?;
             s.v = Tensor::from_vec(v, shape, &dev)?;
@@ -326,5 +366,47 @@ mod tests {
             (m[0] - 0.06).abs() < 1e-6 && (m[1] - 0.08).abs() < 1e-6,
             "{m:?}"
         );
+    }
+
+    #[test]
+    fn the_moving_average_follows_the_parameters() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::new(&[1f32, -2.0], &dev).unwrap()).unwrap();
+        let p = AdamWParams {
+            lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        };
+        let mut opt = AdamW::new(vec![("x".into(), x.clone())], p)
+            .unwrap()
+            .with_ema(0.5)
+            .unwrap();
+        let mut expect = x.as_tensor().to_vec1::<f32>().unwrap();
+        for _ in 0..3 {
+            let g = x
+                .as_tensor()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            opt.step(&g, 0.0).unwrap();
+            let now = x.as_tensor().to_vec1::<f32>().unwrap();
+            for (e, t) in expect.iter_mut().zip(&now) {
+                *e = 0.5 * *e + 0.5 * t;
+            }
+        }
+        let ema = opt.slots[0].ema.as_ref().unwrap().to_vec1::<f32>().unwrap();
+        for (a, b) in ema.iter().zip(&expect) {
+            assert!((a - b).abs() < 1e-6, "{ema:?} vs {expect:?}");
+        }
+        assert_ne!(ema, x.as_tensor().to_vec1::<f32>().unwrap());
+        assert!(AdamW::new(vec![], opt.params.clone())
+            .unwrap()
+            .with_ema(1.0)
+            .is_err());
     }
 }

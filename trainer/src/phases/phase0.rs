@@ -311,6 +311,9 @@ impl Ctx<'_> {
             .collect();
         all.extend(text_vars);
         let mut opt = AdamW::new(all, adam_params(self.cfg, p0.dit_lr))?;
+        if let Some(d) = p0.ema_decay {
+            opt = opt.with_ema(d)?;
+        }
         let mut rng = TrainRng(phase_seed(self.cfg.seed, phase.as_str()));
         let mut start = 0;
         if let Some(c) = resume {
@@ -418,10 +421,20 @@ impl Ctx<'_> {
         }
         pb.finish_and_clear();
         let eval_after = eval(eval_seed)?;
-        // Freeze and write the complete model directory (fresh LoRA sets).
+        // Freeze and write the complete model directory (fresh LoRA sets), from the weights'
+        // moving average when the run keeps one.
+        let ema: HashMap<&str, &Tensor> = opt
+            .slots
+            .iter()
+            .filter_map(|s| s.ema.as_ref().map(|e| (s.name.as_str(), e)))
+            .collect();
+        let final_of = |name: String, t: &Tensor| match ema.get(name.as_str()) {
+            Some(e) => e.detach(),
+            None => t.detach(),
+        };
         let weights: HashMap<String, Tensor> = dit_vars
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .map(|(k, v)| (k.clone(), final_of(format!("dit.{k}"), v.as_tensor())))
             .collect();
         let base = mdir.join(modeldir::BASE_FILE);
         let tmp = base.with_extension("safetensors.tmp");
@@ -432,7 +445,7 @@ impl Ctx<'_> {
         let frozen_text = TinyText::from_tensors(
             text.parameters()
                 .iter()
-                .map(|(k, t)| (k.clone(), t.detach()))
+                .map(|(k, t)| (k.clone(), final_of(format!("text.{k}"), t)))
                 .collect(),
             text_cfg,
             &self.device,
