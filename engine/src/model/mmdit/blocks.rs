@@ -468,7 +468,16 @@ impl DoubleBlock {
         let w = &self.img;
         let m = w.mods(ctx, &cs.mods_vec)?;
         let xm = ctx.modulate(&cs.h, &m[0])?;
-        let (q, k, v) = w.qkv(ctx, &xm, cs.lora)?;
+        let qkv = ctx.add_lora(ctx.lin(&w.qkv, &xm)?, &xm, cs.lora)?;
+        if let Some(packed) = ctx.packed_qkv(&[&qkv], &[&w.norm], &cs.rope)? {
+            let kv = packed.narrow(0, 1, 2)?;
+            if !last {
+                let a = ctx.attend_packed(&packed, None)?;
+                cs.h = w.post_attn(ctx, &cs.h, &a, &m)?;
+            }
+            return Ok(kv);
+        }
+        let (q, k, v) = ctx.split_qkv(&qkv)?;
         let k = w.norm.k(ctx, &k, &cs.rope)?;
         let kv = Tensor::stack(&[&k, &v], 0)?;
         if last {
@@ -552,6 +561,14 @@ impl SingleBlock {
         let m = chunks(&ctx.lin(&self.modulation, &cs.mods_vec)?, 1)?;
         let (xm, lin1) = self.lin1(ctx, &cs.h, &m[0])?;
         let qkv = ctx.add_lora(lin1.narrow(2, 0, h3)?, &xm, cs.lora)?;
+        if let Some(packed) = ctx.packed_qkv(&[&qkv], &[&self.norm], &cs.rope)? {
+            let kv = packed.narrow(0, 1, 2)?;
+            if !last {
+                let a = ctx.attend_packed(&packed, None)?;
+                cs.h = self.post_attn(ctx, &cs.h, &lin1, a, &m[0])?;
+            }
+            return Ok(kv);
+        }
         let (q, k, v) = ctx.split_qkv(&qkv)?;
         let k = self.norm.k(ctx, &k, &cs.rope)?;
         let kv = Tensor::stack(&[&k, &v], 0)?;
