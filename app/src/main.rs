@@ -11,6 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     skeleguide_engine::model::device::configure_cpu_threads();
     skeleguide_engine::model::device::keep_freed_memory();
+    skeleguide_engine::fsutil::quiet_broken_pipe();
     let args = match skeleguide::cli::Cli::try_parse() {
         Ok(a) => a,
         Err(e) => return usage_error(e),

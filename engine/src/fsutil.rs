@@ -217,6 +217,16 @@ fn open_input(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::File::open(path)
 }
 
+/// Makes writing to a closed pipe end the process quietly, as it does other command-line tools
+/// (`skeleguide bench | head`): Rust ignores SIGPIPE, so `print!` would panic instead. An
+/// output file is never half-written either way (they are written atomically).
+pub fn quiet_broken_pipe() {
+    // SAFETY: restoring a signal's default disposition has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Removing in-flight temporary files when the process is interrupted (SIGINT, SIGTERM, SIGHUP)
 /// instead of leaving `.skeleguide-*.tmp` behind. The handler only reads a fixed table of
 /// C strings and calls `unlink`, both async-signal-safe; then the signal's default action runs,

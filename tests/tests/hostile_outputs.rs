@@ -177,3 +177,30 @@ fn an_interrupt_while_outputs_are_staged_removes_their_temporary_files() {
     assert!(tmp_files().is_empty(), "{:?}", tmp_files());
     assert!(!d.path().join("layout.png").exists());
 }
+
+/// Output into a pipe whose reader has gone (`skeleguide … | head`) ends the process quietly
+/// through SIGPIPE, like other command-line tools, instead of a panic.
+#[test]
+fn a_closed_output_pipe_ends_quietly_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let d = tempfile::tempdir().unwrap();
+    let pose = pose_file(d.path());
+    let mut child = Command::new(skeleguide_tests::skeleguide_bin())
+        .args(["pose", "info"])
+        .arg(&pose)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    // Ended by SIGPIPE (13), or done before the reader left.
+    assert!(
+        out.status.success() || out.status.signal() == Some(13),
+        "{:?} {err}",
+        out.status
+    );
+}

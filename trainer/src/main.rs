@@ -10,6 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     skeleguide_engine::model::device::configure_cpu_threads();
     skeleguide_engine::model::device::keep_freed_memory();
+    skeleguide_engine::fsutil::quiet_broken_pipe();
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -53,6 +53,23 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
         iters: u32,
     },
+    /// FLUX.1-dev at its real size from random weights made on the device: DiT step (ours and
+    /// candle-transformers'), condition stream cached and not, autoencoder, T5 + CLIP, LoRA
+    /// training at two sizes. Needs a GPU; `--quick` runs a reduced configuration on the CPU.
+    Flux {
+        /// Machine-readable JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// A reduced configuration of the same architecture (for the CPU).
+        #[arg(long)]
+        quick: bool,
+        /// Image side in pixels (a multiple of 16; default 1024, 64 with --quick).
+        #[arg(long)]
+        size: Option<usize>,
+        /// Compute dtype: bf16 (default on a GPU) or f32.
+        #[arg(long, value_parser = ["bf16", "f32"])]
+        dtype: Option<String>,
+    },
     /// The editor: CPU time of one UI frame (5 people on a 1024x768 scene; idle and while
     /// editing), and the time from the end of a drag to the live-preview image (8 steps).
     Ui {
@@ -428,6 +445,28 @@ fn bench_train(
     Ok(())
 }
 
+fn bench_flux(json: bool, quick: bool, size: Option<usize>, dtype: Option<String>) -> Result<()> {
+    use skeleguide_engine::model::bench_flux::{bench_flux, FluxBenchOptions};
+    let device = skeleguide_engine::model::default_device()?;
+    let mut opts = FluxBenchOptions::for_device(&device, quick, dtype.as_deref())?;
+    if let Some(s) = size {
+        if s == 0 || s % 16 != 0 || s > skeleguide_engine::limits::MAX_RESOLUTION as usize {
+            anyhow::bail!(
+                "--size {s}: must be a multiple of 16 up to {}",
+                skeleguide_engine::limits::MAX_RESOLUTION
+            );
+        }
+        opts.size = s;
+    }
+    let r = bench_flux(&opts, &device)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{r}");
+    }
+    Ok(())
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
     let Some(cmd) = args.command else {
         return bench_all(args);
@@ -454,6 +493,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
             phase,
             iters,
         } => bench_train(json, quick, batch, phase, iters as usize),
+        BenchCommand::Flux {
+            json,
+            quick,
+            size,
+            dtype,
+        } => bench_flux(json, quick, size, dtype),
         BenchCommand::Ui { json, model } => bench_ui(json, model),
     }
 }

@@ -35,6 +35,7 @@ pub mod adamw;
 pub mod allreduce;
 pub mod autoencoder;
 pub mod bench;
+pub mod bench_flux;
 pub mod bench_train;
 pub mod cond_cache;
 pub mod config;
