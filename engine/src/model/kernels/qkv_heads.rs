@@ -301,3 +301,134 @@ impl CustomOp2 for QkvHeadsGrad {
         Ok((CpuStorage::F32(out), Shape::from(nx + b * ns)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
+        let d = d.max(0).unwrap().to_scalar::<f32>().unwrap();
+        let m = b.abs().unwrap().flatten_all().unwrap();
+        d / m.max(0).unwrap().to_scalar::<f32>().unwrap().max(1e-12)
+    }
+
+    /// candle's primitives for one stream: split the heads of the first 3H columns, RMS-norm q
+    /// and k with their scales, rotate them with this stream's rows of the tables.
+    fn reference(
+        x: &Tensor,
+        q_s: &Tensor,
+        k_s: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        nh: usize,
+    ) -> Tensor {
+        let (b, l, _) = x.dims3().unwrap();
+        let hd = q_s.dim(0).unwrap();
+        let h = nh * hd;
+        let t = x
+            .narrow(2, 0, 3 * h)
+            .unwrap()
+            .reshape((b, l, 3, nh, hd))
+            .unwrap()
+            .permute((2, 0, 3, 1, 4))
+            .unwrap();
+        let norm_rope = |x: Tensor, s: &Tensor| {
+            let ms = x.sqr().unwrap().mean_keepdim(3).unwrap();
+            let n = x
+                .broadcast_div(&(ms + 1e-6).unwrap().sqrt().unwrap())
+                .unwrap()
+                .broadcast_mul(s)
+                .unwrap()
+                .reshape((b, nh, l, hd / 2, 2))
+                .unwrap();
+            let (x0, x1) = (n.narrow(4, 0, 1).unwrap(), n.narrow(4, 1, 1).unwrap());
+            let c = cos.unsqueeze(1).unwrap().unsqueeze(4).unwrap();
+            let s = sin.unsqueeze(1).unwrap().unsqueeze(4).unwrap();
+            let o0 = (x0.broadcast_mul(&c).unwrap() - x1.broadcast_mul(&s).unwrap()).unwrap();
+            let o1 = (x0.broadcast_mul(&s).unwrap() + x1.broadcast_mul(&c).unwrap()).unwrap();
+            Tensor::cat(&[o0, o1], 4)
+                .unwrap()
+                .reshape((b, nh, l, hd))
+                .unwrap()
+        };
+        Tensor::stack(
+            &[
+                norm_rope(t.get(0).unwrap(), q_s),
+                norm_rope(t.get(1).unwrap(), k_s),
+                t.get(2).unwrap().contiguous().unwrap(),
+            ],
+            0,
+        )
+        .unwrap()
+    }
+
+    /// Two streams (the second with extra columns, like a single block's MLP input): values,
+    /// and the gradients of both streams and of the four scales, against candle's primitives.
+    #[test]
+    fn qkv_heads_match_candle_forward_and_backward() {
+        let dev = Device::Cpu;
+        let (b, nh, hd, l1, l2) = (2, 2, 8, 3, 5);
+        let h = nh * hd;
+        let var = |d: &[usize], m: f32| {
+            Var::from_tensor(&Tensor::randn(m, 1.0, d, &dev).unwrap()).unwrap()
+        };
+        let (x1, x2) = (var(&[b, l1, 3 * h], 0.0), var(&[b, l2, 3 * h + 7], 0.0));
+        let scales = var(&[4, hd], 1.0);
+        let cos = Tensor::randn(0f32, 1.0, (b, l1 + l2, hd / 2), &dev).unwrap();
+        let sin = Tensor::randn(0f32, 1.0, (b, l1 + l2, hd / 2), &dev).unwrap();
+        let host = |t: &Tensor| Arc::new(t.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let op = QkvHeadsTrain {
+            heads: nh,
+            hd,
+            cos: host(&cos),
+            sin: host(&sin),
+            eps: 1e-6,
+        };
+        let ours = x1
+            .as_tensor()
+            .apply_op3(x2.as_tensor(), scales.as_tensor(), op)
+            .unwrap();
+        let s = |i: usize| scales.as_tensor().get(i).unwrap();
+        let rows = |t: &Tensor, a: usize, n: usize| t.narrow(1, a, n).unwrap();
+        let theirs = Tensor::cat(
+            &[
+                reference(
+                    x1.as_tensor(),
+                    &s(0),
+                    &s(1),
+                    &rows(&cos, 0, l1),
+                    &rows(&sin, 0, l1),
+                    nh,
+                ),
+                reference(
+                    x2.as_tensor(),
+                    &s(2),
+                    &s(3),
+                    &rows(&cos, l1, l2),
+                    &rows(&sin, l1, l2),
+                    nh,
+                ),
+            ],
+            3,
+        )
+        .unwrap();
+        assert!(max_rel(&ours, &theirs) < 1e-5);
+        let w = Tensor::randn(0f32, 1.0, ours.dims(), &dev).unwrap();
+        let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (theirs * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (name, v) in [("x1", &x1), ("x2", &x2), ("scales", &scales)] {
+            let e = max_rel(
+                g1.get(v.as_tensor()).unwrap(),
+                g2.get(v.as_tensor()).unwrap(),
+            );
+            assert!(e < 1e-5, "d{name}: rel err {e}");
+        }
+    }
+}
