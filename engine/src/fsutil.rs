@@ -227,7 +227,8 @@ pub fn quiet_broken_pipe() {
     }
 }
 
-/// Removing in-flight temporary files when the process is interrupted (SIGINT, SIGTERM, SIGHUP)
+/// Removing in-flight temporary files when the process is interrupted (SIGINT, SIGTERM, SIGHUP;
+/// SIGPIPE once `quiet_broken_pipe` gave it its default action)
 /// instead of leaving `.skeleguide-*.tmp` behind. The handler only reads a fixed table of
 /// C strings and calls `unlink`, both async-signal-safe; then the signal's default action runs,
 /// so the exit status still says "interrupted". A `kill -9` cannot be caught: its leftovers are
@@ -288,10 +289,12 @@ pub mod interrupt {
         }
     }
 
-    /// Installs the handler for SIGINT, SIGTERM and SIGHUP where their action is the default.
+    /// Installs the handler for SIGINT, SIGTERM, SIGHUP and SIGPIPE where their action is the
+    /// default.
     fn install() {
         INSTALL.call_once(|| {
-            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SIGPIPE too, where `quiet_broken_pipe` restored its default action.
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
                 // SAFETY: querying then setting a signal disposition; `on_signal` only does
                 // async-signal-safe work.
                 unsafe {

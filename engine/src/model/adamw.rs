@@ -79,7 +79,9 @@ impl AdamW {
 
     /// Keeps an exponential moving average of every parameter, `ema ← d·ema + (1−d)·θ` after
     /// each step, starting from the current values: the weights to sample from (a diffusion
-    /// model's average draws cleaner samples than its last iterate).
+    /// model's average draws cleaner samples than its last iterate). The decay of step `t` is
+    /// `min(d, (1 + t) / (10 + t))`, so the random initial weights fade out of the average
+    /// within the first steps.
     pub fn with_ema(mut self, decay: f64) -> Result<Self> {
         if !(0.0..1.0).contains(&decay) {
             candle_core::bail!("EMA decay {decay}: must be in [0, 1)")
@@ -136,11 +138,25 @@ impl AdamW {
             s.var.set(&(theta - (upd * p.lr)?)?)?;
             s.m = m;
             s.v = v;
-            if let (Some(d), Some(e)) = (self.ema_decay, &s.ema) {
+            if let Some(e) = &s.ema {
+                let d = ema_decay_at(self.ema_decay, self.t);
                 s.ema = Some(((e * d)? + (s.var.as_tensor() * (1.0 - d))?)?.detach());
             }
         }
         Ok(norm)
+    }
+
+    /// Exchanges every parameter with its moving average (a second call restores them): to
+    /// evaluate or save the average with the code that uses the parameters.
+    pub fn swap_ema(&mut self) -> Result<()> {
+        for s in self.slots.iter_mut() {
+            if let Some(e) = s.ema.take() {
+                let current = s.var.as_tensor().copy()?.detach();
+                s.var.set(&e)?;
+                s.ema = Some(current);
+            }
+        }
+        Ok(())
     }
 
     /// [`AdamW::step`] of one rank of a data-parallel group: the gradients are first replaced by
@@ -158,7 +174,12 @@ impl AdamW {
         if !host {
             candle_core::bail!("data-parallel steps reduce CPU f32 parameters only")
         }
-        self.step_host(grads, clip, Some(group))
+        let r = self.step_host(grads, clip, Some(group));
+        if let Err(e) = &r {
+            // The other ranks would otherwise wait for this one until their timeout.
+            group.abort(&e.to_string());
+        }
+        r
     }
 
     /// [`AdamW::step`] on the host for CPU f32 parameters: one parallel pass per parameter.
@@ -177,16 +198,25 @@ impl AdamW {
             .map(|s| grads.get(s.var.as_tensor()).map(host).transpose())
             .collect::<Result<_>>()?;
         if let Some(group) = group {
-            // Every rank has the same trainable tensors, so the present gradients line up.
+            // The ranks' buffers are paired by position: every tensor must have its gradient.
+            if let Some(s) = self
+                .slots
+                .iter()
+                .zip(&gs)
+                .find_map(|(s, g)| g.is_none().then_some(s))
+            {
+                candle_core::bail!(
+                    "rank {}: no gradient for {} (every rank must train the same tensors)",
+                    group.rank(),
+                    s.name
+                )
+            }
             let mut bufs: Vec<Vec<f32>> = gs.iter_mut().filter_map(Option::take).collect();
             group
                 .all_reduce_mean(&mut bufs)
                 .map_err(candle_core::Error::wrap)?;
-            let mut it = bufs.into_iter();
-            for (g, s) in gs.iter_mut().zip(&self.slots) {
-                if grads.get(s.var.as_tensor()).is_some() {
-                    *g = it.next();
-                }
+            for (g, b) in gs.iter_mut().zip(bufs) {
+                *g = Some(b);
             }
         }
         let norm = gs
@@ -212,7 +242,7 @@ impl AdamW {
             p.eps as f32,
             (1.0 - p.lr * p.weight_decay) as f32,
         );
-        let ema_d = self.ema_decay.unwrap_or(0.0) as f32;
+        let ema_d = ema_decay_at(self.ema_decay, self.t) as f32;
         for (s, g) in self.slots.iter_mut().zip(gs) {
             let Some(g) = g else { continue };
             let (mut m, mut v, mut th) = (host(&s.m)?, host(&s.v)?, host(s.var.as_tensor())?);
@@ -248,6 +278,11 @@ impl AdamW {
         }
         Ok(norm)
     }
+}
+
+/// The moving average's decay after `t` steps (0 without an average).
+fn ema_decay_at(decay: Option<f64>, t: u64) -> f64 {
+    decay.map_or(0.0, |d| d.min((1.0 + t as f64) / (10.0 + t as f64)))
 }
 
 /// The factor that brings the global gradient norm down to `clip` (1 when it is below).
@@ -384,7 +419,7 @@ mod tests {
             .with_ema(0.5)
             .unwrap();
         let mut expect = x.as_tensor().to_vec1::<f32>().unwrap();
-        for _ in 0..3 {
+        for step in 1..=12u32 {
             let g = x
                 .as_tensor()
                 .sqr()
@@ -395,18 +430,72 @@ mod tests {
                 .unwrap();
             opt.step(&g, 0.0).unwrap();
             let now = x.as_tensor().to_vec1::<f32>().unwrap();
+            // Warm-up: (1 + t) / (10 + t) until it reaches the configured 0.5 (t = 8).
+            let d = 0.5f32.min((1.0 + step as f32) / (10.0 + step as f32));
             for (e, t) in expect.iter_mut().zip(&now) {
-                *e = 0.5 * *e + 0.5 * t;
+                *e = d * *e + (1.0 - d) * t;
             }
         }
         let ema = opt.slots[0].ema.as_ref().unwrap().to_vec1::<f32>().unwrap();
         for (a, b) in ema.iter().zip(&expect) {
             assert!((a - b).abs() < 1e-6, "{ema:?} vs {expect:?}");
         }
-        assert_ne!(ema, x.as_tensor().to_vec1::<f32>().unwrap());
+        let live = x.as_tensor().to_vec1::<f32>().unwrap();
+        assert_ne!(ema, live);
+        opt.swap_ema().unwrap();
+        assert_eq!(x.as_tensor().to_vec1::<f32>().unwrap(), ema);
+        opt.swap_ema().unwrap();
+        assert_eq!(x.as_tensor().to_vec1::<f32>().unwrap(), live);
         assert!(AdamW::new(vec![], opt.params.clone())
             .unwrap()
             .with_ema(1.0)
             .is_err());
+    }
+
+    /// A rank missing a gradient fails with the tensor's name and stops the others, instead of
+    /// pairing its buffers with the wrong tensors.
+    #[test]
+    fn a_rank_without_a_gradient_stops_the_group() {
+        use crate::model::allreduce::{AllReduce, ThreadGroup};
+        let ranks = ThreadGroup::ranks(2, std::time::Duration::from_secs(60));
+        let errs: Vec<String> = std::thread::scope(|s| {
+            let hs: Vec<_> = ranks
+                .iter()
+                .map(|r| {
+                    s.spawn(move || {
+                        let dev = Device::Cpu;
+                        let x =
+                            Var::from_tensor(&Tensor::new(&[1f32, 2.0], &dev).unwrap()).unwrap();
+                        let y = Var::from_tensor(&Tensor::new(&[3f32], &dev).unwrap()).unwrap();
+                        let p = AdamWParams {
+                            lr: 0.1,
+                            beta1: 0.9,
+                            beta2: 0.999,
+                            eps: 1e-8,
+                            weight_decay: 0.0,
+                        };
+                        let mut opt =
+                            AdamW::new(vec![("x".into(), x.clone()), ("y".into(), y.clone())], p)
+                                .unwrap();
+                        // Rank 1 forgets y.
+                        let loss = if r.rank() == 0 {
+                            (x.as_tensor().sum_all().unwrap() + y.as_tensor().sum_all().unwrap())
+                                .unwrap()
+                        } else {
+                            x.as_tensor().sum_all().unwrap()
+                        };
+                        let g = loss.backward().unwrap();
+                        opt.step_reduced(&g, 0.0, r).unwrap_err().to_string()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for e in &errs {
+            assert!(
+                e.contains("rank 1") && e.contains("no gradient for y"),
+                "{e}"
+            );
+        }
     }
 }

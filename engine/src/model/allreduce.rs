@@ -2,9 +2,10 @@
 //!
 //! [`AllReduce`] is the whole interface the optimiser needs ([`super::adamw::AdamW::step_reduced`]).
 //! [`ThreadGroup`] is the in-process CPU backend: one rank per thread, for tests and for several
-//! ranks on one machine. A rank that fails calls [`AllReduce::abort`] (a [`ThreadRank`] dropped
-//! while its thread panics does so itself), and every other rank's pending and later reductions
-//! return [`ReduceError::Aborted`] instead of waiting for it.
+//! ranks on one machine. A rank that fails calls [`AllReduce::abort`] (a [`ThreadRank`] owned by
+//! a thread that panics does so itself when dropped), and every other rank's pending and later
+//! reductions return the group's first error instead of waiting for it; a rank that never
+//! arrives makes the others time out.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};

@@ -323,10 +323,11 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
         lat = Some(ae.encode(&img)?);
         Ok(())
     })?;
-    let lat = lat.ok_or_else(|| ModelError::InvalidConfig("AE encode gave nothing".into()))?;
-    timed(format!("AE decode {s}²"), &mut || {
-        ae.decode(&lat)?;
-        Ok(())
+    timed(format!("AE decode {s}²"), &mut || match &lat {
+        Some(lat) => Ok(ae.decode(lat).map(drop)?),
+        None => Err(ModelError::InvalidConfig(
+            "no latent to decode (the encode row failed)".into(),
+        )),
     })?;
     drop(ae);
 

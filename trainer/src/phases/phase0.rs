@@ -420,21 +420,17 @@ impl Ctx<'_> {
             self.end_step(phase, done, &pb, &rng, &opt)?;
         }
         pb.finish_and_clear();
+        // The model is the weights' moving average when the run keeps one: evaluate and write
+        // it in place of the parameters, then put the parameters back for the checkpoint.
+        let averaged = opt.ema_decay.is_some();
+        if averaged {
+            opt.swap_ema()?;
+        }
         let eval_after = eval(eval_seed)?;
-        // Freeze and write the complete model directory (fresh LoRA sets), from the weights'
-        // moving average when the run keeps one.
-        let ema: HashMap<&str, &Tensor> = opt
-            .slots
-            .iter()
-            .filter_map(|s| s.ema.as_ref().map(|e| (s.name.as_str(), e)))
-            .collect();
-        let final_of = |name: String, t: &Tensor| match ema.get(name.as_str()) {
-            Some(e) => e.detach(),
-            None => t.detach(),
-        };
+        // Freeze and write the complete model directory (fresh LoRA sets).
         let weights: HashMap<String, Tensor> = dit_vars
             .iter()
-            .map(|(k, v)| (k.clone(), final_of(format!("dit.{k}"), v.as_tensor())))
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
             .collect();
         let base = mdir.join(modeldir::BASE_FILE);
         let tmp = base.with_extension("safetensors.tmp");
@@ -445,7 +441,7 @@ impl Ctx<'_> {
         let frozen_text = TinyText::from_tensors(
             text.parameters()
                 .iter()
-                .map(|(k, t)| (k.clone(), final_of(format!("text.{k}"), t)))
+                .map(|(k, t)| (k.clone(), t.detach()))
                 .collect(),
             text_cfg,
             &self.device,
@@ -461,6 +457,9 @@ impl Ctx<'_> {
             &mc,
             &format!("phase 0 (base DiT + text encoder, {steps} steps)"),
         )?;
+        if averaged {
+            opt.swap_ema()?;
+        }
         self.checkpoint(phase, steps, &rng, &opt)?;
         let secs = t_phase.elapsed().as_secs_f64();
         let run = steps - start.min(steps);

@@ -52,18 +52,28 @@ impl Dims {
     }
 }
 
+/// A matrix to write: a raw pointer (parallel tasks write disjoint elements of one buffer, so
+/// none of them may hold a `&mut` slice spanning another's), the number of elements from it
+/// that belong to the buffer, and the (row, column) strides.
+struct Dst(*mut f32, usize, usize, usize);
+
+/// A task-local buffer as a [`Dst`].
+fn local(buf: &mut [f32], rs: usize, cs: usize) -> Dst {
+    Dst(buf.as_mut_ptr(), buf.len(), rs, cs)
+}
+
 /// `dst (m×n) = beta * lhs (m×k) @ rhs (k×n)` with explicit (row, column) strides, one thread.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
     m: usize,
     n: usize,
     k: usize,
-    dst: (&mut [f32], usize, usize),
+    dst: Dst,
     lhs: (&[f32], usize, usize),
     rhs: (&[f32], usize, usize),
     beta: f32,
 ) {
-    let ((d, drs, dcs), (l, lrs, lcs), (r, rrs, rcs)) = (dst, lhs, rhs);
+    let (Dst(d, dlen, drs, dcs), (l, lrs, lcs), (r, rrs, rcs)) = (dst, lhs, rhs);
     let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
         if rows == 0 || cols == 0 {
             0
@@ -71,15 +81,17 @@ fn matmul(
             (rows - 1) * rs + (cols - 1) * cs + 1
         }
     };
-    assert!(d.len() >= last(m, n, drs, dcs));
+    assert!(dlen >= last(m, n, drs, dcs));
     assert!(l.len() >= last(m, k, lrs, lcs) && r.len() >= last(k, n, rrs, rcs));
-    // SAFETY: the asserts above keep every index that gemm reads or writes inside the slices.
+    // SAFETY: the asserts above keep every index that gemm reads or writes inside the inputs
+    // and inside the `dlen` elements the caller vouches for; the caller's task owns the
+    // elements this product writes.
     unsafe {
         gemm(
             m,
             n,
             k,
-            d.as_mut_ptr(),
+            d,
             dcs as isize,
             drs as isize,
             false,
@@ -102,7 +114,7 @@ fn matmul(
 /// `p = softmax(scale * q k^T)` of one (batch, head), `(Lq, Lk)` row-major.
 fn weights(d: Dims, q: &[f32], k: &[f32], scale: f32, p: &mut [f32]) {
     let (lq, lk, hd) = (d.lq, d.lk, d.hd);
-    matmul(lq, lk, hd, (p, lk, 1), (q, hd, 1), (k, 1, hd), scale);
+    matmul(lq, lk, hd, local(p, lk, 1), (q, hd, 1), (k, 1, hd), scale);
     for row in p.chunks_mut(lk) {
         let m = max8(row);
         for x in row.iter_mut() {
@@ -136,6 +148,9 @@ impl CustomOp3 for AttentionTrain {
         );
         let (lq, lk, hd, h) = (d.lq, d.lk, d.hd, d.h());
         let mut out = vec![0f32; d.b * lq * h];
+        if lq == 0 || lk == 0 || hd == 0 {
+            return Ok((CpuStorage::F32(out), Shape::from((d.b, lq, h))));
+        }
         let ptr = SyncPtr(out.as_mut_ptr());
         let out_len = out.len();
         (0..d.b * d.nh).into_par_iter().for_each(|bh| {
@@ -151,20 +166,13 @@ impl CustomOp3 for AttentionTrain {
                 self.scale,
                 &mut p,
             );
+            // This pair writes only the columns [hi*hd, (hi+1)*hd) of batch bi's rows, disjoint
+            // from every other pair's, through a raw pointer (no overlapping `&mut` slices).
             let start = bi * lq * h + hi * hd;
-            // SAFETY: this pair writes only the columns [hi*hd, (hi+1)*hd) of batch bi's rows,
-            // disjoint from every other pair's; the view stays inside `out`.
-            let dst = unsafe { std::slice::from_raw_parts_mut(pp.0.add(start), (lq - 1) * h + hd) };
-            debug_assert!(start + dst.len() <= out_len);
-            matmul(
-                lq,
-                hd,
-                lk,
-                (dst, h, 1),
-                (&p, lk, 1),
-                (&v[ko..ko + lk * hd], hd, 1),
-                1.0,
-            );
+            // SAFETY: `start < out_len`, so the offset stays inside `out`.
+            let dst = Dst(unsafe { pp.0.add(start) }, out_len - start, h, 1);
+            let vb = &v[ko..ko + lk * hd];
+            matmul(lq, hd, lk, dst, (&p, lk, 1), (vb, hd, 1), 1.0);
         });
         Ok((CpuStorage::F32(out), Shape::from((d.b, lq, h))))
     }
@@ -249,6 +257,9 @@ impl CustomOp2 for AttentionGrad {
         }
         let (q, k, v) = (&all[..nq], &all[nq..nq + nk], &all[nq + nk..]);
         let mut out = vec![0f32; nq + 2 * nk];
+        if lq == 0 || lk == 0 || hd == 0 {
+            return Ok((CpuStorage::F32(out), Shape::from(nq + 2 * nk)));
+        }
         let ptr = SyncPtr(out.as_mut_ptr());
         (0..d.b * d.nh).into_par_iter().for_each(|bh| {
             let pp = &ptr;
@@ -273,8 +284,16 @@ impl CustomOp2 for AttentionGrad {
                 )
             };
             // dV = P^T dO; dP = dO V^T.
-            matmul(lk, hd, lq, (dv, hd, 1), (&p, 1, lk), (gb, h, 1), 1.0);
-            matmul(lq, lk, hd, (&mut dp, lk, 1), (gb, h, 1), (vb, 1, hd), 1.0);
+            matmul(lk, hd, lq, local(dv, hd, 1), (&p, 1, lk), (gb, h, 1), 1.0);
+            matmul(
+                lq,
+                lk,
+                hd,
+                local(&mut dp, lk, 1),
+                (gb, h, 1),
+                (vb, 1, hd),
+                1.0,
+            );
             // dS = scale * P * (dP - <dP, P>) per row.
             for (pr, dr) in p.chunks(lk).zip(dp.chunks_mut(lk)) {
                 let dot: f32 = pr.iter().zip(dr.iter()).map(|(a, b)| a * b).sum();
@@ -283,8 +302,8 @@ impl CustomOp2 for AttentionGrad {
                 }
             }
             // dQ = dS K; dK = dS^T Q.
-            matmul(lq, hd, lk, (dq, hd, 1), (&dp, lk, 1), (kb, hd, 1), 1.0);
-            matmul(lk, hd, lq, (dk, hd, 1), (&dp, 1, lk), (qb, hd, 1), 1.0);
+            matmul(lq, hd, lk, local(dq, hd, 1), (&dp, lk, 1), (kb, hd, 1), 1.0);
+            matmul(lk, hd, lq, local(dk, hd, 1), (&dp, 1, lk), (qb, hd, 1), 1.0);
         });
         Ok((CpuStorage::F32(out), Shape::from(nq + 2 * nk)))
     }

@@ -224,7 +224,7 @@ impl CustomOp3 for AdaLnGrad {
 }
 
 /// Differentiable QK RMS-norm + RoPE for the training path, on `(B, heads, L, hd)` contiguous
-/// f32, with the norm scale `w` `(hd,)` as the second operand. The scale's gradient is computed
+/// f32, with the norm scale `w` `(hd,)` as the second operand. The scale's gradient is returned
 /// only when `w` is tracked (a trainable base in phase 0; LoRA training keeps it frozen).
 #[derive(Clone)]
 pub(crate) struct NormRopeTrain {

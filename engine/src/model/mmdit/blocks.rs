@@ -370,17 +370,6 @@ impl StreamWeights {
         chunks(&ctx.lin(&self.modulation, vec)?, 2)
     }
 
-    /// Raw q, k, v of the modulated input `xm`, plus the LoRA delta when given.
-    fn qkv(
-        &self,
-        ctx: &Ctx,
-        xm: &Tensor,
-        lora: Option<(&LayerLora, f64)>,
-    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-        let qkv = ctx.add_lora(ctx.lin(&self.qkv, xm)?, xm, lora)?;
-        ctx.split_qkv(&qkv)
-    }
-
     /// The rest of the block after attention: projection and gated residual, then the
     /// modulated MLP and its gated residual.
     fn post_attn(
@@ -431,8 +420,8 @@ impl DoubleBlock {
             let img = iw.post_attn(ctx, img, &a.narrow(1, n_txt, n_img)?, &mi)?;
             return Ok((txt, img));
         }
-        let (qt, kt, vt) = tw.qkv(ctx, &ctx.modulate(txt, &mt[0])?, None)?;
-        let (qi, ki, vi) = iw.qkv(ctx, &ctx.modulate(img, &mi[0])?, None)?;
+        let (qt, kt, vt) = ctx.split_qkv(&xt)?;
+        let (qi, ki, vi) = ctx.split_qkv(&xi)?;
         let q = Tensor::cat(
             &[
                 tw.norm.q(ctx, &qt, rope_txt)?,

@@ -78,8 +78,9 @@ pub enum Condition<'a> {
     Cached(&'a CondCache),
 }
 
-/// A linear layer holding its weight transposed and contiguous, `(in, out)`, and its bias also
-/// on the host: the fused CPU kernels read both directly (unlike [`super::layers::Lin`]).
+/// A linear layer holding its weight transposed, `(in, out)` (a contiguous copy; in a trainable
+/// model a view of the weight as stored, kept in `w`), and its bias also on the host for the
+/// fused CPU kernels (unlike [`super::layers::Lin`]).
 #[derive(Debug, Clone)]
 struct LinT {
     wt: Tensor,
@@ -519,8 +520,8 @@ impl MmDit {
     /// Builds a model whose base weights stay connected to the builder's tensors, so that
     /// gradients reach them when those are `Var`s (phase 0 of the tiny preset trains the whole
     /// base DiT). `vb` must hold plain tensors by name, e.g. `VarBuilder::from_tensors` over
-    /// `var.as_tensor().clone()`. The model keeps transposed *copies* of the weights: after an
-    /// optimiser step, build it again from the updated `Var`s. [`Mode::Train`] then uses the
+    /// `var.as_tensor().clone()`. The model keeps views of the weights but host copies of the
+    /// biases and norm scales: after an optimiser step, build it again from the updated `Var`s. [`Mode::Train`] then uses the
     /// fused differentiable kernels with candle's matmul for the linear layers (their weight
     /// gradients included).
     pub fn new_trainable(cfg: &DitConfig, vb: VarBuilder) -> Result<Self> {
