@@ -49,7 +49,7 @@ pub enum BenchCommand {
         /// Phases, comma-separated, of 0-dit, 1, 2, 3 (default: all).
         #[arg(long, value_delimiter = ',', value_parser = ["0-dit", "1", "2", "3"])]
         phase: Vec<String>,
-        /// Timed steps per row (the median is reported).
+        /// Timed steps per row (the median is reported; --quick times one).
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
         iters: u32,
     },
