@@ -7,7 +7,7 @@
 
 use super::config::DitConfig;
 use super::error::Result;
-use super::lora::{LoraSpec, SplitMix64};
+use super::lora::LoraSpec;
 use super::mmdit::{image_ids, random_weights, text_ids, Condition, DitInputs, MmDit, Mode};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Optimizer, VarBuilder};
@@ -159,11 +159,74 @@ fn time_ms<F: FnMut() -> Result<()>>(warmup: usize, iters: usize, mut f: F) -> R
     Ok(median(v))
 }
 
-pub(super) fn randn(shape: &[usize], seed: u64, dev: &Device) -> Result<Tensor> {
-    let mut r = SplitMix64(seed);
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| r.next_normal() as f32).collect();
-    Ok(Tensor::from_vec(v, shape, dev)?)
+/// Random DiT inputs of one batch for the benchmarks: `grid²` image tokens, as many condition
+/// tokens, `nt` text tokens, σ = 0.5, guidance 3.5 when the model embeds it, and a target.
+pub(super) struct RandomBatch {
+    pub(super) img: Tensor,
+    pub(super) target: Tensor,
+    pub(super) cond: Tensor,
+    pub(super) img_ids: Tensor,
+    pub(super) txt: Tensor,
+    pub(super) txt_ids: Tensor,
+    pub(super) y: Tensor,
+    pub(super) t: Tensor,
+    /// σ = 1 for every example (the joint phase's one-step estimate).
+    pub(super) ones: Tensor,
+    pub(super) guidance: Option<Tensor>,
+}
+
+impl RandomBatch {
+    pub(super) fn new(
+        cfg: &DitConfig,
+        b: usize,
+        grid: usize,
+        nt: usize,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Self> {
+        let r = |shape: &[usize]| -> Result<Tensor> {
+            Ok(Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?)
+        };
+        let full = |v: f32| -> Result<Tensor> { Ok(Tensor::full(v, b, dev)?.to_dtype(dtype)?) };
+        let (grid, n) = (grid.max(1), grid.max(1) * grid.max(1));
+        Ok(Self {
+            img: r(&[b, n, cfg.in_channels])?,
+            target: r(&[b, n, cfg.in_channels])?,
+            cond: r(&[b, n, cfg.in_channels])?,
+            img_ids: image_ids(b, grid, grid, dev, dtype)?,
+            txt: r(&[b, nt, cfg.context_in_dim])?,
+            txt_ids: text_ids(b, nt, dev, dtype)?,
+            y: r(&[b, cfg.vec_in_dim])?,
+            t: full(0.5)?,
+            ones: full(1.0)?,
+            guidance: cfg.guidance_embed.then(|| full(3.5)).transpose()?,
+        })
+    }
+
+    pub(super) fn dit(&self) -> DitInputs<'_> {
+        DitInputs {
+            img: &self.img,
+            img_ids: &self.img_ids,
+            txt: &self.txt,
+            txt_ids: &self.txt_ids,
+            timesteps: &self.t,
+            y: &self.y,
+            guidance: self.guidance.as_ref(),
+        }
+    }
+
+    /// `tokens` as the condition, at the image's positions.
+    pub(super) fn cond_of<'a>(&'a self, tokens: &'a Tensor) -> Condition<'a> {
+        Condition::Tokens {
+            tokens,
+            ids: &self.img_ids,
+        }
+    }
+
+    /// The mean squared error of `pred` against the target.
+    pub(super) fn mse(&self, pred: &Tensor) -> Result<Tensor> {
+        Ok((pred - &self.target)?.sqr()?.mean_all()?)
+    }
 }
 
 /// Peak RSS of this process in MiB (Linux `VmHWM`).
@@ -197,40 +260,28 @@ pub fn bench_dit(opts: &BenchOptions) -> Result<DitBench> {
 
     let mut rows = Vec::new();
     for &b in &opts.batches {
-        let img = randn(&[b, n_img, cfg.in_channels], 1, &dev)?;
-        let cond = randn(&[b, n_img, cfg.in_channels], 2, &dev)?;
-        let img_ids = image_ids(b, grid, grid, &dev, DType::F32)?;
-        let txt = randn(&[b, nt, cfg.context_in_dim], 3, &dev)?;
-        let txt_ids = text_ids(b, nt, &dev, DType::F32)?;
-        let y = randn(&[b, cfg.vec_in_dim], 4, &dev)?;
-        let t = Tensor::full(0.5f32, b, &dev)?;
-        let inp = DitInputs {
-            img: &img,
-            img_ids: &img_ids,
-            txt: &txt,
-            txt_ids: &txt_ids,
-            timesteps: &t,
-            y: &y,
-            guidance: None,
-        };
+        let batch = RandomBatch::new(&cfg, b, grid, nt, DType::F32, &dev)?;
+        let (img, cond, img_ids) = (&batch.img, &batch.cond, &batch.img_ids);
+        let (txt, txt_ids, y, t) = (&batch.txt, &batch.txt_ids, &batch.y, &batch.t);
+        let inp = batch.dit();
         let (w, it) = (opts.warmup, opts.forward_iters);
         let reference_ms = time_ms(w, it, || {
-            reference.forward(&img, &img_ids, &txt, &txt_ids, &t, &y, None)?;
+            reference.forward(img, img_ids, txt, txt_ids, t, y, None)?;
             Ok(())
         })?;
         let ours_ms = time_ms(w, it, || {
             model.forward(&inp, Condition::None, Mode::Fast)?;
             Ok(())
         })?;
-        let cache = model.build_cond_cache(&cond, &img_ids, &y, Mode::Fast)?;
+        let cache = model.build_cond_cache(cond, img_ids, y, Mode::Fast)?;
         let cached_fwd_ms = time_ms(w, it, || {
             model.forward(&inp, Condition::Cached(&cache), Mode::Fast)?;
             Ok(())
         })?;
         let uncached_fwd_ms = time_ms(w, it, || {
             let c = Condition::Tokens {
-                tokens: &cond,
-                ids: &img_ids,
+                tokens: cond,
+                ids: img_ids,
             };
             model.forward(&inp, c, Mode::Fast)?;
             Ok(())
@@ -242,7 +293,7 @@ pub fn bench_dit(opts: &BenchOptions) -> Result<DitBench> {
         let steps = opts.steps.max(1);
         let sample = |cached: bool| -> Result<()> {
             let cache = if cached {
-                Some(model.build_cond_cache(&cond, &img_ids, &y, Mode::Fast)?)
+                Some(model.build_cond_cache(cond, img_ids, y, Mode::Fast)?)
             } else {
                 None
             };
@@ -259,8 +310,8 @@ pub fn bench_dit(opts: &BenchOptions) -> Result<DitBench> {
                 let c = match &cache {
                     Some(c) => Condition::Cached(c),
                     None => Condition::Tokens {
-                        tokens: &cond,
-                        ids: &img_ids,
+                        tokens: cond,
+                        ids: img_ids,
                     },
                 };
                 let v = model.forward(&step_inp, c, Mode::Fast)?;
@@ -308,33 +359,10 @@ pub fn bench_dit(opts: &BenchOptions) -> Result<DitBench> {
             ..Default::default()
         },
     )?;
-    let img = randn(&[b, n_img, cfg.in_channels], 5, &dev)?;
-    let target = randn(&[b, n_img, cfg.in_channels], 6, &dev)?;
-    let cond = randn(&[b, n_img, cfg.in_channels], 7, &dev)?;
-    let img_ids = image_ids(b, grid, grid, &dev, DType::F32)?;
-    let txt = randn(&[b, nt, cfg.context_in_dim], 8, &dev)?;
-    let txt_ids = text_ids(b, nt, &dev, DType::F32)?;
-    let y = randn(&[b, cfg.vec_in_dim], 9, &dev)?;
-    let t = Tensor::full(0.5f32, b, &dev)?;
-    let inp = DitInputs {
-        img: &img,
-        img_ids: &img_ids,
-        txt: &txt,
-        txt_ids: &txt_ids,
-        timesteps: &t,
-        y: &y,
-        guidance: None,
-    };
+    let batch = RandomBatch::new(&cfg, b, grid, nt, DType::F32, &dev)?;
     let train_ms = time_ms(opts.warmup.min(1), opts.train_iters, || {
-        let pred = model.forward(
-            &inp,
-            Condition::Tokens {
-                tokens: &cond,
-                ids: &img_ids,
-            },
-            Mode::Train,
-        )?;
-        let loss = (pred - &target)?.sqr()?.mean_all()?;
+        let pred = model.forward(&batch.dit(), batch.cond_of(&batch.cond), Mode::Train)?;
+        let loss = batch.mse(&pred)?;
         opt.backward_step(&loss)?;
         Ok(())
     })?;

@@ -6,12 +6,12 @@
 //! on a reduced configuration of the same architecture, for the CPU and CI.
 
 use super::autoencoder::{Autoencoder, FluxAe, FluxAeConfig};
-use super::bench::{median, peak_rss_mib};
+use super::bench::{median, peak_rss_mib, RandomBatch};
 use super::config::DitConfig;
 use super::device::device_name;
 use super::error::{ModelError, Result};
 use super::lora::LoraSpec;
-use super::mmdit::{bfl_tensor_shapes, image_ids, text_ids, Condition, DitInputs, MmDit, Mode};
+use super::mmdit::{random_weights_on_device, Condition, MmDit, Mode};
 use candle_core::{DType, Device, Module, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Optimizer, VarBuilder};
@@ -21,7 +21,6 @@ use candle_transformers::models::clip::text_model::{
 use candle_transformers::models::flux::WithForward;
 use candle_transformers::models::t5::{Config as T5Config, T5EncoderModel};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Instant;
 
@@ -182,22 +181,6 @@ fn random_vb(dtype: DType, device: &Device) -> VarBuilder<'static> {
     VarBuilder::from_backend(Box::new(RandomBackend), dtype, device.clone())
 }
 
-/// The DiT's weights by BFL name, uniform in ±1/√fan-in, made on the device.
-fn random_dit(cfg: &DitConfig, dtype: DType, device: &Device) -> Result<HashMap<String, Tensor>> {
-    let mut out = HashMap::new();
-    for (name, shape) in bfl_tensor_shapes(cfg) {
-        let t = if name.ends_with(".scale") {
-            Tensor::ones(shape.as_slice(), dtype, device)?
-        } else {
-            let fan_in = if shape.len() == 2 { shape[1] } else { shape[0] } as f32;
-            let b = 1.0 / fan_in.max(1.0).sqrt();
-            Tensor::rand(-b, b, shape.as_slice(), device)?.to_dtype(dtype)?
-        };
-        out.insert(name, t);
-    }
-    Ok(out)
-}
-
 /// The configurations: FLUX.1-dev's, or a reduced one of the same architecture.
 struct Configs {
     dit: DitConfig,
@@ -332,7 +315,7 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
     drop(ae);
 
     // DiT: ours against the reference on the same weights.
-    let weights = random_dit(&c.dit, dtype, device)?;
+    let weights = random_weights_on_device(&c.dit, device, dtype)?;
     let dit_params = weights.values().map(|t| t.elem_count()).sum();
     let reference = candle_transformers::models::flux::model::Flux::new(
         &c.dit.to_candle_flux(),
@@ -350,8 +333,8 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
     }
     let grid = s / 16;
     let (n_img, n_txt) = (grid * grid, c.t5_len);
-    let inputs = DitSet::new(&c.dit, 1, grid, n_txt, dtype, device)?;
-    let inp = inputs.inputs();
+    let inputs = RandomBatch::new(&c.dit, 1, grid, n_txt, dtype, device)?;
+    let inp = inputs.dit();
     timed(format!("DiT step {s}², ours (single stream)"), &mut || {
         dit.forward(&inp, Condition::None, Mode::Fast)?;
         Ok(())
@@ -385,18 +368,14 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
     timed(
         format!("condition-stream step {s}², uncached"),
         &mut || {
-            let cond = Condition::Tokens {
-                tokens: &inputs.cond,
-                ids: &inputs.img_ids,
-            };
-            dit.forward(&inp, cond, Mode::Fast)?;
+            dit.forward(&inp, inputs.cond_of(&inputs.cond), Mode::Fast)?;
             Ok(())
         },
     )?;
 
     // LoRA training: both sets trainable (the joint phase's parameters), base frozen.
     for ts in opts.train_sizes {
-        let set = DitSet::new(&c.dit, 1, ts / 16, n_txt, dtype, device)?;
+        let set = RandomBatch::new(&c.dit, 1, ts / 16, n_txt, dtype, device)?;
         let mut vars = dit.loras_mut().make_trainable("skeletal")?;
         vars.extend(dit.loras_mut().make_trainable("appearance")?);
         let mut opt = candle_nn::AdamW::new(
@@ -407,12 +386,8 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
             },
         )?;
         timed(format!("LoRA training step {ts}², batch 1"), &mut || {
-            let cond = Condition::Tokens {
-                tokens: &set.cond,
-                ids: &set.img_ids,
-            };
-            let pred = dit.forward(&set.inputs(), cond, Mode::Train)?;
-            let loss = (pred - &set.img)?.sqr()?.mean_all()?;
+            let pred = dit.forward(&set.dit(), set.cond_of(&set.cond), Mode::Train)?;
+            let loss = set.mse(&pred)?;
             opt.backward_step(&loss)?;
             Ok(())
         })?;
@@ -437,59 +412,10 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
     })
 }
 
-/// Random DiT inputs of one batch, with as many condition tokens as image tokens.
-struct DitSet {
-    img: Tensor,
-    img_ids: Tensor,
-    cond: Tensor,
-    txt: Tensor,
-    txt_ids: Tensor,
-    t: Tensor,
-    y: Tensor,
-    g: Tensor,
-}
-
-impl DitSet {
-    fn new(
-        cfg: &DitConfig,
-        b: usize,
-        grid: usize,
-        n_txt: usize,
-        dtype: DType,
-        dev: &Device,
-    ) -> Result<Self> {
-        let r = |shape: &[usize]| -> Result<Tensor> {
-            Ok(Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?)
-        };
-        let n = grid.max(1) * grid.max(1);
-        Ok(Self {
-            img: r(&[b, n, cfg.in_channels])?,
-            img_ids: image_ids(b, grid.max(1), grid.max(1), dev, dtype)?,
-            cond: r(&[b, n, cfg.in_channels])?,
-            txt: r(&[b, n_txt, cfg.context_in_dim])?,
-            txt_ids: text_ids(b, n_txt, dev, dtype)?,
-            t: Tensor::full(0.5f32, b, dev)?.to_dtype(dtype)?,
-            y: r(&[b, cfg.vec_in_dim])?,
-            g: Tensor::full(3.5f32, b, dev)?.to_dtype(dtype)?,
-        })
-    }
-
-    fn inputs(&self) -> DitInputs<'_> {
-        DitInputs {
-            img: &self.img,
-            img_ids: &self.img_ids,
-            txt: &self.txt,
-            txt_ids: &self.txt_ids,
-            timesteps: &self.t,
-            y: &self.y,
-            guidance: Some(&self.g),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::bfl_tensor_shapes;
 
     #[test]
     fn the_quick_run_times_every_row_on_the_cpu() {

@@ -12,12 +12,12 @@
 //! gradient clipping at 1. Times are medians in milliseconds.
 
 use super::adamw::{AdamW, AdamWParams};
-use super::bench::{median, randn};
+use super::bench::{median, RandomBatch};
 use super::config::DitConfig;
 use super::device::device_name;
 use super::error::Result;
 use super::lora::LoraSpec;
-use super::mmdit::{image_ids, random_weights, text_ids, Condition, DitInputs, MmDit, Mode};
+use super::mmdit::{random_weights, Condition, DitInputs, MmDit, Mode};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use serde::Serialize;
@@ -178,59 +178,6 @@ impl fmt::Display for TrainBench {
     }
 }
 
-/// Random inputs of one batch.
-struct Inputs {
-    img: Tensor,
-    target: Tensor,
-    cond: Tensor,
-    img_ids: Tensor,
-    txt: Tensor,
-    txt_ids: Tensor,
-    y: Tensor,
-    t: Tensor,
-    ones: Tensor,
-}
-
-impl Inputs {
-    fn new(cfg: &DitConfig, b: usize, grid: usize, nt: usize, dev: &Device) -> Result<Self> {
-        let n = grid * grid;
-        Ok(Self {
-            img: randn(&[b, n, cfg.in_channels], 11, dev)?,
-            target: randn(&[b, n, cfg.in_channels], 12, dev)?,
-            cond: randn(&[b, n, cfg.in_channels], 13, dev)?,
-            img_ids: image_ids(b, grid, grid, dev, DType::F32)?,
-            txt: randn(&[b, nt, cfg.context_in_dim], 14, dev)?,
-            txt_ids: text_ids(b, nt, dev, DType::F32)?,
-            y: randn(&[b, cfg.vec_in_dim], 15, dev)?,
-            t: Tensor::full(0.5f32, b, dev)?,
-            ones: Tensor::ones(b, DType::F32, dev)?,
-        })
-    }
-
-    fn dit(&self) -> DitInputs<'_> {
-        DitInputs {
-            img: &self.img,
-            img_ids: &self.img_ids,
-            txt: &self.txt,
-            txt_ids: &self.txt_ids,
-            timesteps: &self.t,
-            y: &self.y,
-            guidance: None,
-        }
-    }
-
-    fn cond_of<'a>(&'a self, tokens: &'a Tensor) -> Condition<'a> {
-        Condition::Tokens {
-            tokens,
-            ids: &self.img_ids,
-        }
-    }
-
-    fn mse(&self, pred: &Tensor) -> Result<Tensor> {
-        Ok((pred - &self.target)?.sqr()?.mean_all()?)
-    }
-}
-
 /// Medians of the step and its parts.
 #[derive(Default)]
 struct Parts {
@@ -295,7 +242,7 @@ pub fn bench_train(opts: &TrainBenchOptions, device: &Device) -> Result<TrainBen
     };
     let mut rows = Vec::new();
     for &b in &opts.batches {
-        let inp = Inputs::new(&cfg, b, grid, nt, device)?;
+        let inp = RandomBatch::new(&cfg, b, grid, nt, dtype, device)?;
         for phase in &opts.phases {
             let mut parts = Parts::default();
             let total = opts.warmup + opts.iters.max(1);
@@ -379,7 +326,7 @@ pub fn bench_train(opts: &TrainBenchOptions, device: &Device) -> Result<TrainBen
 }
 
 /// The loss of one LoRA phase's step, with the phase's forwards and conditions.
-fn lora_loss(dit: &mut MmDit, phase: &str, inp: &Inputs) -> Result<Tensor> {
+fn lora_loss(dit: &mut MmDit, phase: &str, inp: &RandomBatch) -> Result<Tensor> {
     match phase {
         "1" => {
             dit.loras_mut().set_active(Some("skeletal"))?;

@@ -57,8 +57,9 @@ pub use error::{ModelError, Result};
 pub use layers::max_abs_diff;
 pub use lora::{LoraSet, LoraSets, LoraSpec, LoraTarget};
 pub use mmdit::{
-    bfl_tensor_shapes, image_ids, joint_ids, pack_latents, random_weights, save_weights, text_ids,
-    unpack_latents, Condition, DitInputs, MmDit, Mode,
+    bfl_tensor_shapes, image_ids, joint_ids, pack_latents, random_weights,
+    random_weights_on_device, save_weights, text_ids, unpack_latents, Condition, DitInputs, MmDit,
+    Mode,
 };
 pub use text::{FluxText, FluxTextOptions, TextEncoder, TextFeatures};
 pub use tiny_ae::{

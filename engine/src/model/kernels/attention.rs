@@ -312,14 +312,8 @@ impl CustomOp2 for AttentionGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernels::max_rel;
     use candle_core::{Device, Var, D};
-
-    fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
-        let d = d.max(0).unwrap().to_scalar::<f32>().unwrap();
-        let m = b.abs().unwrap().flatten_all().unwrap();
-        d / m.max(0).unwrap().to_scalar::<f32>().unwrap().max(1e-12)
-    }
 
     /// Values and all three gradients against candle's primitives, with more keys than queries
     /// (condition K/V appended).

@@ -22,6 +22,27 @@ pub(super) fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a
     }
 }
 
+/// One head row of q or k: RMS-norm with scale `w` times `gain`, then the rotation of pairs
+/// (2i, 2i+1) by the row's `(cos, sin)` tables.
+#[inline(always)]
+pub(super) fn norm_rope_row(
+    x: &[f32],
+    w: &[f32],
+    (cs, sn): (&[f32], &[f32]),
+    gain: f32,
+    eps: f32,
+    dst: &mut [f32],
+) {
+    let ms = sumsq8(x, 0.0) * (1.0 / x.len().max(1) as f32);
+    let rs = gain / (ms + eps).sqrt();
+    for i in 0..cs.len() {
+        let x0 = x[2 * i] * rs * w[2 * i];
+        let x1 = x[2 * i + 1] * rs * w[2 * i + 1];
+        dst[2 * i] = x0 * cs[i] - x1 * sn[i];
+        dst[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+    }
+}
+
 /// Runs `f(row_index, row)` over the rows of `out`, in parallel when large.
 pub(super) fn for_rows(
     out: &mut [f32],
@@ -353,7 +374,6 @@ impl QkvPrep {
         let sec = batch * nh * lt * hd; // one of q / k / v
         let mut out = vec![0f32; 3 * sec];
         let ptr = SyncPtr(out.as_mut_ptr());
-        let inv_hd = 1.0 / hd as f32;
         let job = |bi: usize| {
             let p = &ptr;
             let mut pos = 0usize;
@@ -390,14 +410,7 @@ impl QkvPrep {
                             }
                             let w = if part == 0 { qs } else { ks };
                             let extra = if part == 0 { self.sm_scale } else { 1.0 };
-                            let ms = sumsq8(th, 0.0) * inv_hd;
-                            let rs = extra / (ms + self.eps).sqrt();
-                            for i in 0..half {
-                                let x0 = th[2 * i] * rs * w[2 * i];
-                                let x1 = th[2 * i + 1] * rs * w[2 * i + 1];
-                                dst[2 * i] = x0 * cs[i] - x1 * sn[i];
-                                dst[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
-                            }
+                            norm_rope_row(th, w, (cs, sn), extra, self.eps, dst);
                         }
                     }
                 }

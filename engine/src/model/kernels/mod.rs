@@ -19,4 +19,20 @@ mod training;
 pub(crate) use attention::AttentionTrain;
 pub(crate) use inference::{AdaLn, GateRes, Gelu, MergeHeads, MlpPart, QkvPrep, SoftmaxLast};
 pub(crate) use qkv_heads::QkvHeadsTrain;
-pub(crate) use training::{gelu_train, AdaLnTrain, GateResTrain, LinearTrain, NormRopeTrain};
+pub(crate) use training::{gelu_train, AdaLnTrain, GateResTrain, LinearTrain};
+
+/// What the kernels' tests compare with: the largest difference over the largest magnitude.
+#[cfg(test)]
+fn max_rel(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    let top = |t: candle_core::Tensor| {
+        t.abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    top((a - b).unwrap()) / top(b.clone()).max(1e-12)
+}

@@ -6,7 +6,7 @@
 //! stream, then a concatenation per part: a dozen nodes whose backward passes pad, copy and add
 //! full-size gradients.
 
-use super::inference::{for_rows, slice, sumsq8, SyncPtr};
+use super::inference::{for_rows, norm_rope_row, slice, sumsq8, SyncPtr};
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -80,7 +80,6 @@ impl QkvHeadsTrain {
     ) -> Result<(CpuStorage, Shape)> {
         let (streams, b, l) = self.streams(ls, lw)?;
         let (nh, hd, h, half) = (self.heads, self.hd, self.h(), self.hd / 2);
-        let inv = 1.0 / hd as f32;
         let mut out = vec![0f32; 3 * b * nh * l * hd];
         // One output row per (part, batch, head, position).
         for_rows(&mut out, hd, |r, dst| {
@@ -97,15 +96,9 @@ impl QkvHeadsTrain {
                 return;
             }
             let scale = &w[(2 * si + part) * hd..(2 * si + part + 1) * hd];
-            let rstd = 1.0 / (sumsq8(src, 0.0) * inv + self.eps).sqrt();
             let t = (bi * l + pos) * half;
-            let (cs, sn) = (&self.cos[t..t + half], &self.sin[t..t + half]);
-            for i in 0..half {
-                let x0 = src[2 * i] * rstd * scale[2 * i];
-                let x1 = src[2 * i + 1] * rstd * scale[2 * i + 1];
-                dst[2 * i] = x0 * cs[i] - x1 * sn[i];
-                dst[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
-            }
+            let tables = (&self.cos[t..t + half], &self.sin[t..t + half]);
+            norm_rope_row(src, scale, tables, 1.0, self.eps, dst);
         });
         Ok((CpuStorage::F32(out), Shape::from((3, b, nh, l, hd))))
     }
@@ -305,14 +298,8 @@ impl CustomOp2 for QkvHeadsGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernels::max_rel;
     use candle_core::{Device, Var};
-
-    fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
-        let d = d.max(0).unwrap().to_scalar::<f32>().unwrap();
-        let m = b.abs().unwrap().flatten_all().unwrap();
-        d / m.max(0).unwrap().to_scalar::<f32>().unwrap().max(1e-12)
-    }
 
     /// candle's primitives for one stream: split the heads of the first 3H columns, RMS-norm q
     /// and k with their scales, rotate them with this stream's rows of the tables.

@@ -9,7 +9,6 @@ use super::inference::{
 };
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape};
 use rayon::prelude::*;
-use std::sync::Arc;
 
 #[inline(always)]
 fn gelu_grad_row_generic(x: &[f32], g: &[f32], dst: &mut [f32]) {
@@ -220,156 +219,6 @@ impl CustomOp3 for AdaLnGrad {
             (0..b).for_each(job);
         }
         Ok((CpuStorage::F32(out), Shape::from(n + b * mc)))
-    }
-}
-
-/// Differentiable QK RMS-norm + RoPE for the training path, on `(B, heads, L, hd)` contiguous
-/// f32, with the norm scale `w` `(hd,)` as the second operand. The scale's gradient is returned
-/// only when `w` is tracked (a trainable base in phase 0; LoRA training keeps it frozen).
-#[derive(Clone)]
-pub(crate) struct NormRopeTrain {
-    /// `(B, L, hd/2)` tables.
-    pub cos: Arc<Vec<f32>>,
-    pub sin: Arc<Vec<f32>>,
-    pub eps: f32,
-}
-
-impl NormRopeTrain {
-    fn check(&self, l: &Layout, w: &[f32]) -> Result<(usize, usize, usize, usize)> {
-        let (b, nh, len, hd) = l.shape().dims4()?;
-        if w.len() != hd || self.cos.len() != b * len * hd / 2 || self.sin.len() != self.cos.len() {
-            bail!("norm-rope: parameter sizes do not match {:?}", l.dims())
-        }
-        Ok((b, nh, len, hd))
-    }
-
-    /// The tables of row `r` of a `(B, heads, L, hd)` tensor.
-    fn tables(&self, r: usize, nh: usize, len: usize, half: usize) -> (&[f32], &[f32]) {
-        let (bi, li) = (r / (nh * len), r % len);
-        let o = (bi * len + li) * half;
-        (&self.cos[o..o + half], &self.sin[o..o + half])
-    }
-}
-
-impl CustomOp2 for NormRopeTrain {
-    fn name(&self) -> &'static str {
-        "sg-norm-rope-train"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s1, l1, "norm-rope x")?;
-        let w = slice(s2, l2, "norm-rope w")?;
-        let (_b, nh, len, hd) = self.check(l1, w)?;
-        let half = hd / 2;
-        let inv = 1.0 / hd as f32;
-        let mut out = vec![0f32; x.len()];
-        for_rows(&mut out, hd, |r, dst| {
-            let xr = &x[r * hd..(r + 1) * hd];
-            let rstd = 1.0 / (sumsq8(xr, 0.0) * inv + self.eps).sqrt();
-            let (cs, sn) = self.tables(r, nh, len, half);
-            for i in 0..half {
-                let x0 = xr[2 * i] * rstd * w[2 * i];
-                let x1 = xr[2 * i + 1] * rstd * w[2 * i + 1];
-                dst[2 * i] = x0 * cs[i] - x1 * sn[i];
-                dst[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
-            }
-        });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-    fn bwd(
-        &self,
-        x: &candle_core::Tensor,
-        w: &candle_core::Tensor,
-        _res: &candle_core::Tensor,
-        grad: &candle_core::Tensor,
-    ) -> Result<(Option<candle_core::Tensor>, Option<candle_core::Tensor>)> {
-        let g = grad.contiguous()?;
-        let (b, nh, len, hd) = x.dims4()?;
-        let n = b * nh * len * hd;
-        let flat = x.apply_op3_no_bwd(w, &g, &NormRopeGrad(self.clone()))?;
-        let dx = flat.narrow(0, 0, n)?.reshape((b, nh, len, hd))?;
-        let dw = if w.track_op() {
-            Some(
-                flat.narrow(0, n, b * nh * hd)?
-                    .reshape((b * nh, hd))?
-                    .sum(0)?,
-            )
-        } else {
-            None
-        };
-        Ok((Some(dx), dw))
-    }
-}
-
-/// The backward of [`NormRopeTrain`]: `dx` then one partial `dw` per `(batch, head)`.
-struct NormRopeGrad(NormRopeTrain);
-
-impl CustomOp3 for NormRopeGrad {
-    fn name(&self) -> &'static str {
-        "sg-norm-rope-grad"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s1, l1, "norm-rope-grad x")?;
-        let w = slice(s2, l2, "norm-rope-grad w")?;
-        let g = slice(s3, l3, "norm-rope-grad g")?;
-        let p = &self.0;
-        let (b, nh, len, hd) = p.check(l1, w)?;
-        if g.len() != x.len() {
-            bail!("norm-rope-grad: size mismatch")
-        }
-        let (half, inv, n, groups) = (hd / 2, 1.0 / hd as f32, x.len(), b * nh);
-        let mut out = vec![0f32; n + groups * hd];
-        let ptr = SyncPtr(out.as_mut_ptr());
-        let job = |gi: usize| {
-            let pp = &ptr;
-            // SAFETY: group gi owns dx rows [gi*len, (gi+1)*len) and dw partial row gi.
-            let dxg = unsafe { std::slice::from_raw_parts_mut(pp.0.add(gi * len * hd), len * hd) };
-            let dw = unsafe { std::slice::from_raw_parts_mut(pp.0.add(n + gi * hd), hd) };
-            let mut gu = vec![0f32; hd];
-            for li in 0..len {
-                let r = gi * len + li;
-                let xr = &x[r * hd..(r + 1) * hd];
-                let gr = &g[r * hd..(r + 1) * hd];
-                let dst = &mut dxg[li * hd..(li + 1) * hd];
-                let rstd = 1.0 / (sumsq8(xr, 0.0) * inv + p.eps).sqrt();
-                let (cs, sn) = p.tables(r, nh, len, half);
-                // Undo the rotation (its transpose): gu = R^T g, the gradient of the scaled norm.
-                for i in 0..half {
-                    gu[2 * i] = gr[2 * i] * cs[i] + gr[2 * i + 1] * sn[i];
-                    gu[2 * i + 1] = -gr[2 * i] * sn[i] + gr[2 * i + 1] * cs[i];
-                }
-                let mut dot = 0f32;
-                for j in 0..hd {
-                    let nj = xr[j] * rstd;
-                    dw[j] += gu[j] * nj;
-                    dst[j] = gu[j] * w[j];
-                    dot += dst[j] * nj;
-                }
-                let mdot = dot * inv;
-                for j in 0..hd {
-                    dst[j] = rstd * (dst[j] - xr[j] * rstd * mdot);
-                }
-            }
-        };
-        if groups > 1 && n >= 2 * PAR_GRAIN {
-            (0..groups).into_par_iter().for_each(job);
-        } else {
-            (0..groups).for_each(job);
-        }
-        Ok((CpuStorage::F32(out), Shape::from(n + groups * hd)))
     }
 }
 
@@ -593,6 +442,7 @@ impl CustomOp3 for GateResTrain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernels::max_rel;
     use candle_core::{Device, Tensor, Var};
 
     #[test]
@@ -635,68 +485,6 @@ mod tests {
         assert!(d < 1e-4, "gradient diff {d}");
     }
 
-    fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
-        let d = d.max(0).unwrap().to_scalar::<f32>().unwrap();
-        let m = b.abs().unwrap().flatten_all().unwrap();
-        d / m.max(0).unwrap().to_scalar::<f32>().unwrap().max(1e-12)
-    }
-
-    #[test]
-    fn norm_rope_train_matches_candle_forward_and_backward_with_the_scale_gradient() {
-        let dev = Device::Cpu;
-        let (b, nh, len, hd) = (2, 3, 5, 8);
-        let x =
-            Var::from_tensor(&Tensor::randn(0f32, 2.0, (b, nh, len, hd), &dev).unwrap()).unwrap();
-        let scale = Var::from_tensor(&Tensor::randn(1f32, 0.3, hd, &dev).unwrap()).unwrap();
-        let cos = Tensor::randn(0f32, 1.0, (b, len, hd / 2), &dev).unwrap();
-        let sin = Tensor::randn(0f32, 1.0, (b, len, hd / 2), &dev).unwrap();
-        let w = Tensor::randn(0f32, 1.0, (b, nh, len, hd), &dev).unwrap();
-        let host = |t: &Tensor| Arc::new(t.flatten_all().unwrap().to_vec1::<f32>().unwrap());
-        let op = NormRopeTrain {
-            cos: host(&cos),
-            sin: host(&sin),
-            eps: 1e-6,
-        };
-        let ours = x.as_tensor().apply_op2(scale.as_tensor(), op).unwrap();
-        // The same with candle's primitives: RMS-norm, scale, rotate pairs (2i, 2i+1).
-        let xt = x.as_tensor();
-        let ms = xt.sqr().unwrap().mean_keepdim(3).unwrap();
-        let n = xt
-            .broadcast_div(&(ms + 1e-6).unwrap().sqrt().unwrap())
-            .unwrap()
-            .broadcast_mul(scale.as_tensor())
-            .unwrap()
-            .reshape((b, nh, len, hd / 2, 2))
-            .unwrap();
-        let (x0, x1) = (n.narrow(4, 0, 1).unwrap(), n.narrow(4, 1, 1).unwrap());
-        let c = cos.unsqueeze(1).unwrap().unsqueeze(4).unwrap();
-        let s = sin.unsqueeze(1).unwrap().unsqueeze(4).unwrap();
-        let o0 = (x0.broadcast_mul(&c).unwrap() - x1.broadcast_mul(&s).unwrap()).unwrap();
-        let o1 = (x0.broadcast_mul(&s).unwrap() + x1.broadcast_mul(&c).unwrap()).unwrap();
-        let theirs = Tensor::cat(&[o0, o1], 4)
-            .unwrap()
-            .reshape((b, nh, len, hd))
-            .unwrap();
-        assert!(max_rel(&ours, &theirs) < 1e-5);
-        let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (theirs * &w)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        for v in [&x, &scale] {
-            let e = max_rel(
-                g1.get(v.as_tensor()).unwrap(),
-                g2.get(v.as_tensor()).unwrap(),
-            );
-            assert!(e < 1e-5, "gradient rel err {e}");
-        }
-    }
-
-    /// Both weight orientations, with and without a bias, trainable and frozen: values and
-    /// gradients against candle's reshape + matmul + broadcast_add.
     #[test]
     fn linear_train_matches_candle_forward_and_backward() {
         let dev = Device::Cpu;

@@ -152,20 +152,9 @@ impl Ctx<'_> {
         Ok((t.get(0)?, t.get(1)?, t.get(2)?))
     }
 
-    /// QK RMS-norm with scale `w`, then RoPE with the tables of these rows.
+    /// QK RMS-norm with scale `w`, then RoPE with the tables of these rows (the fused training
+    /// path does both in `packed_qkv`).
     fn norm_rope(&self, x: &Tensor, w: &Tensor, r: &Rope) -> candle_core::Result<Tensor> {
-        if self.fused {
-            if let Some((cos, sin)) = &r.host {
-                return x.contiguous()?.apply_op2(
-                    w,
-                    kernels::NormRopeTrain {
-                        cos: Arc::clone(cos),
-                        sin: Arc::clone(sin),
-                        eps: NORM_EPS as f32,
-                    },
-                );
-            }
-        }
         self.rope(&self.rms(x, w)?, r)
     }
 
