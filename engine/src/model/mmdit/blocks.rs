@@ -4,7 +4,8 @@
 //! ([`Mode::Train`], and [`Mode::Fast`] off CPU f32); [`FusedCtx`] those of the fused CPU f32
 //! inference path (`forward_fused`).
 
-use super::{chunks, host_vec, CondStream, LinT, Loader, Mod, Mode, Rope, NORM_EPS};
+use super::{chunks, host_vec, CondStream, Loader, Mod, Mode, Rope, NORM_EPS};
+use crate::model::layers::Lin;
 use crate::model::config::DitConfig;
 use crate::model::error::Result;
 use crate::model::kernels;
@@ -24,17 +25,17 @@ pub(super) struct QkNorm {
 /// The two-layer GELU MLP of one double-block stream (`*_mlp.0`, `*_mlp.2`).
 #[derive(Debug, Clone)]
 pub(super) struct Mlp {
-    pub(super) fc0: LinT,
-    pub(super) fc2: LinT,
+    pub(super) fc0: Lin,
+    pub(super) fc2: Lin,
 }
 
 /// The weights of one stream of a double block (`img_*` or `txt_*`).
 #[derive(Debug, Clone)]
 pub(super) struct StreamWeights {
-    pub(super) modulation: LinT,
-    pub(super) qkv: LinT,
+    pub(super) modulation: Lin,
+    pub(super) qkv: Lin,
     pub(super) norm: QkNorm,
-    pub(super) proj: LinT,
+    pub(super) proj: Lin,
     pub(super) mlp: Mlp,
 }
 
@@ -48,17 +49,17 @@ pub(super) struct DoubleBlock {
 /// A single-stream block over the joint sequence: fused qkv + MLP input, fused output.
 #[derive(Debug, Clone)]
 pub(super) struct SingleBlock {
-    pub(super) linear1: LinT,
-    pub(super) linear2: LinT,
+    pub(super) linear1: Lin,
+    pub(super) linear2: Lin,
     pub(super) norm: QkNorm,
-    pub(super) modulation: LinT,
+    pub(super) modulation: Lin,
 }
 
 /// The final adaLN + output projection.
 #[derive(Debug, Clone)]
 pub(super) struct FinalLayer {
-    pub(super) linear: LinT,
-    pub(super) ada: LinT,
+    pub(super) linear: Lin,
+    pub(super) ada: Lin,
 }
 
 /// The per-call context of the candle-op path ([`Mode::Train`], and [`Mode::Fast`] off the
@@ -160,7 +161,7 @@ impl Ctx<'_> {
 
     /// A linear layer: one graph node in the fused training path (the weight and bias
     /// gradients only for trainable weights).
-    fn lin(&self, l: &LinT, x: &Tensor) -> candle_core::Result<Tensor> {
+    fn lin(&self, l: &Lin, x: &Tensor) -> candle_core::Result<Tensor> {
         l.forward_ctx(x, self.fused)
     }
 

@@ -22,7 +22,7 @@ use super::cond_cache::{condition_fingerprint, fingerprint, CondCache, CondKey};
 use super::config::DitConfig;
 use super::device::{check_dtype, device_name};
 use super::error::{ModelError, Result};
-use super::kernels;
+use super::layers::Lin;
 use super::lora::{LayerLora, LoraSets, SplitMix64};
 use blocks::{Ctx, DoubleBlock, FinalLayer, FusedCtx, SingleBlock};
 use candle_core::{DType, Device, Tensor, D};
@@ -78,82 +78,10 @@ pub enum Condition<'a> {
     Cached(&'a CondCache),
 }
 
-/// A linear layer holding its weight transposed, `(in, out)` (a contiguous copy; in a trainable
-/// model a view of the weight as stored, kept in `w`), and its bias also on the host for the
-/// fused CPU kernels (unlike [`super::layers::Lin`]).
-#[derive(Debug, Clone)]
-struct LinT {
-    wt: Tensor,
-    /// The weight as stored, `(out, in)`, in a trainable model: the fused training path
-    /// multiplies by it directly, so its gradient needs no transposed copy.
-    w: Option<Tensor>,
-    b: Option<Tensor>,
-    /// The bias as host f32 for the fused CPU kernels (CPU + f32 models only).
-    bh: Option<Arc<Vec<f32>>>,
-}
-
-impl LinT {
-    /// `x @ W^T` without the bias (the fused kernels add it).
-    fn mm(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (inn, out) = self.wt.dims2()?;
-        let mut dims = x.dims().to_vec();
-        let rows = x.elem_count() / inn.max(1);
-        let y = x.reshape((rows, inn))?.matmul(&self.wt)?;
-        if let Some(last) = dims.last_mut() {
-            *last = out;
-        }
-        y.reshape(dims)
-    }
-
-    fn bias_part(&self, off: usize, len: usize) -> Option<Arc<Vec<f32>>> {
-        self.bh
-            .as_ref()
-            .map(|b| Arc::new(b[off..off + len].to_vec()))
-    }
-
-    /// The linear layer as one differentiable CPU f32 node with weight operand `w`.
-    fn fused(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        op: kernels::LinearTrain,
-    ) -> candle_core::Result<Tensor> {
-        let x = x.contiguous()?;
-        match &self.b {
-            Some(b) => x.apply_op3(w, b, op),
-            None => x.apply_op2(w, op),
-        }
-    }
-
-    /// [`LinT::forward`], or with `fused` (the CPU f32 training path) one differentiable node.
-    fn forward_ctx(&self, x: &Tensor, fused: bool) -> candle_core::Result<Tensor> {
-        match (&self.w, fused) {
-            (_, false) => self.forward(x),
-            (Some(w), true) => self.fused(x, w, kernels::LinearTrain { out_in: true }),
-            (None, true) => self.fused(x, &self.wt, kernels::LinearTrain { out_in: false }),
-        }
-    }
-
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (inn, out) = self.wt.dims2()?;
-        let mut dims = x.dims().to_vec();
-        let rows = x.elem_count() / inn.max(1);
-        let y = x.reshape((rows, inn))?.matmul(&self.wt)?;
-        let y = match &self.b {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        };
-        if let Some(last) = dims.last_mut() {
-            *last = out;
-        }
-        y.reshape(dims)
-    }
-}
-
 #[derive(Debug, Clone)]
 struct MlpEmbedder {
-    in_layer: LinT,
-    out_layer: LinT,
+    in_layer: Lin,
+    out_layer: Lin,
 }
 
 impl MlpEmbedder {
@@ -231,8 +159,8 @@ pub struct MmDit {
     cfg: DitConfig,
     device: Device,
     dtype: DType,
-    img_in: LinT,
-    txt_in: LinT,
+    img_in: Lin,
+    txt_in: Lin,
     time_in: MlpEmbedder,
     vector_in: MlpEmbedder,
     guidance_in: Option<MlpEmbedder>,
@@ -515,24 +443,23 @@ impl Loader<'_, '_> {
         Ok(t.detach())
     }
 
-    fn lin(&self, p: &str, inn: usize, out: usize, bias: bool) -> Result<LinT> {
+    fn lin(&self, p: &str, inn: usize, out: usize, bias: bool) -> Result<Lin> {
         let w = self.tensor(&format!("{p}.weight"), &[out, inn])?;
         let b = if bias {
             Some(self.tensor(&format!("{p}.bias"), &[out])?)
         } else {
             None
         };
-        let bh = match (&b, self.host) {
-            (Some(b), true) => Some(Arc::new(b.to_vec1::<f32>()?)),
-            _ => None,
-        };
-        // A trainable model keeps `wt` a view: its copy would be made at every rebuild.
-        let (wt, w) = if self.trainable {
-            (w.t()?, Some(w))
-        } else {
-            (w.t()?.contiguous()?, None)
-        };
-        Ok(LinT { wt, w, b, bh })
+        let mut lin = Lin::new(w, b);
+        if self.host {
+            lin = lin.with_host_bias()?;
+        }
+        // A trainable model multiplies by the weight as stored: a transposed copy would be made
+        // at every rebuild.
+        if !self.trainable {
+            lin = lin.frozen()?;
+        }
+        Ok(lin)
     }
 
     fn embedder(&self, p: &str, inn: usize, h: usize) -> Result<MlpEmbedder> {
