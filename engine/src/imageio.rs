@@ -19,25 +19,31 @@ pub fn read_rgb(path: &Path) -> Result<RgbImage, PoseError> {
 /// as [`read_rgb`].
 pub fn read_dynamic(path: &Path) -> Result<DynamicImage, PoseError> {
     let file = display_path(path);
-    let bad = |msg: String| PoseError::Image {
-        file: file.clone(),
-        msg,
-    };
     let bytes = crate::fsutil::read_limited(path, crate::limits::MAX_IMAGE_FILE_BYTES).map_err(
         |source| PoseError::Read {
             file: file.clone(),
             source,
         },
     )?;
-    let format = image::guess_format(&bytes)
+    decode_dynamic(&bytes, &file)
+}
+
+/// Decodes an image file's bytes with the checks of [`read_dynamic`]; `file` names it in
+/// messages.
+pub fn decode_dynamic(bytes: &[u8], file: &str) -> Result<DynamicImage, PoseError> {
+    let bad = |msg: String| PoseError::Image {
+        file: file.to_string(),
+        msg,
+    };
+    let format = image::guess_format(bytes)
         .map_err(|_| bad("not a PNG or JPEG image (unrecognised header)".into()))?;
     if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg) {
         return Err(bad(format!(
             "{format:?} images are not supported; use PNG or JPEG"
         )));
     }
-    let reader = || image::ImageReader::with_format(Cursor::new(&bytes[..]), format);
-    let (w, h) = match png_ihdr_size(&bytes) {
+    let reader = || image::ImageReader::with_format(Cursor::new(bytes), format);
+    let (w, h) = match png_ihdr_size(bytes) {
         Some(wh) => wh,
         None => reader()
             .into_dimensions()

@@ -298,8 +298,13 @@ impl ModelConfig {
         let path = dir.join(CONFIG_FILE);
         let text = crate::fsutil::read_text_limited(&path, crate::limits::MAX_CONFIG_BYTES)
             .map_err(|e| ModelDirError::file(&path, format!("cannot read: {e}")))?;
-        let cfg: ModelConfig = serde_json::from_str(&text)
-            .map_err(|e| ModelDirError::file(&path, format!("invalid: {e}")))?;
+        Self::parse(&text, &path)
+    }
+
+    /// Parses and validates the text of a `config.json`; `path` names it in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ModelDirError> {
+        let cfg: ModelConfig = serde_json::from_str(text)
+            .map_err(|e| ModelDirError::file(path, format!("invalid: {e}")))?;
         if cfg.format != 1 {
             return Err(ModelDirError::file(
                 &path,
@@ -308,7 +313,7 @@ impl ModelConfig {
         }
         cfg.dit
             .validate()
-            .map_err(|e| ModelDirError::file(&path, format!("dit: {e}")))?;
+            .map_err(|e| ModelDirError::file(path, format!("dit: {e}")))?;
         if cfg.resolution < 16 || cfg.resolution % 16 != 0 {
             return Err(ModelDirError::file(
                 &path,
@@ -319,13 +324,13 @@ impl ModelConfig {
             ));
         }
         crate::limits::at_most("resolution", cfg.resolution, crate::limits::MAX_RESOLUTION)
-            .map_err(|e| ModelDirError::file(&path, e))?;
+            .map_err(|e| ModelDirError::file(path, e))?;
         let nested = |field: &str, e: crate::model::ModelError| {
             let msg = match e {
                 crate::model::ModelError::InvalidConfig(m) => m,
                 other => other.to_string(),
             };
-            ModelDirError::file(&path, format!("{field}: {msg}"))
+            ModelDirError::file(path, format!("{field}: {msg}"))
         };
         if let AeSpec::Tiny { config } = &cfg.ae {
             config.validate().map_err(|e| nested("ae.config", e))?;
@@ -335,7 +340,7 @@ impl ModelConfig {
         }
         cfg.text_guidance
             .check()
-            .map_err(|e| ModelDirError::file(&path, e))?;
+            .map_err(|e| ModelDirError::file(path, e))?;
         for (name, l) in &cfg.lora {
             if l.rank == 0 || !l.alpha.is_finite() {
                 return Err(ModelDirError::file(
@@ -345,7 +350,7 @@ impl ModelConfig {
             }
             let field = format!("lora.{name}.rank");
             crate::limits::at_most(&field, l.rank, crate::limits::MAX_LORA_RANK)
-                .map_err(|e| ModelDirError::file(&path, e))?;
+                .map_err(|e| ModelDirError::file(path, e))?;
         }
         for set in [SKELETAL, APPEARANCE] {
             if !cfg.lora.contains_key(set) {
@@ -457,14 +462,30 @@ pub fn check(dir: &Path) -> Result<ModelConfig, ModelDirError> {
 /// Refuses a safetensors file holding a NaN or an infinity in any float tensor (one pass over
 /// its bytes: an exponent of all ones marks them in every IEEE format), naming the tensor.
 pub fn check_finite(path: &Path) -> Result<(), ModelDirError> {
-    use safetensors::Dtype;
+    check_finite_in(&map_file(path)?, path)
+}
+
+/// A read-only map of a weights file.
+fn map_file(path: &Path) -> Result<memmap2::Mmap, ModelDirError> {
     let file = std::fs::File::open(path)
         .map_err(|e| ModelDirError::file(path, format!("cannot open: {e}")))?;
     // SAFETY: read-only map of a file we do not modify while checking it.
-    let map = unsafe { memmap2::Mmap::map(&file) }
-        .map_err(|e| ModelDirError::file(path, format!("cannot map: {e}")))?;
-    let st = safetensors::SafeTensors::deserialize(&map)
-        .map_err(|e| ModelDirError::file(path, format!("not a safetensors file: {e}")))?;
+    unsafe { memmap2::Mmap::map(&file) }
+        .map_err(|e| ModelDirError::file(path, format!("cannot map: {e}")))
+}
+
+fn deserialize<'a>(
+    bytes: &'a [u8],
+    path: &Path,
+) -> Result<safetensors::SafeTensors<'a>, ModelDirError> {
+    safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| ModelDirError::file(path, format!("not a safetensors file: {e}")))
+}
+
+/// [`check_finite`] on a safetensors file's bytes; `path` names it in messages.
+pub fn check_finite_in(bytes: &[u8], path: &Path) -> Result<(), ModelDirError> {
+    use safetensors::Dtype;
+    let st = deserialize(bytes, path)?;
     for (name, view) in st.tensors() {
         let data = view.data();
         let bad = match view.dtype() {
@@ -496,13 +517,16 @@ pub fn check_finite(path: &Path) -> Result<(), ModelDirError> {
 /// Compares a safetensors file's header with the expected names and shapes, reading only the
 /// header.
 pub fn check_shapes(path: &Path, expected: &[(String, Vec<usize>)]) -> Result<(), ModelDirError> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| ModelDirError::file(path, format!("cannot open: {e}")))?;
-    // SAFETY: read-only map of a file we do not modify while checking it.
-    let map = unsafe { memmap2::Mmap::map(&file) }
-        .map_err(|e| ModelDirError::file(path, format!("cannot map: {e}")))?;
-    let st = safetensors::SafeTensors::deserialize(&map)
-        .map_err(|e| ModelDirError::file(path, format!("not a safetensors file: {e}")))?;
+    check_shapes_in(&map_file(path)?, path, expected)
+}
+
+/// [`check_shapes`] on a safetensors file's bytes; `path` names it in messages.
+pub fn check_shapes_in(
+    bytes: &[u8],
+    path: &Path,
+    expected: &[(String, Vec<usize>)],
+) -> Result<(), ModelDirError> {
+    let st = deserialize(bytes, path)?;
     for (name, shape) in expected {
         match st.tensor(name) {
             Ok(t) if t.shape() == shape.as_slice() => {}

@@ -95,6 +95,13 @@ impl Manifest {
             file: name.clone(),
             msg: format!("not UTF-8 text ({e})"),
         })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Parses and validates the text of the manifest at `file` (whose folder the records'
+    /// paths resolve in; nothing is opened).
+    pub fn parse(text: &str, file: &Path) -> Result<Manifest, ManifestError> {
+        let name = file.display().to_string();
         let root = match file.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -126,7 +133,7 @@ impl Manifest {
             return Err(ManifestError::Invalid { problems, total });
         }
         Ok(Manifest {
-            path: file,
+            path: file.to_path_buf(),
             root,
             records,
         })
