@@ -9,5 +9,6 @@ pub mod eval;
 pub mod inverter;
 pub mod log;
 pub mod optim;
+pub mod parallel;
 pub mod phase;
 pub mod phases;

@@ -43,6 +43,14 @@ impl RunLog {
         })
     }
 
+    /// A log kept in memory only (a data-parallel rank other than 0: rank 0 writes the file).
+    pub fn unwritten(out: &Path) -> Self {
+        Self {
+            path: out.join(LOG_FILE),
+            records: Vec::new(),
+        }
+    }
+
     /// Reopens the log of a run that starts at `phase`, keeping only the earlier phases' steps
     /// (a run of one phase continues the log of the phases before it).
     pub fn starting_at(out: &Path, phase: Phase) -> std::io::Result<Self> {

@@ -7,6 +7,7 @@ pub(crate) mod eval;
 pub(crate) mod import_coco;
 pub(crate) mod init;
 pub(crate) mod inverter;
+pub(crate) mod launch;
 pub(crate) mod synth;
 pub(crate) mod train;
 
@@ -35,6 +36,9 @@ pub(crate) enum Command {
     /// baseline's phases) from a TOML config; writes OUT/model, checkpoints, train.jsonl,
     /// loss.png and sample grids.
     Train(train::TrainArgs),
+    /// Run `train` data-parallel: one process per GPU, the batch split over them, the gradients
+    /// averaged every step (LoRA phases). `launch --gpus N -- train --config … --out …`.
+    Launch(launch::LaunchArgs),
     /// Build a manifest data set from COCO keypoint annotations. Person removal is not done
     /// here: person-free backgrounds with the images' file names must be supplied.
     ImportCoco(import_coco::ImportCocoArgs),
@@ -59,6 +63,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Synth(a) => synth::run(a),
         Command::Ae(a) => ae::run(a),
         Command::Train(a) => train::run(a),
+        Command::Launch(a) => launch::run(a),
         Command::ImportCoco(a) => import_coco::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Ablate(a) => ablate::run(a),

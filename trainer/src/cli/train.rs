@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
+use skeleguide_trainer::parallel::{Group, ENV_RANK, ENV_RENDEZVOUS, ENV_WORLD_SIZE, WAIT};
 use skeleguide_trainer::phases::{self, PhaseSel};
 use std::path::PathBuf;
 
@@ -22,6 +23,19 @@ pub(crate) struct TrainArgs {
     /// Training manifest directory (overrides the config's data.dir).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Data-parallel LoRA phases: the number of processes (`launch` sets it; a cluster
+    /// scheduler may set it per process instead). The batch is split over them.
+    #[arg(long, env = ENV_WORLD_SIZE, default_value_t = 1)]
+    world_size: usize,
+    /// This process's rank, 0 to world size - 1; rank 0 writes every file.
+    #[arg(long, env = ENV_RANK, default_value_t = 0)]
+    rank: usize,
+    /// `host:port` where rank 0 listens for the other ranks.
+    #[arg(long, env = ENV_RENDEZVOUS, default_value = "127.0.0.1:29517")]
+    rendezvous: String,
+    /// Seconds a rank waits for the others (to join, and at each step) before it stops.
+    #[arg(long, default_value_t = WAIT.as_secs())]
+    group_timeout: u64,
 }
 
 pub(crate) fn run(a: TrainArgs) -> Result<()> {
@@ -31,7 +45,14 @@ pub(crate) fn run(a: TrainArgs) -> Result<()> {
         phase,
         resume,
         data,
+        world_size,
+        rank,
+        rendezvous,
+        group_timeout,
     } = a;
+    if world_size == 0 || rank >= world_size {
+        bail!("--rank {rank}: must be below --world-size {world_size}");
+    }
     let cfg = skeleguide_trainer::config::TrainConfig::load(&config)?;
     let phase = match phase.as_str() {
         "all" => PhaseSel::All,
@@ -40,16 +61,35 @@ pub(crate) fn run(a: TrainArgs) -> Result<()> {
             _ => bail!("--phase {p}: must be 0, 1, 2, 3 or all"),
         },
     };
+    let group = if world_size > 1 {
+        let wait = std::time::Duration::from_secs(group_timeout.max(1));
+        Some(Group::join(&rendezvous, world_size, rank, wait)?)
+    } else {
+        None
+    };
     let args = phases::TrainArgs {
         config: cfg,
         out: out.clone(),
         phase,
         resume,
         data,
-        progress: true,
+        progress: rank == 0,
+        group,
     };
     let start = std::time::Instant::now();
-    let summaries = phases::train(&args)?;
+    let summaries = match phases::train(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            // The other ranks stop at their next reduction instead of waiting for this one.
+            if let Some(g) = &args.group {
+                g.0.abort(&e.to_string());
+            }
+            return Err(e.into());
+        }
+    };
+    if rank != 0 {
+        return Ok(());
+    }
     for s in &summaries {
         eprintln!(
             "phase {:>5}: {} steps ({} run now) in {:.1} s, {:.2} samples/s; fixed-batch loss {:.4} -> {:.4}",

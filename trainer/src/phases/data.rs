@@ -261,6 +261,23 @@ pub(super) fn eval_draws(cfg: &TrainConfig, n_examples: usize) -> Vec<Draw> {
         .collect()
 }
 
+/// Noise for `t`, whose rows are `rows` of a global batch of `batch` rows (a data-parallel
+/// rank's share): the whole batch's noise is drawn and this share's kept, so every rank's
+/// stream stays the same.
+pub(super) fn noise_rows(
+    rng: &mut TrainRng,
+    t: &Tensor,
+    rows: std::ops::Range<usize>,
+    batch: usize,
+) -> Result<Tensor> {
+    let per_row = t.elem_count() / rows.len().max(1);
+    let all = rng.normals(per_row * batch);
+    let v = all[rows.start * per_row..rows.end * per_row].to_vec();
+    Ok(Tensor::from_vec(v, t.dims(), &Device::Cpu)?
+        .to_dtype(t.dtype())?
+        .to_device(t.device())?)
+}
+
 pub(super) fn noise_like(rng: &mut TrainRng, t: &Tensor) -> Result<Tensor> {
     let v = rng.normals(t.elem_count());
     Ok(Tensor::from_vec(v, t.dims(), &Device::Cpu)?

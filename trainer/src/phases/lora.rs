@@ -106,7 +106,8 @@ impl Ctx<'_> {
         } = lora_plan(phase, self.cfg.method)
             .ok_or_else(|| TrainError::Config(format!("phase {phase}: not a LoRA phase")))?;
         let steps = lora_steps(self.cfg, phase);
-        let (mc, mut dit, ae, text) = self.load_frozen()?;
+        // Rank 0 links the base and copies its LoRA files first; the others then read them.
+        let (mc, mut dit, ae, text) = self.after_rank0(|ctx| ctx.load_frozen())?;
         let mdir = model_dir(&self.out);
         // LoRA sets: trained ones from earlier phases are loaded; the ones this phase starts
         // are fresh.
@@ -152,11 +153,16 @@ impl Ctx<'_> {
             cfg,
             device: &device,
             dtype: self.dtype,
+            share: self.group.as_ref().map(|g| (g.rows(cfg.batch), cfg.batch)),
+        };
+        let whole = LossCtx {
+            share: None,
+            ..lossctx.clone()
         };
         let eval_seed = phase_seed(cfg.seed ^ 0xE7A1, phase.as_str());
         let eval = |dit: &mut MmDit| -> Result<f64> {
             let mut r = TrainRng(eval_seed);
-            let (l, _, _) = lossctx.loss(dit, kind, &eval_draws(cfg, n), &mut r)?;
+            let (l, _, _) = whole.loss(dit, kind, &eval_draws(cfg, n), &mut r)?;
             scalar(&l.detach())
         };
         let eval_before = eval(&mut dit)?;
@@ -165,10 +171,22 @@ impl Ctx<'_> {
         for step in start..steps {
             let t0 = Instant::now();
             let d = draws(&mut rng, cfg, n, shift);
-            let (loss, lr_, lrd) = lossctx.loss(&mut dit, kind, &d, &mut rng)?;
+            let mine = match &self.group {
+                Some(g) => &d[g.rows(cfg.batch)],
+                None => &d[..],
+            };
+            let (loss, lr_, lrd) = lossctx.loss(&mut dit, kind, mine, &mut rng)?;
             let grads = loss.backward()?;
-            let gn = opt.step(&grads, self.cfg.optim.grad_clip)?;
-            let l = scalar(&loss)?;
+            let (gn, (l, lr_, lrd)) = match &self.group {
+                Some(g) => {
+                    let gn = opt.step_reduced(&grads, cfg.optim.grad_clip, g.0.as_ref())?;
+                    (gn, mean_losses(g, (scalar(&loss)?, lr_, lrd))?)
+                }
+                None => (
+                    opt.step(&grads, cfg.optim.grad_clip)?,
+                    (scalar(&loss)?, lr_, lrd),
+                ),
+            };
             let secs = t0.elapsed().as_secs_f64();
             let s1 = step + 1;
             let done = StepDone {
@@ -180,7 +198,11 @@ impl Ctx<'_> {
                 batch: self.cfg.batch,
             };
             self.end_step(phase, done, &pb, &rng, &opt)?;
-            if self.cfg.sample_every > 0 && s1 % self.cfg.sample_every == 0 && s1 < steps {
+            if self.writes()
+                && self.cfg.sample_every > 0
+                && s1 % self.cfg.sample_every == 0
+                && s1 < steps
+            {
                 self.write_loras_and_config(&dit, &mc)?;
                 self.sample_grid(phase, s1)?;
             }
@@ -190,11 +212,13 @@ impl Ctx<'_> {
         for set in trained {
             dit.loras_mut().freeze(set)?;
         }
-        self.write_loras_and_config(&dit, &mc)?;
-        self.finish_model_dir(&mc, &format!("phase {phase} ({steps} steps)"))?;
-        self.checkpoint(phase, steps, &rng, &opt)?;
-        if self.cfg.sample_every > 0 {
-            self.sample_grid(phase, steps)?;
+        if self.writes() {
+            self.write_loras_and_config(&dit, &mc)?;
+            self.finish_model_dir(&mc, &format!("phase {phase} ({steps} steps)"))?;
+            self.checkpoint(phase, steps, &rng, &opt)?;
+            if self.cfg.sample_every > 0 {
+                self.sample_grid(phase, steps)?;
+            }
         }
         let secs = t_phase.elapsed().as_secs_f64();
         let run = steps - start.min(steps);
@@ -299,4 +323,23 @@ fn lora_plan(phase: Phase, method: Method) -> Option<LoraPlan> {
         trained,
         kind,
     })
+}
+
+/// The step's losses as the mean over the ranks (each computed its share of the batch).
+fn mean_losses(
+    g: &crate::parallel::Group,
+    (l, reason, render): (f64, Option<f64>, Option<f64>),
+) -> Result<(f64, Option<f64>, Option<f64>)> {
+    let mut buf = [vec![
+        l as f32,
+        reason.unwrap_or(0.0) as f32,
+        render.unwrap_or(0.0) as f32,
+    ]];
+    g.0.all_reduce_mean(&mut buf)?;
+    let [m] = buf;
+    Ok((
+        m[0] as f64,
+        reason.map(|_| m[1] as f64),
+        render.map(|_| m[2] as f64),
+    ))
 }

@@ -2,8 +2,8 @@
 //! `L_render`, phase 2's joint loss through `M̂`, the baselines').
 
 use super::data::{
-    cache_latents, cond_keep, eval_draws, gather, load_examples, noise_like, Draw, Example,
-    Latents, TextCache,
+    cache_latents, cond_keep, eval_draws, gather, load_examples, noise_like, noise_rows, Draw,
+    Example, Latents, TextCache,
 };
 use super::{Result, TrainError};
 use crate::config::TrainConfig;
@@ -91,6 +91,7 @@ pub(super) enum Kind {
     Implicit,
 }
 
+#[derive(Clone)]
 pub(super) struct LossCtx<'a> {
     pub(super) lat: &'a Latents,
     pub(super) tc: &'a TextCache,
@@ -98,6 +99,9 @@ pub(super) struct LossCtx<'a> {
     pub(super) cfg: &'a TrainConfig,
     pub(super) device: &'a Device,
     pub(super) dtype: DType,
+    /// A data-parallel rank's rows of the global batch and its size: the draws passed to
+    /// [`LossCtx::loss`] are those rows. `None`: the draws are the whole batch.
+    pub(super) share: Option<(std::ops::Range<usize>, usize)>,
 }
 
 /// The fixed pure noise `M0` of example `index` (phase 2): the same every step.
@@ -106,6 +110,13 @@ pub fn fixed_m0_seed(seed: u64, index: usize) -> u64 {
 }
 
 impl LossCtx<'_> {
+    fn noise(&self, rng: &mut TrainRng, t: &Tensor) -> Result<Tensor> {
+        match &self.share {
+            Some((rows, batch)) => noise_rows(rng, t, rows.clone(), *batch),
+            None => noise_like(rng, t),
+        }
+    }
+
     /// The batch's prompts (empty where dropped) as text features; with `reason`, in their
     /// stage-1 form.
     fn text(&self, d: &[Draw], reason: bool) -> Result<(Tensor, Tensor)> {
@@ -163,7 +174,7 @@ impl LossCtx<'_> {
         match kind {
             Kind::Reason => {
                 dit.loras_mut().set_active(Some(SKELETAL))?;
-                let noise = noise_like(rng, &layout)?;
+                let noise = self.noise(rng, &layout)?;
                 Ok((
                     fm_loss(dit, &ctx, &layout, &noise, &ids, scene_cond)?,
                     None,
@@ -177,7 +188,7 @@ impl LossCtx<'_> {
                 } else {
                     scene.clone()
                 };
-                let noise = noise_like(rng, &image)?;
+                let noise = self.noise(rng, &image)?;
                 let cond = Condition::Tokens {
                     tokens: &cond_lat,
                     ids: &ids,
@@ -187,7 +198,7 @@ impl LossCtx<'_> {
             Kind::Implicit => {
                 dit.loras_mut().set_active(Some(APPEARANCE))?;
                 let x = Tensor::cat(&[&image, &layout], 1)?;
-                let noise = noise_like(rng, &x)?;
+                let noise = self.noise(rng, &x)?;
                 let jids = joint_ids(d.len(), self.lat.th, self.lat.tw, self.device, self.dtype)?;
                 Ok((
                     fm_loss(dit, &ctx, &x, &noise, &jids, scene_cond)?,
@@ -205,7 +216,7 @@ impl LossCtx<'_> {
                     ..ctx.clone()
                 };
                 let rctx = &rctx;
-                let noise_m = noise_like(rng, &layout)?;
+                let noise_m = self.noise(rng, &layout)?;
                 let l_reason = fm_loss(dit, rctx, &layout, &noise_m, &ids, scene_cond)?;
                 // M̂ = M0 − v̂(M0, σ = 1): one differentiable step from a fixed noise per example.
                 let (c, h, w) = (layout.dim(2)? / 4, self.lat.th * 2, self.lat.tw * 2);
@@ -236,7 +247,7 @@ impl LossCtx<'_> {
                 let v0 = dit.forward(&one_ctx, scene_cond, Mode::Train)?;
                 let m_hat = (&m0 - v0)?.broadcast_mul(&keep)?;
                 dit.loras_mut().set_active(Some(APPEARANCE))?;
-                let noise_x = noise_like(rng, &image)?;
+                let noise_x = self.noise(rng, &image)?;
                 let l_render = fm_loss(
                     dit,
                     &ctx,
@@ -302,6 +313,7 @@ pub fn phase2_render_loss(
         cfg: &cfg,
         device: &device,
         dtype,
+        share: None,
     };
     let d = eval_draws(&cfg, examples.len());
     let mut rng = TrainRng(seed);

@@ -45,6 +45,7 @@ use crate::checkpoint::{self, Position};
 use crate::config::{Phase0Config, TrainConfig};
 use crate::log::{self, RunLog, StepRecord};
 use crate::optim::{AdamW, AdamWParams, TrainRng};
+use crate::parallel::Group;
 use crate::phase::Phase;
 use candle_core::{DType, Device};
 use data::{cache_latents, load_examples, Example, Latents, TextCache};
@@ -73,6 +74,8 @@ pub enum TrainError {
     Io { path: String, msg: String },
     #[error("{0}")]
     Pipeline(String),
+    #[error("data-parallel group: {0}")]
+    Group(#[from] skeleguide_engine::model::allreduce::ReduceError),
 }
 
 type Result<T> = std::result::Result<T, TrainError>;
@@ -104,6 +107,8 @@ pub struct TrainArgs {
     pub data: Option<PathBuf>,
     /// Show progress bars.
     pub progress: bool,
+    /// This process's rank in a data-parallel group (LoRA phases only); `None`: alone.
+    pub group: Option<Group>,
 }
 
 /// What one phase measured.
@@ -178,6 +183,7 @@ struct Ctx<'a> {
     latents: Option<Arc<Latents>>,
     /// The prompts' features from the frozen text encoder of phases 1-3.
     text_cache: Option<Arc<TextCache>>,
+    group: Option<Group>,
 }
 
 /// Runs the curriculum (or one phase); returns what each phase run measured.
@@ -189,12 +195,34 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
             checkpoint::path(&args.out).display()
         )));
     }
-    std::fs::create_dir_all(&args.out).map_err(|e| io_err(&args.out, e))?;
-    let mdir = model_dir(&args.out);
-    std::fs::create_dir_all(&mdir).map_err(|e| io_err(&mdir, e))?;
-    // CUDA when the engine is built with it (FLUX), else the CPU; the tiny preset runs in f32,
-    // FLUX in the engine's default dtype for the device (bf16 on CUDA).
-    let device = skeleguide_engine::model::default_device()?;
+    let rank0 = args.group.as_ref().is_none_or(|g| g.rank() == 0);
+    if let Some(g) = &args.group {
+        if cfg.batch % g.world_size() != 0 {
+            return Err(TrainError::Config(format!(
+                "batch = {}: a data-parallel run of {} ranks needs a batch divisible by {}",
+                cfg.batch,
+                g.world_size(),
+                g.world_size()
+            )));
+        }
+    }
+    if rank0 {
+        std::fs::create_dir_all(&args.out).map_err(|e| io_err(&args.out, e))?;
+        let mdir = model_dir(&args.out);
+        std::fs::create_dir_all(&mdir).map_err(|e| io_err(&mdir, e))?;
+    }
+    // CUDA when the engine is built with it (FLUX; a data-parallel rank takes its own GPU),
+    // else the CPU; the tiny preset runs in f32, FLUX in the engine's default dtype for the
+    // device (bf16 on CUDA).
+    let device = match (
+        &args.group,
+        skeleguide_engine::model::device::cuda_compiled(),
+    ) {
+        (Some(_), true) => {
+            skeleguide_engine::model::device::cuda_device(crate::parallel::local_rank())?
+        }
+        _ => skeleguide_engine::model::default_device()?,
+    };
     let dtype = if cfg.preset == "tiny" {
         DType::F32
     } else {
@@ -229,6 +257,11 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
             vec![phase]
         }
     };
+    if args.group.is_some() && selected.iter().any(|p| matches!(p, Phase::Ae | Phase::Dit)) {
+        return Err(TrainError::Config(
+            "phase 0 trains on one process; run it alone, then the LoRA phases (--phase 1, 2, 3) data-parallel".into(),
+        ));
+    }
     // Resume: skip the phases finished before the checkpoint.
     let ckpt = if args.resume {
         let c = checkpoint::load(&args.out)?;
@@ -245,16 +278,24 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
     } else {
         None
     };
-    let log = match &ckpt {
-        Some(c) => RunLog::resume(&args.out, c.pos.phase, c.pos.step),
-        None => RunLog::starting_at(&args.out, selected.first().copied().unwrap_or(Phase::Ae)),
+    let log = match (&ckpt, rank0) {
+        (_, false) => Ok(RunLog::unwritten(&args.out)),
+        (Some(c), true) => RunLog::resume(&args.out, c.pos.phase, c.pos.step),
+        (None, true) => {
+            RunLog::starting_at(&args.out, selected.first().copied().unwrap_or(Phase::Ae))
+        }
     }
     .map_err(|e| io_err(&args.out.join(log::LOG_FILE), e))?;
 
+    // Rank 0 writes the synthetic data set (once); the others wait for it.
     let data_dir = match args.data.clone().or_else(|| cfg.data.dir.clone()) {
         Some(d) => d,
-        None => synth_data(&args.out, cfg)?,
+        None if rank0 => synth_data(&args.out, cfg)?,
+        None => args.out.join("data"),
     };
+    if let Some(g) = &args.group {
+        g.barrier()?;
+    }
     let (resolution, unit) = match &cfg.base_model {
         Some(b) => {
             let mc = ModelConfig::load(b)?;
@@ -274,6 +315,7 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
         started: Instant::now(),
         latents: None,
         text_cache: None,
+        group: args.group.clone(),
     };
     let mut summaries = Vec::new();
     for phase in selected {
@@ -384,8 +426,34 @@ impl Ctx<'_> {
             .ok_or_else(|| TrainError::Config("phase0: missing".into()))
     }
 
+    /// Whether this process writes the run's files: alone, or rank 0 of a group.
+    fn writes(&self) -> bool {
+        self.group.as_ref().is_none_or(|g| g.rank() == 0)
+    }
+
+    /// Runs `f` on rank 0 before the other ranks (at once when alone): for work that writes
+    /// files the other ranks then read.
+    fn after_rank0<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let Some(g) = self.group.clone() else {
+            return f(self);
+        };
+        if g.rank() == 0 {
+            let r = f(self);
+            if let Err(e) = &r {
+                g.0.abort(&e.to_string());
+            }
+            let r = r?;
+            g.barrier()?;
+            Ok(r)
+        } else {
+            g.barrier()?;
+            f(self)
+        }
+    }
+
     /// The bookkeeping after every optimiser step of every phase: the JSONL record (a
-    /// non-finite loss stops the run), the progress bar and the periodic checkpoint.
+    /// non-finite loss stops the run), the progress bar and the periodic checkpoint (rank 0
+    /// alone in a data-parallel group).
     fn end_step(
         &mut self,
         phase: Phase,
@@ -418,6 +486,9 @@ impl Ctx<'_> {
                 "phase {phase} step {step}: the loss is {} (diverged); lower the learning rate",
                 r.loss
             )));
+        }
+        if !self.writes() {
+            return Ok(());
         }
         let p = self.out.join(log::LOG_FILE);
         self.log.push(r).map_err(|e| io_err(&p, e))?;

@@ -2,10 +2,15 @@
 //!
 //! [`AllReduce`] is the whole interface the optimiser needs ([`super::adamw::AdamW::step_reduced`]).
 //! [`ThreadGroup`] is the in-process CPU backend: one rank per thread, for tests and for several
-//! ranks on one machine. A rank that fails calls [`AllReduce::abort`] (a [`ThreadRank`] owned by
+//! ranks on one machine. [`TcpRank`] joins ranks in separate processes (or machines) over TCP:
+//! `skeleguide-train launch` and `train --world-size N --rank R` use it. A rank that fails calls [`AllReduce::abort`] (a [`ThreadRank`] owned by
 //! a thread that panics does so itself when dropped), and every other rank's pending and later
 //! reductions return the group's first error instead of waiting for it; a rank that never
 //! arrives makes the others time out.
+
+mod tcp;
+
+pub use tcp::TcpRank;
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -32,6 +37,14 @@ pub enum ReduceError {
         len: usize,
         /// The length the round started with.
         expected: usize,
+    },
+    /// A connection between ranks failed (a process ended, the network dropped).
+    #[error("rank {rank}: {msg}")]
+    Connection {
+        /// The rank that saw the failure.
+        rank: usize,
+        /// What failed.
+        msg: String,
     },
     /// The other ranks did not arrive in time.
     #[error("rank {rank}: no reduction from the other ranks within {secs} s")]

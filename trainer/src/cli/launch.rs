@@ -1,0 +1,104 @@
+//! `skeleguide-train launch --gpus N -- train …`: one process per GPU on this machine, joined
+//! into one data-parallel group (each gets its rank, the world size, its GPU and the rendezvous
+//! address in the environment). A rank that fails stops the others; the launch exits with the
+//! first failure's code.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use skeleguide_trainer::parallel::{ENV_LOCAL_RANK, ENV_RANK, ENV_RENDEZVOUS, ENV_WORLD_SIZE};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub(crate) struct LaunchArgs {
+    /// Processes to start, one per GPU (a build without CUDA runs them all on the CPU, which
+    /// only makes sense for testing).
+    #[arg(long)]
+    gpus: usize,
+    /// `host:port` for rank 0 (default: a free local port).
+    #[arg(long)]
+    rendezvous: Option<String>,
+    /// The trainer command every process runs, after `--` (e.g. `train --config C --out O
+    /// --phase 1`).
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+pub(crate) fn run(a: LaunchArgs) -> Result<()> {
+    if a.gpus == 0 || a.gpus > 1024 {
+        bail!("--gpus {}: must be 1 to 1024", a.gpus);
+    }
+    if a.command.first().map(String::as_str) != Some("train") {
+        bail!("launch runs `train`: give `-- train --config …`");
+    }
+    let rendezvous = match a.rendezvous {
+        Some(r) => r,
+        None => free_local_address()?,
+    };
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let mut children: Vec<Child> = Vec::with_capacity(a.gpus);
+    for rank in 0..a.gpus {
+        let child = Command::new(&exe)
+            .args(&a.command)
+            .env(ENV_WORLD_SIZE, a.gpus.to_string())
+            .env(ENV_RANK, rank.to_string())
+            .env(ENV_LOCAL_RANK, rank.to_string())
+            .env(ENV_RENDEZVOUS, &rendezvous)
+            .spawn()
+            .with_context(|| format!("cannot start rank {rank}"));
+        match child {
+            Ok(c) => children.push(c),
+            Err(e) => {
+                stop(&mut children);
+                return Err(e);
+            }
+        }
+    }
+    // Wait for all; after the first failure the others get a grace period to stop on their
+    // own (their next reduction fails), then are killed.
+    let mut codes: Vec<Option<i32>> = vec![None; a.gpus];
+    let mut failed: Option<(usize, i32, Instant)> = None;
+    loop {
+        for (rank, c) in children.iter_mut().enumerate() {
+            if codes[rank].is_some() {
+                continue;
+            }
+            if let Some(status) = c.try_wait()? {
+                let code = status.code().unwrap_or(1);
+                codes[rank] = Some(code);
+                if code != 0 && failed.is_none() {
+                    failed = Some((rank, code, Instant::now()));
+                }
+            }
+        }
+        if codes.iter().all(Option::is_some) {
+            break;
+        }
+        if let Some((_, _, at)) = failed {
+            if at.elapsed() > Duration::from_secs(30) {
+                stop(&mut children);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    match failed {
+        Some((rank, code, _)) => {
+            eprintln!(
+                "skeleguide-train launch: rank {rank} failed (exit {code}); stopped the others"
+            );
+            std::process::exit(code)
+        }
+        None => Ok(()),
+    }
+}
+
+fn stop(children: &mut [Child]) {
+    for c in children.iter_mut() {
+        let _ = c.kill();
+    }
+}
+
+fn free_local_address() -> Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free local port")?;
+    Ok(l.local_addr()?.to_string())
+}
