@@ -307,7 +307,7 @@ impl ModelConfig {
             .map_err(|e| ModelDirError::file(path, format!("invalid: {e}")))?;
         if cfg.format != 1 {
             return Err(ModelDirError::file(
-                &path,
+                path,
                 format!("format {} is not supported (expected 1)", cfg.format),
             ));
         }
@@ -316,7 +316,7 @@ impl ModelConfig {
             .map_err(|e| ModelDirError::file(path, format!("dit: {e}")))?;
         if cfg.resolution < 16 || cfg.resolution % 16 != 0 {
             return Err(ModelDirError::file(
-                &path,
+                path,
                 format!(
                     "resolution {} must be a positive multiple of 16",
                     cfg.resolution
@@ -344,7 +344,7 @@ impl ModelConfig {
         for (name, l) in &cfg.lora {
             if l.rank == 0 || !l.alpha.is_finite() {
                 return Err(ModelDirError::file(
-                    &path,
+                    path,
                     format!("lora.{name}: rank must be at least 1 and alpha finite"),
                 ));
             }
@@ -355,7 +355,7 @@ impl ModelConfig {
         for set in [SKELETAL, APPEARANCE] {
             if !cfg.lora.contains_key(set) {
                 return Err(ModelDirError::file(
-                    &path,
+                    path,
                     format!("lora: the `{set}` set is missing"),
                 ));
             }

@@ -27,7 +27,12 @@ fn root() -> PathBuf {
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     out.sort();
     out
@@ -97,7 +102,10 @@ fn the_projects_own_files_parse_through_the_fuzzed_readers() {
         panic!("{e}");
     };
     assert_eq!(total, 10, "{problems:?}");
-    assert!(problems.iter().all(|p| p.ends_with("does not exist")), "{problems:?}");
+    assert!(
+        problems.iter().all(|p| p.ends_with("does not exist")),
+        "{problems:?}"
+    );
 }
 
 #[test]

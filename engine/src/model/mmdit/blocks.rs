@@ -5,10 +5,10 @@
 //! inference path (`forward_fused`).
 
 use super::{chunks, host_vec, CondStream, Loader, Mod, Mode, Rope, NORM_EPS};
-use crate::model::layers::Lin;
 use crate::model::config::DitConfig;
 use crate::model::error::Result;
 use crate::model::kernels;
+use crate::model::layers::Lin;
 use crate::model::lora::LayerLora;
 use candle_core::{DType, Tensor, D};
 use std::sync::Arc;
