@@ -1,61 +1,13 @@
 //! Headless GUI tests (egui_kittest, no renderer): dragging, undo/redo, person edits, save and
 //! reload, bad files.
 
-use egui::{Key, Modifiers, Pos2, Vec2};
+mod common;
+
+use common::*;
+use egui::{Key, Modifiers, Vec2};
 use egui_kittest::kittest::Queryable;
-use egui_kittest::Harness;
 use skeleguide::gui::{GuiOptions, SkeleGuideApp};
 use skeleguide_engine::pose::{edit::default_person, Edit, PoseSet};
-
-fn harness(app: SkeleGuideApp) -> Harness<'static, SkeleGuideApp> {
-    let mut h = Harness::builder()
-        .with_size(Vec2::new(1280.0, 800.0))
-        .build_ui_state(|ui, app: &mut SkeleGuideApp| app.frame(ui), app);
-    h.run();
-    h
-}
-
-const PERSON_HEIGHT: f64 = 240.0;
-
-fn person_center(i: usize) -> (f64, f64) {
-    (110.0 + 160.0 * i as f64, 192.0)
-}
-
-fn app_with_people(n: usize) -> SkeleGuideApp {
-    let mut app = SkeleGuideApp::new(&GuiOptions::default());
-    // the app opens a bundled sample scene at start; poses use its canvas
-    let (w, h) = app.doc.canvas();
-    let mut set = PoseSet::new(w, h);
-    for i in 0..n {
-        let mut p = default_person(person_center(i), PERSON_HEIGHT);
-        // raise the left wrist so that mirroring changes the pose
-        let w = p.joints[7].as_mut().unwrap();
-        w.x += 20.0;
-        w.y -= 90.0;
-        set.people.push(p);
-    }
-    app.doc.history.replace("test poses", set);
-    app
-}
-
-fn joint_screen(h: &Harness<SkeleGuideApp>, person: usize, joint: usize) -> Pos2 {
-    let app = h.state();
-    let k = app.doc.poses().people[person].joints[joint].unwrap();
-    app.canvas.to_screen(k.x, k.y)
-}
-
-fn drag(h: &mut Harness<SkeleGuideApp>, from: Pos2, delta: Vec2) {
-    h.hover_at(from);
-    h.run();
-    h.drag_at(from);
-    h.run();
-    for i in 1..=4 {
-        h.hover_at(from + delta * (i as f32 / 4.0));
-        h.run();
-    }
-    h.drop_at(from + delta);
-    h.run();
-}
 
 #[test]
 fn dragging_a_joint_moves_it_by_the_drag() {
@@ -238,39 +190,6 @@ fn corrupt_files_show_an_error_and_keep_the_state() {
     h.get_by_label("Add person").click();
     h.run();
     assert_eq!(h.state().doc.poses().people.len(), 2);
-}
-
-/// A randomly initialised tiny model directory, shared by the generation tests.
-fn tiny_model() -> &'static std::path::Path {
-    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = tempfile::tempdir().unwrap();
-        skeleguide_engine::modeldir::init_random(d.path(), "tiny", 7).unwrap();
-        d
-    })
-    .path()
-}
-
-fn app_with_scene_and_model() -> (SkeleGuideApp, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let scene = dir.path().join("scene.png");
-    image::RgbImage::from_fn(160, 120, |x, y| {
-        image::Rgb([(x * 2) as u8, (y * 2) as u8, 100])
-    })
-    .save(&scene)
-    .unwrap();
-    let mut app = app_with_people(1);
-    app.open_path(&scene);
-    app.gen.model_dir = tiny_model().display().to_string();
-    (app, dir)
-}
-
-fn run_until_idle(h: &mut Harness<SkeleGuideApp>, secs: u64) {
-    let start = std::time::Instant::now();
-    while h.state().running.is_some() && start.elapsed().as_secs() < secs {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        h.run();
-    }
 }
 
 #[test]

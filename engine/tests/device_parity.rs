@@ -1,8 +1,14 @@
 //! The pipeline in other devices and dtypes than the CPU's f32, on the shipped tiny model: the
 //! same seed and inputs give the same layout and image. The CUDA tests run in a `--features cuda`
-//! build on a machine with a GPU; anywhere else they say why they skipped and pass. The f64 test
-//! runs everywhere: like bf16 on CUDA, it makes the pipeline convert the tiny encoders' f32
-//! outputs to the DiT's dtype.
+//! build on a machine with a GPU; anywhere else they print one `SKIPPED: ` line with the reason
+//! and pass (CI has no GPU). The f64 test runs everywhere: like bf16 on CUDA, it makes the
+//! pipeline convert the tiny encoders' f32 outputs to the DiT's dtype.
+//!
+//! Bounds (docs/training.md states them beside the H100 figures): f64 on the CPU and f32 on
+//! CUDA are the CPU's f32 arithmetic at another precision or in another order, so their stage-1
+//! latents stay within 1e-4 relative and their images at 60 dB or more (at most rare one-level
+//! differences); bf16 keeps 8 bits of mantissa: latents within 3e-2 relative, the image at
+//! 40 dB or more.
 
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
@@ -12,15 +18,16 @@ use skeleguide_engine::pipeline::{Pipeline, RunOptions};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
+/// The first CUDA device, or `None` after one `SKIPPED: ` line saying why there is none.
 fn gpu() -> Option<Device> {
     if !cuda_compiled() {
-        eprintln!("skipped: this build has no CUDA (cargo test --features cuda)");
+        eprintln!("SKIPPED: this build has no CUDA (cargo test --features cuda)");
         return None;
     }
     match cuda_device(0) {
         Ok(d) => Some(d),
         Err(e) => {
-            eprintln!("skipped: {e}");
+            eprintln!("SKIPPED: no CUDA device 0 ({e})");
             None
         }
     }
@@ -93,7 +100,7 @@ fn generate_in_f64_on_the_cpu_matches_f32() {
         (&cpu, DType::F32),
         (&cpu, DType::F64),
     );
-    assert!(d < 1e-2 && q > 40.0, "f64 differs from f32: {d}, {q} dB");
+    assert!(d < 1e-4 && q >= 60.0, "f64 differs from f32: {d}, {q} dB");
 }
 
 #[test]
@@ -105,7 +112,7 @@ fn generate_in_f32_on_cuda_matches_the_cpu() {
         (&gpu, DType::F32),
     );
     assert!(
-        d < 1e-2 && q > 40.0,
+        d < 1e-4 && q >= 60.0,
         "cuda differs from the cpu: {d}, {q} dB"
     );
 }
@@ -113,10 +120,13 @@ fn generate_in_f32_on_cuda_matches_the_cpu() {
 #[test]
 fn generate_in_bf16_on_cuda_stays_close_to_the_cpu() {
     let Some(gpu) = gpu() else { return };
-    let (_, q) = compare(
+    let (d, q) = compare(
         "bf16 cuda vs f32 cpu",
         (&Device::Cpu, DType::F32),
         (&gpu, DType::BF16),
     );
-    assert!(q > 20.0, "bf16 images drift too far: {q} dB");
+    assert!(
+        d < 3e-2 && q >= 40.0,
+        "bf16 drifts too far from f32: {d}, {q} dB"
+    );
 }

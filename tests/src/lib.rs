@@ -33,8 +33,34 @@ pub fn run(args: &[&str]) -> Output {
         .expect("spawn skeleguide")
 }
 
-/// The real pose files written by other tools, or `None` (with a message) when `../shared` is
-/// absent, as in a user's clone. `SKELEGUIDE_SHARED` overrides the location.
+/// Set (to anything but `0` or empty) where every test dependency must be present, as `.ci/run`
+/// does: a missing Xvfb, wgpu adapter, `mkfifo` or shared fixture fails the test instead of
+/// skipping it.
+pub const REQUIRE_TEST_DEPS: &str = "SKELEGUIDE_REQUIRE_TEST_DEPS";
+
+/// Whether [`REQUIRE_TEST_DEPS`] is set.
+pub fn test_deps_required() -> bool {
+    std::env::var_os(REQUIRE_TEST_DEPS).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Skips the rest of a test for a reason that may hold on any machine (running as root, say):
+/// one `SKIPPED: ` line.
+pub fn skip(reason: &str) {
+    eprintln!("SKIPPED: {reason}");
+}
+
+/// Skips the rest of a test because a dependency the CI machine has is missing: one
+/// `SKIPPED: ` line, or a panic where [`REQUIRE_TEST_DEPS`] is set.
+pub fn skip_missing(reason: &str) {
+    assert!(
+        !test_deps_required(),
+        "{reason}; {REQUIRE_TEST_DEPS} is set, so this fails instead of skipping"
+    );
+    skip(reason);
+}
+
+/// The real pose files written by other tools, or `None` (after [`skip_missing`]) when
+/// `../shared` is absent, as in a user's clone. `SKELEGUIDE_SHARED` overrides the location.
 pub fn shared_poses() -> Option<PathBuf> {
     let root = match std::env::var_os("SKELEGUIDE_SHARED") {
         Some(p) => PathBuf::from(p),
@@ -44,10 +70,10 @@ pub fn shared_poses() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!(
-            "SKIPPED: {} is absent (a user's clone has no ../shared); set SKELEGUIDE_SHARED to run this test",
+        skip_missing(&format!(
+            "{} is absent (a user's clone has no ../shared); set SKELEGUIDE_SHARED to run this test",
             dir.display()
-        );
+        ));
         None
     }
 }
@@ -81,11 +107,11 @@ pub fn png_header(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
-/// Makes a FIFO at `path`; `false` (with a SKIPPED message) where `mkfifo` is not available.
+/// Makes a FIFO at `path`; `false` (after [`skip_missing`]) where `mkfifo` is not available.
 pub fn mkfifo(path: &Path) -> bool {
     let made = Command::new("mkfifo").arg(path).status();
     if !made.is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED: mkfifo is not available");
+        skip_missing(&format!("mkfifo cannot make {}", path.display()));
         return false;
     }
     true

@@ -426,7 +426,7 @@ fn read_only_directory_is_refused_without_leftovers() {
     let probe = ro.join("probe");
     if std::fs::write(&probe, b"x").is_ok() {
         let _ = std::fs::remove_file(&probe);
-        eprintln!("SKIPPED: running as a user who can write to read-only directories");
+        skeleguide_tests::skip("running as a user who can write to read-only directories");
         return;
     }
     let r = run(&[
@@ -438,4 +438,120 @@ fn read_only_directory_is_refused_without_leftovers() {
     ]);
     assert_eq!(r.status.code(), Some(2));
     assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
+}
+
+#[test]
+fn pipeline_commands_refuse_a_bad_scene_pose_or_prompts_file_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = d.join("model");
+    skeleguide_engine::modeldir::init_random(&model, "tiny", 1).unwrap();
+    skeleguide_tests::small_scene(d);
+    std::fs::write(d.join("good.json"), frame(&people(1), "48", "32")).unwrap();
+    let prompts = d.join("prompts.txt");
+    std::fs::write(&prompts, "a man standing\n").unwrap();
+    let files: [(&str, &[u8]); 4] = [
+        ("garbage.png", b"\x89PNG\r\n\x1a\nnot really a png"),
+        (
+            "truncated.json",
+            br#"{"people":[{"pose_keypoints_2d":[1,2,"#,
+        ),
+        ("comments.txt", b"# only a comment\n\n"),
+        ("control.txt", b"a man\x07 waving\n"),
+    ];
+    for (name, bytes) in files {
+        std::fs::write(d.join(name), bytes).unwrap();
+    }
+    let before = std::fs::read_dir(d).unwrap().count();
+    let p = |name: &str| d.join(name).to_str().unwrap().to_string();
+    let (m, s, g, pr) = (p("model"), p("scene.png"), p("good.json"), p("prompts.txt"));
+    let (out, out_dir) = (p("out.png"), p("batch"));
+    let common = |cmd: &str, scene: &str| -> Vec<String> {
+        let v = [cmd, "--scene", scene, "--model", &m, "--steps", "1"];
+        v.iter().map(|a| a.to_string()).collect()
+    };
+    let with = |mut v: Vec<String>, rest: &[&str]| {
+        v.extend(rest.iter().map(|a| a.to_string()));
+        v
+    };
+    let single =
+        |cmd: &str, scene: &str| with(common(cmd, scene), &["--prompt", "a man", "-o", &out]);
+    let batch = |scene: &str, prompts: &str| {
+        with(
+            common("batch", scene),
+            &["--prompts", prompts, "--seeds", "0..1", "--out", &out_dir],
+        )
+    };
+    // (arguments, the file the one line must name, what it must say)
+    let mut cases: Vec<(Vec<String>, &str, &str)> = Vec::new();
+    for (scene, name, expect) in [
+        (
+            p("garbage.png"),
+            "garbage.png",
+            "cannot read the image header",
+        ),
+        (p("absent.png"), "absent.png", "cannot read"),
+    ] {
+        cases.push((single("generate", &scene), name, expect));
+        cases.push((single("reason", &scene), name, expect));
+        cases.push((
+            with(single("render", &scene), &["--pose", &g]),
+            name,
+            expect,
+        ));
+        cases.push((batch(&scene, &pr), name, expect));
+    }
+    for (bad, name, expect) in [
+        (p("truncated.json"), "truncated.json", "malformed JSON"),
+        (p("absent.json"), "absent.json", "cannot read"),
+    ] {
+        cases.push((with(single("render", &s), &["--pose", &bad]), name, expect));
+        cases.push((with(batch(&s, &pr), &["--pose", &bad]), name, expect));
+    }
+    cases.push((
+        with(single("render", &s), &["--layout", &p("garbage.png")]),
+        "garbage.png",
+        "cannot read the image header",
+    ));
+    for (bad, name, expect) in [
+        (p("comments.txt"), "comments.txt", "no prompts"),
+        (p("control.txt"), "control.txt", "line 1"),
+        (p("absent.txt"), "absent.txt", "cannot read"),
+    ] {
+        cases.push((batch(&s, &bad), name, expect));
+    }
+    for (args, name, expect) in &cases {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let what = format!("{} {name}", a[0]);
+        assert_clean_failure(&run(&a), name, expect, d, before, &what);
+    }
+}
+
+#[test]
+fn gui_refuses_a_bad_scene_or_model_before_opening_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("garbage.png"), b"\x89PNG\r\n\x1a\nnot really a png").unwrap();
+    let no_weights = d.join("no-weights");
+    std::fs::create_dir(&no_weights).unwrap();
+    let before = std::fs::read_dir(d).unwrap().count();
+    let p = |name: &str| d.join(name).to_str().unwrap().to_string();
+    let cases = [
+        ("--scene", p("garbage.png"), "garbage.png", "image header"),
+        ("--scene", p("absent.png"), "absent.png", "cannot read"),
+        ("--model", p("absent-model"), "absent-model", "not found"),
+        ("--model", p("no-weights"), "config.json", "cannot read"),
+    ];
+    for (flag, path, name, expect) in cases {
+        // no display either way: a window that tried to open would fail with another message
+        let r = std::process::Command::new(skeleguide_tests::skeleguide_bin())
+            .args(["gui", flag, &path])
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!err.contains("window"), "gui {flag} {name}: {err}");
+        assert_clean_failure(&r, name, expect, d, before, &format!("gui {flag} {name}"));
+    }
 }

@@ -1,4 +1,4 @@
-//! `skeleguide bench`: the combined run and the existing subcommands emit valid JSON (no timing
+//! `skeleguide bench`: the combined run and the subcommands emit valid JSON (no timing
 //! assertions: speed figures are measured, not tested).
 
 use skeleguide_tests::run;
@@ -40,4 +40,43 @@ fn bench_quick_emits_every_figure_as_json() {
     // the per-group subcommand still works
     let d = json(&["bench", "dit", "--quick", "--json"]);
     assert_eq!(d["preset"], "tiny");
+}
+
+#[test]
+fn bench_ui_measures_the_editor_without_a_display() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    skeleguide_engine::modeldir::init_random(&model, "tiny", 1).unwrap();
+    // the frames run on egui's context alone: no window, so no display is needed
+    let bench_ui = |model: &std::path::Path| {
+        std::process::Command::new(skeleguide_tests::skeleguide_bin())
+            .args(["bench", "ui", "--json", "--model"])
+            .arg(model)
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .output()
+            .unwrap()
+    };
+    let out = bench_ui(&model);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["scene"], "1024x768");
+    assert_eq!(v["people"], 5);
+    // a number, not null: frames were measured while the engine thread rendered
+    for k in [
+        "frame_ms_idle",
+        "frame_ms_editing",
+        "frame_ms_during_render",
+        "preview_ms_8_steps",
+    ] {
+        assert!(v[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {v}");
+    }
+    let absent = dir.path().join("absent");
+    let out = bench_ui(&absent);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("absent") && err.contains("not found"), "{err}");
+    assert!(out.stdout.is_empty());
 }

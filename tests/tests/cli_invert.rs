@@ -90,17 +90,13 @@ fn inverts_a_drawn_layout_at_several_sizes() {
                 pred.points_outside().is_empty(),
                 "{w}x{h} baseline={baseline}"
             );
-            if !baseline {
-                // the shipped network's accuracy is measured by eval-inverter (its card,
-                // assets/models/tiny/INVERTER.md): only the file format and the canvas are
-                // checked here
-                assert!(!pred.people.is_empty(), "{w}x{h}: no person found");
-                continue;
-            }
+            // both readers, the network included, find the two people at their joints: the
+            // card's clean-layout target (assets/models/tiny/INVERTER.md), PCK 0.98, is every
+            // one of these 35 joints within 5 % of its person's bounding-box diagonal
             assert_eq!(pred.people.len(), 2, "{w}x{h} baseline={baseline}");
             let r = pck(&pred, &gt, 0.05);
             assert!(
-                r.value() >= 0.95,
+                r.value() >= 0.98,
                 "{w}x{h} baseline={baseline}: PCK {} ({r:?})",
                 r.value()
             );

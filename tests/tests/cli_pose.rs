@@ -1,4 +1,4 @@
-//! CLI flows: convert, draw and info on real files written by other tools.
+//! CLI flows: convert, draw and info on real files written by other tools, and their options.
 
 use skeleguide_engine::pose::{self, ImportOptions};
 use skeleguide_tests::{run, shared_poses};
@@ -177,4 +177,122 @@ fn convert_and_draw_real_files() {
     assert_eq!(img.dimensions(), (384, 256)); // the pose is scaled to the scene
     assert_eq!(img.get_pixel(183, 86).0, [255, 0, 0]);
     assert_eq!(img.get_pixel(2, 2).0, [40, 80, 120]);
+}
+
+#[test]
+fn convert_keeps_the_real_confidences_only_with_keep_confidence() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 18 joints; every fourth is missing (0,0,0), the others carry confidences 0.25, 0.5, 0.75
+    let (mut body, mut conf) = (Vec::new(), Vec::new());
+    for j in 0..18 {
+        let c = if j % 4 == 3 {
+            0.0
+        } else {
+            0.25 * (1 + j % 3) as f64
+        };
+        let (x, y) = if c > 0.0 {
+            (10 + 2 * j, 5 + 3 * j)
+        } else {
+            (0, 0)
+        };
+        body.push(format!("{x},{y},{c}"));
+        conf.push(c);
+    }
+    let input = tmp.path().join("detected.json");
+    std::fs::write(
+        &input,
+        format!(
+            r#"{{"people":[{{"pose_keypoints_2d":[{}]}}],"canvas_width":64,"canvas_height":64}}"#,
+            body.join(",")
+        ),
+    )
+    .unwrap();
+    let convert = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        let mut args = vec!["pose", "convert", input.to_str().unwrap(), "-o"];
+        args.push(out.to_str().unwrap());
+        args.extend(extra);
+        ok(&run(&args));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        v["people"][0]["pose_keypoints_2d"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect::<Vec<f64>>()
+    };
+    let kept = convert("kept.json", &["--keep-confidence"]);
+    let plain = convert("plain.json", &[]);
+    assert_eq!(kept.len(), 54);
+    for j in 0..18 {
+        let (k, p) = (&kept[3 * j..3 * j + 3], &plain[3 * j..3 * j + 3]);
+        assert_eq!(k[..2], p[..2], "joint {j}: the same position either way");
+        assert_eq!(
+            k[2], conf[j],
+            "joint {j}: the detector's confidence is kept"
+        );
+        let one = if conf[j] > 0.0 { 1.0 } else { 0.0 };
+        assert_eq!(
+            p[2], one,
+            "joint {j}: 1.0 for the ControlNet tools, 0 when missing"
+        );
+    }
+    // the kept confidences read back as they were written
+    let back =
+        pose::read_pose_file(&tmp.path().join("kept.json"), &ImportOptions::default()).unwrap();
+    let read: Vec<f64> = back.frames[0].people[0]
+        .joints
+        .iter()
+        .map(|k| k.as_ref().map_or(0.0, |k| k.confidence))
+        .collect();
+    assert_eq!(read, conf);
+}
+
+#[test]
+fn draw_grows_the_mask_by_exactly_the_mask_margin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (w, h) = (64u32, 48u32);
+    let mut set = pose::PoseSet::new(w, h);
+    set.people
+        .push(pose::edit::default_person((32.0, 24.0), 36.0));
+    let input = tmp.path().join("person.json");
+    pose::write_pose_file(&input, &[set], pose::ExportOptions::default()).unwrap();
+    let mask = |margin: Option<&str>| {
+        let (layout, m) = (tmp.path().join("l.png"), tmp.path().join("m.png"));
+        let mut args = vec!["pose", "draw", "--pose", input.to_str().unwrap(), "-o"];
+        args.extend([layout.to_str().unwrap(), "--mask-out", m.to_str().unwrap()]);
+        if let Some(margin) = margin {
+            args.extend(["--mask-margin", margin]);
+        }
+        ok(&run(&args));
+        image::open(&m).unwrap().into_luma8()
+    };
+    let core = mask(Some("0"));
+    assert_eq!(core.dimensions(), (w, h));
+    let inside: Vec<(i64, i64)> = core
+        .enumerate_pixels()
+        .filter(|(_, _, p)| p.0[0] == 255)
+        .map(|(x, y, _)| (x as i64, y as i64))
+        .collect();
+    assert!(!inside.is_empty() && inside.len() < (w * h / 4) as usize);
+    for r in [3i64, 8] {
+        let grown = if r == 8 {
+            mask(None) // the default margin
+        } else {
+            mask(Some(&r.to_string()))
+        };
+        for (x, y, p) in grown.enumerate_pixels() {
+            let near = inside.iter().any(|&(cx, cy)| {
+                let (dx, dy) = (x as i64 - cx, y as i64 - cy);
+                dx * dx + dy * dy <= r * r
+            });
+            // the mask is binary: every pixel within r of the skeleton, and only those
+            assert_eq!(
+                p.0[0],
+                if near { 255 } else { 0 },
+                "margin {r} at ({x}, {y})"
+            );
+        }
+    }
 }

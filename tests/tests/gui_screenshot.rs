@@ -1,8 +1,8 @@
 //! The real window, headless: `skeleguide gui --screenshot` under Xvfb renders one full frame
 //! through wgpu (Mesa lavapipe or llvmpipe) and exits. Skips when Xvfb is not installed
-//! (scripts/setup-system.sh installs it; CI runs that script).
+//! (scripts/setup-system.sh installs it; CI runs that script and fails on the skip).
 
-use skeleguide_tests::{shared_poses, skeleguide_bin};
+use skeleguide_tests::{shared_poses, skeleguide_bin, skip_missing};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,9 +17,11 @@ fn xvfb() -> Option<std::path::PathBuf> {
 #[test]
 fn screenshot_mode_renders_the_window() {
     let Some(xvfb) = xvfb() else {
-        eprintln!("SKIPPED: Xvfb is not installed (run scripts/setup-system.sh)");
+        skip_missing("Xvfb is not installed (run scripts/setup-system.sh)");
         return;
     };
+    // asked before Xvfb starts: a required fixture that is missing fails with no server left
+    let fixtures = shared_poses();
     // -displayfd: Xvfb picks a free display itself and writes its number to stdout only once
     // it accepts connections, so neither a busy display number nor a slow start (a loaded CI
     // machine) can race the window below.
@@ -55,7 +57,7 @@ fn screenshot_mode_renders_the_window() {
     cmd.args(["gui", "--screenshot", shot.to_str().unwrap()])
         .env("DISPLAY", &display)
         .env("XDG_RUNTIME_DIR", dir.path());
-    if let Some(p) = shared_poses() {
+    if let Some(p) = &fixtures {
         cmd.args([
             "--pose",
             p.join("controlnet_editor_768x512_hands.json")
@@ -92,7 +94,7 @@ fn screenshot_mode_renders_the_window() {
     // a real frame, not a blank one: panels, canvas and (with the fixture) the skeleton colours
     let distinct: std::collections::HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
     assert!(distinct.len() > 50, "only {} colours", distinct.len());
-    if shared_poses().is_some() {
+    if fixtures.is_some() {
         assert!(
             img.pixels().any(|p| p.0 == [255, 0, 0]),
             "no red nose joint in the screenshot"

@@ -88,7 +88,7 @@ fn a_model_config_that_is_a_fifo_is_refused_not_waited_on() {
 #[test]
 fn an_endless_stream_as_a_pose_file_or_scene_is_cut_at_the_stream_limit() {
     if !Path::new("/dev/zero").exists() {
-        eprintln!("SKIPPED: no /dev/zero");
+        skeleguide_tests::skip_missing("no /dev/zero");
         return;
     }
     let out = run_within(&["pose", "info", "/dev/zero"], SECONDS);

@@ -34,7 +34,7 @@ fn no_tracked_text_file_holds_a_machine_path() {
     let files = match listed {
         Ok(o) if o.status.success() => o.stdout,
         _ => {
-            eprintln!("SKIPPED: not a git checkout (or no git)");
+            skeleguide_tests::skip("not a git checkout (or no git)");
             return;
         }
     };

@@ -27,11 +27,10 @@ fn colour_baseline_recovers_clean_layouts_on_black() {
         counts += count_exact(&pred, &gt) as usize;
     }
     eprintln!("pck {} count {}", total.value(), counts as f64 / n as f64);
-    // measured: 0.986 and 1.000 (without the regrouping by the pose prior 0.980; the decoder
-    // before that: PCK 0.934; without the best-total assignment of limb pairs: 0.963)
-    assert!(total.value() > 0.982, "{total:?}");
+    // the clean-layout targets of assets/models/tiny/INVERTER.md: PCK and count accuracy 0.98
+    assert!(total.value() >= 0.98, "{total:?}");
     assert!(
-        counts as f64 / n as f64 >= 0.97,
+        counts as f64 / n as f64 >= 0.98,
         "count accuracy {counts}/{n}"
     );
 }
@@ -261,4 +260,59 @@ fn pose_prior_is_the_generators_statistics() {
             "limbs {k}/{l}: table ({mean}, {sd}), measured ({m:.3}, {d:.3}); all measured: {measured:.3?}"
         );
     }
+}
+
+#[test]
+fn the_inverter_command_writes_weights_that_lower_the_held_out_loss() {
+    use skeleguide_engine::inverter::PoseInverter;
+    use skeleguide_trainer::inverter::{batch, held_out_loss};
+    let dir = tempfile::tempdir().unwrap();
+    let train = |steps: &str| {
+        let out = dir.path().join(format!("steps{steps}"));
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_skeleguide-train"))
+            .args(["inverter", "--steps", steps, "--batch", "4", "--crop", "64"])
+            .args([
+                "--stem", "8", "--width", "12", "--blocks", "1", "--scenes", "4",
+            ])
+            .args(["--ae-model", "none", "--lr", "3e-3", "--seed", "5", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{err}");
+        let file = out.join(skeleguide_engine::modeldir::INVERTER_FILE);
+        assert!(err.contains(&format!("trained {steps} steps")), "{err}");
+        assert!(err.contains(&file.display().to_string()), "{err}");
+        let ema: f32 = err
+            .split("final loss (ema) ")
+            .nth(1)
+            .and_then(|s| s.split(';').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{err}"));
+        let model = PoseInverter::load(&file, &candle_core::Device::Cpu).unwrap();
+        (model, ema)
+    };
+    // the same seed: one step is (almost) the initial model
+    let (start, first_loss) = train("1");
+    let (trained, last_ema) = train("30");
+    let cfg = *trained.config();
+    assert_eq!((cfg.stem, cfg.width, cfg.blocks), (8, 12, 1));
+    // fixed held-out batches from another seed
+    let bg = Backgrounds::default();
+    let mut rng = Rng::new(99);
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let s: Vec<_> = (0..4)
+                .map(|_| sample(&mut rng, &bg, Degrade::Clean))
+                .collect();
+            batch(&s, &cfg, 64, &mut rng, &candle_core::Device::Cpu).unwrap()
+        })
+        .collect();
+    let before = held_out_loss(&start, &held).unwrap();
+    let after = held_out_loss(&trained, &held).unwrap();
+    assert!(after < 0.8 * before, "held-out loss {before} -> {after}");
+    assert!(
+        last_ema < first_loss,
+        "reported loss {first_loss} -> {last_ema}"
+    );
 }

@@ -1,38 +1,22 @@
 //! The training curriculum: every phase runs and lowers its fixed-batch loss, each phase
 //! changes exactly the parameters it trains, the render loss of phase 2 reaches the skeletal
-//! LoRA, a run killed with SIGKILL resumes bit-identically, and bad configs are named.
+//! LoRA, and bad configs are named. Resuming after SIGKILL is in `resume.rs`.
+
+mod common;
 
 use candle_core::backprop::GradStore;
 use candle_core::Var;
+use common::dataset;
 use skeleguide_engine::modeldir::{self, Method, APPEARANCE, SKELETAL};
 use skeleguide_engine::pipeline::Pipeline;
 use skeleguide_trainer::config::TrainConfig;
-use skeleguide_trainer::data::synth::{write_dataset, Split, SynthOptions};
 use skeleguide_trainer::phases::{self, PhaseSel, TrainArgs};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 fn repo_file(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
-}
-
-fn dataset(count: usize) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    let opts = SynthOptions {
-        count,
-        seed: 11,
-        split: Split::Train,
-        size: 128,
-        threads: 1,
-    };
-    write_dataset(d.path(), &opts, &|| {}).unwrap();
-    d
-}
-
-fn smoke_config() -> TrainConfig {
-    TrainConfig::load(&repo_file("trainer/configs/tiny-smoke.toml")).unwrap()
 }
 
 /// The tensors of a safetensors file, by name (metadata order is not stable, values are).
@@ -44,6 +28,10 @@ fn tensors(p: &Path) -> BTreeMap<String, Vec<f32>> {
         .collect()
 }
 
+fn smoke_config() -> TrainConfig {
+    TrainConfig::load(&repo_file("trainer/configs/tiny-smoke.toml")).unwrap()
+}
+
 fn run_phase(cfg: &TrainConfig, out: &Path, data: &Path, phase: u8) -> phases::PhaseSummary {
     let args = TrainArgs {
         config: cfg.clone(),
@@ -52,6 +40,7 @@ fn run_phase(cfg: &TrainConfig, out: &Path, data: &Path, phase: u8) -> phases::P
         resume: false,
         data: Some(data.to_path_buf()),
         progress: false,
+        group: None,
     };
     let mut s = phases::train(&args).unwrap();
     let last = s.pop().unwrap();
@@ -408,144 +397,11 @@ fn phase0_keeps_a_moving_average_across_a_resume_and_writes_it() {
         resume: true,
         data: Some(data.path().to_path_buf()),
         progress: false,
+        group: None,
     };
     phases::train(&args).unwrap();
     let resumed = tensors(&phases::model_dir(halves.path()).join(modeldir::BASE_FILE));
     assert_eq!(resumed, base, "the resumed run's moving average differs");
-}
-
-fn write_resume_config(dir: &Path, base: &Path) -> PathBuf {
-    write_resume_config_with_rank(dir, base, 4)
-}
-
-fn write_resume_config_with_rank(dir: &Path, base: &Path, rank: usize) -> PathBuf {
-    let p = dir.join(format!("resume-rank{rank}.toml"));
-    let text = format!(
-        "preset = \"tiny\"\nbase_model = {:?}\nseed = 4\nbatch = 2\ncheckpoint_every = 3\n\
-         [optim]\nlr = 1e-3\ngrad_clip = 1.0\nprompt_dropout = 0.1\ncond_dropout = 0.1\nlambda_reason = 0.5\nlambda_render = 1.0\n\
-         [data]\n[lora]\nrank = {rank}\nalpha = 4.0\n[phase1]\nsteps = 40\n[phase2]\nsteps = 1\n[phase3]\nsteps = 1\n",
-        base.display().to_string()
-    );
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn losses(out: &Path) -> Vec<(String, usize, f64, f64)> {
-    std::fs::read_to_string(out.join("train.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["phase"].as_str().unwrap().to_string(),
-                v["step"].as_u64().unwrap() as usize,
-                v["loss"].as_f64().unwrap(),
-                v["grad_norm"].as_f64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-#[test]
-fn resume_after_sigkill_is_bit_identical() {
-    let bin = env!("CARGO_BIN_EXE_skeleguide-train");
-    let data = dataset(4);
-    let base = tempfile::tempdir().unwrap();
-    modeldir::init_random(base.path(), "tiny", 7).unwrap();
-    // the base's PoseInverter comes along (it reads what the base's autoencoder decodes)
-    let inverter = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../assets/models/tiny")
-        .join(modeldir::INVERTER_FILE);
-    std::fs::copy(&inverter, base.path().join(modeldir::INVERTER_FILE)).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let config = write_resume_config(tmp.path(), base.path());
-    let run = |out: &Path, resume: bool| {
-        let mut c = Command::new(bin);
-        c.args(["train", "--phase", "1", "--config"])
-            .arg(&config)
-            .arg("--out")
-            .arg(out)
-            .arg("--data")
-            .arg(data.path());
-        if resume {
-            c.arg("--resume");
-        }
-        c
-    };
-    let full = tmp.path().join("full");
-    let st = run(&full, false).output().unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let reference = losses(&full);
-    assert_eq!(reference.len(), 40);
-    let linked = std::fs::read(full.join("model").join(modeldir::INVERTER_FILE)).unwrap();
-    assert_eq!(linked, std::fs::read(&inverter).unwrap());
-
-    let killed = tmp.path().join("killed");
-    let mut child = run(&killed, false)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let ck = killed.join("checkpoint.safetensors");
-    let t0 = Instant::now();
-    while !ck.is_file() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // SIGKILL: no chance to clean up.
-    let st = Command::new("kill")
-        .arg("-9")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let _ = child.wait();
-    let before = losses(&killed);
-    assert!(
-        before.len() < 40,
-        "the run must be killed before it finishes ({} steps logged)",
-        before.len()
-    );
-    // resuming under a config that shapes the tensors otherwise is refused, the run untouched
-    let ck_bytes = std::fs::read(&ck).unwrap();
-    let other = write_resume_config_with_rank(tmp.path(), base.path(), 8);
-    let st = Command::new(bin)
-        .args(["train", "--phase", "1", "--resume", "--config"])
-        .arg(&other)
-        .arg("--out")
-        .arg(&killed)
-        .arg("--data")
-        .arg(data.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&st.stderr);
-    assert_eq!(st.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("lora.rank = 4") && err.contains("says 8"),
-        "{err}"
-    );
-    assert_eq!(std::fs::read(&ck).unwrap(), ck_bytes);
-    assert_eq!(losses(&killed), before);
-    let st = run(&killed, true).output().unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let resumed = losses(&killed);
-    assert_eq!(resumed.len(), reference.len());
-    for (a, b) in resumed.iter().zip(&reference) {
-        assert_eq!(a, b, "resumed run differs from the uninterrupted one");
-    }
-    // The resumed model equals the uninterrupted one bit for bit.
-    let m = |o: &Path| tensors(&phases::model_dir(o).join(modeldir::lora_file(SKELETAL)));
-    assert!(m(&killed) == m(&full), "the resumed LoRA differs");
 }
 
 #[test]
@@ -801,6 +657,7 @@ fn baselines_train_and_generate_through_the_pipeline() {
             resume: false,
             data: Some(data.path().to_path_buf()),
             progress: false,
+            group: None,
         };
         let s = phases::train(&args).unwrap();
         let names: Vec<&str> = s.iter().map(|s| s.phase.as_str()).collect();

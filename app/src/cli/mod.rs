@@ -6,7 +6,7 @@ pub mod invert;
 pub mod pose;
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -68,12 +68,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             pose,
             screenshot,
             model,
-        }) => crate::gui::run(crate::gui::GuiOptions {
-            scene,
-            pose,
-            screenshot,
-            model,
-        }),
+        }) => {
+            check_gui_files(scene.as_deref(), model.as_deref())?;
+            crate::gui::run(crate::gui::GuiOptions {
+                scene,
+                pose,
+                screenshot,
+                model,
+            })
+        }
         None => crate::gui::run(crate::gui::GuiOptions::default()),
     }
+}
+
+/// A scene or model directory named on the command line that cannot be used is an error before
+/// any window opens (inside the app it would only be a status message).
+fn check_gui_files(scene: Option<&Path>, model: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(s) = scene {
+        skeleguide_engine::imageio::read_rgb(s)?;
+    }
+    if let Some(m) = model {
+        skeleguide_engine::modeldir::check(m)?;
+    }
+    Ok(())
 }

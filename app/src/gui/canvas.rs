@@ -23,6 +23,7 @@ enum Drag {
     Joint {
         person: usize,
         joint: usize,
+        start: (f64, f64),
         x: f64,
         y: f64,
     },
@@ -41,6 +42,31 @@ enum Drag {
 }
 
 impl Drag {
+    /// Follows the pointer at `at`, for a press that began at `grab` (both in image pixels).
+    fn follow(&mut self, grab: (f64, f64), at: (f64, f64)) {
+        let (mx, my) = (at.0 - grab.0, at.1 - grab.1);
+        match self {
+            Drag::Joint { start, x, y, .. } => (*x, *y) = (start.0 + mx, start.1 + my),
+            Drag::Move { dx, dy, .. } => (*dx, *dy) = (mx, my),
+            Drag::Scale {
+                anchor,
+                corner,
+                sx,
+                sy,
+                ..
+            } => {
+                // uniform scale from the diagonal, so the person keeps its proportions; the
+                // corner keeps its distance from the pointer, so the grab itself scales nothing
+                let (w0, h0) = (
+                    (corner.0 - anchor.0).max(1.0),
+                    (corner.1 - anchor.1).max(1.0),
+                );
+                let f = ((w0 + mx) / w0).max((h0 + my) / h0).max(0.05);
+                (*sx, *sy) = (f, f);
+            }
+        }
+    }
+
     fn edit(&self) -> Edit {
         match *self {
             Drag::Joint {
@@ -48,6 +74,7 @@ impl Drag {
                 joint,
                 x,
                 y,
+                ..
             } => Edit::MoveJoint {
                 person,
                 joint,
@@ -87,6 +114,10 @@ pub struct Canvas {
     /// Layout overlay opacity, 0..1.
     pub opacity: f32,
     drag: Option<Drag>,
+    /// Where the press of the current drag began, in image pixels.
+    grab: (f64, f64),
+    /// A middle-drag or Space+drag that began on the canvas is moving the view.
+    panning: bool,
     scene_tex: Option<(u64, TextureHandle)>,
     overlay_tex: Option<(OverlayKey, TextureHandle)>,
     /// Set when the overlay is drawn on the GPU (eframe on wgpu); else the CPU texture is used.
@@ -109,6 +140,8 @@ impl Default for Canvas {
             fit_requested: true,
             opacity: 1.0,
             drag: None,
+            grab: (0.0, 0.0),
+            panning: false,
             scene_tex: None,
             overlay_tex: None,
             gpu_overlay: None,
@@ -158,22 +191,34 @@ impl Canvas {
             self.fit_requested = false;
         }
 
-        // zoom and pan
-        if resp.hovered() {
+        // zoom and pan, also over a joint or the selected person's box (widgets on the canvas)
+        let over = ui.rect_contains_pointer(resp.rect);
+        if over {
             let (scroll, zoom) = ui.input(|i| (i.smooth_scroll_delta.y, i.zoom_delta()));
             let factor = zoom * (scroll * 0.0015).exp();
             if (factor - 1.0).abs() > 1e-4 {
-                if let Some(p) = resp.hover_pos() {
+                if let Some(p) = ui.input(|i| i.pointer.hover_pos()) {
                     self.zoom_at(factor, p);
                 }
             }
         }
         let space = ui.input(|i| i.key_down(egui::Key::Space));
-        if resp.dragged_by(PointerButton::Middle)
-            || (space && resp.dragged_by(PointerButton::Primary))
-        {
-            self.offset += resp.drag_delta();
+        let (pan_pressed, pan_down, pointer_delta) = ui.input(|i| {
+            let p = &i.pointer;
+            (
+                p.button_pressed(PointerButton::Middle)
+                    || (space && p.button_pressed(PointerButton::Primary)),
+                p.button_down(PointerButton::Middle) || (space && p.primary_down()),
+                p.delta(),
+            )
+        });
+        self.panning = pan_down && (self.panning || (pan_pressed && over));
+        if self.panning {
+            self.offset += pointer_delta;
         }
+        let grab = ui
+            .input(|i| i.pointer.press_origin())
+            .map(|p| self.to_image(p));
 
         let shown: Cow<PoseSet> = match self.drag.map(|d| d.edit().apply(doc.poses())) {
             Some(Ok(p)) => Cow::Owned(p),
@@ -215,18 +260,14 @@ impl Canvas {
                     .expand(HANDLE * 2.0);
                 let body = ui.interact(r, resp.id.with("bbox"), Sense::click_and_drag());
                 if body.drag_started_by(PointerButton::Primary) && !space && self.drag.is_none() {
-                    self.drag = Some(Drag::Move {
-                        person: s,
-                        dx: 0.0,
-                        dy: 0.0,
-                    });
-                }
-                if body.dragged_by(PointerButton::Primary) {
-                    if let Some(Drag::Move { dx, dy, .. }) = &mut self.drag {
-                        let d = body.drag_delta() / self.zoom;
-                        *dx += d.x as f64;
-                        *dy += d.y as f64;
-                    }
+                    self.start_drag(
+                        grab,
+                        Drag::Move {
+                            person: s,
+                            dx: 0.0,
+                            dy: 0.0,
+                        },
+                    );
                 }
                 context_menu(
                     &body,
@@ -236,38 +277,17 @@ impl Canvas {
                 );
                 let corner = Rect::from_center_size(r.max, Vec2::splat(HANDLE * 2.4));
                 let handle = ui.interact(corner, resp.id.with("scale"), Sense::drag());
-                if handle.drag_started() {
-                    let anchor = (x0, y0);
-                    self.drag = Some(Drag::Scale {
-                        person: s,
-                        anchor,
-                        corner: (x1, y1),
-                        sx: 1.0,
-                        sy: 1.0,
-                    });
-                }
-                if handle.dragged() {
-                    let pointer = handle.interact_pointer_pos().map(|p| self.to_image(p));
-                    if let (
-                        Some(Drag::Scale {
-                            anchor,
-                            corner,
-                            sx,
-                            sy,
-                            ..
-                        }),
-                        Some((px, py)),
-                    ) = (&mut self.drag, pointer)
-                    {
-                        // uniform scale from the diagonal, so the person keeps its proportions
-                        let (w0, h0) = (
-                            (corner.0 - anchor.0).max(1.0),
-                            (corner.1 - anchor.1).max(1.0),
-                        );
-                        let f = (((px - anchor.0) / w0).max((py - anchor.1) / h0)).max(0.05);
-                        *sx = f;
-                        *sy = f;
-                    }
+                if handle.drag_started_by(PointerButton::Primary) && !space {
+                    self.start_drag(
+                        grab,
+                        Drag::Scale {
+                            person: s,
+                            anchor: (x0, y0),
+                            corner: (x1, y1),
+                            sx: 1.0,
+                            sy: 1.0,
+                        },
+                    );
                 }
                 painter.rect_stroke(
                     r,
@@ -289,20 +309,17 @@ impl Canvas {
                     Sense::click_and_drag(),
                 );
                 if r.drag_started_by(PointerButton::Primary) && !space {
-                    self.drag = Some(Drag::Joint {
-                        person: pi,
-                        joint: j,
-                        x: k.x,
-                        y: k.y,
-                    });
+                    self.start_drag(
+                        grab,
+                        Drag::Joint {
+                            person: pi,
+                            joint: j,
+                            start: (k.x, k.y),
+                            x: k.x,
+                            y: k.y,
+                        },
+                    );
                     actions.push(CanvasAction::Select(Some(pi)));
-                }
-                if r.dragged_by(PointerButton::Primary) {
-                    if let Some(Drag::Joint { x, y, .. }) = &mut self.drag {
-                        let d = r.drag_delta() / self.zoom;
-                        *x += d.x as f64;
-                        *y += d.y as f64;
-                    }
                 }
                 if r.clicked() {
                     actions.push(CanvasAction::Select(Some(pi)));
@@ -353,6 +370,15 @@ impl Canvas {
             }
         }
 
+        // the drag follows the pointer from where it was pressed, so the motion before egui
+        // tells a drag from a click is kept and the grabbed point stays under the pointer
+        let pointer = ui
+            .input(|i| i.pointer.interact_pos())
+            .map(|p| self.to_image(p));
+        if let (Some(d), Some(at)) = (&mut self.drag, pointer) {
+            d.follow(self.grab, at);
+        }
+
         // end of a drag: one undoable edit
         let released = ui.input(|i| i.pointer.any_released());
         if released {
@@ -363,6 +389,7 @@ impl Canvas {
                         joint,
                         x,
                         y,
+                        ..
                     } => doc
                         .poses()
                         .people
@@ -389,6 +416,14 @@ impl Canvas {
         let at = self.to_image(resp.interact_pointer_pos().unwrap_or(resp.rect.center()));
         context_menu(&resp, doc, at, &mut actions);
         actions
+    }
+
+    /// Starts `drag` for the press at `grab` (image pixels; `None` when the pointer is gone).
+    fn start_drag(&mut self, grab: Option<(f64, f64)>, drag: Drag) {
+        if let Some(g) = grab {
+            self.grab = g;
+            self.drag = Some(drag);
+        }
     }
 
     fn scene_texture(&mut self, ui: &Ui, doc: &Document) -> Option<egui::TextureId> {

@@ -86,6 +86,22 @@ pub fn fitted_color_image(ctx: &egui::Context, img: &image::RgbImage) -> egui::C
     egui::ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw())
 }
 
+/// A file filter: its name and the extensions it accepts.
+pub type FileFilter = (&'static str, &'static [&'static str]);
+
+/// Asks the user for a file to open (`false`) or save (`true`); `None`: none was chosen.
+pub type FileDialog = Box<dyn FnMut(bool, FileFilter) -> Option<PathBuf>>;
+
+/// The native file dialog.
+pub fn native_file_dialog(save: bool, filter: FileFilter) -> Option<PathBuf> {
+    let dialog = rfd::FileDialog::new().add_filter(filter.0, filter.1);
+    if save {
+        dialog.save_file()
+    } else {
+        dialog.pick_file()
+    }
+}
+
 /// Steps used by live preview renders.
 pub const PREVIEW_STEPS: usize = 8;
 
@@ -126,6 +142,10 @@ pub struct SkeleGuideApp {
     pub running: Option<Running>,
     /// Every event received, in order (the progress log; tests read it).
     pub events: Vec<Event>,
+    /// Where `pick` asks for files (tests answer in its place).
+    pub file_dialog: FileDialog,
+    /// The skeleton changed by an edit, undo or redo this frame (live preview re-renders).
+    edited: bool,
     worker: Option<Worker>,
     ctx: Option<egui::Context>,
     scene_texture: Option<egui::TextureHandle>,
@@ -175,6 +195,8 @@ impl SkeleGuideApp {
             wipe: 0.5,
             running: None,
             events: Vec::new(),
+            file_dialog: Box::new(native_file_dialog),
+            edited: false,
             worker: None,
             ctx: None,
             scene_texture: None,
@@ -293,8 +315,9 @@ impl SkeleGuideApp {
     }
 
     pub fn apply(&mut self, edit: Edit) {
-        if let Err(e) = self.doc.apply(edit) {
-            self.error(e);
+        match self.doc.apply(edit) {
+            Ok(()) => self.edited = true,
+            Err(e) => self.error(e),
         }
     }
 
@@ -442,6 +465,7 @@ impl SkeleGuideApp {
     pub fn undo(&mut self) {
         let label = self.doc.history.undo_label();
         if self.doc.undo() {
+            self.edited = true;
             self.ok(format!("Undid {}", label.unwrap_or_default()));
         }
     }
@@ -449,19 +473,15 @@ impl SkeleGuideApp {
     pub fn redo(&mut self) {
         let label = self.doc.history.redo_label();
         if self.doc.redo() {
+            self.edited = true;
             self.ok(format!("Redid {}", label.unwrap_or_default()));
         }
     }
 
     /// Shows the file dialog; without a desktop portal it returns `None` at once, and the
     /// status line points at the path field instead.
-    pub fn pick(&mut self, save: bool, filter: (&str, &[&str])) -> Option<PathBuf> {
-        let dialog = rfd::FileDialog::new().add_filter(filter.0, filter.1);
-        let r = if save {
-            dialog.save_file()
-        } else {
-            dialog.pick_file()
-        };
+    pub fn pick(&mut self, save: bool, filter: FileFilter) -> Option<PathBuf> {
+        let r = (self.file_dialog)(save, filter);
         if r.is_none() {
             self.ok("No file chosen. If no dialog appeared, type a path in the field and press Open / Save.");
         }
@@ -593,29 +613,27 @@ impl SkeleGuideApp {
             });
         egui::Panel::bottom("status_bar").show(ui, |ui| status_bar::show(self, ui));
         egui::CentralPanel::default().show(ui, |ui| {
-            let mut edited = false;
             for a in self.canvas.ui(ui, &self.doc) {
                 match a {
-                    CanvasAction::Edit(e) => {
-                        self.apply(e);
-                        edited = true;
-                    }
+                    CanvasAction::Edit(e) => self.apply(e),
                     CanvasAction::Select(s) => self.doc.selected = s,
                 }
             }
-            if edited
-                && self.gen.live_preview
-                && self.doc.scene.is_some()
-                && !self.gen.model_dir.trim().is_empty()
-            {
-                let poses = self.doc.poses().clone();
-                self.submit(
-                    JobKind::Render { poses },
-                    Some(PREVIEW_STEPS.min(self.gen.steps)),
-                );
-            }
         });
         generate_panel::batch_window(self, &ctx);
+        // live preview: one render of the skeleton after this frame's edits, from the canvas,
+        // the keys or the panels
+        if std::mem::take(&mut self.edited)
+            && self.gen.live_preview
+            && self.doc.scene.is_some()
+            && !self.gen.model_dir.trim().is_empty()
+        {
+            let poses = self.doc.poses().clone();
+            self.submit(
+                JobKind::Render { poses },
+                Some(PREVIEW_STEPS.min(self.gen.steps)),
+            );
+        }
         self.screenshot_step(&ctx);
     }
 }
