@@ -221,3 +221,67 @@ fn a_rank_that_fails_mid_run_stops_the_others_with_its_reason() {
         "{e}"
     );
 }
+
+/// Parameters off the host fast path (f64 here, a GPU in practice) reduce their gradients
+/// through host buffers: two ranks still take one rank's steps.
+#[test]
+fn gradients_off_the_host_path_are_reduced_through_host_buffers() {
+    let x = rnd(&[8, 3], 41).to_dtype(DType::F64).unwrap();
+    let y = rnd(&[8, 2], 42).to_dtype(DType::F64).unwrap();
+    let params = AdamWParams {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+    };
+    let start = rnd(&[3, 2], 43).to_dtype(DType::F64).unwrap();
+    let new_var = || Var::from_tensor(&start).unwrap();
+    let loss = |w: &Var, rows: std::ops::Range<usize>| {
+        let (xs, ys) = (
+            x.narrow(0, rows.start, rows.len()).unwrap(),
+            y.narrow(0, rows.start, rows.len()).unwrap(),
+        );
+        (xs.matmul(w.as_tensor()).unwrap() - ys)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean_all()
+            .unwrap()
+    };
+    let alone = new_var();
+    let mut opt = AdamW::new(vec![("w".into(), alone.clone())], params.clone()).unwrap();
+    for _ in 0..3 {
+        opt.step(&loss(&alone, 0..8).backward().unwrap(), 1.0)
+            .unwrap();
+    }
+    let expected: Vec<f64> = alone.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+    let ranks = ThreadGroup::ranks(2, Duration::from_secs(30));
+    let results: Vec<Vec<f64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = ranks
+            .iter()
+            .map(|rank| {
+                let (loss, new_var, params) = (&loss, &new_var, params.clone());
+                s.spawn(move || {
+                    let w = new_var();
+                    let mut opt = AdamW::new(vec![("w".into(), w.clone())], params).unwrap();
+                    let rows = rank.rank() * 4..rank.rank() * 4 + 4;
+                    for _ in 0..3 {
+                        let g = loss(&w, rows.clone()).backward().unwrap();
+                        opt.step_reduced(&g, 1.0, rank).unwrap();
+                    }
+                    w.as_tensor().flatten_all().unwrap().to_vec1().unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for got in results {
+        for (a, b) in got.iter().zip(&expected) {
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "{got:?} vs {expected:?}"
+            );
+        }
+    }
+}

@@ -95,33 +95,44 @@ impl AdamW {
 
     /// The global L2 norm of the gradients of every slot (missing gradients count as zero).
     pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
-        let mut total = 0f64;
-        for s in &self.slots {
-            if let Some(g) = grads.get(s.var.as_tensor()) {
-                total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-            }
-        }
-        Ok(total.sqrt())
+        norm_of(&self.slot_grads(grads))
+    }
+
+    /// Each parameter's gradient in `grads`, in slot order.
+    fn slot_grads(&self, grads: &GradStore) -> Vec<Option<Tensor>> {
+        self.slots
+            .iter()
+            .map(|s| grads.get(s.var.as_tensor()).cloned())
+            .collect()
+    }
+
+    fn on_host(&self) -> bool {
+        self.slots.iter().all(|s| {
+            s.var.device().is_cpu() && s.var.dtype() == DType::F32 && s.m.dtype() == DType::F32
+        })
     }
 
     /// One update. Gradients are scaled by `clip / norm` first when `clip > 0` and the global
     /// norm exceeds it. Returns the norm before clipping.
     pub fn step(&mut self, grads: &GradStore, clip: f64) -> Result<f64> {
-        let host = self.slots.iter().all(|s| {
-            s.var.device().is_cpu() && s.var.dtype() == DType::F32 && s.m.dtype() == DType::F32
-        });
-        if host {
+        if self.on_host() {
             return self.step_host(grads, clip, None);
         }
-        let norm = self.grad_norm(grads)?;
+        let gs = self.slot_grads(grads);
+        self.step_tensors(&gs, clip)
+    }
+
+    /// The update with candle ops (any device and dtype), one gradient (or none) per slot.
+    fn step_tensors(&mut self, grads: &[Option<Tensor>], clip: f64) -> Result<f64> {
+        let norm = norm_of(grads)?;
         let scale = clip_scale(norm, clip);
         self.t += 1;
         let p = &self.params;
         let b1t = p.beta1.powi(self.t as i32);
         let b2t = p.beta2.powi(self.t as i32);
         let decay = 1.0 - p.lr * p.weight_decay;
-        for s in self.slots.iter_mut() {
-            let Some(g) = grads.get(s.var.as_tensor()) else {
+        for (s, g) in self.slots.iter_mut().zip(grads) {
+            let Some(g) = g else {
                 continue;
             };
             let g = if scale != 1.0 {
@@ -168,18 +179,49 @@ impl AdamW {
         clip: f64,
         group: &dyn AllReduce,
     ) -> Result<f64> {
-        let host = self.slots.iter().all(|s| {
-            s.var.device().is_cpu() && s.var.dtype() == DType::F32 && s.m.dtype() == DType::F32
-        });
-        if !host {
-            candle_core::bail!("data-parallel steps reduce CPU f32 parameters only")
-        }
-        let r = self.step_host(grads, clip, Some(group));
+        let r = if self.on_host() {
+            self.step_host(grads, clip, Some(group))
+        } else {
+            self.step_staged(grads, clip, group)
+        };
         if let Err(e) = &r {
             // The other ranks would otherwise wait for this one until their timeout.
             group.abort(&e.to_string());
         }
         r
+    }
+
+    /// [`AdamW::step_reduced`] for parameters on a GPU (or in another dtype): the gradients
+    /// are reduced through host f32 buffers, then the update runs on the device.
+    fn step_staged(&mut self, grads: &GradStore, clip: f64, group: &dyn AllReduce) -> Result<f64> {
+        let gs = self.slot_grads(grads);
+        if let Some((s, _)) = self.slots.iter().zip(&gs).find(|(_, g)| g.is_none()) {
+            candle_core::bail!(
+                "rank {}: no gradient for {} (every rank must train the same tensors)",
+                group.rank(),
+                s.name
+            )
+        }
+        let gs: Vec<Tensor> = gs.into_iter().flatten().collect();
+        let mut bufs = gs
+            .iter()
+            .map(|g| g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>())
+            .collect::<Result<Vec<_>>>()?;
+        group
+            .all_reduce_mean(&mut bufs)
+            .map_err(candle_core::Error::wrap)?;
+        let reduced = gs
+            .iter()
+            .zip(bufs)
+            .map(|(g, b)| {
+                Ok(Some(
+                    Tensor::from_vec(b, g.dims(), &candle_core::Device::Cpu)?
+                        .to_dtype(g.dtype())?
+                        .to_device(g.device())?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.step_tensors(&reduced, clip)
     }
 
     /// [`AdamW::step`] on the host for CPU f32 parameters: one parallel pass per parameter.
@@ -286,6 +328,19 @@ fn ema_decay_at(decay: Option<f64>, t: u64) -> f64 {
 }
 
 /// The factor that brings the global gradient norm down to `clip` (1 when it is below).
+/// The global L2 norm of the given gradients.
+fn norm_of(grads: &[Option<Tensor>]) -> Result<f64> {
+    let mut total = 0f64;
+    for g in grads.iter().flatten() {
+        total += g
+            .to_dtype(DType::F32)?
+            .sqr()?
+            .sum_all()?
+            .to_scalar::<f32>()? as f64;
+    }
+    Ok(total.sqrt())
+}
+
 fn clip_scale(norm: f64, clip: f64) -> f64 {
     if clip > 0.0 && norm > clip {
         clip / (norm + 1e-6)
