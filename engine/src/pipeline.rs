@@ -158,6 +158,21 @@ impl Pipeline {
             }
             TextSpec::Flux => Box::new(in_file(FluxText::load(dir, device, dtype), dir)?),
         };
+        Self::from_parts(dir, cfg, dit, ae, text, device, dtype)
+    }
+
+    /// A pipeline from models already built (a benchmark's random weights, say); `dir` is where
+    /// a PoseInverter would be found (none there: the embedded one) and how messages name the
+    /// model.
+    pub fn from_parts(
+        dir: &Path,
+        cfg: ModelConfig,
+        dit: MmDit,
+        ae: Box<dyn Autoencoder>,
+        text: Box<dyn TextEncoder>,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
         let latent_ch = ae.latent_channels();
         if latent_ch * 4 != cfg.dit.in_channels {
             return Err(PipelineError::Input(format!(

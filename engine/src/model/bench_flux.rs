@@ -2,7 +2,8 @@
 //! shapes built directly on the device (no checkpoint files): the DiT step against
 //! candle-transformers' FLUX on the same weights, the condition-stream step with and without its
 //! K/V cache, the autoencoder, T5-XXL + CLIP-L (token ids stand in for the tokenizers), and a
-//! LoRA training step (both sets, base frozen, batch 1) at two sizes. `quick` runs the same rows
+//! LoRA training step (both sets, base frozen, batch 1) at two sizes, and the whole two-stage
+//! `generate` through the real pipeline. `quick` runs the same rows
 //! on a reduced configuration of the same architecture, for the CPU and CI.
 
 use super::autoencoder::{Autoencoder, FluxAe, FluxAeConfig};
@@ -395,6 +396,47 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
             dit.loras_mut().freeze(s)?;
         }
     }
+
+    // The whole two-stage generate through the real pipeline: text encoding, the scene's
+    // encode, 25 + 25 steps (2 + 2 with `quick`), both decodes and the pose inversion.
+    let steps = if opts.quick { 2 } else { 25 };
+    let text = RandomFluxText {
+        t5: std::sync::Mutex::new(T5EncoderModel::load(random_vb(dtype, device), &c.t5)?),
+        clip: ClipTextTransformer::new(random_vb(dtype, device).pp("text_model"), &c.clip)?,
+        t5_dim: c.t5.d_model,
+        clip_dim: c.clip.embed_dim,
+        t5_len: c.t5_len,
+        dtype,
+        device: device.clone(),
+    };
+    let ae = FluxAe::new(&c.ae, random_vb(dtype, device))?;
+    let mc = flux_model_config(&c.dit, s, rank);
+    let mut pipeline = crate::pipeline::Pipeline::from_parts(
+        std::path::Path::new("random flux-dev"),
+        mc,
+        dit,
+        Box::new(ae),
+        Box::new(text),
+        device,
+        dtype,
+    )
+    .map_err(|e| ModelError::InvalidConfig(e.to_string()))?;
+    let scene = image::RgbImage::from_fn(s as u32, s as u32, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8])
+    });
+    let run = crate::pipeline::RunOptions {
+        steps,
+        seed: 0,
+        keep_background: true,
+        guidance: None,
+    };
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    timed(format!("generate {s}², {steps} + {steps} steps"), &mut || {
+        pipeline
+            .generate(&scene, "a person in a red coat", &run, &mut |_, _, _| {}, &cancel)
+            .map(drop)
+            .map_err(|e| ModelError::InvalidConfig(e.to_string()))
+    })?;
     Ok(FluxBench {
         model: if opts.quick {
             "flux-dev (reduced)".into()
@@ -412,6 +454,79 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
     })
 }
 
+/// FLUX.1-dev's model directory settings around `dit`, at working size `size`.
+fn flux_model_config(
+    dit: &DitConfig,
+    size: usize,
+    rank: usize,
+) -> crate::modeldir::ModelConfig {
+    use crate::modeldir::{AeSpec, LoraConfig, ModelConfig, TextSpec, APPEARANCE, SKELETAL};
+    let mut mc = ModelConfig::tiny();
+    mc.preset = "flux-dev".into();
+    mc.dit = dit.clone();
+    mc.resolution = size as u32;
+    mc.ae = AeSpec::Flux;
+    mc.text = TextSpec::Flux;
+    mc.lora = [SKELETAL, APPEARANCE]
+        .into_iter()
+        .map(|n| {
+            let l = LoraConfig {
+                rank,
+                alpha: rank as f64,
+            };
+            (n.to_string(), l)
+        })
+        .collect();
+    mc
+}
+
+/// T5-XXL + CLIP-L with random weights; every prompt becomes the same token ids (the tokenizer
+/// files are not needed to time the encoders).
+struct RandomFluxText {
+    t5: std::sync::Mutex<T5EncoderModel>,
+    clip: ClipTextTransformer,
+    t5_dim: usize,
+    clip_dim: usize,
+    t5_len: usize,
+    dtype: DType,
+    device: Device,
+}
+
+impl super::text::TextEncoder for RandomFluxText {
+    fn encode(&self, prompts: &[&str]) -> Result<super::text::TextFeatures> {
+        let b = prompts.len();
+        let t5_ids = Tensor::arange(0u32, self.t5_len as u32, &self.device)?
+            .unsqueeze(0)?
+            .repeat((b, 1))?;
+        let clip_ids = Tensor::arange(0u32, 77u32, &self.device)?
+            .unsqueeze(0)?
+            .repeat((b, 1))?;
+        let tokens = self
+            .t5
+            .lock()
+            .map_err(|_| ModelError::InvalidConfig("T5 lock poisoned".into()))?
+            .forward_dt(&t5_ids, Some(self.dtype))?;
+        let pooled = self.clip.forward(&clip_ids)?.to_dtype(self.dtype)?;
+        Ok(super::text::TextFeatures {
+            tokens,
+            pooled,
+            truncated: false,
+        })
+    }
+
+    fn token_dim(&self) -> usize {
+        self.t5_dim
+    }
+
+    fn pooled_dim(&self) -> usize {
+        self.clip_dim
+    }
+
+    fn max_len(&self) -> usize {
+        self.t5_len
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,7 +536,8 @@ mod tests {
     fn the_quick_run_times_every_row_on_the_cpu() {
         let r = bench_flux(&FluxBenchOptions::quick(), &Device::Cpu).unwrap();
         let rows: Vec<&str> = r.rows.iter().map(|r| r.what.as_str()).collect();
-        assert_eq!(rows.len(), 9, "{rows:?}");
+        assert_eq!(rows.len(), 10, "{rows:?}");
+        assert!(rows.iter().any(|w| w.starts_with("generate 64², 2 + 2 steps")));
         assert!(
             r.rows
                 .iter()
