@@ -1,6 +1,6 @@
 //! The GUI driven by raw input events through egui_kittest (no renderer): live preview, the
 //! before/after wipe, zoom and pan, Ctrl+O / Ctrl+S, dropped files, and moving and scaling a
-//! person on the canvas.
+//! person on the canvas (the length lock and symmetric drags are in `gui_proportions`).
 
 mod common;
 
@@ -659,35 +659,42 @@ fn dragging_inside_the_selected_person_moves_all_its_joints() {
     assert_eq!(h.state().doc.poses(), &before);
 }
 
-/// The scale handle: the bottom-right corner of the selected person's box as drawn.
+/// The scale handle: the top-right corner of the selected person's box as drawn.
 fn scale_handle(h: &Harness<SkeleGuideApp>, person: usize) -> Pos2 {
     let app = h.state();
     let (x0, y0, x1, y1) = app.doc.poses().people[person].body_bbox().unwrap();
     egui::Rect::from_min_max(app.canvas.to_screen(x0, y0), app.canvas.to_screen(x1, y1))
         .expand(10.0)
-        .max
+        .right_top()
 }
 
 #[test]
-fn dragging_the_scale_handle_scales_about_the_opposite_corner() {
+fn dragging_the_scale_handle_scales_about_the_feet() {
     let mut h = harness(app_with_people(2));
     select(&mut h, 1);
     let before = h.state().doc.poses().clone();
-    let zoom = h.state().canvas.zoom as f64;
-    let (x0, y0, x1, y1) = before.people[1].body_bbox().unwrap();
+    let feet = {
+        let j = &before.people[1].joints;
+        let (r, l) = (j[10].unwrap(), j[13].unwrap());
+        ((r.x + l.x) / 2.0, (r.y + l.y) / 2.0)
+    };
     let from = scale_handle(&h, 1);
-    // mostly down: the handle follows the pointer along the box's taller side
-    let d = Vec2::new(4.0, 48.0);
+    // mostly up: the handle follows the pointer along the line from the feet through it
+    let d = Vec2::new(-4.0, -60.0);
     drag_with(&mut h, PointerButton::Primary, from, from + d, 8);
-    let f =
-        ((x1 - x0 + d.x as f64 / zoom) / (x1 - x0)).max((y1 - y0 + d.y as f64 / zoom) / (y1 - y0));
+    let (grab, to) = (
+        h.state().canvas.to_image(from),
+        h.state().canvas.to_image(from + d),
+    );
+    let (gx, gy) = (grab.0 - feet.0, grab.1 - feet.1);
+    let f = ((to.0 - feet.0) * gx + (to.1 - feet.1) * gy) / (gx * gx + gy * gy);
     assert!(f > 1.1, "scale {f}");
     let after = h.state().doc.poses().clone();
     for (a, b) in after.people[1].joints.iter().zip(&before.people[1].joints) {
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_pos(
             (a.x, a.y),
-            (x0 + (b.x - x0) * f, y0 + (b.y - y0) * f),
+            (feet.0 + (b.x - feet.0) * f, feet.1 + (b.y - feet.1) * f),
             1e-3,
             "scaled joint",
         );

@@ -296,3 +296,213 @@ fn draw_grows_the_mask_by_exactly_the_mask_margin() {
         }
     }
 }
+
+/// Runs `skeleguide` and returns (stdout, stderr), failing on a non-zero exit.
+fn ok_both(args: &[&str]) -> (String, String) {
+    let out = run(args);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    (ok(&out), err)
+}
+
+#[test]
+fn info_counts_off_canvas_joints_per_person_and_convert_writes_what_editors_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    // a web editor file (fkunn1326 layout) on 200x100: person 0 has two joints off the canvas and
+    // one missing, person 1 one joint off the canvas, person 2 none
+    let joint = |p: usize, j: usize| -> Option<(f64, f64)> {
+        match (p, j) {
+            (0, 3) => Some((-12.5, 40.0)),
+            (0, 9) => Some((250.0, 99.0)),
+            (0, 5) => None,
+            (1, 17) => Some((20.0, 100.0)),
+            _ => Some((10.0 + j as f64 * 9.5, 5.0 + p as f64 * 30.0)),
+        }
+    };
+    let mut pts = Vec::new();
+    for p in 0..3 {
+        for j in 0..18 {
+            pts.push(match joint(p, j) {
+                Some((x, y)) => format!("[{x}, {y}]"),
+                None => "null".into(),
+            });
+        }
+    }
+    let input = tmp.path().join("editor.json");
+    std::fs::write(
+        &input,
+        format!(
+            r#"{{"width": 200, "height": 100, "keypoints": [{}]}}"#,
+            pts.join(", ")
+        ),
+    )
+    .unwrap();
+    let out = ok(&run(&["pose", "info", input.to_str().unwrap()]));
+    assert!(out.contains("web openpose-editor"), "{out}");
+    assert!(
+        out.contains("canvas 200x100 (from the file), 3 people"),
+        "{out}"
+    );
+    assert!(out.contains("points outside the canvas: 3\n"), "{out}");
+    assert!(
+        out.contains("    person 0: 2 of 18 joints outside the canvas: right_elbow at (-12.5, 40.0), right_knee at (250.0, 99.0)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "    person 1: 1 of 18 joints outside the canvas: left_ear at (20.0, 100.0)\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        !out.lines()
+            .any(|l| l.contains("person 2") && l.contains("outside")),
+        "{out}"
+    );
+
+    // convert: canvas written, present joints exactly where they were with c = 1.0, missing ones
+    // 0,0,0, the off-canvas ones kept as they are
+    let conv = tmp.path().join("out.json");
+    ok(&run(&[
+        "pose",
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        conv.to_str().unwrap(),
+    ]));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&conv).unwrap()).unwrap();
+    assert_eq!(v["canvas_width"].as_u64(), Some(200));
+    assert_eq!(v["canvas_height"].as_u64(), Some(100));
+    let people = v["people"].as_array().unwrap();
+    assert_eq!(people.len(), 3);
+    for (p, person) in people.iter().enumerate() {
+        let k: Vec<f64> = person["pose_keypoints_2d"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_f64().unwrap())
+            .collect();
+        assert_eq!(k.len(), 54);
+        for j in 0..18 {
+            let want = match joint(p, j) {
+                Some((x, y)) => [x, y, 1.0],
+                None => [0.0, 0.0, 0.0],
+            };
+            assert_eq!(k[3 * j..3 * j + 3], want, "person {p} joint {j}");
+        }
+        for part in [
+            "face_keypoints_2d",
+            "hand_left_keypoints_2d",
+            "hand_right_keypoints_2d",
+        ] {
+            assert!(person[part].is_null(), "{part}");
+        }
+    }
+    // the converted file reports the same joints outside
+    let again = ok(&run(&["pose", "info", conv.to_str().unwrap()]));
+    assert!(
+        again.contains("person 0: 2 of 18 joints outside the canvas"),
+        "{again}"
+    );
+
+    // normalised output with a point past the right edge: the tools would read it as pixels
+    let norm = tmp.path().join("norm.json");
+    let (_, err) = ok_both(&[
+        "pose",
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        norm.to_str().unwrap(),
+        "--normalized",
+    ]);
+    assert!(err.contains("read such a file as pixels"), "{err}");
+}
+
+#[test]
+fn convert_dwpose_predictions_warns_once_about_the_feet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let det = |dx: f64| {
+        let pts: Vec<[f64; 2]> = (0..133)
+            .map(|k| [dx + k as f64, 50.0 + k as f64 / 2.0])
+            .collect();
+        format!(
+            r#"{{"keypoints": {}, "keypoint_scores": {}}}"#,
+            serde_json::to_string(&pts).unwrap(),
+            serde_json::to_string(&vec![0.8; 133]).unwrap()
+        )
+    };
+    let input = tmp.path().join("dwpose.json");
+    std::fs::write(&input, format!("[{}, {}]", det(0.0), det(200.0))).unwrap();
+    let out = tmp.path().join("out.json");
+    let (_, err) = ok_both(&[
+        "pose",
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--canvas",
+        "512x384",
+    ]);
+    assert_eq!(err.matches("foot points").count(), 1, "{err}");
+    assert!(err.contains("of 2 person(s)"), "{err}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(v["canvas_width"].as_u64(), Some(512));
+    let p = &v["people"][1];
+    let body: Vec<f64> = p["pose_keypoints_2d"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_f64().unwrap())
+        .collect();
+    // nose <- COCO 0; neck = mean of COCO 5 and 6; confidences 1.0
+    assert_eq!(body[..6], [200.0, 50.0, 1.0, 205.5, 52.75, 1.0]);
+    let face = p["face_keypoints_2d"].as_array().unwrap();
+    assert_eq!(face.len(), 210);
+    assert_eq!(face[0].as_f64(), Some(223.0));
+    assert!(face[204..].iter().all(|n| n.as_f64() == Some(0.0)));
+    assert_eq!(p["hand_right_keypoints_2d"].as_array().unwrap().len(), 63);
+    let info = ok(&run(&["pose", "info", input.to_str().unwrap()]));
+    assert!(info.contains("DWPose"), "{info}");
+    assert!(info.contains("with left hand, right hand, face"), "{info}");
+}
+
+#[test]
+fn convert_reproduces_the_openpose_editors_own_file() {
+    let Some(dir) = shared_poses() else { return };
+    // sd-webui-openpose-editor wrote this file; our output must hold the same numbers
+    let editor = dir.join("controlnet_editor_768x512_hands.json");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.json");
+    ok(&run(&[
+        "pose",
+        "convert",
+        editor.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]));
+    let read = |p: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let (a, b) = (read(&editor), read(&out));
+    assert_eq!(a["canvas_width"].as_u64(), b["canvas_width"].as_u64());
+    assert_eq!(a["canvas_height"].as_u64(), b["canvas_height"].as_u64());
+    let nums = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_f64().unwrap())
+            .collect()
+    };
+    for key in [
+        "pose_keypoints_2d",
+        "hand_left_keypoints_2d",
+        "hand_right_keypoints_2d",
+    ] {
+        assert_eq!(
+            nums(&a["people"][0][key]),
+            nums(&b["people"][0][key]),
+            "{key}"
+        );
+    }
+}

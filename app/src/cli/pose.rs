@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Subcommand, Debug)]
 pub enum PoseCommand {
-    /// Convert any OpenPose JSON variant (CMU, ControlNet, ComfyUI POSE_KEYPOINT, COCO) to the
+    /// Convert any supported pose file (CMU OpenPose, ControlNet, ComfyUI POSE_KEYPOINT, COCO,
+    /// the web editors' {width, height, keypoints}, DWPose 133-point predictions) to the
     /// ControlNet form that the editors read.
     Convert {
         /// Input pose file.
@@ -100,6 +101,14 @@ pub fn run(cmd: PoseCommand) -> Result<()> {
             };
             pose::write_pose_file(&output, &doc.frames, opts)?;
             report_warnings(&doc);
+            if normalized && doc.frames.iter().any(beyond_unit_when_normalized) {
+                // those tools read a list with any |value| above 1 as pixels
+                eprintln!(
+                    "warning: a normalised coordinate is above 1 or below -1 (a point off the \
+                     canvas); sd-webui-openpose-editor and ComfyUI read such a file as pixels: \
+                     convert without --normalized for them"
+                );
+            }
             let people: usize = doc.frames.iter().map(|f| f.people.len()).sum();
             eprintln!(
                 "{} ({}) -> {}: {} frame(s), {} people",
@@ -200,6 +209,15 @@ pub(crate) fn ensure_writable(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether a point of `set`, normalised, has a coordinate of magnitude above 1.
+fn beyond_unit_when_normalized(set: &PoseSet) -> bool {
+    let (w, h) = (set.width as f64, set.height as f64);
+    set.people
+        .iter()
+        .flat_map(|p| p.all_points())
+        .any(|k| (k.x / w).abs() > 1.0 || (k.y / h).abs() > 1.0)
+}
+
 fn report_warnings(doc: &PoseDocument) {
     for w in &doc.warnings {
         eprintln!("warning: {w}");
@@ -272,9 +290,26 @@ fn describe(path: &Path, doc: &PoseDocument) -> String {
         if outside.is_empty() {
             let _ = writeln!(s, "  points outside the canvas: none");
         } else {
-            let _ = writeln!(s, "  points outside the canvas: {}", outside.len());
-            for (p, what) in outside {
-                let _ = writeln!(s, "    person {p}: {what}");
+            let total: usize = f
+                .people
+                .iter()
+                .map(|p| p.all_points().filter(|k| f.is_outside(k)).count())
+                .sum();
+            let _ = writeln!(s, "  points outside the canvas: {total}");
+            // one line per person: the count of body joints first, then which points
+            for (p, n) in f.joints_outside().into_iter().enumerate() {
+                let what: Vec<&str> = outside
+                    .iter()
+                    .filter(|(q, _)| *q == p)
+                    .map(|(_, w)| w.as_str())
+                    .collect();
+                if !what.is_empty() {
+                    let _ = writeln!(
+                        s,
+                        "    person {p}: {n} of 18 joints outside the canvas: {}",
+                        what.join(", ")
+                    );
+                }
             }
         }
     }

@@ -2,9 +2,11 @@
 //! what the model is given: on wgpu by `shaders/layout.wgsl`, see `overlay_gpu`, which matches
 //! the engine's rasteriser; otherwise by the engine's rasteriser itself), and draggable skeletons.
 //!
-//! Mouse: drag a joint to move it; drag inside the selected person's box to move the person and
-//! its corner handle to scale it; click to select; right-click a joint to hide it; right-click
-//! elsewhere for the context menu. Wheel zooms at the cursor; middle-drag or Space+drag pans.
+//! Mouse: drag a joint to move it (with the length lock it turns about its parent and carries the
+//! joints below it; symmetric, the other side's joint follows as its mirror image); drag inside
+//! the selected person's box to move the person and its top corner handle to scale it about its
+//! feet; click to select; right-click a joint to hide it; right-click elsewhere for the context
+//! menu. Wheel zooms at the cursor; middle-drag or Space+drag pans.
 
 use super::document::Document;
 use super::overlay_gpu::{self, GpuOverlay};
@@ -12,6 +14,7 @@ use egui::{
     Color32, PointerButton, Pos2, Rect, Sense, Stroke, StrokeKind, TextureHandle, TextureOptions,
     Ui, Vec2,
 };
+use skeleguide_engine::pose::proportions::{feet_point, DragOptions};
 use skeleguide_engine::pose::{self, skeleton::COLORS, Edit, PoseSet, LIMBS};
 use std::borrow::Cow;
 
@@ -26,6 +29,8 @@ enum Drag {
         start: (f64, f64),
         x: f64,
         y: f64,
+        /// The editor's options when the drag began.
+        options: DragOptions,
     },
     Move {
         person: usize,
@@ -34,10 +39,9 @@ enum Drag {
     },
     Scale {
         person: usize,
+        /// The point between the feet, which stays.
         anchor: (f64, f64),
-        corner: (f64, f64),
-        sx: f64,
-        sy: f64,
+        factor: f64,
     },
 }
 
@@ -48,21 +52,17 @@ impl Drag {
         match self {
             Drag::Joint { start, x, y, .. } => (*x, *y) = (start.0 + mx, start.1 + my),
             Drag::Move { dx, dy, .. } => (*dx, *dy) = (mx, my),
-            Drag::Scale {
-                anchor,
-                corner,
-                sx,
-                sy,
-                ..
-            } => {
-                // uniform scale from the diagonal, so the person keeps its proportions; the
-                // corner keeps its distance from the pointer, so the grab itself scales nothing
-                let (w0, h0) = (
-                    (corner.0 - anchor.0).max(1.0),
-                    (corner.1 - anchor.1).max(1.0),
-                );
-                let f = ((w0 + mx) / w0).max((h0 + my) / h0).max(0.05);
-                (*sx, *sy) = (f, f);
+            Drag::Scale { anchor, factor, .. } => {
+                // the pointer projected on the line from the feet through the grabbed point, so
+                // the handle follows the pointer and the grab itself scales nothing
+                let (gx, gy) = (grab.0 - anchor.0, grab.1 - anchor.1);
+                let (px, py) = (at.0 - anchor.0, at.1 - anchor.1);
+                let reach = gx * gx + gy * gy;
+                *factor = if reach > 1e-9 {
+                    ((px * gx + py * gy) / reach).max(0.05)
+                } else {
+                    1.0
+                };
             }
         }
     }
@@ -74,24 +74,34 @@ impl Drag {
                 joint,
                 x,
                 y,
+                options,
                 ..
-            } => Edit::MoveJoint {
-                person,
-                joint,
-                x,
-                y,
-            },
+            } => {
+                if options == DragOptions::default() {
+                    Edit::MoveJoint {
+                        person,
+                        joint,
+                        x,
+                        y,
+                    }
+                } else {
+                    Edit::DragJoint {
+                        person,
+                        joint,
+                        to: (x, y),
+                        options,
+                    }
+                }
+            }
             Drag::Move { person, dx, dy } => Edit::Translate { person, dx, dy },
             Drag::Scale {
                 person,
                 anchor,
-                sx,
-                sy,
-                ..
+                factor,
             } => Edit::Scale {
                 person,
-                sx,
-                sy,
+                sx: factor,
+                sy: factor,
                 anchor,
             },
         }
@@ -113,6 +123,8 @@ pub struct Canvas {
     pub fit_requested: bool,
     /// Layout overlay opacity, 0..1.
     pub opacity: f32,
+    /// How a dragged joint moves the rest of the body (length lock, symmetric editing).
+    pub drag_options: DragOptions,
     drag: Option<Drag>,
     /// Where the press of the current drag began, in image pixels.
     grab: (f64, f64),
@@ -139,6 +151,7 @@ impl Default for Canvas {
             offset: Vec2::ZERO,
             fit_requested: true,
             opacity: 1.0,
+            drag_options: DragOptions::default(),
             drag: None,
             grab: (0.0, 0.0),
             panning: false,
@@ -275,17 +288,22 @@ impl Canvas {
                     self.to_image(body.interact_pointer_pos().unwrap_or(r.center())),
                     &mut actions,
                 );
-                let corner = Rect::from_center_size(r.max, Vec2::splat(HANDLE * 2.4));
-                let handle = ui.interact(corner, resp.id.with("scale"), Sense::drag());
-                if handle.drag_started_by(PointerButton::Primary) && !space {
+                // the handle sits at the top, away from the feet that stay
+                let corner = Rect::from_center_size(r.right_top(), Vec2::splat(HANDLE * 2.4));
+                let handle = ui
+                    .interact(corner, resp.id.with("scale"), Sense::drag())
+                    .on_hover_text("Drag to scale the person; its feet stay where they stand");
+                let feet = feet_point(&shown.people[s]);
+                if let (true, Some(anchor)) = (
+                    handle.drag_started_by(PointerButton::Primary) && !space,
+                    feet,
+                ) {
                     self.start_drag(
                         grab,
                         Drag::Scale {
                             person: s,
-                            anchor: (x0, y0),
-                            corner: (x1, y1),
-                            sx: 1.0,
-                            sy: 1.0,
+                            anchor,
+                            factor: 1.0,
                         },
                     );
                 }
@@ -317,6 +335,7 @@ impl Canvas {
                             start: (k.x, k.y),
                             x: k.x,
                             y: k.y,
+                            options: self.drag_options,
                         },
                     );
                     actions.push(CanvasAction::Select(Some(pi)));
@@ -397,7 +416,7 @@ impl Canvas {
                         .and_then(|p| p.joints[joint])
                         .is_some_and(|k| k.x == x && k.y == y),
                     Drag::Move { dx, dy, .. } => dx == 0.0 && dy == 0.0,
-                    Drag::Scale { sx, sy, .. } => sx == 1.0 && sy == 1.0,
+                    Drag::Scale { factor, .. } => factor == 1.0,
                 };
                 if !no_op {
                     actions.push(CanvasAction::Edit(d.edit()));

@@ -104,6 +104,11 @@ fn describe(c: &Change) -> String {
         Change::Replace(l) => l.clone(),
         Change::Edit(e) => match e {
             Edit::MoveJoint { .. } => "move joint".into(),
+            Edit::DragJoint { options, .. } => match (options.lock_lengths, options.symmetric) {
+                (true, true) => "turn limbs symmetrically".into(),
+                (true, false) => "turn limb".into(),
+                _ => "move joints symmetrically".into(),
+            },
             Edit::HideJoint { .. } => "hide joint".into(),
             Edit::ShowJoint { .. } => "show joint".into(),
             Edit::AddPerson { .. } => "add person".into(),

@@ -478,6 +478,28 @@ impl SkeleGuideApp {
         }
     }
 
+    /// L: dragged joints keep their bone lengths, or move freely again.
+    pub fn toggle_length_lock(&mut self) {
+        let lock = !self.canvas.drag_options.lock_lengths;
+        self.canvas.drag_options.lock_lengths = lock;
+        self.ok(if lock {
+            "Bone lengths locked: a dragged joint turns about its parent"
+        } else {
+            "Bone lengths free: a dragged joint moves alone"
+        });
+    }
+
+    /// X: drags are mirrored onto the other side of the body, or not.
+    pub fn toggle_symmetric(&mut self) {
+        let symmetric = !self.canvas.drag_options.symmetric;
+        self.canvas.drag_options.symmetric = symmetric;
+        self.ok(if symmetric {
+            "Symmetric editing on: the other side follows as a mirror image"
+        } else {
+            "Symmetric editing off"
+        });
+    }
+
     /// Shows the file dialog; without a desktop portal it returns `None` at once, and the
     /// status line points at the path field instead.
     pub fn pick(&mut self, save: bool, filter: FileFilter) -> Option<PathBuf> {
@@ -493,7 +515,7 @@ impl SkeleGuideApp {
             return;
         }
         let cmd = Modifiers::COMMAND;
-        let (undo, redo_z, redo_y, open, save, del, mirror) = ctx.input_mut(|i| {
+        let (undo, redo_z, redo_y, open, save, del, mirror, lock, symmetric) = ctx.input_mut(|i| {
             // check the longer chord first: Ctrl+Shift+Z must not also count as Ctrl+Z
             let redo_z = i.consume_shortcut(&KeyboardShortcut::new(cmd | Modifiers::SHIFT, Key::Z));
             (
@@ -504,10 +526,18 @@ impl SkeleGuideApp {
                 i.consume_shortcut(&KeyboardShortcut::new(cmd, Key::S)),
                 i.consume_key(Modifiers::NONE, Key::Delete),
                 i.consume_key(Modifiers::NONE, Key::M),
+                i.consume_key(Modifiers::NONE, Key::L),
+                i.consume_key(Modifiers::NONE, Key::X),
             )
         });
         if undo {
             self.undo();
+        }
+        if lock {
+            self.toggle_length_lock();
+        }
+        if symmetric {
+            self.toggle_symmetric();
         }
         if redo_z || redo_y {
             self.redo();

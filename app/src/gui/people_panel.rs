@@ -1,5 +1,6 @@
-//! Right panel: the people in the pose set, actions on the selected one, and its joints'
-//! visibility (a hidden joint can be shown again here).
+//! Right panel: the people in the pose set, actions on the selected one, how dragged joints move
+//! the body (length lock, symmetric), and the selected person's joints' visibility (a hidden
+//! joint can be shown again here).
 
 use super::SkeleGuideApp;
 use egui::Ui;
@@ -69,6 +70,13 @@ pub(super) fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
             app.apply(Edit::SwapLeftRight { person: s });
         }
     });
+    ui.separator();
+    ui.label("Dragging joints");
+    let options = &mut app.canvas.drag_options;
+    ui.checkbox(&mut options.lock_lengths, "Lock bone lengths (L)")
+        .on_hover_text("A dragged joint turns about its parent and carries the joints below it; the neck moves the whole person");
+    ui.checkbox(&mut options.symmetric, "Symmetric (X)")
+        .on_hover_text("The other side's joint follows as the mirror image about the body's axis (neck to mid-hips)");
     let Some(s) = app.doc.selected else { return };
     let Some(person) = app.doc.poses().people.get(s).cloned() else {
         return;

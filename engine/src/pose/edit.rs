@@ -2,6 +2,7 @@
 //! so the GUI's undo history can store and replay them (`Edit::apply`).
 
 use super::io::MAX_PEOPLE;
+use super::proportions::{drag_joint, DragOptions};
 use super::skeleton::{mirror_face_point, mirror_joint, NUM_JOINTS};
 use super::types::{Keypoint, Pose, PoseSet};
 
@@ -38,6 +39,18 @@ pub enum Edit {
         x: f64,
         /// New y position, in pixels.
         y: f64,
+    },
+    /// Drags one joint with the editor's options (bone lengths locked, symmetric); see
+    /// [`drag_joint`].
+    DragJoint {
+        /// Index of the person in the set.
+        person: usize,
+        /// Index of the body joint (0..18).
+        joint: usize,
+        /// Where the joint is dragged to, in pixels.
+        to: (f64, f64),
+        /// How the rest of the body follows.
+        options: DragOptions,
     },
     /// Makes one joint of a person missing; see [`hide_joint`].
     HideJoint {
@@ -122,6 +135,12 @@ impl Edit {
                 x,
                 y,
             } => move_joint(set, person, joint, x, y),
+            Edit::DragJoint {
+                person,
+                joint,
+                to,
+                options,
+            } => drag_joint(set, person, joint, to, options),
             Edit::HideJoint { person, joint } => hide_joint(set, person, joint),
             Edit::ShowJoint { person, joint, at } => show_joint(set, person, joint, at),
             Edit::AddPerson { center, height } => add_person(set, center, height),
@@ -172,7 +191,7 @@ fn check_person(set: &PoseSet, person: usize) -> Result<(), EditError> {
     }
 }
 
-fn check_joint(joint: usize) -> Result<(), EditError> {
+pub(super) fn check_joint(joint: usize) -> Result<(), EditError> {
     if joint < NUM_JOINTS {
         Ok(())
     } else {
@@ -180,7 +199,7 @@ fn check_joint(joint: usize) -> Result<(), EditError> {
     }
 }
 
-fn finite(vals: &[f64]) -> Result<(), EditError> {
+pub(super) fn finite(vals: &[f64]) -> Result<(), EditError> {
     match vals
         .iter()
         .find(|v| !v.is_finite() || v.abs() > super::io::MAX_COORD)
@@ -192,7 +211,7 @@ fn finite(vals: &[f64]) -> Result<(), EditError> {
     }
 }
 
-fn with_person(
+pub(super) fn with_person(
     set: &PoseSet,
     person: usize,
     f: impl FnOnce(&mut Pose) -> Result<(), EditError>,
@@ -461,7 +480,8 @@ pub fn translate_person(
     })
 }
 
-/// Scales a whole person about `anchor` (e.g. the opposite corner of its box while dragging).
+/// Scales a whole person about `anchor` (the editor passes the point between the feet, see
+/// [`super::proportions::feet_point`]).
 pub fn scale_person(
     set: &PoseSet,
     person: usize,

@@ -6,7 +6,9 @@
 //! - the ControlNet form (`people` + `canvas_width`/`canvas_height`), pixel or normalised
 //!   coordinates, decided once per file;
 //! - ComfyUI `POSE_KEYPOINT`: a list of ControlNet-form frames;
-//! - COCO keypoint annotation files (`images` + `annotations`), one frame per image.
+//! - COCO keypoint annotation files (`images` + `annotations`), one frame per image;
+//! - the `{width, height, keypoints}` files of the older web editors ([`web_editor`]);
+//! - DWPose / MMPose COCO-WholeBody predictions, 133 points per person ([`dwpose`]).
 //!
 //! Export writes the ControlNet form that the other editors read: pixels (or normalised),
 //! `canvas_width/height`, `x,y,1.0` for a present point and `0,0,0` for a missing one.
@@ -22,6 +24,9 @@ use std::path::Path;
 pub use crate::limits::{MAX_CANVAS_SIDE, MAX_COORD, MAX_PEOPLE};
 use crate::limits::{MAX_PIXELS, MAX_POSE_FILE_BYTES};
 
+pub mod dwpose;
+pub mod web_editor;
+
 /// The variant a file was detected as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoseFormat {
@@ -33,6 +38,10 @@ pub enum PoseFormat {
     ComfyUiPoseKeypoint,
     /// COCO keypoint annotations (`images` and `annotations`).
     CocoKeypoints,
+    /// `{width, height, keypoints}` of fkunn1326/openpose-editor and space-nuko's ComfyUI port.
+    WebEditor,
+    /// DWPose / MMPose COCO-WholeBody predictions (133 points per person, no canvas size).
+    DwPoseWholeBody,
 }
 
 impl PoseFormat {
@@ -43,6 +52,12 @@ impl PoseFormat {
             PoseFormat::ControlNet => "ControlNet / openpose-editor JSON",
             PoseFormat::ComfyUiPoseKeypoint => "ComfyUI POSE_KEYPOINT (list of frames)",
             PoseFormat::CocoKeypoints => "COCO keypoint annotations",
+            PoseFormat::WebEditor => {
+                "web openpose-editor {width, height, keypoints} JSON (fkunn1326, space-nuko)"
+            }
+            PoseFormat::DwPoseWholeBody => {
+                "DWPose / MMPose COCO-WholeBody predictions (133 points)"
+            }
         }
     }
 }
@@ -178,6 +193,7 @@ impl Ctx<'_> {
     fn document(&self, root: &Value) -> Result<PoseDocument, PoseError> {
         let cx = self;
         match root {
+            Value::Array(items) if dwpose::is_prediction_list(items) => cx.dwpose_list(items, ""),
             Value::Array(items) => cx.comfy_frames(items),
             Value::Object(obj) => {
                 if obj.contains_key("annotations")
@@ -186,13 +202,12 @@ impl Ctx<'_> {
                     cx.coco(obj)
                 } else if obj.contains_key("people") || obj.contains_key("animals") {
                     cx.openpose_object(obj)
+                } else if obj.contains_key("instance_info") {
+                    cx.dwpose_demo(obj)
                 } else if obj.contains_key("keypoints")
                     && (obj.contains_key("width") || obj.contains_key("height"))
                 {
-                    Err(cx.unsupported(
-                    "found a {width, height, keypoints} file (fkunn1326/space-nuko editor format); \
-                     export ControlNet/OpenPose JSON from that editor instead",
-                ))
+                    cx.web_editor(obj)
                 } else {
                     let mut keys: Vec<&str> = obj.keys().map(|k| k.as_str()).take(8).collect();
                     keys.sort_unstable();
@@ -340,8 +355,8 @@ impl<'a> Ctx<'a> {
                 (set, norm, PoseFormat::ControlNet, CanvasSource::File)
             }
             None => {
-                let (set, norm, src) = self.finish_cmu(people)?;
-                (set, norm, PoseFormat::CmuOpenPose, src)
+                let (mut sets, norm, src) = self.finish_without_canvas(vec![people])?;
+                (sets.remove(0), norm, PoseFormat::CmuOpenPose, src)
             }
         };
         Ok(PoseDocument {
@@ -576,38 +591,41 @@ impl<'a> Ctx<'a> {
         Ok((build_set(people, canvas, normalized), normalized))
     }
 
-    fn finish_cmu(
+    /// Frames of a file that states no canvas: the given canvas, else one canvas just large
+    /// enough for the points of every frame (the frames of one video share a size).
+    fn finish_without_canvas(
         &self,
-        people: Vec<RawPerson>,
-    ) -> Result<(PoseSet, bool, CanvasSource), PoseError> {
+        frames: Vec<Vec<RawPerson>>,
+    ) -> Result<(Vec<PoseSet>, bool, CanvasSource), PoseError> {
+        let all_points = || frames.iter().flatten().flat_map(|p| p.points());
         if let Some(c) = self.opts.canvas {
             let normalized = self
                 .opts
                 .normalized
-                .unwrap_or_else(|| looks_normalized(people.iter().flat_map(|p| p.points())));
-            return Ok((
-                build_set(people, c, normalized),
-                normalized,
-                CanvasSource::Given,
-            ));
+                .unwrap_or_else(|| looks_normalized(all_points()));
+            let sets = frames
+                .into_iter()
+                .map(|people| build_set(people, c, normalized))
+                .collect();
+            return Ok((sets, normalized, CanvasSource::Given));
         }
         if self.opts.normalized == Some(true) {
             return Err(
                 self.unsupported("normalised coordinates need a canvas size: pass --canvas WxH")
             );
         }
-        // No canvas in the file: take the points' extent.
         let (mut mx, mut my) = (0.0f64, 0.0f64);
-        for p in people.iter().flat_map(|p| p.points()) {
+        for p in all_points() {
             mx = mx.max(p.x);
             my = my.max(p.y);
         }
         let side = |m: f64| (m.floor() as u64 + 1).clamp(1, MAX_CANVAS_SIDE) as u32;
-        Ok((
-            build_set(people, (side(mx), side(my)), false),
-            false,
-            CanvasSource::PointExtent,
-        ))
+        let canvas = (side(mx), side(my));
+        let sets = frames
+            .into_iter()
+            .map(|people| build_set(people, canvas, false))
+            .collect();
+        Ok((sets, false, CanvasSource::PointExtent))
     }
 
     fn coco(&self, obj: &Map<String, Value>) -> Result<PoseDocument, PoseError> {

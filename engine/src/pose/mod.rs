@@ -5,6 +5,7 @@ pub mod edit;
 mod error;
 pub mod io;
 pub mod layout;
+pub mod proportions;
 pub mod skeleton;
 pub mod types;
 

@@ -141,10 +141,29 @@ impl PoseSet {
         }
     }
 
+    /// Whether a point lies outside the canvas (inside: `0 <= x < width`, `0 <= y < height`).
+    pub fn is_outside(&self, p: &Keypoint) -> bool {
+        let (w, h) = (self.width as f64, self.height as f64);
+        p.x < 0.0 || p.y < 0.0 || p.x >= w || p.y >= h
+    }
+
+    /// Per person, how many present body joints lie outside the canvas.
+    pub fn joints_outside(&self) -> Vec<usize> {
+        self.people
+            .iter()
+            .map(|p| {
+                p.joints
+                    .iter()
+                    .flatten()
+                    .filter(|k| self.is_outside(k))
+                    .count()
+            })
+            .collect()
+    }
+
     /// Present points (body, hands, face) that lie outside the canvas, as (person, description).
     pub fn points_outside(&self) -> Vec<(usize, String)> {
-        let (w, h) = (self.width as f64, self.height as f64);
-        let outside = |p: &Keypoint| p.x < 0.0 || p.y < 0.0 || p.x >= w || p.y >= h;
+        let outside = |p: &Keypoint| self.is_outside(p);
         let mut out = Vec::new();
         for (i, person) in self.people.iter().enumerate() {
             for (j, k) in person.joints.iter().enumerate() {
