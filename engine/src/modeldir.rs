@@ -395,9 +395,9 @@ pub fn default_vocabulary() -> Vec<String> {
     WORDS.split_whitespace().map(str::to_string).collect()
 }
 
-/// Checks a model directory: config, every file present and every base tensor's shape.
-/// Returns the config.
-pub fn check(dir: &Path) -> Result<ModelConfig, ModelDirError> {
+/// The cheap part of [`check`]: `config.json`, the base's tensor shapes (from its header) and
+/// every file the configuration needs present, without reading any weights.
+pub fn check_layout(dir: &Path) -> Result<ModelConfig, ModelDirError> {
     if !dir.is_dir() {
         return Err(ModelDirError::file(dir, "model directory not found"));
     }
@@ -436,8 +436,15 @@ pub fn check(dir: &Path) -> Result<ModelConfig, ModelDirError> {
             }
         }
     }
+    Ok(cfg)
+}
+
+/// Checks a model directory: config, every file present and every base tensor's shape.
+/// Returns the config.
+pub fn check(dir: &Path) -> Result<ModelConfig, ModelDirError> {
+    let cfg = check_layout(dir)?;
     // NaN or infinite weights would give a flat image and exit 0: refuse them, once, here.
-    let mut weights = vec![base, ae];
+    let mut weights = vec![dir.join(BASE_FILE), dir.join(AE_FILE)];
     weights.extend([SKELETAL, APPEARANCE].map(|s| dir.join(lora_file(s))));
     if matches!(cfg.text, TextSpec::Tiny { .. }) {
         weights.push(dir.join(TEXT_FILE));

@@ -208,6 +208,16 @@ impl Pipeline {
         })
     }
 
+    /// Forgets every cached encoding (scenes, prompts, condition K/V): the next call computes
+    /// them again, as the first call on a new scene and prompt does.
+    pub fn clear_caches(&mut self) {
+        self.scene_cache.clear();
+        self.round_trip_cache.clear();
+        self.text_cache.clear();
+        self.cond_cache = None;
+        self.uncond_cache = None;
+    }
+
     /// The model's configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg

@@ -61,6 +61,9 @@ fn every_limit_is_documented_with_its_value() {
             .find(|l| l.starts_with(&format!("| `{name}`")))
             .unwrap_or_else(|| panic!("docs/DESIGN.md has no row for {name}"));
         let cell = row.split('|').nth(2).unwrap_or_default().trim();
-        assert!(cell.starts_with(&value), "{name}: DESIGN.md says {cell:?}, the code {value}");
+        assert!(
+            cell.starts_with(&value),
+            "{name}: DESIGN.md says {cell:?}, the code {value}"
+        );
     }
 }

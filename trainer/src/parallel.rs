@@ -44,15 +44,20 @@ impl std::fmt::Debug for Group {
 
 impl Group {
     /// Joins the group over TCP (rank 0 listens at `rendezvous`); `wait` bounds every wait
-    /// for the other ranks.
+    /// for the other ranks; `fingerprint` identifies the run's settings, the same on every rank.
     pub fn join(
         rendezvous: &str,
         world: usize,
         rank: usize,
         wait: Duration,
+        fingerprint: u64,
     ) -> Result<Self, ReduceError> {
         Ok(Self(Arc::new(TcpRank::join(
-            rendezvous, world, rank, wait,
+            rendezvous,
+            world,
+            rank,
+            wait,
+            fingerprint,
         )?)))
     }
 

@@ -16,7 +16,7 @@ fn repo_file(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
 }
 
-/// Phase 1 from the shipped base for `steps` steps, batch 4, no dropout randomness needed.
+/// Phase 1 from the shipped base for `steps` steps, batch 4 (two rows per rank with two ranks).
 fn config(dir: &Path, name: &str, steps: usize) -> PathBuf {
     let base = repo_file("assets/models/tiny");
     let text = format!(
@@ -157,8 +157,13 @@ fn a_batch_the_ranks_cannot_share_and_phase_zero_are_refused() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("batch = 3") && err.contains("divisible by 2"),
+        err.contains("batch = 3") && err.contains("divide by 2"),
         "{err}"
+    );
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "checked once, before any process: {err}"
     );
     let smoke = repo_file("trainer/configs/tiny-smoke.toml");
     let o = Command::new(BIN)
@@ -171,7 +176,21 @@ fn a_batch_the_ranks_cannot_share_and_phase_zero_are_refused() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("phase 0 trains on one process"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("phase 0 trains on one process"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // launch sets the rank flags itself
+    let o = Command::new(BIN)
+        .args([
+            "launch", "--gpus", "2", "--", "train", "--rank", "1", "--config",
+        ])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join("r"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--rank: launch sets it"));
 }
 
 #[test]

@@ -82,13 +82,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// A scene or model directory named on the command line that cannot be used is an error before
-/// any window opens (inside the app it would only be a status message).
+/// any window opens (inside the app it would only be a status message); the model's weights
+/// themselves are read once, by the app.
 fn check_gui_files(scene: Option<&Path>, model: Option<&Path>) -> anyhow::Result<()> {
     if let Some(s) = scene {
         skeleguide_engine::imageio::read_rgb(s)?;
     }
     if let Some(m) = model {
-        skeleguide_engine::modeldir::check(m)?;
+        skeleguide_engine::modeldir::check_layout(m)?;
     }
     Ok(())
 }

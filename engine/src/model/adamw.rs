@@ -172,7 +172,8 @@ impl AdamW {
 
     /// [`AdamW::step`] of one rank of a data-parallel group: the gradients are first replaced by
     /// their mean over the ranks, so every rank takes the same step. Every rank's optimiser must
-    /// hold the same tensors in the same order. CPU f32 parameters only.
+    /// hold the same tensors in the same order. CPU f32 parameters reduce in one host pass,
+    /// others through host buffers ([`AdamW::step_staged`]).
     pub fn step_reduced(
         &mut self,
         grads: &GradStore,
@@ -191,17 +192,23 @@ impl AdamW {
         r
     }
 
+    /// The ranks' buffers are paired by position: every tensor must have its gradient.
+    fn every_gradient_present<T>(&self, gs: &[Option<T>], group: &dyn AllReduce) -> Result<()> {
+        match self.slots.iter().zip(gs).find(|(_, g)| g.is_none()) {
+            Some((s, _)) => candle_core::bail!(
+                "rank {}: no gradient for {} (every rank must train the same tensors)",
+                group.rank(),
+                s.name
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// [`AdamW::step_reduced`] for parameters on a GPU (or in another dtype): the gradients
     /// are reduced through host f32 buffers, then the update runs on the device.
     fn step_staged(&mut self, grads: &GradStore, clip: f64, group: &dyn AllReduce) -> Result<f64> {
         let gs = self.slot_grads(grads);
-        if let Some((s, _)) = self.slots.iter().zip(&gs).find(|(_, g)| g.is_none()) {
-            candle_core::bail!(
-                "rank {}: no gradient for {} (every rank must train the same tensors)",
-                group.rank(),
-                s.name
-            )
-        }
+        self.every_gradient_present(&gs, group)?;
         let gs: Vec<Tensor> = gs.into_iter().flatten().collect();
         let mut bufs = gs
             .iter()
@@ -240,19 +247,7 @@ impl AdamW {
             .map(|s| grads.get(s.var.as_tensor()).map(host).transpose())
             .collect::<Result<_>>()?;
         if let Some(group) = group {
-            // The ranks' buffers are paired by position: every tensor must have its gradient.
-            if let Some(s) = self
-                .slots
-                .iter()
-                .zip(&gs)
-                .find_map(|(s, g)| g.is_none().then_some(s))
-            {
-                candle_core::bail!(
-                    "rank {}: no gradient for {} (every rank must train the same tensors)",
-                    group.rank(),
-                    s.name
-                )
-            }
+            self.every_gradient_present(&gs, group)?;
             let mut bufs: Vec<Vec<f32>> = gs.iter_mut().filter_map(Option::take).collect();
             group
                 .all_reduce_mean(&mut bufs)
@@ -327,7 +322,6 @@ fn ema_decay_at(decay: Option<f64>, t: u64) -> f64 {
     decay.map_or(0.0, |d| d.min((1.0 + t as f64) / (10.0 + t as f64)))
 }
 
-/// The factor that brings the global gradient norm down to `clip` (1 when it is below).
 /// The global L2 norm of the given gradients.
 fn norm_of(grads: &[Option<Tensor>]) -> Result<f64> {
     let mut total = 0f64;
@@ -341,6 +335,7 @@ fn norm_of(grads: &[Option<Tensor>]) -> Result<f64> {
     Ok(total.sqrt())
 }
 
+/// The factor that brings the global gradient norm down to `clip` (1 when it is below).
 fn clip_scale(norm: f64, clip: f64) -> f64 {
     if clip > 0.0 && norm > clip {
         clip / (norm + 1e-6)

@@ -13,6 +13,7 @@ use super::device::device_name;
 use super::error::{ModelError, Result};
 use super::lora::LoraSpec;
 use super::mmdit::{random_weights_on_device, Condition, MmDit, Mode};
+use super::text::TextEncoder;
 use candle_core::{DType, Device, Module, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Optimizer, VarBuilder};
@@ -284,19 +285,12 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
         Ok(())
     };
 
-    // Text encoders on fixed token ids.
-    let t5 = T5EncoderModel::load(random_vb(dtype, device), &c.t5)?;
-    let clip = ClipTextTransformer::new(random_vb(dtype, device).pp("text_model"), &c.clip)?;
-    let t5_ids = Tensor::arange(0u32, c.t5_len as u32, device)?.unsqueeze(0)?;
-    let clip_ids = Tensor::arange(0u32, 77u32, device)?.unsqueeze(0)?;
-    let mut t5 = t5;
+    // Text encoders on fixed token ids (freed before the DiT rows, built again for generate).
+    let text = RandomFluxText::new(&c, dtype, device)?;
     timed("T5 + CLIP encode (one prompt)".into(), &mut || {
-        t5.forward_dt(&t5_ids, Some(dtype))?;
-        clip.forward(&clip_ids)?;
-        Ok(())
+        text.encode(&["a person in a red coat"]).map(drop)
     })?;
-    drop(t5);
-    drop(clip);
+    drop(text);
 
     // Autoencoder.
     let ae = FluxAe::new(&c.ae, random_vb(dtype, device))?;
@@ -397,30 +391,25 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
         }
     }
 
-    // The whole two-stage generate through the real pipeline: text encoding, the scene's
-    // encode, 25 + 25 steps (2 + 2 with `quick`), both decodes and the pose inversion.
+    // The whole two-stage generate through the real pipeline, its caches cleared before each
+    // run: text encoding, the scene's encode, 25 + 25 steps (2 + 2 with `quick`), both decodes
+    // and the pose inversion (model loading excluded).
     let steps = if opts.quick { 2 } else { 25 };
-    let text = RandomFluxText {
-        t5: std::sync::Mutex::new(T5EncoderModel::load(random_vb(dtype, device), &c.t5)?),
-        clip: ClipTextTransformer::new(random_vb(dtype, device).pp("text_model"), &c.clip)?,
-        t5_dim: c.t5.d_model,
-        clip_dim: c.clip.embed_dim,
-        t5_len: c.t5_len,
-        dtype,
-        device: device.clone(),
-    };
-    let ae = FluxAe::new(&c.ae, random_vb(dtype, device))?;
-    let mc = flux_model_config(&c.dit, s, rank);
-    let mut pipeline = crate::pipeline::Pipeline::from_parts(
-        std::path::Path::new("random flux-dev"),
-        mc,
-        dit,
-        Box::new(ae),
-        Box::new(text),
-        device,
-        dtype,
-    )
-    .map_err(|e| ModelError::InvalidConfig(e.to_string()))?;
+    let mut pipeline = RandomFluxText::new(&c, dtype, device)
+        .and_then(|text| {
+            let ae = FluxAe::new(&c.ae, random_vb(dtype, device))?;
+            crate::pipeline::Pipeline::from_parts(
+                std::path::Path::new("random flux-dev"),
+                flux_model_config(&c.dit, s, rank),
+                dit,
+                Box::new(ae),
+                Box::new(text),
+                device,
+                dtype,
+            )
+            .map_err(|e| ModelError::InvalidConfig(e.to_string()))
+        })
+        .map_err(|e| e.to_string());
     let scene = image::RgbImage::from_fn(s as u32, s as u32, |x, y| {
         image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8])
     });
@@ -431,12 +420,24 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
         guidance: None,
     };
     let cancel = std::sync::atomic::AtomicBool::new(false);
-    timed(format!("generate {s}², {steps} + {steps} steps"), &mut || {
-        pipeline
-            .generate(&scene, "a person in a red coat", &run, &mut |_, _, _| {}, &cancel)
+    timed(
+        format!("generate {s}², {steps} + {steps} steps"),
+        &mut || {
+            let p = pipeline
+                .as_mut()
+                .map_err(|e| ModelError::InvalidConfig(e.clone()))?;
+            p.clear_caches();
+            p.generate(
+                &scene,
+                "a person in a red coat",
+                &run,
+                &mut |_, _, _| {},
+                &cancel,
+            )
             .map(drop)
             .map_err(|e| ModelError::InvalidConfig(e.to_string()))
-    })?;
+        },
+    )?;
     Ok(FluxBench {
         model: if opts.quick {
             "flux-dev (reduced)".into()
@@ -455,11 +456,7 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
 }
 
 /// FLUX.1-dev's model directory settings around `dit`, at working size `size`.
-fn flux_model_config(
-    dit: &DitConfig,
-    size: usize,
-    rank: usize,
-) -> crate::modeldir::ModelConfig {
+fn flux_model_config(dit: &DitConfig, size: usize, rank: usize) -> crate::modeldir::ModelConfig {
     use crate::modeldir::{AeSpec, LoraConfig, ModelConfig, TextSpec, APPEARANCE, SKELETAL};
     let mut mc = ModelConfig::tiny();
     mc.preset = "flux-dev".into();
@@ -492,7 +489,21 @@ struct RandomFluxText {
     device: Device,
 }
 
-impl super::text::TextEncoder for RandomFluxText {
+impl RandomFluxText {
+    fn new(c: &Configs, dtype: DType, device: &Device) -> Result<Self> {
+        Ok(Self {
+            t5: std::sync::Mutex::new(T5EncoderModel::load(random_vb(dtype, device), &c.t5)?),
+            clip: ClipTextTransformer::new(random_vb(dtype, device).pp("text_model"), &c.clip)?,
+            t5_dim: c.t5.d_model,
+            clip_dim: c.clip.embed_dim,
+            t5_len: c.t5_len,
+            dtype,
+            device: device.clone(),
+        })
+    }
+}
+
+impl TextEncoder for RandomFluxText {
     fn encode(&self, prompts: &[&str]) -> Result<super::text::TextFeatures> {
         let b = prompts.len();
         let t5_ids = Tensor::arange(0u32, self.t5_len as u32, &self.device)?
@@ -537,7 +548,9 @@ mod tests {
         let r = bench_flux(&FluxBenchOptions::quick(), &Device::Cpu).unwrap();
         let rows: Vec<&str> = r.rows.iter().map(|r| r.what.as_str()).collect();
         assert_eq!(rows.len(), 10, "{rows:?}");
-        assert!(rows.iter().any(|w| w.starts_with("generate 64², 2 + 2 steps")));
+        assert!(rows
+            .iter()
+            .any(|w| w.starts_with("generate 64², 2 + 2 steps")));
         assert!(
             r.rows
                 .iter()

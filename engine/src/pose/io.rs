@@ -730,18 +730,16 @@ impl<'a> Ctx<'a> {
                 ));
             }
             // COCO: v = 0 is "not labelled"; v = 1 (occluded) and v = 2 (visible) are both present.
-            let mut joints = [None; NUM_JOINTS];
-            for (j, src) in COCO17_TO_OP18.iter().enumerate() {
-                if let Some(s) = src {
-                    joints[j] = pts[*s].map(|k| Keypoint {
+            let labelled: Vec<Option<Keypoint>> = pts
+                .iter()
+                .map(|p| {
+                    p.map(|k| Keypoint {
                         confidence: 1.0,
                         ..k
-                    });
-                }
-            }
-            if let (Some(l), Some(r)) = (pts[COCO17_LEFT_SHOULDER], pts[COCO17_RIGHT_SHOULDER]) {
-                joints[joint::NECK] = Some(Keypoint::new((l.x + r.x) / 2.0, (l.y + r.y) / 2.0));
-            }
+                    })
+                })
+                .collect();
+            let joints = body18_from_coco17(&labelled);
             let wb = |k: &str, n: usize| -> Result<Option<PointList>, PoseError> {
                 match o.get(k) {
                     None => Ok(None),
@@ -962,4 +960,23 @@ pub fn write_pose_file(
     opts: ExportOptions,
 ) -> Result<(), PoseError> {
     crate::fsutil::write_atomic(path, to_json(frames, opts).as_bytes())
+}
+
+/// Body-18 from COCO's 17 body points (in COCO order, at the start of `pts`): the neck, which
+/// COCO lacks, is the shoulders' midpoint with the lower of their confidences.
+fn body18_from_coco17(pts: &[Option<Keypoint>]) -> [Option<Keypoint>; NUM_JOINTS] {
+    let mut body = [None; NUM_JOINTS];
+    for (dst, src) in body.iter_mut().zip(COCO17_TO_OP18) {
+        if let Some(s) = src {
+            *dst = pts[s];
+        }
+    }
+    if let (Some(l), Some(r)) = (pts[COCO17_LEFT_SHOULDER], pts[COCO17_RIGHT_SHOULDER]) {
+        body[joint::NECK] = Some(Keypoint {
+            x: (l.x + r.x) / 2.0,
+            y: (l.y + r.y) / 2.0,
+            confidence: l.confidence.min(r.confidence),
+        });
+    }
+    body
 }

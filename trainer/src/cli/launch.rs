@@ -4,7 +4,7 @@
 //! first failure's code.
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, Parser};
 use skeleguide_trainer::parallel::{ENV_LOCAL_RANK, ENV_RANK, ENV_RENDEZVOUS, ENV_WORLD_SIZE};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -25,11 +25,46 @@ pub(crate) struct LaunchArgs {
 }
 
 pub(crate) fn run(a: LaunchArgs) -> Result<()> {
-    if a.gpus == 0 || a.gpus > 1024 {
-        bail!("--gpus {}: must be 1 to 1024", a.gpus);
+    if a.gpus == 0 || a.gpus > super::train::MAX_WORLD {
+        bail!(
+            "--gpus {}: must be 1 to {}",
+            a.gpus,
+            super::train::MAX_WORLD
+        );
     }
-    if a.command.first().map(String::as_str) != Some("train") {
-        bail!("launch runs `train`: give `-- train --config …`");
+    // The command is checked here, once: a bad config is one message, not one per process.
+    let parsed = super::Cli::try_parse_from(
+        std::iter::once("skeleguide-train".to_string()).chain(a.command.iter().cloned()),
+    );
+    let train = match parsed {
+        Ok(super::Cli {
+            command: super::Command::Train(t),
+        }) => t,
+        Ok(_) => bail!("launch runs `train`: give `-- train --config …`"),
+        Err(e) => bail!(
+            "the command after `--`: {}",
+            e.to_string().lines().next().unwrap_or("")
+        ),
+    };
+    if let Some(flag) = a.command.iter().find(|c| {
+        ["--world-size", "--rank", "--rendezvous"]
+            .iter()
+            .any(|f| c.as_str() == *f || c.starts_with(&format!("{f}=")))
+    }) {
+        bail!("{flag}: launch sets it for each process; leave it out of the command");
+    }
+    let (cfg, phase) = super::train::check(&train)?;
+    if skeleguide_trainer::phases::runs_phase0(&cfg, phase) {
+        bail!("{}", skeleguide_trainer::phases::PHASE0_ALONE);
+    }
+    if cfg.batch % a.gpus != 0 {
+        bail!(
+            "{}: batch = {} cannot be split over {} processes (it must divide by {})",
+            train.config_path().display(),
+            cfg.batch,
+            a.gpus,
+            a.gpus
+        );
     }
     let rendezvous = match a.rendezvous {
         Some(r) => r,
@@ -54,9 +89,23 @@ pub(crate) fn run(a: LaunchArgs) -> Result<()> {
             }
         }
     }
-    // Wait for all; after the first failure the others get a grace period to stop on their
-    // own (their next reduction fails), then are killed.
-    let mut codes: Vec<Option<i32>> = vec![None; a.gpus];
+    let waited = wait_all(&mut children);
+    if waited.is_err() {
+        stop(&mut children);
+    }
+    match waited? {
+        Some((rank, code)) => {
+            eprintln!("skeleguide-train launch: rank {rank} failed first (exit {code})");
+            std::process::exit(code)
+        }
+        None => Ok(()),
+    }
+}
+
+/// Waits for every process; after the first failure the others get a grace period to stop on
+/// their own (their next reduction fails), then are killed. Returns the first failure.
+fn wait_all(children: &mut [Child]) -> Result<Option<(usize, i32)>> {
+    let mut codes: Vec<Option<i32>> = vec![None; children.len()];
     let mut failed: Option<(usize, i32, Instant)> = None;
     loop {
         for (rank, c) in children.iter_mut().enumerate() {
@@ -72,29 +121,21 @@ pub(crate) fn run(a: LaunchArgs) -> Result<()> {
             }
         }
         if codes.iter().all(Option::is_some) {
-            break;
+            return Ok(failed.map(|(rank, code, _)| (rank, code)));
         }
         if let Some((_, _, at)) = failed {
             if at.elapsed() > Duration::from_secs(30) {
-                stop(&mut children);
+                stop(children);
             }
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-    match failed {
-        Some((rank, code, _)) => {
-            eprintln!(
-                "skeleguide-train launch: rank {rank} failed (exit {code}); stopped the others"
-            );
-            std::process::exit(code)
-        }
-        None => Ok(()),
     }
 }
 
 fn stop(children: &mut [Child]) {
     for c in children.iter_mut() {
         let _ = c.kill();
+        let _ = c.wait();
     }
 }
 

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
+use skeleguide_trainer::config::TrainConfig;
 use skeleguide_trainer::parallel::{Group, ENV_RANK, ENV_RENDEZVOUS, ENV_WORLD_SIZE, WAIT};
 use skeleguide_trainer::phases::{self, PhaseSel};
 use std::path::PathBuf;
@@ -38,35 +39,82 @@ pub(crate) struct TrainArgs {
     group_timeout: u64,
 }
 
-pub(crate) fn run(a: TrainArgs) -> Result<()> {
-    let TrainArgs {
-        config,
-        out,
-        phase,
-        resume,
-        data,
-        world_size,
-        rank,
-        rendezvous,
-        group_timeout,
-    } = a;
-    if world_size == 0 || rank >= world_size {
-        bail!("--rank {rank}: must be below --world-size {world_size}");
+/// The most processes of one data-parallel run.
+pub(crate) const MAX_WORLD: usize = 1024;
+/// The longest `--group-timeout`: a week.
+const MAX_GROUP_TIMEOUT_S: u64 = 7 * 24 * 3600;
+
+/// The config and phase selection of `a`, checked (what `launch` checks before it starts any
+/// process).
+pub(crate) fn check(a: &TrainArgs) -> Result<(TrainConfig, PhaseSel)> {
+    if a.world_size == 0 || a.world_size > MAX_WORLD {
+        bail!("--world-size {}: must be 1 to {MAX_WORLD}", a.world_size);
     }
-    let cfg = skeleguide_trainer::config::TrainConfig::load(&config)?;
-    let phase = match phase.as_str() {
+    if a.rank >= a.world_size {
+        bail!(
+            "--rank {}: must be below --world-size {}",
+            a.rank,
+            a.world_size
+        );
+    }
+    if a.group_timeout > MAX_GROUP_TIMEOUT_S {
+        bail!(
+            "--group-timeout {}: at most {MAX_GROUP_TIMEOUT_S} s",
+            a.group_timeout
+        );
+    }
+    let cfg = TrainConfig::load(&a.config)?;
+    let phase = match a.phase.as_str() {
         "all" => PhaseSel::All,
         p => match p.parse::<u8>() {
             Ok(n) if n <= 3 => PhaseSel::One(n),
             _ => bail!("--phase {p}: must be 0, 1, 2, 3 or all"),
         },
     };
-    let group = if world_size > 1 {
-        let wait = std::time::Duration::from_secs(group_timeout.max(1));
-        Some(Group::join(&rendezvous, world_size, rank, wait)?)
+    Ok((cfg, phase))
+}
+
+/// What every rank of one run must agree on: the config file's bytes, the phase and `--resume`.
+fn fingerprint(a: &TrainArgs) -> u64 {
+    let text = std::fs::read(&a.config).unwrap_or_default();
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in text
+        .iter()
+        .chain(a.phase.as_bytes())
+        .chain([a.resume as u8].iter())
+    {
+        h = (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+impl TrainArgs {
+    pub(crate) fn config_path(&self) -> &std::path::Path {
+        &self.config
+    }
+}
+
+pub(crate) fn run(a: TrainArgs) -> Result<()> {
+    let (cfg, phase) = check(&a)?;
+    let group = if a.world_size > 1 {
+        let wait = std::time::Duration::from_secs(a.group_timeout.max(1));
+        Some(Group::join(
+            &a.rendezvous,
+            a.world_size,
+            a.rank,
+            wait,
+            fingerprint(&a),
+        )?)
     } else {
         None
     };
+    let TrainArgs {
+        out,
+        resume,
+        data,
+        rank,
+        ..
+    } = a;
     let args = phases::TrainArgs {
         config: cfg,
         out: out.clone(),

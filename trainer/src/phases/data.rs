@@ -271,18 +271,18 @@ pub(super) fn noise_rows(
     batch: usize,
 ) -> Result<Tensor> {
     let per_row = t.elem_count() / rows.len().max(1);
-    let all = rng.normals(per_row * batch);
-    let v = all[rows.start * per_row..rows.end * per_row].to_vec();
+    let mut v = rng.normals(per_row * batch);
+    if rows.len() != batch {
+        v = v[rows.start * per_row..rows.end * per_row].to_vec();
+    }
     Ok(Tensor::from_vec(v, t.dims(), &Device::Cpu)?
         .to_dtype(t.dtype())?
         .to_device(t.device())?)
 }
 
 pub(super) fn noise_like(rng: &mut TrainRng, t: &Tensor) -> Result<Tensor> {
-    let v = rng.normals(t.elem_count());
-    Ok(Tensor::from_vec(v, t.dims(), &Device::Cpu)?
-        .to_dtype(t.dtype())?
-        .to_device(t.device())?)
+    let rows = t.dim(0)?;
+    noise_rows(rng, t, 0..rows, rows)
 }
 
 pub(super) fn gather(t: &Tensor, d: &[Draw]) -> Result<Tensor> {

@@ -155,15 +155,30 @@ impl Ctx<'_> {
             dtype: self.dtype,
             share: self.group.as_ref().map(|g| (g.rows(cfg.batch), cfg.batch)),
         };
-        let whole = LossCtx {
-            share: None,
+        // The fixed evaluation batch: each rank its rows when they split evenly (the mean of
+        // the ranks' means), else the whole batch on every rank.
+        let eval_all = eval_draws(cfg, n);
+        let group = self.group.clone();
+        let eval_split = group
+            .as_ref()
+            .filter(|g| eval_all.len() % g.world_size() == 0);
+        let eval_ctx = LossCtx {
+            share: eval_split.map(|g| (g.rows(eval_all.len()), eval_all.len())),
             ..lossctx.clone()
         };
         let eval_seed = phase_seed(cfg.seed ^ 0xE7A1, phase.as_str());
         let eval = |dit: &mut MmDit| -> Result<f64> {
             let mut r = TrainRng(eval_seed);
-            let (l, _, _) = whole.loss(dit, kind, &eval_draws(cfg, n), &mut r)?;
-            scalar(&l.detach())
+            let mine = match eval_split {
+                Some(g) => &eval_all[g.rows(eval_all.len())],
+                None => &eval_all[..],
+            };
+            let (l, _, _) = eval_ctx.loss(dit, kind, mine, &mut r)?;
+            let l = scalar(&l.detach())?;
+            match eval_split {
+                Some(g) => Ok(mean_losses(g, (l, None, None))?.0),
+                None => Ok(l),
+            }
         };
         let eval_before = eval(&mut dit)?;
         let pb = bar(self.progress, phase, steps, start);

@@ -186,6 +186,24 @@ struct Ctx<'a> {
     group: Option<Group>,
 }
 
+/// Whether a process writes the run's files: alone, or rank 0 of a group.
+fn writes(group: &Option<Group>) -> bool {
+    group.as_ref().is_none_or(|g| g.rank() == 0)
+}
+
+/// Why a data-parallel run refuses phase 0.
+pub const PHASE0_ALONE: &str =
+    "phase 0 trains on one process; run it alone, then the LoRA phases (--phase 1, 2, 3) data-parallel";
+
+/// Whether a run of `cfg` with `phase` trains phase 0 (the tiny preset's own base).
+pub fn runs_phase0(cfg: &TrainConfig, phase: PhaseSel) -> bool {
+    let has0 = cfg.phase0.is_some() && cfg.base_model.is_none();
+    match phase {
+        PhaseSel::All => has0,
+        PhaseSel::One(p) => p == 0,
+    }
+}
+
 /// Runs the curriculum (or one phase); returns what each phase run measured.
 pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
     let cfg = &args.config;
@@ -195,7 +213,7 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
             checkpoint::path(&args.out).display()
         )));
     }
-    let rank0 = args.group.as_ref().is_none_or(|g| g.rank() == 0);
+    let rank0 = writes(&args.group);
     if let Some(g) = &args.group {
         if cfg.batch % g.world_size() != 0 {
             return Err(TrainError::Config(format!(
@@ -257,10 +275,8 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
             vec![phase]
         }
     };
-    if args.group.is_some() && selected.iter().any(|p| matches!(p, Phase::Ae | Phase::Dit)) {
-        return Err(TrainError::Config(
-            "phase 0 trains on one process; run it alone, then the LoRA phases (--phase 1, 2, 3) data-parallel".into(),
-        ));
+    if args.group.is_some() && runs_phase0(cfg, args.phase) {
+        return Err(TrainError::Config(PHASE0_ALONE.into()));
     }
     // Resume: skip the phases finished before the checkpoint.
     let ckpt = if args.resume {
@@ -428,7 +444,7 @@ impl Ctx<'_> {
 
     /// Whether this process writes the run's files: alone, or rank 0 of a group.
     fn writes(&self) -> bool {
-        self.group.as_ref().is_none_or(|g| g.rank() == 0)
+        writes(&self.group)
     }
 
     /// Runs `f` on rank 0 before the other ranks (at once when alone): for work that writes
@@ -438,11 +454,8 @@ impl Ctx<'_> {
             return f(self);
         };
         if g.rank() == 0 {
-            let r = f(self);
-            if let Err(e) = &r {
-                g.0.abort(&e.to_string());
-            }
-            let r = r?;
+            // On an error the CLI stops the group.
+            let r = f(self)?;
             g.barrier()?;
             Ok(r)
         } else {

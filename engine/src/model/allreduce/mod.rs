@@ -46,6 +46,16 @@ pub enum ReduceError {
         /// What failed.
         msg: String,
     },
+    /// The ranks passed different numbers of buffers.
+    #[error("rank {rank}: {count} buffers, the round started with {expected}")]
+    Count {
+        /// The rank whose count differs.
+        rank: usize,
+        /// Its count.
+        count: usize,
+        /// The count the round started with.
+        expected: usize,
+    },
     /// The other ranks did not arrive in time.
     #[error("rank {rank}: no reduction from the other ranks within {secs} s")]
     Timeout {
@@ -67,6 +77,59 @@ pub trait AllReduce: Send + Sync {
     fn all_reduce_mean(&self, bufs: &mut [Vec<f32>]) -> Result<(), ReduceError>;
     /// Stops the group: every rank's pending and later reductions fail with `why`.
     fn abort(&self, why: &str);
+}
+
+/// The buffers as f64 sums: every backend adds in f64 so the mean does not depend on the order
+/// ranks arrive in beyond rounding of the last bit.
+fn widen(bufs: &[Vec<f32>]) -> Vec<Vec<f64>> {
+    bufs.iter()
+        .map(|b| b.iter().map(|&x| x as f64).collect())
+        .collect()
+}
+
+/// Whether rank `rank`'s buffers, of lengths `lens`, pair with the round's `sum`.
+fn check_lengths(
+    sum: &[Vec<f64>],
+    lens: impl ExactSizeIterator<Item = usize>,
+    rank: usize,
+) -> Result<(), ReduceError> {
+    if lens.len() != sum.len() {
+        return Err(ReduceError::Count {
+            rank,
+            count: lens.len(),
+            expected: sum.len(),
+        });
+    }
+    for (index, (s, len)) in sum.iter().zip(lens).enumerate() {
+        if s.len() != len {
+            return Err(ReduceError::Mismatch {
+                rank,
+                index,
+                len,
+                expected: s.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Adds rank `rank`'s buffers into the round's sum.
+fn accumulate(sum: &mut [Vec<f64>], bufs: &[Vec<f32>], rank: usize) -> Result<(), ReduceError> {
+    check_lengths(sum, bufs.iter().map(Vec::len), rank)?;
+    for (s, b) in sum.iter_mut().zip(bufs) {
+        for (a, &x) in s.iter_mut().zip(b) {
+            *a += x as f64;
+        }
+    }
+    Ok(())
+}
+
+/// The mean over `n` ranks of the summed buffers.
+fn mean_of(sum: &[Vec<f64>], n: usize) -> Vec<Vec<f32>> {
+    let inv = 1.0 / n as f64;
+    sum.iter()
+        .map(|s| s.iter().map(|&x| (x * inv) as f32).collect())
+        .collect()
 }
 
 /// The state the threads of a group share.
@@ -149,45 +212,14 @@ impl AllReduce for ThreadRank {
             return Err(e.clone());
         }
         if round.arrived == 0 {
-            round.sum = bufs
-                .iter()
-                .map(|b| b.iter().map(|&x| x as f64).collect())
-                .collect();
-        } else {
-            if round.sum.len() != bufs.len() {
-                let e = ReduceError::Mismatch {
-                    rank: self.rank,
-                    index: bufs.len(),
-                    len: 0,
-                    expected: round.sum.len(),
-                };
-                return Err(self.fail(&mut round, e));
-            }
-            for (i, (s, b)) in round.sum.iter_mut().zip(bufs.iter()).enumerate() {
-                if s.len() != b.len() {
-                    let e = ReduceError::Mismatch {
-                        rank: self.rank,
-                        index: i,
-                        len: b.len(),
-                        expected: s.len(),
-                    };
-                    return Err(self.fail(&mut round, e));
-                }
-                for (a, &x) in s.iter_mut().zip(b) {
-                    *a += x as f64;
-                }
-            }
+            round.sum = widen(bufs);
+        } else if let Err(e) = accumulate(&mut round.sum, bufs, self.rank) {
+            return Err(self.fail(&mut round, e));
         }
         round.arrived += 1;
         let gen = round.generation;
         if round.arrived == n {
-            let inv = 1.0 / n as f64;
-            let mean = round
-                .sum
-                .iter()
-                .map(|s| s.iter().map(|&x| (x * inv) as f32).collect())
-                .collect();
-            round.result = Arc::new(mean);
+            round.result = Arc::new(mean_of(&round.sum, n));
             round.sum = Vec::new();
             round.arrived = 0;
             round.generation += 1;

@@ -3,8 +3,11 @@
 //! order, so every run of one world size gets the same bits) and sends the mean back.
 //!
 //! Messages are a kind byte, then for data a buffer count, each buffer's length and its f32
-//! values (little-endian), or for an abort its reason as UTF-8. A closed connection is a failed
-//! rank: rank 0 then stops every other rank instead of letting them wait.
+//! values (little-endian), or for an abort its reason as UTF-8. A receiver knows the lengths it
+//! expects (its own buffers'), so a message of other lengths is an error before anything is
+//! allocated for it. A closed connection is a failed rank: rank 0 then stops every other rank
+//! instead of letting them wait. Joining checks the run's fingerprint: processes started with
+//! other settings refuse to train together.
 
 use super::{AllReduce, ReduceError};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -14,8 +17,28 @@ use std::time::{Duration, Instant};
 
 const DATA: u8 = 0;
 const ABORT: u8 = 1;
-/// More values than any buffer holds: a corrupt length is an error, not an allocation.
-const MAX_VALUES: u64 = 1 << 34;
+/// The longest abort reason sent (a longer one is cut).
+const MAX_REASON: usize = 4096;
+/// The first bytes of a rank's introduction: anything else connecting is not a rank.
+const MAGIC: &[u8; 8] = b"SKGRANK1";
+/// How long a connection may take to introduce itself before it is dropped.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// A connection to another rank: one reader for its whole life (a message read ahead is kept
+/// for the next read), and the stream to write to.
+struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Conn {
+    fn new(s: TcpStream) -> std::io::Result<Self> {
+        Ok(Self {
+            writer: s.try_clone()?,
+            reader: BufReader::with_capacity(1 << 16, s),
+        })
+    }
+}
 
 /// One rank of a group joined over TCP.
 pub struct TcpRank {
@@ -23,7 +46,7 @@ pub struct TcpRank {
     world: usize,
     timeout: Duration,
     /// Rank 0: the connection of each other rank (index `r - 1`); other ranks: rank 0's.
-    peers: Mutex<Vec<TcpStream>>,
+    peers: Mutex<Vec<Conn>>,
     aborted: Mutex<Option<ReduceError>>,
 }
 
@@ -31,42 +54,49 @@ impl TcpRank {
     /// Joins the group of `world` ranks as `rank`: rank 0 listens at `addr` and waits for the
     /// others, each other rank connects to it (retrying until `timeout`, so the processes may
     /// start in any order). `timeout` also bounds each later wait for the other ranks.
+    /// `fingerprint` identifies the run's settings: every rank must pass the same.
     pub fn join(
         addr: &str,
         world: usize,
         rank: usize,
         timeout: Duration,
+        fingerprint: u64,
     ) -> Result<Self, ReduceError> {
         let fail = |msg: String| ReduceError::Connection { rank, msg };
-        if world == 0 || rank >= world {
+        if world == 0 || rank >= world || world > u32::MAX as usize {
             return Err(fail(format!("rank {rank} is outside a world of {world}")));
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .ok_or_else(|| fail(format!("a wait of {} s is too long", timeout.as_secs())))?;
         let peers = if rank == 0 {
             let listener = TcpListener::bind(addr)
                 .map_err(|e| fail(format!("cannot listen at {addr}: {e}")))?;
             listener
                 .set_nonblocking(true)
                 .map_err(|e| fail(e.to_string()))?;
-            let mut by_rank: Vec<Option<TcpStream>> = (1..world).map(|_| None).collect();
+            let mut by_rank: Vec<Option<Conn>> = (1..world).map(|_| None).collect();
             while by_rank.iter().any(Option::is_none) {
                 match listener.accept() {
                     Ok((s, _)) => {
-                        s.set_nonblocking(false).map_err(|e| fail(e.to_string()))?;
-                        configure(&s, timeout).map_err(|e| fail(e.to_string()))?;
-                        let mut r = [0u8; 8];
-                        (&s).read_exact(&mut r)
-                            .map_err(|e| fail(format!("handshake: {e}")))?;
-                        let (peer, peer_world) = (
-                            u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as usize,
-                            u32::from_le_bytes([r[4], r[5], r[6], r[7]]) as usize,
-                        );
+                        // A connection that is not one of ours (a port scan, a stray client)
+                        // is dropped; one of ours with other settings stops the group.
+                        let Ok(Some((peer, peer_world, peer_print))) = handshake(&s, timeout)
+                        else {
+                            continue;
+                        };
                         if peer_world != world || peer == 0 || peer >= world {
                             return Err(fail(format!(
                                 "a process joined as rank {peer} of {peer_world}; this group has {world} ranks"
                             )));
                         }
-                        if by_rank[peer - 1].replace(s).is_some() {
+                        if peer_print != fingerprint {
+                            return Err(fail(format!(
+                                "rank {peer} was started with other settings (config, phase or data) than rank 0"
+                            )));
+                        }
+                        let conn = Conn::new(s).map_err(|e| fail(e.to_string()))?;
+                        if by_rank[peer - 1].replace(conn).is_some() {
                             return Err(fail(format!("two processes joined as rank {peer}")));
                         }
                     }
@@ -109,11 +139,13 @@ impl TcpRank {
                 }
             };
             configure(&s, timeout).map_err(|e| fail(e.to_string()))?;
-            let mut hello = (rank as u32).to_le_bytes().to_vec();
+            let mut hello = MAGIC.to_vec();
+            hello.extend((rank as u32).to_le_bytes());
             hello.extend((world as u32).to_le_bytes());
+            hello.extend(fingerprint.to_le_bytes());
             (&s).write_all(&hello)
                 .map_err(|e| fail(format!("handshake: {e}")))?;
-            vec![s]
+            vec![Conn::new(s).map_err(|e| fail(e.to_string()))?]
         };
         Ok(Self {
             rank,
@@ -149,55 +181,47 @@ impl TcpRank {
         a.get_or_insert(e).clone()
     }
 
-    fn reduce(&self, peers: &mut [TcpStream], bufs: &mut [Vec<f32>]) -> Result<(), ReduceError> {
+    fn reduce(&self, peers: &mut [Conn], bufs: &mut [Vec<f32>]) -> Result<(), ReduceError> {
+        let lens: Vec<usize> = bufs.iter().map(Vec::len).collect();
         if self.rank != 0 {
-            let s = &mut peers[0];
-            send_data(s, bufs).map_err(|e| self.io("sending to rank 0", e))?;
-            return match read_message(s).map_err(|e| self.io("waiting for rank 0", e))? {
-                Message::Data(mean) => copy_into(bufs, &mean, self.rank),
-                Message::Abort(e) => Err(e),
-            };
-        }
-        let mut sum: Vec<Vec<f64>> = bufs
-            .iter()
-            .map(|b| b.iter().map(|&x| x as f64).collect())
-            .collect();
-        for (i, s) in peers.iter_mut().enumerate() {
-            let peer = i + 1;
-            let got = match read_message(s).map_err(|e| self.io(&format!("rank {peer}"), e))? {
-                Message::Data(d) => d,
+            let c = &mut peers[0];
+            send_data(&mut c.writer, bufs).map_err(|e| self.io("sending to rank 0", e))?;
+            let mean = match read_message(&mut c.reader, &lens, 0)
+                .map_err(|e| self.io("waiting for rank 0", e))?
+            {
+                Message::Data(mean) => mean,
                 Message::Abort(e) => return Err(e),
+                Message::Lengths(got) => {
+                    return Err(ReduceError::Connection {
+                        rank: self.rank,
+                        msg: format!("rank 0 sent back {} buffers of other sizes", got.len()),
+                    })
+                }
             };
-            if got.len() != sum.len() {
-                return Err(ReduceError::Mismatch {
-                    rank: peer,
-                    index: got.len(),
-                    len: 0,
-                    expected: sum.len(),
-                });
+            for (b, m) in bufs.iter_mut().zip(mean) {
+                b.copy_from_slice(&m);
             }
-            for (index, (a, b)) in sum.iter_mut().zip(&got).enumerate() {
-                if a.len() != b.len() {
-                    return Err(ReduceError::Mismatch {
-                        rank: peer,
-                        index,
-                        len: b.len(),
-                        expected: a.len(),
-                    });
-                }
-                for (x, &y) in a.iter_mut().zip(b) {
-                    *x += y as f64;
+            return Ok(());
+        }
+        let mut sum = super::widen(bufs);
+        for (i, c) in peers.iter_mut().enumerate() {
+            let peer = i + 1;
+            let got = read_message(&mut c.reader, &lens, peer)
+                .map_err(|e| self.io(&format!("rank {peer}"), e))?;
+            match got {
+                Message::Data(d) => super::accumulate(&mut sum, &d, peer)?,
+                Message::Abort(e) => return Err(e),
+                Message::Lengths(got) => {
+                    super::check_lengths(&sum, got.into_iter(), peer)?;
                 }
             }
         }
-        let inv = 1.0 / self.world as f64;
-        for (b, s) in bufs.iter_mut().zip(&sum) {
-            for (x, &y) in b.iter_mut().zip(s) {
-                *x = (y * inv) as f32;
-            }
+        let mean = super::mean_of(&sum, self.world);
+        for (b, m) in bufs.iter_mut().zip(&mean) {
+            b.copy_from_slice(m);
         }
-        for (i, s) in peers.iter_mut().enumerate() {
-            send_data(s, bufs).map_err(|e| self.io(&format!("rank {}", i + 1), e))?;
+        for (i, c) in peers.iter_mut().enumerate() {
+            send_data(&mut c.writer, bufs).map_err(|e| self.io(&format!("rank {}", i + 1), e))?;
         }
         Ok(())
     }
@@ -248,13 +272,18 @@ impl AllReduce for TcpRank {
 impl TcpRank {
     fn send_abort(&self, why: &str) {
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cut = why.len().min(MAX_REASON);
+        while !why.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let why = &why[..cut];
         let mut msg = vec![ABORT];
         msg.extend((self.rank as u32).to_le_bytes());
         msg.extend((why.len() as u32).to_le_bytes());
         msg.extend(why.as_bytes());
-        for s in peers.iter_mut() {
-            let _ = s.write_all(&msg);
-            let _ = s.flush();
+        for c in peers.iter_mut() {
+            let _ = c.writer.write_all(&msg);
+            let _ = c.writer.flush();
         }
     }
 }
@@ -264,8 +293,8 @@ impl Drop for TcpRank {
         if std::thread::panicking() {
             self.abort("its thread panicked");
         }
-        for s in self.peers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = s.shutdown(Shutdown::Both);
+        for c in self.peers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = c.writer.shutdown(Shutdown::Both);
         }
     }
 }
@@ -291,9 +320,27 @@ fn send_data(s: &mut TcpStream, bufs: &[Vec<f32>]) -> std::io::Result<()> {
     w.flush()
 }
 
+/// A connection's introduction: its rank, world size and fingerprint; `None` when it sent
+/// something else or nothing within [`HANDSHAKE`].
+fn handshake(s: &TcpStream, timeout: Duration) -> std::io::Result<Option<(usize, usize, u64)>> {
+    s.set_nonblocking(false)?;
+    configure(s, HANDSHAKE.min(timeout))?;
+    let mut r = [0u8; 24];
+    if (&*s).read_exact(&mut r).is_err() || &r[..8] != MAGIC {
+        return Ok(None);
+    }
+    configure(s, timeout)?;
+    let word = |i: usize| u32::from_le_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]) as usize;
+    let mut print = [0u8; 8];
+    print.copy_from_slice(&r[16..24]);
+    Ok(Some((word(8), word(12), u64::from_le_bytes(print))))
+}
+
 enum Message {
     Data(Vec<Vec<f32>>),
     Abort(ReduceError),
+    /// Data of other lengths than expected (read past, nothing kept).
+    Lengths(Vec<usize>),
 }
 
 fn read_u64(r: &mut impl Read) -> std::io::Result<u64> {
@@ -308,24 +355,34 @@ fn read_u32(r: &mut impl Read) -> std::io::Result<u32> {
     Ok(u32::from_le_bytes(b))
 }
 
-fn read_message(s: &mut TcpStream) -> std::io::Result<Message> {
+/// The next message from rank `from`, whose data buffers must have the lengths `expected`.
+fn read_message(
+    r: &mut BufReader<TcpStream>,
+    expected: &[usize],
+    from: usize,
+) -> std::io::Result<Message> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let mut r = BufReader::with_capacity(1 << 16, s);
     let mut kind = [0u8; 1];
     r.read_exact(&mut kind)?;
     match kind[0] {
         DATA => {
-            let n = read_u64(&mut r)?;
-            if n > 1 << 20 {
-                return Err(bad("too many buffers"));
+            let n = read_u64(r)?;
+            if n != expected.len() as u64 {
+                // The lengths are not read: the stream is out of step after this and the
+                // group stops.
+                return Ok(Message::Lengths(vec![0; n.min(1 << 20) as usize]));
             }
-            let lens: Vec<u64> = (0..n).map(|_| read_u64(&mut r)).collect::<Result<_, _>>()?;
-            if lens.iter().sum::<u64>() > MAX_VALUES {
-                return Err(bad("buffers too large"));
+            let lens: Vec<u64> = (0..n).map(|_| read_u64(r)).collect::<Result<_, _>>()?;
+            if lens.iter().zip(expected).any(|(&a, &b)| a != b as u64) {
+                return Ok(Message::Lengths(
+                    lens.iter()
+                        .map(|&l| l.min(usize::MAX as u64) as usize)
+                        .collect(),
+                ));
             }
-            let mut out = Vec::with_capacity(n as usize);
-            for len in lens {
-                let mut bytes = vec![0u8; len as usize * 4];
+            let mut out = Vec::with_capacity(expected.len());
+            for &len in expected {
+                let mut bytes = vec![0u8; len * 4];
                 r.read_exact(&mut bytes)?;
                 out.push(
                     bytes
@@ -337,8 +394,11 @@ fn read_message(s: &mut TcpStream) -> std::io::Result<Message> {
             Ok(Message::Data(out))
         }
         ABORT => {
-            let rank = read_u32(&mut r)? as usize;
-            let len = read_u32(&mut r)?.min(1 << 16) as usize;
+            let rank = read_u32(r)? as usize;
+            let len = read_u32(r)? as usize;
+            if len > MAX_REASON {
+                return Err(bad("abort reason too long"));
+            }
             let mut why = vec![0u8; len];
             r.read_exact(&mut why)?;
             Ok(Message::Abort(ReduceError::Aborted {
@@ -346,26 +406,8 @@ fn read_message(s: &mut TcpStream) -> std::io::Result<Message> {
                 why: String::from_utf8_lossy(&why).into_owned(),
             }))
         }
-        _ => Err(bad("unknown message")),
+        _ => Err(bad(&format!("an unknown message from rank {from}"))),
     }
-}
-
-fn copy_into(bufs: &mut [Vec<f32>], mean: &[Vec<f32>], rank: usize) -> Result<(), ReduceError> {
-    if mean.len() != bufs.len()
-        || mean
-            .iter()
-            .zip(bufs.iter())
-            .any(|(m, b)| m.len() != b.len())
-    {
-        return Err(ReduceError::Connection {
-            rank,
-            msg: "rank 0 sent back buffers of other sizes".into(),
-        });
-    }
-    for (b, m) in bufs.iter_mut().zip(mean) {
-        b.copy_from_slice(m);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -382,7 +424,7 @@ mod tests {
         let handles: Vec<_> = (0..n)
             .map(|r| {
                 let addr = addr.clone();
-                std::thread::spawn(move || TcpRank::join(&addr, n, r, timeout).unwrap())
+                std::thread::spawn(move || TcpRank::join(&addr, n, r, timeout, 7).unwrap())
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -438,7 +480,7 @@ mod tests {
                 "{e}"
             );
         }
-        let e = TcpRank::join(&free_addr(), 2, 0, Duration::from_millis(300))
+        let e = TcpRank::join(&free_addr(), 2, 0, Duration::from_millis(300), 7)
             .err()
             .unwrap();
         assert!(e.to_string().contains("ranks 1 did not join"), "{e}");
@@ -454,5 +496,53 @@ mod tests {
         let e = h.join().unwrap();
         assert!(e.to_string().contains("out of memory"), "{e}");
         assert!(r1.all_reduce_mean(&mut [vec![1.0]]).is_err());
+    }
+
+    #[test]
+    fn a_stray_connection_is_ignored_and_a_rank_with_other_settings_is_refused() {
+        let addr = free_addr();
+        let a = addr.clone();
+        let r0 = std::thread::spawn(move || TcpRank::join(&a, 2, 0, Duration::from_secs(20), 7));
+        let connect = || loop {
+            if let Ok(s) = TcpStream::connect(&addr) {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stray = connect();
+        stray
+            .write_all(b"GET / HTTP/1.0\r\n\r\nHost: x\r\n")
+            .unwrap();
+        let a = addr.clone();
+        let r1 = std::thread::spawn(move || TcpRank::join(&a, 2, 1, Duration::from_secs(20), 7));
+        let (r0, r1) = (r0.join().unwrap().unwrap(), r1.join().unwrap().unwrap());
+        let h = std::thread::spawn(move || {
+            let mut b = vec![vec![2.0f32]];
+            r1.all_reduce_mean(&mut b).map(|_| b)
+        });
+        let mut b = vec![vec![4.0f32]];
+        r0.all_reduce_mean(&mut b).unwrap();
+        assert_eq!(
+            (b, h.join().unwrap().unwrap()),
+            (vec![vec![3.0]], vec![vec![3.0]])
+        );
+
+        let addr = free_addr();
+        let a = addr.clone();
+        let r0 = std::thread::spawn(move || TcpRank::join(&a, 2, 0, Duration::from_secs(20), 7));
+        let _r1 = TcpRank::join(&addr, 2, 1, Duration::from_secs(20), 8);
+        let e = r0.join().unwrap().err().unwrap();
+        assert!(e.to_string().contains("other settings"), "{e}");
+    }
+
+    #[test]
+    fn buffers_of_other_lengths_are_an_error_not_an_allocation() {
+        let ranks = group(2, Duration::from_secs(20));
+        let mut it = ranks.into_iter();
+        let (r0, r1) = (it.next().unwrap(), it.next().unwrap());
+        let h = std::thread::spawn(move || r1.all_reduce_mean(&mut [vec![1.0; 3]]));
+        let e = r0.all_reduce_mean(&mut [vec![1.0; 2]]).unwrap_err();
+        assert!(matches!(e, ReduceError::Mismatch { rank: 1, .. }), "{e}");
+        assert!(h.join().unwrap().is_err());
     }
 }

@@ -22,9 +22,7 @@
 //! points each). A part with no present point is left out, and so is a detection with none.
 
 use super::{join, kind_of, Ctx, PoseDocument, PoseFormat, RawPerson, MAX_PEOPLE};
-use crate::pose::skeleton::{
-    joint, COCO17_LEFT_SHOULDER, COCO17_RIGHT_SHOULDER, COCO17_TO_OP18, FACE_POINTS, NUM_JOINTS,
-};
+use crate::pose::skeleton::FACE_POINTS;
 use crate::pose::types::{Keypoint, PointList};
 use crate::pose::PoseError;
 use serde_json::{Map, Value};
@@ -236,19 +234,7 @@ impl Ctx<'_> {
 
 /// Our person from the 133 points: body-18 with the derived neck, face and hands; feet left out.
 fn wholebody_person(pts: &[Option<Keypoint>]) -> RawPerson {
-    let mut body = vec![None; NUM_JOINTS];
-    for (dst, src) in body.iter_mut().zip(COCO17_TO_OP18) {
-        if let Some(s) = src {
-            *dst = pts[s];
-        }
-    }
-    if let (Some(l), Some(r)) = (pts[COCO17_LEFT_SHOULDER], pts[COCO17_RIGHT_SHOULDER]) {
-        body[joint::NECK] = Some(Keypoint {
-            x: (l.x + r.x) / 2.0,
-            y: (l.y + r.y) / 2.0,
-            confidence: l.confidence.min(r.confidence),
-        });
-    }
+    let body = super::body18_from_coco17(pts).to_vec();
     let part = |r: Range<usize>| -> Option<PointList> {
         let list = &pts[r];
         list.iter().any(Option::is_some).then(|| list.to_vec())
