@@ -5,6 +5,7 @@ pub mod cli;
 pub mod export;
 pub mod gpu_layout;
 pub mod gui;
+pub mod pose_library;
 pub mod worker;
 
 use std::path::PathBuf;

@@ -114,7 +114,11 @@ fn mirror_delete_and_add() {
 
 #[test]
 fn pose_presets_add_a_fitted_person_and_undo() {
-    let mut h = harness(app_with_people(0));
+    // an empty pose library: the user's own presets must not change the menu
+    let library = tempfile::tempdir().unwrap();
+    let mut app = app_with_people(0);
+    app.set_pose_library(Some(library.path().to_path_buf()));
+    let mut h = harness(app);
     let (w, hh) = h.state().doc.canvas();
     h.get_by_label("Add preset").click();
     h.run();

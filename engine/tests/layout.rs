@@ -3,7 +3,8 @@
 use image::{Rgb, RgbImage};
 use skeleguide_engine::pose::skeleton::{limb_color, COLORS, LIMBS};
 use skeleguide_engine::pose::{
-    draw_layout, edit::default_person, person_mask, stick_width, Keypoint, Pose, PoseSet,
+    draw_layout, draw_layout_parts, edit::default_person, person_mask, stick_width, Keypoint,
+    LayoutParts, Pose, PoseSet,
 };
 
 fn one_limb(w: u32, h: u32, a: (f64, f64), b: (f64, f64)) -> PoseSet {
@@ -168,4 +169,116 @@ fn identical_to_opencv_controlnet_rendering() {
             "{name}: {differing} pixels differ from OpenCV"
         );
     }
+}
+
+#[test]
+fn hands_and_face_identical_to_opencv_annotator() {
+    // References drawn by OpenCV with the full annotator's hand and face rules
+    // (tests/data/make_opencv_parts_reference.py): thick hand lines, clipped ones included.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    for name in [
+        "opencv_parts_512x512",
+        "opencv_parts_320x240",
+        "opencv_parts_768x640",
+    ] {
+        let doc = skeleguide_engine::pose::read_pose_file(
+            &dir.join(format!("{name}.json")),
+            &Default::default(),
+        )
+        .unwrap();
+        let set = &doc.frames[0];
+        assert!(set.people.iter().all(|p| p.hand_left.is_some()), "{name}");
+        let ours = draw_layout_parts(None, set, LayoutParts::FULL);
+        let reference = image::open(dir.join(format!("{name}.png")))
+            .unwrap()
+            .into_rgb8();
+        assert_eq!(ours.dimensions(), reference.dimensions(), "{name}");
+        let max_diff = ours
+            .as_raw()
+            .iter()
+            .zip(reference.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap_or(0);
+        let differing = ours
+            .pixels()
+            .zip(reference.pixels())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(
+            (differing, max_diff),
+            (0, 0),
+            "{name}: {differing} pixels differ from OpenCV (max channel difference {max_diff})"
+        );
+        // the body-only layout leaves hands and face out
+        let body = draw_layout(None, set);
+        assert_eq!(body, draw_layout_parts(None, set, LayoutParts::BODY));
+        assert_ne!(body, ours, "{name}");
+    }
+}
+
+#[test]
+fn hand_bones_use_the_annotator_hues_and_points_are_blue() {
+    // one horizontal bone (wrist -> thumb base) at 512 px: 2 px thick, blue points of radius 4
+    let mut hand: Vec<Option<Keypoint>> = vec![None; 21];
+    hand[0] = Some(Keypoint::new(100.0, 100.0));
+    hand[1] = Some(Keypoint::new(160.0, 100.0));
+    let mut set = PoseSet::new(512, 512);
+    set.people.push(Pose {
+        hand_right: Some(hand),
+        face: Some(vec![Some(Keypoint::new(300.0, 300.0)), None]),
+        ..Default::default()
+    });
+    let img = draw_layout_parts(None, &set, LayoutParts::FULL);
+    let red = [255, 0, 0]; // bone 0: hue 0
+    let column: Vec<u32> = (0..512)
+        .filter(|&y| img.get_pixel(130, y).0 == red)
+        .collect();
+    assert_eq!(
+        column,
+        vec![99, 100, 101],
+        "a thickness-2 line covers 3 rows"
+    );
+    assert_eq!(img.get_pixel(100, 100).0, [0, 0, 255]);
+    assert_eq!(img.get_pixel(104, 100).0, [0, 0, 255]);
+    assert_eq!(img.get_pixel(300, 300).0, [255, 255, 255]);
+    assert_eq!(img.get_pixel(303, 300).0, [255, 255, 255]);
+    assert_eq!(img.get_pixel(304, 300).0, [0, 0, 0]);
+    // hands only, face only
+    let hands = draw_layout_parts(
+        None,
+        &set,
+        LayoutParts {
+            hands: true,
+            face: false,
+        },
+    );
+    assert_eq!(hands.get_pixel(300, 300).0, [0, 0, 0]);
+    assert_eq!(hands.get_pixel(130, 100).0, red);
+}
+
+#[test]
+fn hands_off_canvas_or_huge_do_not_panic() {
+    let mut set = one_limb(64, 48, (10.0, 10.0), (30.0, 30.0));
+    let wild = [
+        (-5000.0, -3000.0),
+        (9e5, 7e5),
+        (1e300, 2.0),
+        (f64::NAN, 5.0),
+        (63.0, 47.0),
+        (0.5, 20.0),
+        (70.0, -2.0),
+        (-1e300, 1e300),
+    ];
+    let hand: Vec<Option<Keypoint>> = (0..21)
+        .map(|i| {
+            let (x, y) = wild[i % wild.len()];
+            Some(Keypoint::new(x, y))
+        })
+        .collect();
+    set.people[0].hand_left = Some(hand.clone());
+    set.people[0].face = Some(hand);
+    let img = draw_layout_parts(None, &set, LayoutParts::FULL);
+    assert_eq!(img.dimensions(), (64, 48));
+    let _ = draw_layout_parts(None, &PoseSet::new(1, 1), LayoutParts::FULL);
 }

@@ -52,6 +52,13 @@ pub enum PoseCommand {
         /// Which frame of a multi-frame file (ComfyUI list, COCO) to draw.
         #[arg(long, default_value_t = 0)]
         frame: usize,
+        /// Also draw the hands the file has (ControlNet's full OpenPose annotator: coloured
+        /// bones, blue points).
+        #[arg(long)]
+        hands: bool,
+        /// Also draw the faces the file has (white points).
+        #[arg(long)]
+        face: bool,
     },
     /// Describe a pose file: variant, canvas, people, present joints, points outside the canvas.
     Info {
@@ -128,6 +135,8 @@ pub fn run(cmd: PoseCommand) -> Result<()> {
             mask_margin,
             canvas,
             frame,
+            hands,
+            face,
         } => {
             let scene_img = scene.as_deref().map(imageio::read_rgb).transpose()?;
             let canvas = canvas.or(scene_img.as_ref().map(|s| (s.width(), s.height())));
@@ -137,7 +146,8 @@ pub fn run(cmd: PoseCommand) -> Result<()> {
             if let Some(m) = &mask_out {
                 ensure_writable(m)?;
             }
-            let layout = pose::draw_layout(scene_img.as_ref(), set);
+            let parts = pose::LayoutParts { hands, face };
+            let layout = pose::draw_layout_parts(scene_img.as_ref(), set, parts);
             imageio::write_png_rgb(&output, &layout)?;
             if let Some(m) = &mask_out {
                 let sized = match &scene_img {

@@ -6,7 +6,8 @@
 //! joints below it; symmetric, the other side's joint follows as its mirror image); drag inside
 //! the selected person's box to move the person and its top corner handle to scale it about its
 //! feet; click to select; right-click a joint to hide it; right-click elsewhere for the context
-//! menu. Wheel zooms at the cursor; middle-drag or Space+drag pans.
+//! menu. Wheel zooms at the cursor; middle-drag or Space+drag pans. Hands and faces are small
+//! dots under the joints: drag one to move that point alone, right-click it to hide the part.
 
 use super::document::Document;
 use super::overlay_gpu::{self, GpuOverlay};
@@ -14,12 +15,57 @@ use egui::{
     Color32, PointerButton, Pos2, Rect, Sense, Stroke, StrokeKind, TextureHandle, TextureOptions,
     Ui, Vec2,
 };
+use skeleguide_engine::pose::edit::Part;
 use skeleguide_engine::pose::proportions::{feet_point, DragOptions};
-use skeleguide_engine::pose::{self, skeleton::COLORS, Edit, PoseSet, LIMBS};
+use skeleguide_engine::pose::{self, skeleton::COLORS, Edit, Pose, PoseSet, LIMBS};
 use std::borrow::Cow;
 
 /// Joint handle radius in screen points.
 const HANDLE: f32 = 5.0;
+
+/// The radius of a hand or face point, in screen points: it grows with the zoom so a hand keeps
+/// its shape, but stays readable zoomed out and well under a joint's handle zoomed in.
+fn part_radius(zoom: f32) -> f32 {
+    (zoom * 0.9).clamp(1.25, HANDLE * 0.6)
+}
+
+/// The side of the square in which a hand or face point can be grabbed, in screen points.
+fn part_hit_side(zoom: f32) -> f32 {
+    (part_radius(zoom) * 2.0 + 2.0).max(5.0)
+}
+
+/// The lines drawn between a part's points: each finger from the wrist, or the face's
+/// contours (jaw, brows, nose, eyes and lips; the closed ones return to their first point).
+fn part_lines(part: Part, len: usize) -> Vec<Vec<usize>> {
+    match part {
+        Part::Face => [
+            (0, 16, false),
+            (17, 21, false),
+            (22, 26, false),
+            (27, 30, false),
+            (31, 35, false),
+            (36, 41, true),
+            (42, 47, true),
+            (48, 59, true),
+            (60, 67, true),
+        ]
+        .into_iter()
+        .filter(|&(_, last, _)| last < len)
+        .map(|(first, last, closed)| {
+            let mut line: Vec<usize> = (first..=last).collect();
+            if closed {
+                line.push(first);
+            }
+            line
+        })
+        .collect(),
+        _ => (0..5)
+            .map(|f| [0, 4 * f + 1, 4 * f + 2, 4 * f + 3, 4 * f + 4])
+            .filter(|l| l[4] < len)
+            .map(|l| l.to_vec())
+            .collect(),
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Drag {
@@ -31,6 +77,15 @@ enum Drag {
         y: f64,
         /// The editor's options when the drag began.
         options: DragOptions,
+    },
+    /// A point of a hand or the face.
+    Point {
+        person: usize,
+        part: Part,
+        index: usize,
+        start: (f64, f64),
+        x: f64,
+        y: f64,
     },
     Move {
         person: usize,
@@ -50,7 +105,9 @@ impl Drag {
     fn follow(&mut self, grab: (f64, f64), at: (f64, f64)) {
         let (mx, my) = (at.0 - grab.0, at.1 - grab.1);
         match self {
-            Drag::Joint { start, x, y, .. } => (*x, *y) = (start.0 + mx, start.1 + my),
+            Drag::Joint { start, x, y, .. } | Drag::Point { start, x, y, .. } => {
+                (*x, *y) = (start.0 + mx, start.1 + my)
+            }
             Drag::Move { dx, dy, .. } => (*dx, *dy) = (mx, my),
             Drag::Scale { anchor, factor, .. } => {
                 // the pointer projected on the line from the feet through the grabbed point, so
@@ -93,6 +150,20 @@ impl Drag {
                     }
                 }
             }
+            Drag::Point {
+                person,
+                part,
+                index,
+                x,
+                y,
+                ..
+            } => Edit::MovePoint {
+                person,
+                part,
+                index,
+                x,
+                y,
+            },
             Drag::Move { person, dx, dy } => Edit::Translate { person, dx, dy },
             Drag::Scale {
                 person,
@@ -316,6 +387,17 @@ impl Canvas {
                 painter.rect_filled(corner, 1.0, Color32::WHITE);
             }
         }
+        // hands and faces before the joints, so a joint wins where they overlap
+        for (pi, person) in shown.people.iter().enumerate() {
+            self.parts_ui(
+                ui,
+                &painter,
+                resp.id,
+                (pi, person),
+                (space, grab),
+                &mut actions,
+            );
+        }
         for (pi, person) in shown.people.iter().enumerate() {
             for (j, k) in person.joints.iter().enumerate() {
                 let Some(k) = k else { continue };
@@ -415,6 +497,19 @@ impl Canvas {
                         .get(person)
                         .and_then(|p| p.joints[joint])
                         .is_some_and(|k| k.x == x && k.y == y),
+                    Drag::Point {
+                        person,
+                        part,
+                        index,
+                        x,
+                        y,
+                        ..
+                    } => doc
+                        .poses()
+                        .people
+                        .get(person)
+                        .and_then(|p| part.points(p)?.get(index).copied().flatten())
+                        .is_some_and(|k| k.x == x && k.y == y),
                     Drag::Move { dx, dy, .. } => dx == 0.0 && dy == 0.0,
                     Drag::Scale { factor, .. } => factor == 1.0,
                 };
@@ -435,6 +530,80 @@ impl Canvas {
         let at = self.to_image(resp.interact_pointer_pos().unwrap_or(resp.rect.center()));
         context_menu(&resp, doc, at, &mut actions);
         actions
+    }
+
+    /// Draws the hands and face of person `pi` as thin lines and small dots and lets their
+    /// points be dragged (`space`: the view is being panned; `grab`: where the press began).
+    fn parts_ui(
+        &mut self,
+        ui: &Ui,
+        painter: &egui::Painter,
+        canvas_id: egui::Id,
+        (pi, person): (usize, &Pose),
+        (space, grab): (bool, Option<(f64, f64)>),
+        actions: &mut Vec<CanvasAction>,
+    ) {
+        let rad = part_radius(self.zoom);
+        let side = part_hit_side(self.zoom);
+        for part in Part::ALL {
+            let Some(points) = part.points(person) else {
+                continue;
+            };
+            let (line_color, dot_color) = match part {
+                Part::Face => (Color32::from_gray(170), Color32::WHITE),
+                _ => (
+                    Color32::from_rgb(120, 170, 255),
+                    Color32::from_rgb(40, 90, 255),
+                ),
+            };
+            for line in part_lines(part, points.len()) {
+                for w in line.windows(2) {
+                    if let (Some(a), Some(b)) = (points[w[0]], points[w[1]]) {
+                        painter.line_segment(
+                            [self.to_screen(a.x, a.y), self.to_screen(b.x, b.y)],
+                            Stroke::new(1.0, line_color),
+                        );
+                    }
+                }
+            }
+            for (i, k) in points.iter().enumerate() {
+                let Some(k) = k else { continue };
+                let c = self.to_screen(k.x, k.y);
+                let r = ui.interact(
+                    Rect::from_center_size(c, Vec2::splat(side)),
+                    canvas_id.with(("part", pi, part, i)),
+                    Sense::click_and_drag(),
+                );
+                if r.drag_started_by(PointerButton::Primary) && !space {
+                    self.start_drag(
+                        grab,
+                        Drag::Point {
+                            person: pi,
+                            part,
+                            index: i,
+                            start: (k.x, k.y),
+                            x: k.x,
+                            y: k.y,
+                        },
+                    );
+                    actions.push(CanvasAction::Select(Some(pi)));
+                }
+                if r.clicked() {
+                    actions.push(CanvasAction::Select(Some(pi)));
+                }
+                if r.secondary_clicked() {
+                    actions.push(CanvasAction::Edit(Edit::HidePart { person: pi, part }));
+                }
+                let r = r.on_hover_text(format!(
+                    "person {} · {} point {i} (right-click hides the {})",
+                    pi + 1,
+                    part.name(),
+                    part.name()
+                ));
+                let rad = if r.hovered() { rad * 1.5 } else { rad };
+                painter.circle(c, rad, dot_color, Stroke::new(0.5, Color32::BLACK));
+            }
+        }
     }
 
     /// Starts `drag` for the press at `grab` (image pixels; `None` when the pointer is gone).

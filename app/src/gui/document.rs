@@ -3,7 +3,7 @@
 
 use super::history::History;
 use skeleguide_engine::imageio;
-use skeleguide_engine::pose::{self, Edit, ExportOptions, ImportOptions, PoseSet};
+use skeleguide_engine::pose::{self, Edit, EditError, ExportOptions, ImportOptions, Pose, PoseSet};
 use std::path::{Path, PathBuf};
 
 /// Canvas used when there is no scene and no pose file yet.
@@ -64,6 +64,19 @@ impl Document {
         if added {
             self.selected = Some(self.poses().people.len() - 1);
         }
+        self.touched();
+        Ok(())
+    }
+
+    /// Appends `people` as one undoable step named `label` and selects the last of them.
+    pub fn insert_people(&mut self, label: String, people: Vec<Pose>) -> Result<(), String> {
+        let mut set = self.poses().clone();
+        if set.people.len() + people.len() > pose::io::MAX_PEOPLE {
+            return Err(EditError::TooManyPeople.to_string());
+        }
+        set.people.extend(people);
+        self.history.replace(label, set);
+        self.selected = self.poses().people.len().checked_sub(1);
         self.touched();
         Ok(())
     }
@@ -135,9 +148,11 @@ impl Document {
         Ok(())
     }
 
-    /// Writes the layout image (scene + skeletons, exactly as the model is given it).
+    /// Writes the layout image for ControlNet: scene + skeletons, with the hands and faces the
+    /// poses have (the full annotator's drawing; the model itself is given the body only).
     pub fn export_layout(&self, path: &Path) -> Result<(), String> {
-        let img = pose::draw_layout(self.scene.as_ref(), self.poses());
+        let img =
+            pose::draw_layout_parts(self.scene.as_ref(), self.poses(), pose::LayoutParts::FULL);
         imageio::write_png_rgb(path, &img).map_err(|e| e.to_string())
     }
 

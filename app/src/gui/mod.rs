@@ -7,6 +7,7 @@ mod generate_panel;
 pub mod history;
 pub mod overlay_gpu;
 mod people_panel;
+mod pose_library;
 mod presets;
 mod results_panel;
 pub mod samples;
@@ -144,6 +145,8 @@ pub struct SkeleGuideApp {
     pub events: Vec<Event>,
     /// Where `pick` asks for files (tests answer in its place).
     pub file_dialog: FileDialog,
+    /// The user's pose library: its folder, the preset menu's and the save controls' state.
+    library: pose_library::LibraryUi,
     /// The skeleton changed by an edit, undo or redo this frame (live preview re-renders).
     edited: bool,
     worker: Option<Worker>,
@@ -196,6 +199,7 @@ impl SkeleGuideApp {
             running: None,
             events: Vec::new(),
             file_dialog: Box::new(native_file_dialog),
+            library: pose_library::LibraryUi::new(crate::pose_library::default_dir()),
             edited: false,
             worker: None,
             ctx: None,

@@ -1,9 +1,11 @@
-//! Right panel: the people in the pose set, actions on the selected one, how dragged joints move
-//! the body (length lock, symmetric), and the selected person's joints' visibility (a hidden
-//! joint can be shown again here).
+//! Right panel: the people in the pose set, actions on the selected one, saving to the pose
+//! library, how dragged joints move the body (length lock, symmetric), and the selected person's
+//! joints', hands' and face's visibility (a hidden joint can be shown again here; a hand or face
+//! shown again is the default one).
 
 use super::SkeleGuideApp;
 use egui::Ui;
+use skeleguide_engine::pose::edit::Part;
 use skeleguide_engine::pose::{Edit, JOINT_NAMES};
 
 pub(super) fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
@@ -30,20 +32,7 @@ pub(super) fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
                 height: h as f64 * 0.45,
             });
         }
-        ui.menu_button("Add preset", |ui| {
-            for (i, (label, _, _)) in super::presets::PRESETS.iter().enumerate() {
-                if ui.button(*label).clicked() {
-                    let (w, h) = app.doc.canvas();
-                    match super::presets::preset_person(i, w, h) {
-                        Ok(pose) => app.apply(Edit::InsertPerson {
-                            pose: Box::new(pose),
-                        }),
-                        Err(e) => app.error(e),
-                    }
-                    ui.close();
-                }
-            }
-        });
+        super::pose_library::preset_menu(app, ui);
         let Some(s) = app.doc.selected else { return };
         let h = app.doc.canvas().1 as f64;
         if ui.button("Duplicate").clicked() {
@@ -70,6 +59,8 @@ pub(super) fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
             app.apply(Edit::SwapLeftRight { person: s });
         }
     });
+    ui.separator();
+    super::pose_library::save_controls(app, ui);
     ui.separator();
     ui.label("Dragging joints");
     let options = &mut app.canvas.drag_options;
@@ -99,6 +90,26 @@ pub(super) fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
                 }
             };
             app.apply(edit);
+        }
+    }
+    ui.label("Hands and face");
+    for part in Part::ALL {
+        let mut visible = part.points(&person).is_some();
+        let hover = if visible {
+            "Untick to remove it (Ctrl+Z brings it back)"
+        } else {
+            "Tick to give the person the default one, at its joint"
+        };
+        if ui
+            .checkbox(&mut visible, part.name())
+            .on_hover_text(hover)
+            .changed()
+        {
+            app.apply(if visible {
+                Edit::ShowPart { person: s, part }
+            } else {
+                Edit::HidePart { person: s, part }
+            });
         }
     }
 }

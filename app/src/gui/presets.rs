@@ -1,8 +1,7 @@
-//! The pose preset library (`assets/poses/`, embedded): one person per file, placed into the
-//! current scene by the people panel.
+//! The built-in pose presets (`assets/poses/`, embedded): one person per file, placed into the
+//! current scene by the preset menu, and the placement the user's library presets share.
 
-use skeleguide_engine::pose::edit::fit_person;
-use skeleguide_engine::pose::{parse_pose_json, ImportOptions, Pose};
+use skeleguide_engine::pose::{parse_pose_json, ImportOptions, Pose, PoseSet};
 
 /// (label, file name, JSON text).
 pub(super) const PRESETS: [(&str, &str, &str); 6] = [
@@ -38,28 +37,56 @@ pub(super) const PRESETS: [(&str, &str, &str); 6] = [
     ),
 ];
 
-/// The first person of preset `index`, fitted to a `w`×`h` scene: centred, as tall as 45 % of
-/// the scene height (lying presets keep their aspect, so they come out as long, not tall).
-pub(super) fn preset_person(index: usize, w: u32, h: u32) -> Result<Pose, String> {
+/// The people of preset `index` on the canvas it was drawn on.
+pub(super) fn preset_set(index: usize) -> Result<PoseSet, String> {
     let (_, file, text) = PRESETS
         .get(index)
         .ok_or_else(|| format!("no pose preset #{index}"))?;
     let doc = parse_pose_json(text, file, &ImportOptions::default()).map_err(|e| e.to_string())?;
-    let src = doc
-        .frames
-        .first()
-        .and_then(|f| f.people.first())
-        .ok_or_else(|| format!("{file}: the preset holds no person"))?;
-    // Scale by the preset's own canvas, so a lying body stays as long as a standing one is tall.
-    let src_h = doc.frames[0].height.max(1) as f64;
-    let (y0, y1) = src
-        .joints
+    doc.frames
+        .into_iter()
+        .next()
+        .filter(|f| !f.people.is_empty())
+        .ok_or_else(|| format!("{file}: the preset holds no person"))
+}
+
+/// The first person of preset `index`, fitted to a `w`×`h` scene by [`place_people`].
+pub(super) fn preset_person(index: usize, w: u32, h: u32) -> Result<Pose, String> {
+    let mut set = preset_set(index)?;
+    set.people.truncate(1);
+    Ok(place_people(&set, w, h).remove(0))
+}
+
+/// The people of `src` fitted together to a `w`×`h` scene: centred, as tall as 55 % of the
+/// scene height times the share of `src`'s canvas height they fill (lying presets keep their
+/// aspect, so they come out as long, not tall). Built-in and library presets are placed alike.
+pub(super) fn place_people(src: &PoseSet, w: u32, h: u32) -> Vec<Pose> {
+    let Some((x0, y0, x1, y1)) = src
+        .people
         .iter()
-        .flatten()
-        .fold((f64::MAX, f64::MIN), |(a, b), k| (a.min(k.y), b.max(k.y)));
-    let frac = ((y1 - y0) / src_h).clamp(0.02, 1.0);
+        .filter_map(Pose::body_bbox)
+        .reduce(|a, b| (a.0.min(b.0), a.1.min(b.1), a.2.max(b.2), a.3.max(b.3)))
+    else {
+        return src.people.clone();
+    };
+    // Scale by the preset's own canvas, so a lying body stays as long as a standing one is tall.
+    let frac = ((y1 - y0) / src.height.max(1) as f64).clamp(0.02, 1.0);
     let height = h as f64 * 0.55 * frac;
-    Ok(fit_person(src, (w as f64 / 2.0, h as f64 / 2.0), height))
+    let s = if y1 - y0 > 1e-9 {
+        height / (y1 - y0)
+    } else {
+        1.0
+    };
+    let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+    let (tx, ty) = (w as f64 / 2.0, h as f64 / 2.0);
+    let mut people = src.people.clone();
+    for p in &mut people {
+        p.map_points(|k| {
+            k.x = tx + (k.x - cx) * s;
+            k.y = ty + (k.y - cy) * s;
+        });
+    }
+    people
 }
 
 #[cfg(test)]
@@ -78,5 +105,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_group_is_placed_as_one_person_would_be() {
+        use skeleguide_engine::pose::edit::{default_person, fit_person};
+        let mut one = PoseSet::new(400, 300);
+        one.people.push(default_person((100.0, 150.0), 120.0));
+        let (_, y0, _, y1) = one.people[0].body_bbox().unwrap();
+        let h = 480.0 * 0.55 * ((y1 - y0) / 300.0);
+        assert_eq!(
+            place_people(&one, 640, 480),
+            vec![fit_person(&one.people[0], (320.0, 240.0), h)]
+        );
+        // a second person of the same height beside the first: both scale by the same factor
+        let mut two = one.clone();
+        two.people.push(default_person((300.0, 150.0), 120.0));
+        let placed = place_people(&two, 640, 480);
+        let neck = |p: &Pose| p.joints[1].unwrap();
+        let gap = neck(&placed[1]).x - neck(&placed[0]).x;
+        assert!((gap - 200.0 * 480.0 * 0.55 / 300.0).abs() < 1e-9, "{gap}");
+        assert!((neck(&placed[0]).y - neck(&placed[1]).y).abs() < 1e-9);
     }
 }

@@ -9,42 +9,122 @@
 //! joints, a filled circle of radius `stickwidth` in full colour. Stick width and radius are
 //! 4 px at 512 px, scaled by max(W, H) / 512 (rounded half to even) and never below 1 px.
 //! The output is byte-identical to OpenCV drawing the same rules (see tests/data).
+//!
+//! Hands and face, drawn only when asked for (`LayoutParts`), follow the full annotator's
+//! `draw_handpose` / `draw_facepose`: after every body, each person's left then right hand as 20
+//! `cv2.line`s of thickness 2 in the hues of `hand_edge_color`, then its 21 points as filled
+//! circles of radius 4 in blue; then every face point as a filled white circle of radius 3.
+//! A hand edge or point is skipped when a truncated coordinate is below 1 (the annotator's
+//! `x > eps` test on integer pixels). Those sizes hold at 512 px and scale like the stick width.
+//! Thick lines match OpenCV up to 4.12 (the annotator's); 4.13 and later first clip a thick line
+//! to the image grown by its thickness, which moves border pixels of lines running far past the
+//! right or bottom edge.
 
 use super::skeleton::{limb_color, COLORS, LIMBS, NUM_JOINTS};
-use super::types::PoseSet;
+use super::types::{PointList, PoseSet};
 use image::{GrayImage, Rgb, RgbImage};
 use std::sync::OnceLock;
 
-/// Stick width (the ellipse's semi-minor axis) and joint radius for a canvas.
-pub fn stick_width(width: u32, height: u32) -> i64 {
+/// Which parts a layout draws besides the body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayoutParts {
+    /// The 21-point hands: coloured bones and blue points.
+    pub hands: bool,
+    /// The 70-point face: white dots.
+    pub face: bool,
+}
+
+impl LayoutParts {
+    /// The body only: what the model is trained on and given.
+    pub const BODY: LayoutParts = LayoutParts {
+        hands: false,
+        face: false,
+    };
+    /// Body, hands and face: ControlNet 1.1's full OpenPose annotator.
+    pub const FULL: LayoutParts = LayoutParts {
+        hands: true,
+        face: true,
+    };
+}
+
+/// A drawing size that is `base` px at 512 px, scaled by max(W, H) / 512.
+fn scaled_size(base: f64, width: u32, height: u32) -> i64 {
     let side = width.max(height) as f64;
     // Half-to-even, like Python's round() and OpenCV's cvRound.
-    ((4.0 * side / 512.0).round_ties_even() as i64).max(1)
+    ((base * side / 512.0).round_ties_even() as i64).max(1)
+}
+
+/// Stick width (the ellipse's semi-minor axis) and joint radius for a canvas.
+pub fn stick_width(width: u32, height: u32) -> i64 {
+    scaled_size(4.0, width, height)
+}
+
+/// Hand bone thickness, hand point radius and face point radius for a canvas.
+pub fn hand_face_sizes(width: u32, height: u32) -> (i64, i64, i64) {
+    (
+        scaled_size(2.0, width, height),
+        scaled_size(4.0, width, height),
+        scaled_size(3.0, width, height),
+    )
 }
 
 /// Draws the layout of `set` over `scene` (or on black when there is none). When the scene's size
-/// differs from the pose canvas, the poses are scaled to the scene first.
+/// differs from the pose canvas, the poses are scaled to the scene first. Body only.
 pub fn draw_layout(scene: Option<&RgbImage>, set: &PoseSet) -> RgbImage {
+    draw_layout_parts(scene, set, LayoutParts::BODY)
+}
+
+/// `draw_layout` with hands and face as `parts` asks (each where the pose has it).
+pub fn draw_layout_parts(scene: Option<&RgbImage>, set: &PoseSet, parts: LayoutParts) -> RgbImage {
     match scene {
         Some(img) => {
             let mut out = img.clone();
             if (img.width(), img.height()) == (set.width, set.height) {
-                draw_on(&mut out, set);
+                draw_on_parts(&mut out, set, parts);
             } else {
-                draw_on(&mut out, &set.resized(img.width(), img.height()));
+                draw_on_parts(&mut out, &set.resized(img.width(), img.height()), parts);
             }
             out
         }
         None => {
             let mut out = RgbImage::new(set.width, set.height);
-            draw_on(&mut out, set);
+            draw_on_parts(&mut out, set, parts);
             out
         }
     }
 }
 
-/// Draws the skeletons of `set` onto `img` in place (coordinates in `img`'s pixels).
+/// Draws the skeletons of `set` onto `img` in place (coordinates in `img`'s pixels). Body only.
 pub fn draw_on(img: &mut RgbImage, set: &PoseSet) {
+    draw_body(img, set);
+}
+
+/// `draw_on` with hands and face as `parts` asks: all bodies, then all hands, then all faces
+/// (the annotator's order).
+pub fn draw_on_parts(img: &mut RgbImage, set: &PoseSet, parts: LayoutParts) {
+    draw_body(img, set);
+    let (bone, hand_r, face_r) = hand_face_sizes(img.width(), img.height());
+    if parts.hands {
+        for person in &set.people {
+            for hand in [&person.hand_left, &person.hand_right]
+                .into_iter()
+                .flatten()
+            {
+                draw_hand(img, hand, bone, hand_r);
+            }
+        }
+    }
+    if parts.face {
+        let white = Rgb([255, 255, 255]);
+        for face in set.people.iter().filter_map(|p| p.face.as_ref()) {
+            for p in face.iter().filter_map(|k| annotator_pixel(k.as_ref())) {
+                circle(p.0, p.1, face_r, |y, x0, x1| hline(img, y, x0, x1, white));
+            }
+        }
+    }
+}
+
+fn draw_body(img: &mut RgbImage, set: &PoseSet) {
     let sw = stick_width(img.width(), img.height());
     let mut poly = Vec::with_capacity(400);
     let mut spans = Spans::new();
@@ -121,6 +201,361 @@ fn hline(img: &mut RgbImage, y: i64, x0: i64, x1: i64, color: Rgb<u8>) {
     let row = &mut img.as_mut()[(y as usize * w as usize * 3)..][..w as usize * 3];
     for px in row[x0 as usize * 3..(x1 as usize + 1) * 3].chunks_exact_mut(3) {
         px.copy_from_slice(&color.0);
+    }
+}
+
+/// The 20 bones of the 21-point hand (wrist 0, then four points per finger, thumb first), in
+/// the annotator's order; bone `i` is drawn in `hand_edge_color(i)`.
+pub const HAND_EDGES: [(usize, usize); 20] = [
+    (0, 1),
+    (1, 2),
+    (2, 3),
+    (3, 4),
+    (0, 5),
+    (5, 6),
+    (6, 7),
+    (7, 8),
+    (0, 9),
+    (9, 10),
+    (10, 11),
+    (11, 12),
+    (0, 13),
+    (13, 14),
+    (14, 15),
+    (15, 16),
+    (0, 17),
+    (17, 18),
+    (18, 19),
+    (19, 20),
+];
+
+/// The colour of hand points (RGB, like the whole layout).
+pub const HAND_POINT_COLOR: [u8; 3] = [0, 0, 255];
+
+/// The colour of hand bone `i`: hue i / 20 at full saturation and value through matplotlib's
+/// `hsv_to_rgb`, times 255, rounded half to even as OpenCV converts a colour. The float steps
+/// are matplotlib's so that values a hair off .5 round the same way.
+pub fn hand_edge_color(i: usize) -> [u8; 3] {
+    let h = i as f64 / HAND_EDGES.len() as f64;
+    let sector = (h * 6.0) as i64;
+    let f = h * 6.0 - sector as f64;
+    let (p, q, t) = (0.0, 1.0 - f, 1.0 - (1.0 - f));
+    let (r, g, b) = match sector % 6 {
+        0 => (1.0, t, p),
+        1 => (q, 1.0, p),
+        2 => (p, 1.0, t),
+        3 => (p, q, 1.0),
+        4 => (t, p, 1.0),
+        _ => (1.0, p, q),
+    };
+    let byte = |v: f64| (v * 255.0).round_ties_even().clamp(0.0, 255.0) as u8;
+    [byte(r), byte(g), byte(b)]
+}
+
+/// Beyond this many pixels a coordinate is held (OpenCV takes 32-bit points; this keeps the
+/// 16-bit fixed point far from overflow and the row loops short).
+const COORD_LIMIT: i64 = 1 << 24;
+
+/// A hand or face point where the annotator puts it: truncated to whole pixels, and absent
+/// unless both are at least 1 (its `x > eps` test on the integers).
+fn annotator_pixel(k: Option<&super::types::Keypoint>) -> Option<(i64, i64)> {
+    let k = k?;
+    // `as` truncates toward zero like Python's int() (NaN gives 0, so it is skipped)
+    let (x, y) = (k.x as i64, k.y as i64);
+    (x >= 1 && y >= 1).then_some((x.min(COORD_LIMIT), y.min(COORD_LIMIT)))
+}
+
+fn draw_hand(img: &mut RgbImage, hand: &PointList, bone: i64, radius: i64) {
+    let at = |i: usize| annotator_pixel(hand.get(i).and_then(Option::as_ref));
+    for (i, &(a, b)) in HAND_EDGES.iter().enumerate() {
+        if let (Some(p), Some(q)) = (at(a), at(b)) {
+            thick_line(img, p, q, bone, Rgb(hand_edge_color(i)));
+        }
+    }
+    let blue = Rgb(HAND_POINT_COLOR);
+    for p in hand.iter().filter_map(|k| annotator_pixel(k.as_ref())) {
+        circle(p.0, p.1, radius, |y, x0, x1| hline(img, y, x0, x1, blue));
+    }
+}
+
+/// OpenCV's sub-pixel fixed point: 16 fractional bits.
+const XY_SHIFT: u32 = 16;
+const XY_ONE: i64 = 1 << XY_SHIFT;
+const XY_HALF: i64 = XY_ONE >> 1;
+
+fn put(img: &mut RgbImage, x: i64, y: i64, color: Rgb<u8>) {
+    if x >= 0 && y >= 0 && x < img.width() as i64 && y < img.height() as i64 {
+        img.put_pixel(x as u32, y as u32, color);
+    }
+}
+
+/// `cv2.line` between integer points with LINE_8: an 8-connected line for thickness 1;
+/// thicker, a filled quadrilateral offset by half the thickness in fixed point, with a filled
+/// circle of that radius at each end.
+fn thick_line(img: &mut RgbImage, p0: (i64, i64), p1: (i64, i64), thickness: i64, color: Rgb<u8>) {
+    if thickness <= 1 {
+        line8(img, p0, p1, color);
+        return;
+    }
+    let a = (p0.0 << XY_SHIFT, p0.1 << XY_SHIFT);
+    let b = (p1.0 << XY_SHIFT, p1.1 << XY_SHIFT);
+    let dx = (a.0 - b.0) as f64 / XY_ONE as f64;
+    let dy = (b.1 - a.1) as f64 / XY_ONE as f64;
+    let len2 = dx * dx + dy * dy;
+    let half = thickness << (XY_SHIFT - 1);
+    if len2.abs() > f64::EPSILON {
+        // an odd thickness reaches half a pixel further on each side
+        let reach = half as f64 + (thickness & 1) as f64 * XY_ONE as f64 * 0.5;
+        let r = reach / len2.sqrt();
+        let (ox, oy) = (
+            (dy * r).round_ties_even() as i64,
+            (dx * r).round_ties_even() as i64,
+        );
+        let quad = [
+            (a.0 + ox, a.1 + oy),
+            (a.0 - ox, a.1 - oy),
+            (b.0 - ox, b.1 - oy),
+            (b.0 + ox, b.1 + oy),
+        ];
+        fill_convex_fixed(img, &quad, color);
+    }
+    let radius = (half + XY_HALF) >> XY_SHIFT;
+    for c in [a, b] {
+        let (cx, cy) = ((c.0 + XY_HALF) >> XY_SHIFT, (c.1 + XY_HALF) >> XY_SHIFT);
+        circle(cx, cy, radius, |y, x0, x1| hline(img, y, x0, x1, color));
+    }
+}
+
+/// Cohen-Sutherland clipping of a segment to [0, w) x [0, h) as OpenCV's `clipLine` does it
+/// (the crossing computed in doubles and truncated, the second end from the moved first one).
+/// False when the segment misses the rectangle.
+fn clip_line(w: i64, h: i64, p1: &mut (i64, i64), p2: &mut (i64, i64)) -> bool {
+    if w <= 0 || h <= 0 {
+        return false;
+    }
+    let (right, bottom) = (w - 1, h - 1);
+    let code = |p: (i64, i64)| {
+        (p.0 < 0) as u8
+            | ((p.0 > right) as u8) << 1
+            | ((p.1 < 0) as u8) << 2
+            | ((p.1 > bottom) as u8) << 3
+    };
+    let across = |n: i64, m: i64, d: i64| (n as f64 * m as f64 / d as f64) as i64;
+    let (mut c1, mut c2) = (code(*p1), code(*p2));
+    if c1 & c2 == 0 && c1 | c2 != 0 {
+        if c1 & 12 != 0 {
+            let a = if c1 < 8 { 0 } else { bottom };
+            p1.0 += across(a - p1.1, p2.0 - p1.0, p2.1 - p1.1);
+            p1.1 = a;
+            c1 = code(*p1) & 3;
+        }
+        if c2 & 12 != 0 {
+            let a = if c2 < 8 { 0 } else { bottom };
+            p2.0 += across(a - p2.1, p2.0 - p1.0, p2.1 - p1.1);
+            p2.1 = a;
+            c2 = code(*p2) & 3;
+        }
+        if c1 & c2 == 0 && c1 | c2 != 0 {
+            if c1 != 0 {
+                let a = if c1 == 1 { 0 } else { right };
+                p1.1 += across(a - p1.0, p2.1 - p1.1, p2.0 - p1.0);
+                p1.0 = a;
+                c1 = 0;
+            }
+            if c2 != 0 {
+                let a = if c2 == 1 { 0 } else { right };
+                p2.1 += across(a - p2.0, p2.1 - p1.1, p2.0 - p1.0);
+                p2.0 = a;
+                c2 = 0;
+            }
+        }
+    }
+    c1 | c2 == 0
+}
+
+/// OpenCV's 8-connected integer line (its `LineIterator`, walked from the left end), clipped.
+fn line8(img: &mut RgbImage, mut a: (i64, i64), mut b: (i64, i64), color: Rgb<u8>) {
+    if !clip_line(img.width() as i64, img.height() as i64, &mut a, &mut b) {
+        return;
+    }
+    if b.0 < a.0 {
+        std::mem::swap(&mut a, &mut b);
+    }
+    let (mut major, mut minor) = (b.0 - a.0, (b.1 - a.1).abs());
+    let sy = if b.1 < a.1 { -1 } else { 1 };
+    let x_major = major >= minor;
+    if !x_major {
+        std::mem::swap(&mut major, &mut minor);
+    }
+    let (mut x, mut y) = a;
+    let mut err = major - 2 * minor;
+    for _ in 0..=major {
+        put(img, x, y, color);
+        let step = err < 0;
+        err += -2 * minor + if step { 2 * major } else { 0 };
+        if x_major {
+            x += 1;
+            y += if step { sy } else { 0 };
+        } else {
+            y += sy;
+            x += step as i64;
+        }
+    }
+}
+
+/// OpenCV's fixed-point line (the outline of a sub-pixel polygon): clipped to the image in
+/// fixed point, walked along the major axis from the lower end in whole pixels while the minor
+/// coordinate advances by the slope, plus the far end rounded.
+fn line_fixed(img: &mut RgbImage, mut a: (i64, i64), mut b: (i64, i64), color: Rgb<u8>) {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    if !clip_line(w << XY_SHIFT, h << XY_SHIFT, &mut a, &mut b) {
+        return;
+    }
+    let (ax, ay) = ((b.0 - a.0).abs(), (b.1 - a.1).abs());
+    if ax > ay {
+        if b.0 < a.0 {
+            std::mem::swap(&mut a, &mut b);
+        }
+        // C division: truncates toward zero, as Rust's does
+        let y_step = (b.1 - a.1) * XY_ONE / (ax | 1);
+        let count = (b.0 - a.0) >> XY_SHIFT;
+        put(
+            img,
+            (b.0 + XY_HALF) >> XY_SHIFT,
+            (b.1 + XY_HALF) >> XY_SHIFT,
+            color,
+        );
+        let (mut x, mut yf) = ((a.0 + XY_HALF) >> XY_SHIFT, a.1 + XY_HALF);
+        for _ in 0..=count {
+            put(img, x, yf >> XY_SHIFT, color);
+            x += 1;
+            yf += y_step;
+        }
+    } else {
+        if b.1 < a.1 {
+            std::mem::swap(&mut a, &mut b);
+        }
+        let x_step = (b.0 - a.0) * XY_ONE / (ay | 1);
+        let count = (b.1 - a.1) >> XY_SHIFT;
+        put(
+            img,
+            (b.0 + XY_HALF) >> XY_SHIFT,
+            (b.1 + XY_HALF) >> XY_SHIFT,
+            color,
+        );
+        let (mut xf, mut y) = (a.0 + XY_HALF, (a.1 + XY_HALF) >> XY_SHIFT);
+        for _ in 0..=count {
+            put(img, xf >> XY_SHIFT, y, color);
+            xf += x_step;
+            y += 1;
+        }
+    }
+}
+
+/// One side of the scanline fill: the vertex it left, its direction round the polygon, its x
+/// (fixed point) and per-row step, and the row where it ends.
+struct FillEdge {
+    idx: usize,
+    dir: usize,
+    x: i64,
+    dx: i64,
+    end_row: i64,
+}
+
+/// OpenCV's `FillConvexPoly` for vertices in 16-bit fixed point with LINE_8: the outline as
+/// fixed-point lines, then from the top vertex two edges walked down the two sides, each row
+/// filled between their x rounded to the nearest pixel.
+fn fill_convex_fixed(img: &mut RgbImage, v: &[(i64, i64)], color: Rgb<u8>) {
+    let n = v.len();
+    if n == 0 {
+        return;
+    }
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let (mut xmin, mut xmax, mut ymin, mut ymax) = (v[0].0, v[0].0, v[0].1, v[0].1);
+    let mut top = 0;
+    let mut prev = v[n - 1];
+    for (i, &p) in v.iter().enumerate() {
+        if p.1 < ymin {
+            ymin = p.1;
+            top = i;
+        }
+        ymax = ymax.max(p.1);
+        xmax = xmax.max(p.0);
+        xmin = xmin.min(p.0);
+        line_fixed(img, prev, p, color);
+        prev = p;
+    }
+    let px = |f: i64| (f + XY_HALF) >> XY_SHIFT;
+    let (xmin, xmax, ymin, ymax) = (px(xmin), px(xmax), px(ymin), px(ymax));
+    if n < 3 || xmax < 0 || ymax < 0 || xmin >= w || ymin >= h {
+        return;
+    }
+    let ymax = ymax.min(h - 1);
+    let side = |dir| FillEdge {
+        idx: top,
+        dir,
+        x: -XY_ONE,
+        dx: 0,
+        end_row: ymin,
+    };
+    let mut edges = [side(1), side(n - 1)];
+    // edges still to take, shared by both sides; below zero the polygon is done
+    let mut left = n as i64;
+    let mut y = ymin;
+    loop {
+        for e in edges.iter_mut() {
+            if y < e.end_row {
+                continue;
+            }
+            let (mut from, mut to) = (e.idx, (e.idx + e.dir) % n);
+            loop {
+                let more = left > 0;
+                left -= 1;
+                if !more {
+                    break;
+                }
+                let ty = px(v[to].1);
+                if ty > y {
+                    let (xs, xe) = (v[from].0, v[to].0);
+                    e.end_row = ty;
+                    // rounded division, truncating toward zero as C does
+                    e.dx = ((xe - xs) * 2 + (ty - y)) / (2 * (ty - y));
+                    e.x = xs;
+                    e.idx = to;
+                    break;
+                }
+                from = to;
+                to = (to + e.dir) % n;
+            }
+        }
+        if left < 0 {
+            break;
+        }
+        if y >= 0 {
+            let (l, r) = if edges[0].x > edges[1].x {
+                (1, 0)
+            } else {
+                (0, 1)
+            };
+            let (x0, x1) = (px(edges[l].x), px(edges[r].x));
+            if x0 <= x1 {
+                hline(img, y, x0, x1, color);
+            }
+        } else {
+            // rows above the image draw nothing: skip to the first row that changes an edge
+            let skip = (edges[0].end_row.min(edges[1].end_row).min(0) - y - 1).max(0);
+            for e in edges.iter_mut() {
+                e.x += e.dx * skip;
+            }
+            y += skip;
+        }
+        for e in edges.iter_mut() {
+            e.x += e.dx;
+        }
+        y += 1;
+        if y > ymax {
+            break;
+        }
     }
 }
 
@@ -374,6 +809,65 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn hand_edge_colours_are_what_opencv_draws() {
+        // read back from cv2.line with matplotlib's hsv_to_rgb([i / 20, 1, 1]) * 255
+        let want: [[u8; 3]; 20] = [
+            [255, 0, 0],
+            [255, 77, 0],
+            [255, 153, 0],
+            [255, 229, 0],
+            [204, 255, 0],
+            [128, 255, 0],
+            [51, 255, 0],
+            [0, 255, 25],
+            [0, 255, 102],
+            [0, 255, 179],
+            [0, 255, 255],
+            [0, 178, 255],
+            [0, 102, 255],
+            [0, 25, 255],
+            [51, 0, 255],
+            [128, 0, 255],
+            [204, 0, 255],
+            [255, 0, 230],
+            [255, 0, 153],
+            [255, 0, 77],
+        ];
+        for (i, w) in want.iter().enumerate() {
+            assert_eq!(hand_edge_color(i), *w, "edge {i}");
+        }
+    }
+
+    #[test]
+    fn fixed_point_fill_agrees_with_the_integer_fill() {
+        // whole-pixel limb ellipses through both fills give the same pixels
+        let mut poly = Vec::new();
+        let mut spans = Spans::new();
+        for (k, &(cx, cy, a, b, ang)) in [
+            (40, 30, 25, 4, 17),
+            (33, 41, 3, 4, 95),
+            (10, 12, 30, 6, 200),
+            (60, 5, 12, 2, 301),
+            (2, 50, 0, 3, 45),
+        ]
+        .iter()
+        .enumerate()
+        {
+            ellipse_poly(cx, cy, a, b, ang, &mut poly);
+            let mut ours = RgbImage::new(64, 56);
+            spans.fill_convex(&poly);
+            spans.paint(|y, x0, x1| hline(&mut ours, y, x0, x1, Rgb([255, 255, 255])));
+            let mut fixed = RgbImage::new(64, 56);
+            let v: Vec<(i64, i64)> = poly
+                .iter()
+                .map(|&(x, y)| (x << XY_SHIFT, y << XY_SHIFT))
+                .collect();
+            fill_convex_fixed(&mut fixed, &v, Rgb([255, 255, 255]));
+            assert_eq!(ours, fixed, "ellipse {k}");
         }
     }
 

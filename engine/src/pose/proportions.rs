@@ -3,9 +3,10 @@
 //! joint to the mirror image about the body's axis; scaling keeps the feet where they stand.
 //!
 //! The skeleton is a tree of the drawn limbs rooted at the neck: neck → shoulders → elbows →
-//! wrists, neck → hips → knees → ankles, neck → nose → eyes → ears.
+//! wrists, neck → hips → knees → ankles, neck → nose → eyes → ears. A hand hangs from its wrist
+//! and the face from the nose: they move with them, rigidly, in every drag.
 
-use super::edit::{check_joint, finite, scale_person, with_person, EditError};
+use super::edit::{check_joint, finite, scale_person, with_person, EditError, Part};
 use super::skeleton::{joint, mirror_joint, LIMBS, NUM_JOINTS};
 use super::types::{Keypoint, Pose, PoseSet};
 
@@ -183,19 +184,34 @@ fn carry(pose: &mut Pose, root: usize, motion: &RigidMotion) {
             motion.apply(k);
         }
     }
-    let attached = [
-        (joint::L_WRIST, &mut pose.hand_left),
-        (joint::R_WRIST, &mut pose.hand_right),
-        (joint::NOSE, &mut pose.face),
-    ];
-    for (j, points) in attached {
-        if moved[j] {
-            points
+    for part in Part::ALL {
+        if moved[part.joint()] {
+            part.slot(pose)
                 .iter_mut()
                 .flatten()
                 .flatten()
                 .for_each(|k| motion.apply(k));
         }
+    }
+}
+
+/// Puts `joint` at `to` alone (a missing joint becomes present there) and shifts the part that
+/// hangs from it by the same offset, so a wrist moved freely keeps its hand and the nose its face.
+pub(super) fn place_joint(pose: &mut Pose, joint: usize, to: (f64, f64)) {
+    let from = pose.joints[joint];
+    pose.joints[joint] = Some(Keypoint {
+        x: to.0,
+        y: to.1,
+        confidence: from.map_or(1.0, |k| k.confidence),
+    });
+    let Some(from) = from else { return };
+    let shift = RigidMotion::shift(to.0 - from.x, to.1 - from.y);
+    for part in Part::ALL.into_iter().filter(|p| p.joint() == joint) {
+        part.slot(pose)
+            .iter_mut()
+            .flatten()
+            .flatten()
+            .for_each(|k| shift.apply(k));
     }
 }
 
@@ -213,20 +229,15 @@ fn move_one(
             pose.joints[joint].map_or(to, |k| (k.x, k.y))
         }
         // free, or a missing joint (nothing to turn): it is placed where asked
-        (_, from) => {
-            let confidence = from.map_or(1.0, |k| k.confidence);
-            pose.joints[joint] = Some(Keypoint {
-                x: to.0,
-                y: to.1,
-                confidence,
-            });
+        _ => {
+            place_joint(pose, joint, to);
             to
         }
     }
 }
 
 /// Drags one joint to `to` with the editor's `options`. Without options it is a plain move (a
-/// missing joint becomes present there). Locked, the joint turns about its nearest present
+/// missing joint becomes present there; a wrist shifts its hand along, the nose the face). Locked, the joint turns about its nearest present
 /// ancestor and carries the joints below it (the neck shifts the whole person). Symmetric, the
 /// other side's joint, when present, then goes to the mirror image of where the dragged one
 /// ended, about the body axis of the pose before the drag, moved the same way (locked: turned

@@ -4,6 +4,7 @@ Each pose set is drawn with OpenCV exactly as ControlNet 1.1 / controlnet_aux de
 OpenPose rendering (pose_formats.md section 3): for each limb, for each person, a filled convex
 polygon from cv2.ellipse2Poly in colour x 0.6; then every joint as a filled cv2.circle.
 Run: pip install opencv-python-headless numpy && python3 make_opencv_reference.py
+(hands and face: make_opencv_parts_reference.py)
 """
 import json, math, random
 import cv2
@@ -36,15 +37,21 @@ def render(people, w, h):
     return canvas
 
 
-rng = random.Random(2026)
-for name, (w, h, n) in {"opencv_ref_320x240": (320, 240, 3), "opencv_ref_768x512": (768, 512, 4)}.items():
-    people = []
-    for _ in range(n):
-        cx, cy, s = rng.uniform(0.2, 0.8) * w, rng.uniform(0.3, 0.7) * h, rng.uniform(0.2, 0.5) * h
-        people.append([None if rng.random() < 0.1 else
-                       (min(max(cx + rng.gauss(0, 0.3) * s, 8), w - 9), min(max(cy + rng.gauss(0, 0.4) * s, 8), h - 9))
-                       for _ in range(18)])
-    doc = {"people": [{"pose_keypoints_2d": sum(([x, y, 1.0] if q else [0, 0, 0] for q in p for x, y in [q or (0, 0)]), [])}
-                      for p in people], "canvas_width": w, "canvas_height": h}
-    json.dump(doc, open(name + ".json", "w"))
-    cv2.imwrite(name + ".png", cv2.cvtColor(render(people, w, h), cv2.COLOR_RGB2BGR))
+def main():
+    rng = random.Random(2026)
+    for name, (w, h, n) in {"opencv_ref_320x240": (320, 240, 3), "opencv_ref_768x512": (768, 512, 4)}.items():
+        people = []
+        for _ in range(n):
+            cx, cy, s = rng.uniform(0.2, 0.8) * w, rng.uniform(0.3, 0.7) * h, rng.uniform(0.2, 0.5) * h
+            people.append([None if rng.random() < 0.1 else
+                           (min(max(cx + rng.gauss(0, 0.3) * s, 8), w - 9), min(max(cy + rng.gauss(0, 0.4) * s, 8), h - 9))
+                           for _ in range(18)])
+        doc = {"people": [{"pose_keypoints_2d": sum(([x, y, 1.0] if q else [0, 0, 0] for q in p for x, y in [q or (0, 0)]), [])}
+                          for p in people], "canvas_width": w, "canvas_height": h}
+        json.dump(doc, open(name + ".json", "w"))
+        cv2.imwrite(name + ".png", cv2.cvtColor(render(people, w, h), cv2.COLOR_RGB2BGR))
+
+
+# make_opencv_parts_reference.py reuses render() without rewriting these files
+if __name__ == "__main__":
+    main()
