@@ -42,6 +42,7 @@ extra_seeds() {
 
 cd fuzz
 cargo +nightly fuzz build -O
+host=$(rustc +nightly -vV | sed -n 's/^host: //p')
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
     [ -d "seeds/$t" ] && cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
@@ -49,9 +50,11 @@ for t in "${targets[@]}"; do
         cp -n "../$f" "corpus/$t/$(echo "$f" | tr / _)"
     done
     echo "fuzz.sh: $t for ${seconds} s"
-    if ! cargo +nightly fuzz run -O "$t" "corpus/$t" -- \
+    # the binaries built above, run directly: a source edit during a long run rebuilds nothing
+    mkdir -p "artifacts/$t"
+    if ! "target/$host/release/$t" -artifact_prefix="artifacts/$t/" \
         -max_total_time="$seconds" -timeout=1 -rss_limit_mb=1024 -malloc_limit_mb=1024 \
-        -max_len=262144 -print_final_stats=1 >"corpus/$t.log" 2>&1; then
+        -max_len=262144 -print_final_stats=1 "corpus/$t" >"corpus/$t.log" 2>&1; then
         tail -n 40 "corpus/$t.log" >&2
         echo "fuzz.sh: $t FAILED; the input is in fuzz/artifacts/$t/" >&2
         exit 1

@@ -506,3 +506,30 @@ fn convert_reproduces_the_openpose_editors_own_file() {
         );
     }
 }
+
+#[test]
+fn draw_hands_and_face_match_the_opencv_annotator_reference() {
+    // the engine's OpenCV reference with hands and face (make_opencv_parts_reference.py)
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/data");
+    let input = data.join("opencv_parts_512x512.json");
+    let reference = image::open(data.join("opencv_parts_512x512.png"))
+        .unwrap()
+        .into_rgb8();
+    let tmp = tempfile::tempdir().unwrap();
+    let draw = |flags: &[&str]| {
+        let out = tmp.path().join("layout.png");
+        let mut args = vec!["pose", "draw", "--pose", input.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        args.extend(["-o", out.to_str().unwrap()]);
+        ok(&run(&args));
+        image::open(&out).unwrap().into_rgb8()
+    };
+    assert_eq!(draw(&["--hands", "--face"]), reference);
+    // without the flags the body alone is drawn: hand and face pixels are missing
+    let body = draw(&[]);
+    let doc = pose::read_pose_file(&input, &ImportOptions::default()).unwrap();
+    assert_eq!(body, pose::draw_layout(None, &doc.frames[0]));
+    assert_ne!(body, reference);
+    let hands = draw(&["--hands"]);
+    assert!(hands != body && hands != reference);
+}
