@@ -7,11 +7,8 @@ use image::{DynamicImage, ExtendedColorType, GrayImage, ImageEncoder, ImageForma
 use std::io::Cursor;
 use std::path::Path;
 
+use crate::limits::MAX_JPEG_PIXELS_PER_BYTE;
 pub use crate::limits::MAX_PIXELS;
-
-/// Pixels per byte of file beyond which a JPEG is refused (a flat baseline JPEG holds about 60,
-/// a progressive one about 200).
-const MAX_JPEG_PIXELS_PER_BYTE: u64 = 4096;
 
 /// Reads an image file as RGB. Refuses, before allocating, images whose header claims more than
 /// `MAX_PIXELS`; every failure names the file.
@@ -63,8 +60,6 @@ pub fn decode_dynamic(bytes: &[u8], file: &str) -> Result<DynamicImage, PoseErro
             MAX_PIXELS / 1_000_000
         )));
     }
-    // No JPEG stores more than a few hundred pixels per byte (even a flat colour costs bits in
-    // every 8×8 block): far more is a truncated or forged file the decoder would fill in.
     let pixels = w as u64 * h as u64;
     if format == ImageFormat::Jpeg && pixels > MAX_JPEG_PIXELS_PER_BYTE * bytes.len() as u64 {
         return Err(bad(format!(

@@ -36,6 +36,10 @@ pub const MAX_WIDTH: usize = 65_536;
 pub const MAX_BATCH: usize = 65_536;
 /// Largest LoRA rank.
 pub const MAX_LORA_RANK: usize = 4096;
+/// Most pixels a JPEG may claim per byte of its file: a flat colour costs bits in every 8×8
+/// block (about 60 pixels per byte baseline, 200 progressive), so far more is a truncated or
+/// forged file the decoder would fill in.
+pub const MAX_JPEG_PIXELS_PER_BYTE: u64 = 4096;
 
 /// `value` when it is at most `limit`, else a message naming `field` and the limit.
 pub fn at_most<T: PartialOrd + std::fmt::Display>(
@@ -130,6 +134,31 @@ mod tests {
         std::fs::write(&f, vec![7u8; 1000]).unwrap();
         assert_eq!(crate::fsutil::read_limited(&f, 1000).unwrap().len(), 1000);
         assert!(crate::fsutil::read_limited(&f, 999).is_err());
+    }
+
+    #[test]
+    fn jpegs_take_the_pixels_per_byte_limit_and_refuse_one_past_it() {
+        let seed =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/image/12x8.jpg");
+        let jpg = std::fs::read(seed).unwrap();
+        // the frame header (SOF0): FF C0, length, precision, height, width
+        let sof = jpg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        let with_size = |w: u16, h: u16| {
+            let mut b = jpg.clone();
+            b[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+            b[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+            b
+        };
+        let limit = MAX_JPEG_PIXELS_PER_BYTE * jpg.len() as u64;
+        let (w, h) = (64u64, limit / 64);
+        assert_eq!(w * h, limit, "the seed's size makes an exact limit");
+        let claims = |e: &crate::PoseError| e.to_string().contains("holds only");
+        if let Err(e) = crate::imageio::decode_dynamic(&with_size(w as u16, h as u16), "at.jpg") {
+            assert!(!claims(&e), "at the limit: {e}");
+        }
+        let e = crate::imageio::decode_dynamic(&with_size(w as u16, h as u16 + 1), "past.jpg")
+            .unwrap_err();
+        assert!(claims(&e), "one past the limit: {e}");
     }
 
     #[test]

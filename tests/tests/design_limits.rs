@@ -39,6 +39,10 @@ fn documented() -> Vec<(&'static str, String)> {
         ("MAX_WIDTH", grouped(MAX_WIDTH as u64)),
         ("MAX_BATCH", grouped(MAX_BATCH as u64)),
         ("MAX_LORA_RANK", MAX_LORA_RANK.to_string()),
+        (
+            "MAX_JPEG_PIXELS_PER_BYTE",
+            MAX_JPEG_PIXELS_PER_BYTE.to_string(),
+        ),
     ]
 }
 
