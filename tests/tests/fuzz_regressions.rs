@@ -128,7 +128,10 @@ fn a_jpeg_claiming_far_more_pixels_than_its_bytes_hold_is_refused_at_once() {
     let bomb = std::fs::read(root().join("fuzz/regressions/image/jpeg-16mp-in-1kb")).unwrap();
     let t = std::time::Instant::now();
     let e = skeleguide_engine::imageio::decode_dynamic(&bomb, "bomb.jpg").unwrap_err();
-    assert!(e.to_string().contains("65320x248") && e.to_string().contains("truncated"), "{e}");
+    assert!(
+        e.to_string().contains("65320x248") && e.to_string().contains("truncated"),
+        "{e}"
+    );
     assert!(t.elapsed() < std::time::Duration::from_millis(100));
     // the project's own JPEG seed still decodes
     let jpg = std::fs::read(root().join("fuzz/seeds/image/12x8.jpg")).unwrap();
