@@ -5,6 +5,7 @@
 pub mod composite;
 pub mod error;
 pub mod fsutil;
+pub mod hash;
 pub mod imageio;
 pub mod inverter;
 pub mod limits;

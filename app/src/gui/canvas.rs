@@ -16,6 +16,7 @@ use egui::{
     Ui, Vec2,
 };
 use skeleguide_engine::pose::edit::Part;
+use skeleguide_engine::pose::layout::HAND_EDGES;
 use skeleguide_engine::pose::proportions::{feet_point, DragOptions};
 use skeleguide_engine::pose::{self, skeleton::COLORS, Edit, Pose, PoseSet, LIMBS};
 use std::borrow::Cow;
@@ -34,37 +35,34 @@ fn part_hit_side(zoom: f32) -> f32 {
     (part_radius(zoom) * 2.0 + 2.0).max(5.0)
 }
 
-/// The lines drawn between a part's points: each finger from the wrist, or the face's
-/// contours (jaw, brows, nose, eyes and lips; the closed ones return to their first point).
-fn part_lines(part: Part, len: usize) -> Vec<Vec<usize>> {
-    match part {
-        Part::Face => [
-            (0, 16, false),
-            (17, 21, false),
-            (22, 26, false),
-            (27, 30, false),
-            (31, 35, false),
-            (36, 41, true),
-            (42, 47, true),
-            (48, 59, true),
-            (60, 67, true),
-        ]
+/// The face's contours (first point, last point, closed): jaw, brows, nose, eyes and lips.
+const FACE_CONTOURS: [(usize, usize, bool); 9] = [
+    (0, 16, false),
+    (17, 21, false),
+    (22, 26, false),
+    (27, 30, false),
+    (31, 35, false),
+    (36, 41, true),
+    (42, 47, true),
+    (48, 59, true),
+    (60, 67, true),
+];
+
+/// The lines drawn between a part's `len` points: the hand's bones (a finger only when all its
+/// points are there), or the face's contours that fit.
+fn part_lines(part: Part, len: usize) -> impl Iterator<Item = (usize, usize)> {
+    let face = FACE_CONTOURS
         .into_iter()
-        .filter(|&(_, last, _)| last < len)
-        .map(|(first, last, closed)| {
-            let mut line: Vec<usize> = (first..=last).collect();
-            if closed {
-                line.push(first);
-            }
-            line
-        })
-        .collect(),
-        _ => (0..5)
-            .map(|f| [0, 4 * f + 1, 4 * f + 2, 4 * f + 3, 4 * f + 4])
-            .filter(|l| l[4] < len)
-            .map(|l| l.to_vec())
-            .collect(),
-    }
+        .filter(move |&(_, last, _)| matches!(part, Part::Face) && last < len)
+        .flat_map(|(first, last, closed)| {
+            (first..last)
+                .map(|i| (i, i + 1))
+                .chain(closed.then_some((last, first)))
+        });
+    let hand = HAND_EDGES
+        .into_iter()
+        .filter(move |&(_, b)| !matches!(part, Part::Face) && (b - 1) / 4 * 4 + 4 < len);
+    face.chain(hand)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -556,14 +554,12 @@ impl Canvas {
                     Color32::from_rgb(40, 90, 255),
                 ),
             };
-            for line in part_lines(part, points.len()) {
-                for w in line.windows(2) {
-                    if let (Some(a), Some(b)) = (points[w[0]], points[w[1]]) {
-                        painter.line_segment(
-                            [self.to_screen(a.x, a.y), self.to_screen(b.x, b.y)],
-                            Stroke::new(1.0, line_color),
-                        );
-                    }
+            for (a, b) in part_lines(part, points.len()) {
+                if let (Some(a), Some(b)) = (points[a], points[b]) {
+                    painter.line_segment(
+                        [self.to_screen(a.x, a.y), self.to_screen(b.x, b.y)],
+                        Stroke::new(1.0, line_color),
+                    );
                 }
             }
             for (i, k) in points.iter().enumerate() {
@@ -594,12 +590,15 @@ impl Canvas {
                 if r.secondary_clicked() {
                     actions.push(CanvasAction::Edit(Edit::HidePart { person: pi, part }));
                 }
-                let r = r.on_hover_text(format!(
-                    "person {} · {} point {i} (right-click hides the {})",
-                    pi + 1,
-                    part.name(),
-                    part.name()
-                ));
+                // the tip's text is built only while hovered: there are 112 points per person
+                let r = r.on_hover_ui(|ui| {
+                    ui.label(format!(
+                        "person {} · {} point {i} (right-click hides the {})",
+                        pi + 1,
+                        part.name(),
+                        part.name()
+                    ));
+                });
                 let rad = if r.hovered() { rad * 1.5 } else { rad };
                 painter.circle(c, rad, dot_color, Stroke::new(0.5, Color32::BLACK));
             }
@@ -616,11 +615,9 @@ impl Canvas {
 
     fn scene_texture(&mut self, ui: &Ui, doc: &Document) -> Option<egui::TextureId> {
         let scene = doc.scene.as_ref()?;
-        let key = doc
-            .scene_path
-            .as_ref()
-            .map_or(0, |p| fxhash(p.to_string_lossy().as_bytes()))
-            ^ (scene.width() as u64) << 32
+        let key = doc.scene_path.as_ref().map_or(0, |p| {
+            skeleguide_engine::hash::fnv1a(p.to_string_lossy().as_bytes())
+        }) ^ (scene.width() as u64) << 32
             ^ scene.height() as u64;
         if self.scene_tex.as_ref().is_none_or(|(k, _)| *k != key) {
             let img = super::fitted_color_image(ui.ctx(), scene);
@@ -676,12 +673,6 @@ impl Canvas {
             .map(|(_, t)| t.id())
             .expect("set above")
     }
-}
-
-fn fxhash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 /// The right-click menu: add a person here; act on the selected person.

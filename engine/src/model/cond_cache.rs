@@ -71,13 +71,8 @@ impl CondCache {
 
 /// FNV-1a fingerprint of a tensor's shape and values (as f32).
 pub fn fingerprint(t: &Tensor) -> Result<u64> {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    let mut h = crate::hash::FNV_OFFSET;
+    let mut eat = |bytes: &[u8]| h = crate::hash::fnv1a_from(h, bytes);
     for d in t.dims() {
         eat(&(*d as u64).to_le_bytes());
     }

@@ -207,12 +207,7 @@ impl DitConfig {
     /// LoRA files record it to refuse being loaded on another base.
     pub fn hash(&self) -> String {
         let s = serde_json::to_string(self).unwrap_or_default();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in s.as_bytes() {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{h:016x}")
+        format!("{:016x}", crate::hash::fnv1a(s.as_bytes()))
     }
 
     /// The equivalent candle-transformers config (used by the parity test and the benchmark).

@@ -305,7 +305,7 @@ impl LoraSets {
                 reason: "no targets".into(),
             });
         }
-        let mut rng = SplitMix64(spec.seed ^ fnv(name.as_bytes()));
+        let mut rng = SplitMix64(spec.seed ^ crate::hash::fnv1a(name.as_bytes()));
         let bound = 1.0 / (self.hidden as f64).sqrt();
         let (h, r) = (self.hidden, spec.rank);
         let mut layers = Vec::with_capacity(self.total_layers());
@@ -577,15 +577,6 @@ fn validate_name(name: &str) -> Result<()> {
         });
     }
     Ok(())
-}
-
-fn fnv(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 /// A small deterministic PRNG (SplitMix64) for seeded initialisation.

@@ -60,7 +60,7 @@ pub fn stick_width(width: u32, height: u32) -> i64 {
 }
 
 /// Hand bone thickness, hand point radius and face point radius for a canvas.
-pub fn hand_face_sizes(width: u32, height: u32) -> (i64, i64, i64) {
+fn hand_face_sizes(width: u32, height: u32) -> (i64, i64, i64) {
     (
         scaled_size(2.0, width, height),
         scaled_size(4.0, width, height),
@@ -101,7 +101,7 @@ pub fn draw_on(img: &mut RgbImage, set: &PoseSet) {
 
 /// `draw_on` with hands and face as `parts` asks: all bodies, then all hands, then all faces
 /// (the annotator's order).
-pub fn draw_on_parts(img: &mut RgbImage, set: &PoseSet, parts: LayoutParts) {
+fn draw_on_parts(img: &mut RgbImage, set: &PoseSet, parts: LayoutParts) {
     draw_body(img, set);
     let (bone, hand_r, face_r) = hand_face_sizes(img.width(), img.height());
     if parts.hands {
@@ -230,7 +230,7 @@ pub const HAND_EDGES: [(usize, usize); 20] = [
 ];
 
 /// The colour of hand points (RGB, like the whole layout).
-pub const HAND_POINT_COLOR: [u8; 3] = [0, 0, 255];
+const HAND_POINT_COLOR: [u8; 3] = [0, 0, 255];
 
 /// The colour of hand bone `i`: hue i / 20 at full saturation and value through matplotlib's
 /// `hsv_to_rgb`, times 255, rounded half to even as OpenCV converts a colour. The float steps

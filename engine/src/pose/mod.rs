@@ -15,8 +15,6 @@ pub use io::{
     parse_pose_json, read_pose_file, to_json, write_pose_file, ExportOptions, ImportOptions,
     PoseDocument, PoseFormat,
 };
-pub use layout::{
-    draw_layout, draw_layout_parts, draw_on, draw_on_parts, person_mask, stick_width, LayoutParts,
-};
+pub use layout::{draw_layout, draw_layout_parts, draw_on, person_mask, stick_width, LayoutParts};
 pub use skeleton::{COLORS, JOINT_NAMES, LIMBS, NUM_JOINTS};
 pub use types::{Keypoint, Pose, PoseSet};

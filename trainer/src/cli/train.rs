@@ -74,18 +74,13 @@ pub(crate) fn check(a: &TrainArgs) -> Result<(TrainConfig, PhaseSel)> {
     Ok((cfg, phase))
 }
 
-/// What every rank of one run must agree on: the config file's bytes, the phase and `--resume`.
-fn fingerprint(a: &TrainArgs) -> u64 {
-    let text = std::fs::read(&a.config).unwrap_or_default();
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for b in text
-        .iter()
-        .chain(a.phase.as_bytes())
-        .chain([a.resume as u8].iter())
-    {
-        h = (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
-    }
-    h
+/// What every rank of one run must agree on: the parsed config (its file was read once, by
+/// [`check`]), the phase and `--resume`.
+fn fingerprint(cfg: &TrainConfig, a: &TrainArgs) -> u64 {
+    use skeleguide_engine::hash::{fnv1a, fnv1a_from};
+    let settings = serde_json::to_string(cfg).unwrap_or_default();
+    let h = fnv1a_from(fnv1a(settings.as_bytes()), a.phase.as_bytes());
+    fnv1a_from(h, &[a.resume as u8])
 }
 
 impl TrainArgs {
@@ -103,7 +98,7 @@ pub(crate) fn run(a: TrainArgs) -> Result<()> {
             a.world_size,
             a.rank,
             wait,
-            fingerprint(&a),
+            fingerprint(&cfg, &a),
         )?)
     } else {
         None

@@ -414,11 +414,8 @@ fn adam_params(cfg: &TrainConfig, lr: f64) -> AdamWParams {
 /// The seed of a random stream named `name` (a phase's string form, or a LoRA set's name):
 /// FNV-1a over the name's bytes, from the run's seed.
 fn phase_seed(seed: u64, name: &str) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
-    for b in name.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
-    }
-    h
+    use skeleguide_engine::hash::{fnv1a_from, FNV_OFFSET};
+    fnv1a_from(FNV_OFFSET ^ seed, name.as_bytes())
 }
 
 /// What one optimiser step measured (for [`Ctx::end_step`]).
