@@ -2,6 +2,7 @@
 //! `NAME.png` thumbnail beside it. This is the folder logic only; the editor's menu and save
 //! controls are in `gui::pose_library`.
 
+use skeleguide_engine::pose::edit::{place_about, union_bbox};
 use skeleguide_engine::pose::{
     draw_layout, read_pose_file, to_json, ExportOptions, ImportOptions, PoseSet,
 };
@@ -86,29 +87,17 @@ pub fn matches(name: &str, query: &str) -> bool {
 /// `set`'s people fitted into a black `side`×`side` square (centred, a small margin kept) and
 /// drawn by the layout rasteriser.
 pub fn thumbnail(set: &PoseSet, side: u32) -> image::RgbImage {
-    let bbox = set
-        .people
-        .iter()
-        .filter_map(|p| p.bbox())
-        .reduce(|a, b| (a.0.min(b.0), a.1.min(b.1), a.2.max(b.2), a.3.max(b.3)));
     let mut fitted = PoseSet::new(side, side);
-    if let Some((x0, y0, x1, y1)) = bbox {
+    if let Some(bbox) = union_bbox(set.people.iter().filter_map(|p| p.bbox())) {
         let margin = side as f64 * 0.08;
-        let span = (x1 - x0).max(y1 - y0);
+        let span = (bbox.2 - bbox.0).max(bbox.3 - bbox.1);
         let s = if span > 1e-9 {
             (side as f64 - 2.0 * margin) / span
         } else {
             1.0
         };
-        let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
         let mid = side as f64 / 2.0;
-        fitted.people = set.people.clone();
-        for p in &mut fitted.people {
-            p.map_points(|k| {
-                k.x = mid + (k.x - cx) * s;
-                k.y = mid + (k.y - cy) * s;
-            });
-        }
+        fitted.people = place_about(&set.people, bbox, s, (mid, mid));
     }
     draw_layout(None, &fitted)
 }

@@ -1,6 +1,7 @@
 //! The built-in pose presets (`assets/poses/`, embedded): one person per file, placed into the
 //! current scene by the preset menu, and the placement the user's library presets share.
 
+use skeleguide_engine::pose::edit::{place_about, union_bbox};
 use skeleguide_engine::pose::{parse_pose_json, ImportOptions, Pose, PoseSet};
 
 /// (label, file name, JSON text).
@@ -61,14 +62,10 @@ pub(super) fn preset_person(index: usize, w: u32, h: u32) -> Result<Pose, String
 /// scene height times the share of `src`'s canvas height they fill (lying presets keep their
 /// aspect, so they come out as long, not tall). Built-in and library presets are placed alike.
 pub(super) fn place_people(src: &PoseSet, w: u32, h: u32) -> Vec<Pose> {
-    let Some((x0, y0, x1, y1)) = src
-        .people
-        .iter()
-        .filter_map(Pose::body_bbox)
-        .reduce(|a, b| (a.0.min(b.0), a.1.min(b.1), a.2.max(b.2), a.3.max(b.3)))
-    else {
+    let Some(bbox) = union_bbox(src.people.iter().filter_map(Pose::body_bbox)) else {
         return src.people.clone();
     };
+    let (y0, y1) = (bbox.1, bbox.3);
     // Scale by the preset's own canvas, so a lying body stays as long as a standing one is tall.
     let frac = ((y1 - y0) / src.height.max(1) as f64).clamp(0.02, 1.0);
     let height = h as f64 * 0.55 * frac;
@@ -77,16 +74,7 @@ pub(super) fn place_people(src: &PoseSet, w: u32, h: u32) -> Vec<Pose> {
     } else {
         1.0
     };
-    let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
-    let (tx, ty) = (w as f64 / 2.0, h as f64 / 2.0);
-    let mut people = src.people.clone();
-    for p in &mut people {
-        p.map_points(|k| {
-            k.x = tx + (k.x - cx) * s;
-            k.y = ty + (k.y - cy) * s;
-        });
-    }
-    people
+    place_about(&src.people, bbox, s, (w as f64 / 2.0, h as f64 / 2.0))
 }
 
 #[cfg(test)]

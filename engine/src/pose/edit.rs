@@ -693,37 +693,44 @@ pub fn insert_person(set: &PoseSet, pose: &Pose) -> Result<PoseSet, EditError> {
 /// `pose` scaled about its bounding box so that its height is `height` pixels and translated so
 /// that the box centre lands on `center` (used to place presets drawn on another canvas).
 pub fn fit_person(pose: &Pose, center: (f64, f64), height: f64) -> Pose {
-    let pts: Vec<(f64, f64)> = pose.joints.iter().flatten().map(|k| (k.x, k.y)).collect();
-    if pts.is_empty() {
+    let Some(bbox) = pose.body_bbox() else {
         return pose.clone();
-    }
-    let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
-    for &(x, y) in &pts {
-        x0 = x0.min(x);
-        y0 = y0.min(y);
-        x1 = x1.max(x);
-        y1 = y1.max(y);
-    }
-    let s = if y1 - y0 > 1e-9 {
-        height / (y1 - y0)
+    };
+    let s = if bbox.3 - bbox.1 > 1e-9 {
+        height / (bbox.3 - bbox.1)
     } else {
         1.0
     };
+    place_about(std::slice::from_ref(pose), bbox, s, center).remove(0)
+}
+
+/// `people` scaled by `s` about the centre of the box `(x0, y0, x1, y1)`, every point, hands
+/// and face included, with that centre moved to `center`: how presets, groups and thumbnails
+/// are placed.
+pub fn place_about(
+    people: &[Pose],
+    (x0, y0, x1, y1): (f64, f64, f64, f64),
+    s: f64,
+    center: (f64, f64),
+) -> Vec<Pose> {
     let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
-    let map = |x: f64, y: f64| (center.0 + (x - cx) * s, center.1 + (y - cy) * s);
-    let mut out = pose.clone();
-    for k in out.joints.iter_mut().flatten() {
-        (k.x, k.y) = map(k.x, k.y);
-    }
-    for list in [&mut out.hand_left, &mut out.hand_right, &mut out.face]
-        .into_iter()
-        .flatten()
-    {
-        for k in list.iter_mut().flatten() {
-            (k.x, k.y) = map(k.x, k.y);
-        }
+    let mut out = people.to_vec();
+    for p in &mut out {
+        p.map_points(|k| {
+            k.x = center.0 + (k.x - cx) * s;
+            k.y = center.1 + (k.y - cy) * s;
+        });
     }
     out
+}
+
+/// The box holding every box of `boxes`, `(x0, y0, x1, y1)`; `None` when there is none.
+pub fn union_bbox(
+    boxes: impl IntoIterator<Item = (f64, f64, f64, f64)>,
+) -> Option<(f64, f64, f64, f64)> {
+    boxes
+        .into_iter()
+        .reduce(|a, b| (a.0.min(b.0), a.1.min(b.1), a.2.max(b.2), a.3.max(b.3)))
 }
 
 /// Appends a copy of a person shifted by `offset`.
