@@ -3,7 +3,7 @@
 
 use super::history::History;
 use skeleguide_engine::imageio;
-use skeleguide_engine::pose::{self, Edit, EditError, ExportOptions, ImportOptions, Pose, PoseSet};
+use skeleguide_engine::pose::{self, Edit, ExportOptions, ImportOptions, Pose, PoseSet};
 use std::path::{Path, PathBuf};
 
 /// Canvas used when there is no scene and no pose file yet.
@@ -71,10 +71,10 @@ impl Document {
     /// Appends `people` as one undoable step named `label` and selects the last of them.
     pub fn insert_people(&mut self, label: String, people: Vec<Pose>) -> Result<(), String> {
         let mut set = self.poses().clone();
-        if set.people.len() + people.len() > pose::io::MAX_PEOPLE {
-            return Err(EditError::TooManyPeople.to_string());
+        for p in &people {
+            // the one insert's checks (room, finite coordinates), each person in turn
+            set = pose::edit::insert_person(&set, p).map_err(|e| e.to_string())?;
         }
-        set.people.extend(people);
         self.history.replace(label, set);
         self.selected = self.poses().people.len().checked_sub(1);
         self.touched();
