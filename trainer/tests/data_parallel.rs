@@ -137,6 +137,22 @@ fn two_ranks_take_the_steps_of_one_process_and_resume_on_one() {
     assert_eq!(losses(&mixed).len(), 4);
 }
 
+/// `launch --gpus 2 -- train EXTRA --config CFG --out OUT` that must be refused: its one-line
+/// stderr.
+fn refused_launch(extra: &[&str], cfg: &Path, out: &Path) -> String {
+    let o = Command::new(BIN)
+        .args(["launch", "--gpus", "2", "--", "train"])
+        .args(extra)
+        .arg("--config")
+        .arg(cfg)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 #[test]
 fn a_batch_the_ranks_cannot_share_and_phase_zero_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,17 +161,7 @@ fn a_batch_the_ranks_cannot_share_and_phase_zero_are_refused() {
         .unwrap()
         .replace("batch = 4", "batch = 3");
     std::fs::write(&cfg, text).unwrap();
-    let o = Command::new(BIN)
-        .args([
-            "launch", "--gpus", "2", "--", "train", "--phase", "1", "--config",
-        ])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(dir.path().join("o"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = refused_launch(&["--phase", "1"], &cfg, &dir.path().join("o"));
     assert!(
         err.contains("batch = 3") && err.contains("divide by 2"),
         "{err}"
@@ -166,31 +172,12 @@ fn a_batch_the_ranks_cannot_share_and_phase_zero_are_refused() {
         "checked once, before any process: {err}"
     );
     let smoke = repo_file("trainer/configs/tiny-smoke.toml");
-    let o = Command::new(BIN)
-        .args([
-            "launch", "--gpus", "2", "--", "train", "--phase", "0", "--config",
-        ])
-        .arg(&smoke)
-        .arg("--out")
-        .arg(dir.path().join("p0"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = refused_launch(&["--phase", "0"], &smoke, &dir.path().join("p0"));
     assert!(err.contains("phase 0 trains on one process"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     // launch sets the rank flags itself
-    let o = Command::new(BIN)
-        .args([
-            "launch", "--gpus", "2", "--", "train", "--rank", "1", "--config",
-        ])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(dir.path().join("r"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--rank: launch sets it"));
+    let err = refused_launch(&["--rank", "1"], &cfg, &dir.path().join("r"));
+    assert!(err.contains("--rank: launch sets it"));
 }
 
 #[test]
