@@ -721,3 +721,116 @@ fn fused_training_of_a_trainable_base_matches_primitive_ops() {
         );
     }
 }
+
+/// Activation checkpointing changes neither the loss nor any LoRA gradient (both sets in one
+/// joint loss, the fused CPU kernels and the plain primitives), and AdamW steps from it follow
+/// the same path.
+#[test]
+fn checkpointed_training_matches_the_plain_backward() {
+    let cfg = small_cfg(true);
+    let mut m = model(&cfg, 29);
+    let sk = add_random_set(&mut m, "skeletal", 4, 5);
+    let ap = add_random_set(&mut m, "appearance", 2, 6);
+    let vars: Vec<Var> = sk.iter().chain(&ap).cloned().collect();
+    let b = Batch::new(&cfg, 2, 71);
+    let target = rnd(b.img.dims(), 17, 1.0);
+    let joint_loss = |m: &mut MmDit| {
+        let mut loss: Option<Tensor> = None;
+        for (set, w) in [("skeletal", 0.5), ("appearance", 1.0)] {
+            m.loras_mut().set_active(Some(set)).unwrap();
+            let l = m
+                .forward(&b.inputs(), b.cond(), Mode::Train)
+                .unwrap()
+                .sub(&target)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .mean_all()
+                .unwrap();
+            let l = (l * w).unwrap();
+            loss = Some(match loss {
+                None => l,
+                Some(s) => (s + l).unwrap(),
+            });
+        }
+        loss.unwrap()
+    };
+    for fused in [true, false] {
+        m.set_fused_training(fused);
+        let mut runs = Vec::new();
+        for ckpt in [false, true] {
+            m.set_activation_checkpointing(ckpt).unwrap();
+            assert_eq!(m.activation_checkpointing(), ckpt);
+            let loss = joint_loss(&mut m);
+            let g = loss.backward().unwrap();
+            let grads: Vec<Tensor> = vars
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    g.get(v.as_tensor())
+                        .unwrap_or_else(|| {
+                            panic!("fused {fused} ckpt {ckpt}: var {i} has no gradient")
+                        })
+                        .clone()
+                })
+                .collect();
+            runs.push((loss.to_scalar::<f32>().unwrap(), grads));
+        }
+        let ((l_plain, g_plain), (l_ckpt, g_ckpt)) = (&runs[0], &runs[1]);
+        assert!(
+            ((l_plain - l_ckpt) / l_plain).abs() <= 1e-6,
+            "fused {fused}: loss {l_plain} vs {l_ckpt}"
+        );
+        for (i, (p, c)) in g_plain.iter().zip(g_ckpt).enumerate() {
+            let e = rel_err(c, p);
+            assert!(e <= 1e-6, "fused {fused}: var {i}: gradient rel err {e}");
+        }
+    }
+    // Three AdamW steps with and without checkpointing end at the same weights.
+    let start: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().copy().unwrap()).collect();
+    let mut finals = Vec::new();
+    for ckpt in [false, true] {
+        for (v, s) in vars.iter().zip(&start) {
+            v.set(s).unwrap();
+        }
+        m.set_activation_checkpointing(ckpt).unwrap();
+        let mut opt = candle_nn::AdamW::new(
+            vars.clone(),
+            candle_nn::ParamsAdamW {
+                lr: 1e-3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        use candle_nn::Optimizer;
+        for _ in 0..3 {
+            let loss = joint_loss(&mut m);
+            opt.backward_step(&loss).unwrap();
+        }
+        finals.push(
+            vars.iter()
+                .map(|v| v.as_tensor().copy().unwrap())
+                .collect::<Vec<_>>(),
+        );
+    }
+    for (i, (a, c)) in finals[0].iter().zip(&finals[1]).enumerate() {
+        let e = rel_err(c, a);
+        assert!(e <= 1e-6, "var {i}: weights after 3 steps differ by {e}");
+    }
+}
+
+/// Checkpointing recomputes blocks from frozen base weights: a trainable base is refused, with
+/// a message saying why.
+#[test]
+fn checkpointing_refuses_a_trainable_base() {
+    let cfg = small_cfg(false);
+    let map = random_weights(&cfg, 31, &DEV, DType::F32).unwrap();
+    let mut m =
+        MmDit::new_trainable(&cfg, VarBuilder::from_tensors(map, DType::F32, &DEV)).unwrap();
+    let e = m
+        .set_activation_checkpointing(true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("frozen base"), "{e}");
+    assert!(m.set_activation_checkpointing(false).is_ok());
+}

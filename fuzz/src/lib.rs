@@ -68,5 +68,9 @@ pub fn synth_seed(data: &[u8]) {
     let mut seed = [0u8; 8];
     let n = data.len().min(8);
     seed[..n].copy_from_slice(&data[..n]);
-    let _ = skeleguide_trainer::data::synth::generate_example(64, u64::from_le_bytes(seed));
+    let _ = skeleguide_trainer::data::synth::generate_example(
+        64,
+        skeleguide_trainer::data::synth::DEFAULT_MIN_PERSON_HEIGHT,
+        u64::from_le_bytes(seed),
+    );
 }

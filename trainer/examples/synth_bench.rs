@@ -2,6 +2,7 @@
 //! write path (PNG encoding, atomic writes) at a few sizes.
 //! `cargo run --release -p skeleguide-trainer --example synth_bench -- [N]`
 
+use skeleguide_trainer::data::synth::DEFAULT_MIN_PERSON_HEIGHT;
 use skeleguide_trainer::data::synth::{write_dataset, SynthOptions};
 use skeleguide_trainer::data::{example_seed, generate_example, Split};
 use std::time::Instant;
@@ -14,7 +15,11 @@ fn main() {
     for size in [128u32, 512] {
         let t = Instant::now();
         for i in 0..n {
-            if let Err(e) = generate_example(size, example_seed(1, Split::Train, i as u64)) {
+            if let Err(e) = generate_example(
+                size,
+                DEFAULT_MIN_PERSON_HEIGHT,
+                example_seed(1, Split::Train, i as u64),
+            ) {
                 eprintln!("{e}");
             }
         }
@@ -26,6 +31,7 @@ fn main() {
                 seed: 1,
                 split: Split::Train,
                 size,
+                min_person_height: DEFAULT_MIN_PERSON_HEIGHT,
                 threads,
             };
             let t = Instant::now();

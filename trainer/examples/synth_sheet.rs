@@ -3,6 +3,7 @@
 //! `cargo run --release -p skeleguide-trainer --example synth_sheet -- OUT.png [N] [SEED] [SIZE]`
 
 use image::{GenericImage, Rgb, RgbImage};
+use skeleguide_trainer::data::synth::DEFAULT_MIN_PERSON_HEIGHT;
 use skeleguide_trainer::data::{example_seed, generate_example, Split};
 
 fn main() {
@@ -20,7 +21,11 @@ fn main() {
         Rgb([255, 255, 255]),
     );
     for i in 0..n {
-        let ex = match generate_example(size, example_seed(seed, Split::Train, i as u64)) {
+        let ex = match generate_example(
+            size,
+            DEFAULT_MIN_PERSON_HEIGHT,
+            example_seed(seed, Split::Train, i as u64),
+        ) {
             Ok(e) => e,
             Err(e) => {
                 eprintln!("{i}: {e}");

@@ -92,6 +92,10 @@ pub struct OptimConfig {
     pub sigma_logit_mean: f64,
     #[serde(default = "default_one")]
     pub sigma_logit_std: f64,
+    /// LoRA phases: keep only each transformer block's inputs and outputs and recompute the
+    /// block during the backward pass (needed to train FLUX.1-dev at 1024² on one GPU).
+    #[serde(default)]
+    pub activation_checkpointing: bool,
 }
 
 fn default_beta1() -> f64 {
@@ -122,6 +126,9 @@ pub struct DataConfig {
     pub synth_count: usize,
     #[serde(default = "default_synth_size")]
     pub synth_size: u32,
+    /// The generated set's least standing-person height, a fraction of the image.
+    #[serde(default = "default_min_person_height")]
+    pub min_person_height: f64,
     /// Use at most this many examples (0: all).
     #[serde(default)]
     pub limit: usize,
@@ -132,6 +139,9 @@ fn default_synth_count() -> usize {
 }
 fn default_synth_size() -> u32 {
     128
+}
+fn default_min_person_height() -> f64 {
+    crate::data::synth::DEFAULT_MIN_PERSON_HEIGHT
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -411,6 +421,11 @@ impl TrainConfig {
                 self.data.synth_size
             ));
         }
+        crate::data::synth::check_min_person_height(
+            "data.min_person_height",
+            self.data.min_person_height,
+        )
+        .map_err(|e| e.to_string())?;
         at_most("data.synth_count", self.data.synth_count, MAX_COUNT)?;
         if self.data.synth_count == 0 && self.data.dir.is_none() {
             return Err("data.synth_count: must be at least 1 when data.dir is not given".into());

@@ -64,7 +64,12 @@ impl Backgrounds {
             .map(|i| {
                 let mut rng = Rng::new(seed ^ (i as u64).wrapping_mul(0x9E37_79B9));
                 let place = PlaceKind::ALL[rng.below(PlaceKind::ALL.len())];
-                let scene = Scene::generate(place, 384, &mut rng);
+                let scene = Scene::generate(
+                    place,
+                    384,
+                    crate::data::synth::DEFAULT_MIN_PERSON_HEIGHT,
+                    &mut rng,
+                );
                 let mut c = Canvas::new(384, 384, [0, 0, 0], 1.0);
                 scene.draw_backdrop(&mut c);
                 for f in &scene.furniture {

@@ -1,5 +1,6 @@
 //! `skeleguide-train ablate` on random-init model directories (2 examples).
 
+use skeleguide_trainer::data::synth::DEFAULT_MIN_PERSON_HEIGHT;
 use skeleguide_trainer::data::synth::{write_dataset, Split, SynthOptions};
 use std::path::Path;
 use std::process::Command;
@@ -34,6 +35,7 @@ fn ablate_writes_tables_and_grids() {
         seed: 4,
         split: Split::Test,
         size: 128,
+        min_person_height: DEFAULT_MIN_PERSON_HEIGHT,
         threads: 1,
     };
     write_dataset(&data, &opts, &|| {}).unwrap();

@@ -3,6 +3,7 @@
 
 use skeleguide_engine::model::max_abs_diff;
 use skeleguide_trainer::ae;
+use skeleguide_trainer::data::synth::DEFAULT_MIN_PERSON_HEIGHT;
 use skeleguide_trainer::data::synth::{write_dataset, Split, SynthOptions};
 
 fn dataset(split: Split, count: usize) -> tempfile::TempDir {
@@ -12,6 +13,7 @@ fn dataset(split: Split, count: usize) -> tempfile::TempDir {
         seed: 5,
         split,
         size: 64,
+        min_person_height: DEFAULT_MIN_PERSON_HEIGHT,
         threads: 1,
     };
     write_dataset(d.path(), &opts, &|| {}).unwrap();

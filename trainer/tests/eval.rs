@@ -4,6 +4,7 @@ use skeleguide_engine::metrics::pose::{pckh, PckCount};
 use skeleguide_engine::pose::skeleton::joint::*;
 use skeleguide_engine::pose::{Keypoint, Pose, PoseSet, NUM_JOINTS};
 use skeleguide_trainer::data::body::LIMB_RATIOS;
+use skeleguide_trainer::data::synth::DEFAULT_MIN_PERSON_HEIGHT;
 use skeleguide_trainer::data::synth::{
     example_seed, generate_example, write_dataset, Split, SynthOptions,
 };
@@ -38,6 +39,7 @@ fn eval_runs_on_a_random_init_model_and_prints_json() {
         seed: 3,
         split: Split::Test,
         size: 128,
+        min_person_height: DEFAULT_MIN_PERSON_HEIGHT,
         threads: 1,
     };
     write_dataset(&data, &opts, &|| {}).unwrap();
@@ -196,9 +198,13 @@ fn head_size_by_definition(p: &Pose) -> Option<f64> {
 fn pckh_of_perturbed_ground_truth_is_the_share_moved_within_the_threshold() {
     let (mut want, mut got) = (PckCount::default(), PckCount::default());
     for i in 0..40 {
-        let gt = generate_example(128, example_seed(9, Split::Test, i))
-            .unwrap()
-            .poses;
+        let gt = generate_example(
+            128,
+            DEFAULT_MIN_PERSON_HEIGHT,
+            example_seed(9, Split::Test, i),
+        )
+        .unwrap()
+        .poses;
         let mut pred = gt.clone();
         let mut expected = PckCount::default();
         for (p, g) in pred.people.iter_mut().zip(&gt.people) {
@@ -235,7 +241,12 @@ fn measurements_are_right_on_ground_truth() {
     let (mut right, mut total) = (0, 0);
     let mut limb = Vec::new();
     for i in 0..40 {
-        let ex = generate_example(128, example_seed(9, Split::Test, i)).unwrap();
+        let ex = generate_example(
+            128,
+            DEFAULT_MIN_PERSON_HEIGHT,
+            example_seed(9, Split::Test, i),
+        )
+        .unwrap();
         for (p, f) in ex.poses.people.iter().zip(&ex.facts.people) {
             let (s, t) = read_clothes(&ex.image, p);
             right += (s == Some(f.shirt.as_str())) as usize;
@@ -264,6 +275,7 @@ fn base_only_eval_reads_the_base_drawing_layouts_from_text() {
         seed: 5,
         split: Split::Test,
         size: 128,
+        min_person_height: DEFAULT_MIN_PERSON_HEIGHT,
         threads: 1,
     };
     write_dataset(&data, &opts, &|| {}).unwrap();

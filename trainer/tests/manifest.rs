@@ -1,6 +1,7 @@
 //! Manifest data sets: the synthetic round trip, a hand-written real-style manifest, and the
 //! errors of broken ones (file, line and field named).
 
+use skeleguide_trainer::data::synth::DEFAULT_MIN_PERSON_HEIGHT;
 use skeleguide_trainer::data::synth::{write_dataset, SynthOptions};
 use skeleguide_trainer::data::{example_seed, generate_example, Manifest, ManifestError, Split};
 use std::path::Path;
@@ -11,6 +12,7 @@ fn synth(dir: &Path, count: usize) {
         seed: 77,
         split: Split::Train,
         size: 96,
+        min_person_height: DEFAULT_MIN_PERSON_HEIGHT,
         threads: 2,
     };
     write_dataset(dir, &opts, &|| {}).unwrap();
@@ -31,7 +33,12 @@ fn synthetic_data_sets_round_trip() {
         assert!(r.mask.is_some() && r.layout.is_some());
         assert!(r.fields.contains_key("facts"));
         let s = r.load().unwrap();
-        let ex = generate_example(96, example_seed(77, Split::Train, i as u64)).unwrap();
+        let ex = generate_example(
+            96,
+            DEFAULT_MIN_PERSON_HEIGHT,
+            example_seed(77, Split::Train, i as u64),
+        )
+        .unwrap();
         assert!(s.image == ex.image && s.background == ex.background);
         assert!(s.mask.as_ref().unwrap() == &ex.mask);
         assert_eq!(s.prompt, ex.prompt);

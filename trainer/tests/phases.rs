@@ -415,6 +415,14 @@ fn config_errors_name_the_file_and_the_key() {
             "data.synth_size = 7",
         ),
         (
+            "least person height",
+            good.replace(
+                "synth_size = 128",
+                "synth_size = 128\nmin_person_height = 0.9",
+            ),
+            "data.min_person_height = 0.9",
+        ),
+        (
             "top-level typo",
             good.replace("batch = 2", "batch = 2\nbatchsize = 3"),
             "batchsize",

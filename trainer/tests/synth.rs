@@ -4,6 +4,7 @@ use skeleguide_engine::metrics::pose::{pckh, pckh_aligned, PckCount};
 use skeleguide_engine::pose::skeleton::joint::*;
 use skeleguide_engine::pose::{draw_layout, read_pose_file, ImportOptions};
 use skeleguide_trainer::data::body::{Action, HIP_ABOVE_SEAT, LIMB_RATIOS, SPINE_ABOVE_SURFACE};
+use skeleguide_trainer::data::synth::DEFAULT_MIN_PERSON_HEIGHT;
 use skeleguide_trainer::data::synth::{redraw_people, write_dataset, SynthOptions};
 use skeleguide_trainer::data::{example_seed, generate_example, Example, Split};
 use std::collections::{BTreeMap, HashSet};
@@ -15,6 +16,7 @@ fn opts(count: usize, seed: u64, split: Split, threads: usize) -> SynthOptions {
         seed,
         split,
         size: 128,
+        min_person_height: DEFAULT_MIN_PERSON_HEIGHT,
         threads,
     }
 }
@@ -73,8 +75,18 @@ fn train_and_test_seeds_are_disjoint() {
         assert_eq!(test.len(), 5000);
         assert!(train.is_disjoint(&test));
     }
-    let a = generate_example(128, example_seed(9, Split::Train, 0)).unwrap();
-    let b = generate_example(128, example_seed(9, Split::Test, 0)).unwrap();
+    let a = generate_example(
+        128,
+        DEFAULT_MIN_PERSON_HEIGHT,
+        example_seed(9, Split::Train, 0),
+    )
+    .unwrap();
+    let b = generate_example(
+        128,
+        DEFAULT_MIN_PERSON_HEIGHT,
+        example_seed(9, Split::Test, 0),
+    )
+    .unwrap();
     assert_ne!(a.image, b.image);
 }
 
@@ -281,7 +293,7 @@ fn constraints_hold_on_hundreds_of_examples() {
     let mut prompts = HashSet::new();
     for i in 0..300u64 {
         let seed = example_seed(2024, Split::Train, i);
-        let ex = generate_example(128, seed).unwrap();
+        let ex = generate_example(128, DEFAULT_MIN_PERSON_HEIGHT, seed).unwrap();
         check_example(&ex, 128, &format!("example {i} (seed {seed})"));
         for p in &ex.facts.people {
             actions.insert(p.action.clone());
@@ -303,14 +315,14 @@ fn constraints_hold_on_hundreds_of_examples() {
 fn no_seed_crashes_the_generator() {
     for i in 0..400u64 {
         let seed = example_seed(77, Split::Train, i);
-        if let Err(e) = generate_example(64, seed) {
+        if let Err(e) = generate_example(64, DEFAULT_MIN_PERSON_HEIGHT, seed) {
             // a scene that fits nobody is an error, never a crash
             assert!(e.to_string().contains("no person fits"), "seed {seed}: {e}");
         }
     }
     for k in 0..200u64 {
         for seed in [k, u64::MAX - k, k.wrapping_mul(0x9E37_79B9_7F4A_7C15)] {
-            if let Err(e) = generate_example(64, seed) {
+            if let Err(e) = generate_example(64, DEFAULT_MIN_PERSON_HEIGHT, seed) {
                 assert!(e.to_string().contains("no person fits"), "seed {seed}: {e}");
             }
         }
@@ -321,20 +333,29 @@ fn no_seed_crashes_the_generator() {
 fn other_sizes_keep_the_constraints() {
     for (i, size) in [64u32, 200, 512].into_iter().enumerate() {
         for k in 0..4u64 {
-            let ex =
-                generate_example(size, example_seed(7, Split::Test, k + 10 * i as u64)).unwrap();
+            let ex = generate_example(
+                size,
+                DEFAULT_MIN_PERSON_HEIGHT,
+                example_seed(7, Split::Test, k + 10 * i as u64),
+            )
+            .unwrap();
             check_example(&ex, size, &format!("size {size} example {k}"));
         }
     }
-    assert!(generate_example(63, 1).is_err());
-    assert!(generate_example(1025, 1).is_err());
+    assert!(generate_example(63, DEFAULT_MIN_PERSON_HEIGHT, 1).is_err());
+    assert!(generate_example(1025, DEFAULT_MIN_PERSON_HEIGHT, 1).is_err());
 }
 
 #[test]
 fn written_files_match_the_example() {
     let dir = tempfile::tempdir().unwrap();
     write_dataset(dir.path(), &opts(2, 5, Split::Test, 1), &|| {}).unwrap();
-    let ex = generate_example(128, example_seed(5, Split::Test, 1)).unwrap();
+    let ex = generate_example(
+        128,
+        DEFAULT_MIN_PERSON_HEIGHT,
+        example_seed(5, Split::Test, 1),
+    )
+    .unwrap();
     let img =
         skeleguide_engine::imageio::read_rgb(&dir.path().join("image/test-000001.png")).unwrap();
     assert!(img == ex.image);
@@ -407,8 +428,8 @@ fn redrawing_keeps_the_scene_and_what_the_prompt_says_but_moves_the_people() {
     let (mut layout, mut pose) = (PckCount::default(), PckCount::default());
     for i in 0..16 {
         let seed = example_seed(4, Split::Test, i);
-        let ex = generate_example(128, seed).unwrap();
-        let r = redraw_people(128, seed, 2000).unwrap();
+        let ex = generate_example(128, DEFAULT_MIN_PERSON_HEIGHT, seed).unwrap();
+        let r = redraw_people(128, DEFAULT_MIN_PERSON_HEIGHT, seed, 2000).unwrap();
         // the example's own people, drawn without rendering, are the example's
         assert_eq!(r.original, ex.poses, "seed {seed}");
         // the facts, written by the renderer, say the same as the redraw's description
@@ -430,7 +451,7 @@ fn redrawing_keeps_the_scene_and_what_the_prompt_says_but_moves_the_people() {
         got.sort();
         assert_eq!(got, want, "seed {seed}");
         // deterministic
-        let again = redraw_people(128, seed, 2000).unwrap();
+        let again = redraw_people(128, DEFAULT_MIN_PERSON_HEIGHT, seed, 2000).unwrap();
         assert_eq!(again.redrawn, r.redrawn);
         if let Some(p) = &r.redrawn {
             accepted += 1;
@@ -459,4 +480,64 @@ fn redrawing_keeps_the_scene_and_what_the_prompt_says_but_moves_the_people() {
         pose.value(),
         layout.value()
     );
+}
+
+/// The median of the people's image heights (top to bottom joint, every pose) in 150 examples,
+/// as a fraction of the image.
+fn median_person_height(min_person_height: f64) -> f64 {
+    let mut h = Vec::new();
+    for i in 0..150u64 {
+        let ex =
+            generate_example(128, min_person_height, example_seed(31, Split::Test, i)).unwrap();
+        check_example(
+            &ex,
+            128,
+            &format!("min height {min_person_height}, example {i}"),
+        );
+        for p in &ex.poses.people {
+            let ys: Vec<f64> = p.joints.iter().flatten().map(|j| j.y).collect();
+            let span = ys.iter().cloned().fold(f64::MIN, f64::max)
+                - ys.iter().cloned().fold(f64::MAX, f64::min);
+            h.push(span / 128.0);
+        }
+    }
+    h.sort_by(f64::total_cmp);
+    h[h.len() / 2]
+}
+
+/// `--min-person-height` draws taller people under the same constraints, is written into the
+/// manifest (which the evaluation's redraw reads back), and is refused outside its range.
+#[test]
+fn a_larger_least_person_height_draws_taller_people() {
+    let small = median_person_height(DEFAULT_MIN_PERSON_HEIGHT);
+    let large = median_person_height(0.3);
+    assert!(
+        large > small * 1.2,
+        "median person height {small} -> {large}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(3, 8, Split::Test, 1);
+    o.min_person_height = 0.3;
+    write_dataset(dir.path(), &o, &|| {}).unwrap();
+    let manifest = std::fs::read_to_string(dir.path().join("manifest.jsonl")).unwrap();
+    for (i, line) in manifest.lines().enumerate() {
+        let rec: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(rec["min_person_height"], 0.3, "{line}");
+        let seed = rec["seed"].as_u64().unwrap();
+        let ex = generate_example(128, 0.3, seed).unwrap();
+        assert_eq!(
+            redraw_people(128, 0.3, seed, 10).unwrap().original,
+            ex.poses,
+            "record {i}"
+        );
+    }
+    for bad in [0.0, 0.04, 0.61, f64::NAN] {
+        o.min_person_height = bad;
+        let e = write_dataset(dir.path(), &o, &|| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--min-person-height"), "{e}");
+        assert!(generate_example(128, bad, 1).is_err());
+    }
 }

@@ -2,7 +2,8 @@
 //! shapes built directly on the device (no checkpoint files): the DiT step against
 //! candle-transformers' FLUX on the same weights, the condition-stream step with and without its
 //! K/V cache, the autoencoder, T5-XXL + CLIP-L (token ids stand in for the tokenizers), and a
-//! LoRA training step (both sets, base frozen, batch 1) at two sizes, and the whole two-stage
+//! LoRA training step (both sets, base frozen, batch 1) at two sizes, with and without
+//! activation checkpointing, and the whole two-stage
 //! `generate` through the real pipeline. `quick` runs the same rows
 //! on a reduced configuration of the same architecture, for the CPU and CI.
 
@@ -380,12 +381,21 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
                 ..Default::default()
             },
         )?;
-        timed(format!("LoRA training step {ts}², batch 1"), &mut || {
-            let pred = dit.forward(&set.dit(), set.cond_of(&set.cond), Mode::Train)?;
-            let loss = set.mse(&pred)?;
-            opt.backward_step(&loss)?;
-            Ok(())
-        })?;
+        for ckpt in [false, true] {
+            dit.set_activation_checkpointing(ckpt)?;
+            let what = if ckpt {
+                format!("LoRA training step {ts}², batch 1, activation checkpointing")
+            } else {
+                format!("LoRA training step {ts}², batch 1")
+            };
+            timed(what, &mut || {
+                let pred = dit.forward(&set.dit(), set.cond_of(&set.cond), Mode::Train)?;
+                let loss = set.mse(&pred)?;
+                opt.backward_step(&loss)?;
+                Ok(())
+            })?;
+        }
+        dit.set_activation_checkpointing(false)?;
         for s in ["skeletal", "appearance"] {
             dit.loras_mut().freeze(s)?;
         }
@@ -547,7 +557,7 @@ mod tests {
     fn the_quick_run_times_every_row_on_the_cpu() {
         let r = bench_flux(&FluxBenchOptions::quick(), &Device::Cpu).unwrap();
         let rows: Vec<&str> = r.rows.iter().map(|r| r.what.as_str()).collect();
-        assert_eq!(rows.len(), 10, "{rows:?}");
+        assert_eq!(rows.len(), 12, "{rows:?}");
         assert!(rows
             .iter()
             .any(|w| w.starts_with("generate 64², 2 + 2 steps")));
@@ -560,6 +570,9 @@ mod tests {
         );
         assert!(rows.iter().any(|w| w.contains("candle-transformers")));
         assert!(rows.iter().any(|w| w.contains("LoRA training step 64²")));
+        assert!(rows
+            .iter()
+            .any(|w| w.contains("LoRA training step 64², batch 1, activation checkpointing")));
         let full = bench_flux(&FluxBenchOptions::full(DType::F32), &Device::Cpu).unwrap_err();
         assert!(full.to_string().contains("--quick"), "{full}");
     }

@@ -29,6 +29,10 @@ pub(crate) struct SynthArgs {
     /// Image side in pixels (64-1024).
     #[arg(long, default_value_t = 128)]
     size: u32,
+    /// The least height of a standing person, a fraction of the image (0.05-0.6); sitting and
+    /// lying people come out shorter.
+    #[arg(long, default_value_t = synth::DEFAULT_MIN_PERSON_HEIGHT)]
+    min_person_height: f64,
     /// Worker threads (default: all cores); the output does not depend on it.
     #[arg(long)]
     threads: Option<usize>,
@@ -41,6 +45,7 @@ pub(crate) fn run(a: SynthArgs) -> Result<()> {
         seed,
         split,
         size,
+        min_person_height,
         threads,
     } = a;
     if !(synth::MIN_SIZE..=synth::MAX_SIZE).contains(&size) {
@@ -63,6 +68,7 @@ pub(crate) fn run(a: SynthArgs) -> Result<()> {
             SplitArg::Test => Split::Test,
         },
         size,
+        min_person_height,
         threads,
     };
     let bar = ProgressBar::new(count as u64);

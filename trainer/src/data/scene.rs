@@ -383,8 +383,9 @@ fn vary(rng: &mut Rng, c: Rgbf, amount: f64) -> Rgbf {
 }
 
 impl Scene {
-    /// A random scene of `place` for an image `size` pixels square.
-    pub fn generate(place: PlaceKind, size: u32, rng: &mut Rng) -> Scene {
+    /// A random scene of `place` for an image `size` pixels square, whose free-standing people
+    /// may be as short as `min_person_height` of the image.
+    pub fn generate(place: PlaceKind, size: u32, min_person_height: f64, rng: &mut Rng) -> Scene {
         let s = size as f64;
         let indoor = place.is_indoor();
         let camera = Camera {
@@ -399,10 +400,11 @@ impl Scene {
             size: s,
         };
         let env = Env::generate(place, &camera, rng);
-        // people: at most 80 % of the image tall, feet above the bottom edge, at least ~15 % tall
+        // people: at most 80 % of the image tall, feet above the bottom edge, at least
+        // `min_person_height` tall (for a 1.7 m person)
         let z_near = (camera.focal * 1.9 / (0.8 * s))
             .max(camera.focal * camera.height / (0.97 * s - camera.horizon));
-        let z_far_size = camera.focal * 1.7 / (0.16 * s);
+        let z_far_size = camera.focal * 1.7 / (min_person_height * s);
         let z_far = if indoor {
             (env.back - 0.5).min(z_far_size)
         } else {

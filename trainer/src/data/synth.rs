@@ -28,6 +28,23 @@ pub const MIN_SIZE: u32 = 64;
 pub const MAX_SIZE: u32 = 1024;
 /// Most examples in one data set.
 pub const MAX_COUNT: usize = 10_000_000;
+/// The least height of a standing person, as a fraction of the image, unless a data set says
+/// otherwise (`--min-person-height`); sitting and lying people come out shorter.
+pub const DEFAULT_MIN_PERSON_HEIGHT: f64 = 0.16;
+/// The range `--min-person-height` accepts.
+pub const MIN_PERSON_HEIGHT_RANGE: std::ops::RangeInclusive<f64> = 0.05..=0.6;
+
+/// Checks a `min_person_height` value; the message names `what` (the option or field).
+pub fn check_min_person_height(what: &str, v: f64) -> Result<(), DataError> {
+    if MIN_PERSON_HEIGHT_RANGE.contains(&v) {
+        return Ok(());
+    }
+    Err(DataError::Invalid(format!(
+        "{what} = {v}: must be between {} and {} (a fraction of the image height)",
+        MIN_PERSON_HEIGHT_RANGE.start(),
+        MIN_PERSON_HEIGHT_RANGE.end()
+    )))
+}
 /// Canvas pixels per output pixel (2x2 supersampling).
 const SUPERSAMPLE: usize = 2;
 
@@ -171,9 +188,14 @@ fn action_weights(place: PlaceKind) -> [f64; 7] {
     }
 }
 
-/// Generates one example of `size`×`size` pixels from its seed.
-pub fn generate_example(size: u32, seed: u64) -> Result<Example, DataError> {
-    let (mut scene, mut people_rng, mut rng) = scene_of(size, seed)?;
+/// Generates one example of `size`×`size` pixels from its seed, its standing people at least
+/// `min_person_height` of the image tall.
+pub fn generate_example(
+    size: u32,
+    min_person_height: f64,
+    seed: u64,
+) -> Result<Example, DataError> {
+    let (mut scene, mut people_rng, mut rng) = scene_of(size, min_person_height, seed)?;
     let placed = place_people(&mut scene, &mut people_rng);
     if placed.is_empty() {
         return Err(DataError::Invalid(format!(
@@ -185,16 +207,17 @@ pub fn generate_example(size: u32, seed: u64) -> Result<Example, DataError> {
 
 /// The empty scene of example `seed`, the random stream its people are drawn from, and the
 /// example's own stream (for the prompt's wording).
-fn scene_of(size: u32, seed: u64) -> Result<(Scene, Rng, Rng), DataError> {
+fn scene_of(size: u32, min_person_height: f64, seed: u64) -> Result<(Scene, Rng, Rng), DataError> {
     if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
         return Err(DataError::Invalid(format!(
             "image size {size} is outside {MIN_SIZE}..={MAX_SIZE}"
         )));
     }
+    check_min_person_height("the least person height", min_person_height)?;
     let mut rng = Rng::new(seed);
     let place = PlaceKind::ALL[rng.below(PlaceKind::ALL.len())];
     let mut scene_rng = rng.fork(1);
-    let scene = Scene::generate(place, size, &mut scene_rng);
+    let scene = Scene::generate(place, size, min_person_height, &mut scene_rng);
     let people_rng = rng.fork(2);
     Ok((scene, people_rng, rng))
 }
@@ -288,8 +311,13 @@ pub struct Redraw {
 /// the prompt would describe them the same way: a sample of what the data itself allows for
 /// that scene and prompt. The layout metrics of `redrawn` against `original` are what a model
 /// that samples the generator's distribution exactly would score.
-pub fn redraw_people(size: u32, seed: u64, tries: usize) -> Result<Redraw, DataError> {
-    let (scene, mut people_rng, _) = scene_of(size, seed)?;
+pub fn redraw_people(
+    size: u32,
+    min_person_height: f64,
+    seed: u64,
+    tries: usize,
+) -> Result<Redraw, DataError> {
+    let (scene, mut people_rng, _) = scene_of(size, min_person_height, seed)?;
     let poses = |placed: &[Placed]| {
         let mut set = PoseSet::new(size, size);
         set.people = placed.iter().map(|p| p.pose.clone()).collect();
@@ -734,6 +762,8 @@ pub struct SynthOptions {
     pub seed: u64,
     pub split: Split,
     pub size: u32,
+    /// The least height of a standing person, a fraction of the image.
+    pub min_person_height: f64,
     /// Worker threads (the output does not depend on it).
     pub threads: usize,
 }
@@ -752,7 +782,15 @@ pub struct SynthRecord {
     pub height: u32,
     pub split: Split,
     pub seed: u64,
+    /// The generator's least person height (data sets written before it existed used the
+    /// default).
+    #[serde(default = "default_min_person_height")]
+    pub min_person_height: f64,
     pub facts: Facts,
+}
+
+fn default_min_person_height() -> f64 {
+    DEFAULT_MIN_PERSON_HEIGHT
 }
 
 /// Subfolders of a synthetic data set.
@@ -771,6 +809,7 @@ pub fn write_dataset(
             opts.size
         )));
     }
+    check_min_person_height("--min-person-height", opts.min_person_height)?;
     if opts.count > MAX_COUNT {
         return Err(DataError::Invalid(format!(
             "--count {} is more than {MAX_COUNT} examples in one data set",
@@ -846,7 +885,7 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<(), DataError> {
 /// Generates and writes example `index`; returns its manifest line.
 fn write_example(out: &Path, opts: &SynthOptions, index: usize) -> Result<String, DataError> {
     let seed = example_seed(opts.seed, opts.split, index as u64);
-    let ex = generate_example(opts.size, seed)?;
+    let ex = generate_example(opts.size, opts.min_person_height, seed)?;
     let id = format!("{}-{index:06}", opts.split.name());
     let rel = |dir: &str, ext: &str| format!("{dir}/{id}.{ext}");
     let rec = SynthRecord {
@@ -861,6 +900,7 @@ fn write_example(out: &Path, opts: &SynthOptions, index: usize) -> Result<String
         height: opts.size,
         split: opts.split,
         seed,
+        min_person_height: opts.min_person_height,
         facts: ex.facts.clone(),
     };
     use skeleguide_engine::imageio::{write_png_gray, write_png_rgb};

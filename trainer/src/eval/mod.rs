@@ -41,7 +41,7 @@ pub mod base;
 
 use crate::data::body::LIMB_RATIOS;
 use crate::data::manifest::{Manifest, ManifestError, Record, Sample};
-use crate::data::synth::redraw_people;
+use crate::data::synth::{redraw_people, DEFAULT_MIN_PERSON_HEIGHT};
 use image::{GrayImage, RgbImage};
 use serde::Serialize;
 use serde_json::Value;
@@ -538,7 +538,12 @@ fn redrawn(rec: &Record, sample: &Sample) -> Result<PoseSet, String> {
             rec.id
         ));
     }
-    let r = redraw_people(gt.width, seed, REDRAW_TRIES)
+    let min_height = rec
+        .fields
+        .get("min_person_height")
+        .and_then(Value::as_f64)
+        .unwrap_or(DEFAULT_MIN_PERSON_HEIGHT);
+    let r = redraw_people(gt.width, min_height, seed, REDRAW_TRIES)
         .map_err(|e| format!("record {}: {e}", rec.id))?;
     if !same_people(&r.original, gt) {
         return Err(format!(

@@ -51,12 +51,13 @@ impl Ctx<'_> {
             }
         }
         self.apply_run_settings(&mut mc);
-        let dit = MmDit::load(
+        let mut dit = MmDit::load(
             src.join(modeldir::BASE_FILE),
             &mc.dit,
             &self.device,
             self.dtype,
         )?;
+        dit.set_activation_checkpointing(self.cfg.optim.activation_checkpointing)?;
         let ae: Box<dyn Autoencoder> = match &mc.ae {
             AeSpec::Tiny { config } => Box::new(TinyAe::load(
                 &src.join(modeldir::AE_FILE),

@@ -380,6 +380,7 @@ fn synth_data(out: &Path, cfg: &TrainConfig) -> Result<PathBuf> {
         seed: cfg.seed,
         split: crate::data::Split::Train,
         size: cfg.data.synth_size,
+        min_person_height: cfg.data.min_person_height,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     crate::data::write_dataset(&dir, &opts, &|| {}).map_err(|e| TrainError::Data(e.to_string()))?;

@@ -17,6 +17,7 @@
 //! model built with [`MmDit::new_trainable`] (phase 0 of the tiny preset).
 
 mod blocks;
+mod checkpoint;
 
 use super::cond_cache::{condition_fingerprint, fingerprint, CondCache, CondKey};
 use super::config::DitConfig;
@@ -122,6 +123,7 @@ fn chunks(m: &Tensor, n: usize) -> candle_core::Result<Vec<Mod>> {
 /// Host copies of the cos / sin tables.
 type HostTables = (Arc<Vec<f32>>, Arc<Vec<f32>>);
 
+#[derive(Clone)]
 struct Rope {
     cos: Tensor,
     sin: Tensor,
@@ -173,6 +175,11 @@ pub struct MmDit {
     host: bool,
     /// Train mode uses the fused differentiable kernels (CPU f32).
     fused_train: bool,
+    /// Built by [`MmDit::new_trainable`]: the base weights may carry gradients.
+    base_trainable: bool,
+    /// Train mode recomputes each block during the backward pass instead of keeping its
+    /// activations.
+    checkpointing: bool,
     loras: LoraSets,
 }
 
@@ -524,6 +531,8 @@ impl MmDit {
             loras: LoraSets::new(cfg, &device, dtype),
             host,
             fused_train: true,
+            base_trainable: trainable,
+            checkpointing: false,
             cfg: cfg.clone(),
             device,
             dtype,
@@ -696,6 +705,25 @@ impl MmDit {
         self.fused_train = on;
     }
 
+    /// Turns activation checkpointing of [`Mode::Train`] on or off: each block keeps only its
+    /// inputs and outputs, and the backward pass runs it again (values and gradients are
+    /// unchanged; the step costs about one more forward pass). For LoRA training, where the
+    /// base is frozen; a model built with [`MmDit::new_trainable`] is refused.
+    pub fn set_activation_checkpointing(&mut self, on: bool) -> Result<()> {
+        if on && self.base_trainable {
+            return Err(ModelError::InvalidConfig(
+                "activation checkpointing needs a frozen base (LoRA training); this model's base weights are trainable".into(),
+            ));
+        }
+        self.checkpointing = on;
+        Ok(())
+    }
+
+    /// Whether [`Mode::Train`] checkpoints each block's activations.
+    pub fn activation_checkpointing(&self) -> bool {
+        self.checkpointing
+    }
+
     // ----------------------------------------------------------------- embeddings
 
     /// The time, guidance and pooled-text embedding (`fused`: the CPU f32 training path).
@@ -746,11 +774,19 @@ impl MmDit {
             rope: self.rope_tables(ids)?,
             lora: None,
         };
+        let ckpt = self.checkpointing && mode == Mode::Train;
         let mut kv = Vec::with_capacity(n_layers);
         for (i, blk) in self.double_blocks.iter().enumerate() {
             cs.lora = lora_of(i);
             let last = i + 1 == n_layers;
-            kv.push(blk.cond_forward(&ctx, &mut cs, last)?);
+            kv.push(if ckpt {
+                let blk = blk.clone();
+                let run =
+                    Arc::new(move |c: &Ctx, s: &mut CondStream, l: bool| blk.cond_forward(c, s, l));
+                self.cond_checkpointed(&ctx, run, &mut cs, last)?
+            } else {
+                blk.cond_forward(&ctx, &mut cs, last)?
+            });
             if last {
                 break;
             }
@@ -759,7 +795,14 @@ impl MmDit {
             let i = self.cfg.depth + j;
             cs.lora = lora_of(i);
             let last = i + 1 == n_layers;
-            kv.push(blk.cond_forward(&ctx, &mut cs, last)?);
+            kv.push(if ckpt {
+                let blk = blk.clone();
+                let run =
+                    Arc::new(move |c: &Ctx, s: &mut CondStream, l: bool| blk.cond_forward(c, s, l));
+                self.cond_checkpointed(&ctx, run, &mut cs, last)?
+            } else {
+                blk.cond_forward(&ctx, &mut cs, last)?
+            });
             if last {
                 break;
             }
@@ -878,14 +921,24 @@ impl MmDit {
         let mut txt = self.txt_in.forward_ctx(inp.txt, ctx.fused)?;
         let mut img = self.img_in.forward_ctx(inp.img, ctx.fused)?;
 
+        let ckpt = self.checkpointing && mode == Mode::Train;
         for (i, blk) in self.double_blocks.iter().enumerate() {
-            (txt, img) =
-                blk.forward(&ctx, &txt, &img, &svec, &rope, &rope_txt, &rope_img, ckv(i))?;
+            (txt, img) = if ckpt {
+                let ropes = [&rope, &rope_txt, &rope_img];
+                self.double_checkpointed(&ctx, i, &txt, &img, &svec, ropes, ckv(i))?
+            } else {
+                blk.forward(&ctx, &txt, &img, &svec, &rope, &rope_txt, &rope_img, ckv(i))?
+            };
         }
 
         let mut x = Tensor::cat(&[&txt, &img], 1)?;
         for (j, blk) in self.single_blocks.iter().enumerate() {
-            x = blk.forward(&ctx, &x, &svec, &rope, ckv(self.cfg.depth + j))?;
+            let kv = ckv(self.cfg.depth + j);
+            x = if ckpt {
+                self.single_checkpointed(&ctx, j, &x, &svec, &rope, kv)?
+            } else {
+                blk.forward(&ctx, &x, &svec, &rope, kv)?
+            };
         }
         let img = x.narrow(1, n_txt, n_img)?;
         Ok(self.final_layer.forward(&ctx, &img, &svec)?)
