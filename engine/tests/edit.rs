@@ -1,6 +1,7 @@
 //! The pure edit operations.
 
 use skeleguide_engine::pose::edit::{self, default_person, Edit};
+use skeleguide_engine::pose::proportions::{drag_joint, DragOptions};
 use skeleguide_engine::pose::{skeleton::joint, Keypoint, PoseSet};
 
 fn set() -> PoseSet {
@@ -67,7 +68,7 @@ fn swap_left_right_keeps_positions() {
 #[test]
 fn joint_and_person_edits() {
     let s = set();
-    let m = edit::move_joint(&s, 1, joint::NOSE, 10.0, 20.0).unwrap();
+    let m = drag_joint(&s, 1, joint::NOSE, (10.0, 20.0), DragOptions::default()).unwrap();
     assert_eq!(
         m.people[1].joints[0].map(|k| (k.x, k.y)),
         Some((10.0, 20.0))
@@ -109,8 +110,8 @@ fn joint_and_person_edits() {
     // the input is never changed, and bad indices are errors, not panics
     assert_eq!(s, set());
     assert!(edit::delete_person(&s, 9).is_err());
-    assert!(edit::move_joint(&s, 0, 18, 0.0, 0.0).is_err());
-    assert!(edit::move_joint(&s, 0, 1, f64::NAN, 0.0).is_err());
+    assert!(drag_joint(&s, 0, 18, (0.0, 0.0), DragOptions::default()).is_err());
+    assert!(drag_joint(&s, 0, 1, (f64::NAN, 0.0), DragOptions::default()).is_err());
     assert!(edit::scale_person(&s, 0, 0.0, 1.0, (0.0, 0.0)).is_err());
 }
 

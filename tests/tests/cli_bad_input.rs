@@ -528,10 +528,11 @@ fn pipeline_commands_refuse_a_bad_scene_pose_or_prompts_file_and_write_nothing()
 }
 
 #[test]
-fn gui_refuses_a_bad_scene_or_model_before_opening_a_window() {
+fn gui_refuses_a_bad_scene_pose_or_model_before_opening_a_window() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("garbage.png"), b"\x89PNG\r\n\x1a\nnot really a png").unwrap();
+    std::fs::write(d.join("garbage.json"), b"{\"people\": [").unwrap();
     let no_weights = d.join("no-weights");
     std::fs::create_dir(&no_weights).unwrap();
     let before = std::fs::read_dir(d).unwrap().count();
@@ -539,6 +540,7 @@ fn gui_refuses_a_bad_scene_or_model_before_opening_a_window() {
     let cases = [
         ("--scene", p("garbage.png"), "garbage.png", "image header"),
         ("--scene", p("absent.png"), "absent.png", "cannot read"),
+        ("--pose", p("garbage.json"), "garbage.json", "JSON"),
         ("--model", p("absent-model"), "absent-model", "not found"),
         ("--model", p("no-weights"), "config.json", "cannot read"),
     ];

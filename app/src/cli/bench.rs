@@ -169,11 +169,11 @@ fn measure_ui(model: Option<std::path::PathBuf>) -> Result<(UiBench, String)> {
     let editing = median(
         (0..60)
             .map(|i| {
-                let _ = app.doc.apply(Edit::MoveJoint {
+                let _ = app.doc.apply(Edit::DragJoint {
                     person: i % 5,
                     joint: 4,
-                    x: 100.0 + (i * 7 % 800) as f64,
-                    y: 300.0,
+                    to: (100.0 + (i * 7 % 800) as f64, 300.0),
+                    options: Default::default(),
                 });
                 frame(&mut app)
             })
@@ -215,7 +215,13 @@ fn measure_ui(model: Option<std::path::PathBuf>) -> Result<(UiBench, String)> {
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let mut preview = Vec::new();
     for i in 0..4 {
-        let moved = skeleguide_engine::pose::edit::move_joint(&set, 0, 4, 90.0 + i as f64, 300.0)?;
+        let moved = skeleguide_engine::pose::proportions::drag_joint(
+            &set,
+            0,
+            4,
+            (90.0 + i as f64, 300.0),
+            Default::default(),
+        )?;
         let t = Instant::now();
         let layout = p.relayout(&scene, &moved)?;
         p.render(

@@ -6,7 +6,7 @@ pub mod invert;
 pub mod pose;
 
 use clap::{Parser, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -69,7 +69,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             screenshot,
             model,
         }) => {
-            check_gui_files(scene.as_deref(), model.as_deref())?;
+            if let Some(m) = &model {
+                // the weights themselves are read once, by the app
+                skeleguide_engine::modeldir::check_layout(m)?;
+            }
             crate::gui::run(crate::gui::GuiOptions {
                 scene,
                 pose,
@@ -79,17 +82,4 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         None => crate::gui::run(crate::gui::GuiOptions::default()),
     }
-}
-
-/// A scene or model directory named on the command line that cannot be used is an error before
-/// any window opens (inside the app it would only be a status message); the model's weights
-/// themselves are read once, by the app.
-fn check_gui_files(scene: Option<&Path>, model: Option<&Path>) -> anyhow::Result<()> {
-    if let Some(s) = scene {
-        skeleguide_engine::imageio::read_rgb(s)?;
-    }
-    if let Some(m) = model {
-        skeleguide_engine::modeldir::check_layout(m)?;
-    }
-    Ok(())
 }

@@ -131,23 +131,12 @@ impl Drag {
                 y,
                 options,
                 ..
-            } => {
-                if options == DragOptions::default() {
-                    Edit::MoveJoint {
-                        person,
-                        joint,
-                        x,
-                        y,
-                    }
-                } else {
-                    Edit::DragJoint {
-                        person,
-                        joint,
-                        to: (x, y),
-                        options,
-                    }
-                }
-            }
+            } => Edit::DragJoint {
+                person,
+                joint,
+                to: (x, y),
+                options,
+            },
             Drag::Point {
                 person,
                 part,

@@ -103,11 +103,11 @@ fn describe(c: &Change) -> String {
         Change::Start => "start".into(),
         Change::Replace(l) => l.clone(),
         Change::Edit(e) => match e {
-            Edit::MoveJoint { .. } => "move joint".into(),
             Edit::DragJoint { options, .. } => match (options.lock_lengths, options.symmetric) {
                 (true, true) => "turn limbs symmetrically".into(),
                 (true, false) => "turn limb".into(),
-                _ => "move joints symmetrically".into(),
+                (false, true) => "move joints symmetrically".into(),
+                (false, false) => "move joint".into(),
             },
             Edit::MovePoint { part, .. } => format!("move {} point", part.name()),
             Edit::HidePart { part, .. } => format!("hide {}", part.name()),

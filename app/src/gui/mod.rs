@@ -164,7 +164,24 @@ struct Screenshot {
 }
 
 impl SkeleGuideApp {
+    /// The app on the options' model, scene and pose; a file that cannot be opened is reported
+    /// in the status line.
     pub fn new(opts: &GuiOptions) -> Self {
+        let mut app = Self::without_files(opts);
+        // the status line says what failed
+        let _ = app.open_files(opts);
+        app
+    }
+
+    /// The app on the options' files, or the first of them that cannot be opened (the window
+    /// need not open to say so).
+    pub fn open(opts: &GuiOptions) -> Result<Self, String> {
+        let mut app = Self::without_files(opts);
+        app.open_files(opts)?;
+        Ok(app)
+    }
+
+    fn without_files(opts: &GuiOptions) -> Self {
         let mut app = SkeleGuideApp {
             doc: Document::default(),
             canvas: Canvas::default(),
@@ -207,13 +224,6 @@ impl SkeleGuideApp {
             scene_texture_rev: None,
             screenshot: None,
         };
-        match &opts.scene {
-            Some(s) => app.open_path(s),
-            None => app.open_sample(0),
-        }
-        if let Some(p) = &opts.pose {
-            app.open_path(p);
-        }
         if let Some(path) = &opts.screenshot {
             app.screenshot = Some(Screenshot {
                 path: path.clone(),
@@ -223,6 +233,25 @@ impl SkeleGuideApp {
             });
         }
         app
+    }
+
+    /// Opens the scene (or the first sample) and the pose of the options; the first error.
+    fn open_files(&mut self, opts: &GuiOptions) -> Result<(), String> {
+        let mut first_error = None;
+        match &opts.scene {
+            Some(s) => self.open_path(s),
+            None => self.open_sample(0),
+        }
+        if self.status.error {
+            first_error = Some(self.status.text.clone());
+        }
+        if let Some(p) = &opts.pose {
+            self.open_path(p);
+            if self.status.error && first_error.is_none() {
+                first_error = Some(self.status.text.clone());
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     pub fn ok(&mut self, text: impl Into<String>) {
@@ -690,7 +719,7 @@ fn save_color_image(path: &Path, img: &egui::ColorImage) -> Result<(), String> {
 
 /// Opens the window and runs until it is closed.
 pub fn run(opts: GuiOptions) -> anyhow::Result<()> {
-    let app = SkeleGuideApp::new(&opts);
+    let app = SkeleGuideApp::open(&opts).map_err(|e| anyhow::anyhow!(e))?;
     let result = app.screenshot.as_ref().map(|s| s.result.clone());
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()

@@ -2,7 +2,7 @@
 //! so the GUI's undo history can store and replay them (`Edit::apply`).
 
 use super::io::MAX_PEOPLE;
-use super::proportions::{drag_joint, place_joint, DragOptions};
+use super::proportions::{drag_joint, DragOptions};
 use super::skeleton::{joint, mirror_face_point, mirror_joint, FACE_POINTS, NUM_JOINTS};
 use super::types::{Keypoint, PointList, Pose, PoseSet};
 
@@ -88,19 +88,9 @@ impl Part {
 /// One edit, replayable. `apply` never mutates its input.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Edit {
-    /// Moves one joint of a person to a new position; see [`move_joint`].
-    MoveJoint {
-        /// Index of the person in the set.
-        person: usize,
-        /// Index of the body joint (0..18).
-        joint: usize,
-        /// New x position, in pixels.
-        x: f64,
-        /// New y position, in pixels.
-        y: f64,
-    },
-    /// Drags one joint with the editor's options (bone lengths locked, symmetric); see
-    /// [`drag_joint`].
+    /// Moves one joint, the rest of the body following as the editor's options say (with the
+    /// default options the joint moves alone, a wrist carrying its hand and the nose the face);
+    /// see [`drag_joint`].
     DragJoint {
         /// Index of the person in the set.
         person: usize,
@@ -215,12 +205,6 @@ impl Edit {
     /// Returns the set with this edit applied, or why it cannot be applied; `set` is not changed.
     pub fn apply(&self, set: &PoseSet) -> Result<PoseSet, EditError> {
         match *self {
-            Edit::MoveJoint {
-                person,
-                joint,
-                x,
-                y,
-            } => move_joint(set, person, joint, x, y),
             Edit::DragJoint {
                 person,
                 joint,
@@ -315,23 +299,6 @@ pub(super) fn with_person(
     let mut out = set.clone();
     f(&mut out.people[person])?;
     Ok(out)
-}
-
-/// Moves one joint to (x, y); a missing joint becomes present there. A wrist shifts its hand by
-/// the same offset and the nose the face (the other joints move alone).
-pub fn move_joint(
-    set: &PoseSet,
-    person: usize,
-    joint: usize,
-    x: f64,
-    y: f64,
-) -> Result<PoseSet, EditError> {
-    check_joint(joint)?;
-    finite(&[x, y])?;
-    with_person(set, person, |p| {
-        place_joint(p, joint, (x, y));
-        Ok(())
-    })
 }
 
 /// Moves point `index` of a person's hand or face to (x, y); a missing point becomes present
@@ -883,7 +850,8 @@ mod tests {
             (NOSE, Part::Face),
         ] {
             let k = p.joints[j].unwrap();
-            let out = move_joint(&s, 0, j, k.x + 13.5, k.y - 4.25).unwrap();
+            let out =
+                drag_joint(&s, 0, j, (k.x + 13.5, k.y - 4.25), DragOptions::default()).unwrap();
             let q = &out.people[0];
             for (a, b) in pts(q, part).iter().zip(pts(p, part)) {
                 assert!(near(*a, (b.0 + 13.5, b.1 - 4.25), 1e-9), "{}", part.name());
@@ -894,10 +862,10 @@ mod tests {
         }
         // another joint moves alone; a missing wrist placed again has no offset to carry
         let e = p.joints[L_ELBOW].unwrap();
-        let out = move_joint(&s, 0, L_ELBOW, e.x + 9.0, e.y).unwrap();
+        let out = drag_joint(&s, 0, L_ELBOW, (e.x + 9.0, e.y), DragOptions::default()).unwrap();
         assert_eq!(out.people[0].hand_left, p.hand_left);
         let gone = hide_joint(&s, 0, L_WRIST).unwrap();
-        let out = move_joint(&gone, 0, L_WRIST, 10.0, 10.0).unwrap();
+        let out = drag_joint(&gone, 0, L_WRIST, (10.0, 10.0), DragOptions::default()).unwrap();
         assert_eq!(out.people[0].hand_left, p.hand_left);
         // the free symmetric drag moves the twin's hand with the twin
         let options = DragOptions {

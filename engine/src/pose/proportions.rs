@@ -6,7 +6,7 @@
 //! wrists, neck → hips → knees → ankles, neck → nose → eyes → ears. A hand hangs from its wrist
 //! and the face from the nose: they move with them, rigidly, in every drag.
 
-use super::edit::{check_joint, finite, scale_person, with_person, EditError, Part};
+use super::edit::{check_joint, finite, with_person, EditError, Part};
 use super::skeleton::{joint, mirror_joint, LIMBS, NUM_JOINTS};
 use super::types::{Keypoint, Pose, PoseSet};
 
@@ -197,7 +197,7 @@ fn carry(pose: &mut Pose, root: usize, motion: &RigidMotion) {
 
 /// Puts `joint` at `to` alone (a missing joint becomes present there) and shifts the part that
 /// hangs from it by the same offset, so a wrist moved freely keeps its hand and the nose its face.
-pub(super) fn place_joint(pose: &mut Pose, joint: usize, to: (f64, f64)) {
+fn place_joint(pose: &mut Pose, joint: usize, to: (f64, f64)) {
     let from = pose.joints[joint];
     pose.joints[joint] = Some(Keypoint {
         x: to.0,
@@ -279,19 +279,9 @@ pub fn feet_point(pose: &Pose) -> Option<(f64, f64)> {
     }
 }
 
-/// Scales a person by `factor` about the point between its feet, so it keeps standing there.
-pub fn scale_about_feet(set: &PoseSet, person: usize, factor: f64) -> Result<PoseSet, EditError> {
-    let p = set
-        .people
-        .get(person)
-        .ok_or(EditError::NoPerson(person, set.people.len()))?;
-    let anchor = feet_point(p).ok_or(EditError::EmptyPerson(person, "scale"))?;
-    scale_person(set, person, factor, factor, anchor)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::edit::{default_person, Edit};
+    use super::super::edit::{default_person, scale_person, Edit};
     use super::*;
     use joint::*;
 
@@ -511,7 +501,8 @@ mod tests {
             ((r.0 + l.0) / 2.0, (r.1 + l.1) / 2.0)
         };
         assert!(near(feet, mid(&p)));
-        let out = scale_about_feet(&set_with(p.clone()), 0, 0.6).unwrap();
+        // the editor's scale handle scales about this point
+        let out = scale_person(&set_with(p.clone()), 0, 0.6, 0.6, feet).unwrap();
         let q = &out.people[0];
         assert!(near(mid(q), feet));
         for (a, b) in lengths(q).iter().zip(lengths(&p)) {
@@ -544,10 +535,5 @@ mod tests {
             Err(EditError::NoPerson(1, 1))
         );
         assert!(drag_joint(&s, 0, 0, (f64::NAN, 0.0), LOCKED).is_err());
-        assert!(scale_about_feet(&s, 0, 0.0).is_err());
-        assert_eq!(
-            scale_about_feet(&set_with(Pose::default()), 0, 2.0),
-            Err(EditError::EmptyPerson(0, "scale"))
-        );
     }
 }
