@@ -26,7 +26,7 @@ CU=$DIR/root/nvidia/cu13
 WHEELS=(
   "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-crt==13.0.*" "nvidia-nvvm==13.0.*"
   "nvidia-cuda-runtime==13.0.*" "nvidia-cuda-cccl==13.0.*" "nvidia-cublas==13.0.*"
-  "nvidia-cuda-nvrtc==13.0.*" "nvidia-curand==10.4.0.*"
+  "nvidia-cuda-nvrtc==13.0.*" "nvidia-curand==10.4.0.*" "nvidia-nccl-cu13"
 )
 
 command -v python3 >/dev/null || { echo "cuda-toolkit.sh: python3 (with pip) is needed to fetch the wheels" >&2; exit 1; }
@@ -44,6 +44,8 @@ done
 chmod +x "$CU"/bin/* "$CU"/nvvm/bin/* 2>/dev/null || true
 
 # Unversioned names for the linker (the wheels ship only the sonames).
+# NCCL (the `nccl` feature) unpacks beside the toolkit; link it with the other libraries
+ln -sf "$DIR/root/nvidia/nccl/lib/libnccl.so.2" "$CU/lib/libnccl.so.2"
 for f in "$CU"/lib/lib*.so.*; do
   base=$(basename "$f")
   ln -sf "$base" "$CU/lib/${base%%.so.*}.so"

@@ -7,7 +7,7 @@
 //! set, logs, checkpoints, samples and the model directory; the others wait for it at
 //! [`Group::barrier`]s.
 
-use skeleguide_engine::model::allreduce::{AllReduce, ReduceError, TcpRank};
+use skeleguide_engine::model::allreduce::{self, AllReduce, ReduceError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,20 +45,23 @@ impl std::fmt::Debug for Group {
 impl Group {
     /// Joins the group over TCP (rank 0 listens at `rendezvous`); `wait` bounds every wait
     /// for the other ranks; `fingerprint` identifies the run's settings, the same on every rank.
+    /// With `nccl` the gradients are averaged on the GPUs by NCCL (a build with its feature).
     pub fn join(
         rendezvous: &str,
         world: usize,
         rank: usize,
         wait: Duration,
         fingerprint: u64,
+        nccl: bool,
     ) -> Result<Self, ReduceError> {
-        Ok(Self(Arc::new(TcpRank::join(
+        Ok(Self(allreduce::join(
             rendezvous,
             world,
             rank,
             wait,
             fingerprint,
-        )?)))
+            nccl,
+        )?))
     }
 
     pub fn rank(&self) -> usize {

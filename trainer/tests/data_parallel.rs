@@ -178,6 +178,23 @@ fn a_batch_the_ranks_cannot_share_and_phase_zero_are_refused() {
     // launch sets the rank flags itself
     let err = refused_launch(&["--rank", "1"], &cfg, &dir.path().join("r"));
     assert!(err.contains("--rank: launch sets it"));
+    // NCCL asked of a build without it: one line, before any rank waits for the others
+    if !skeleguide_engine::model::allreduce::nccl_compiled() {
+        let out = dir.path().join("nccl");
+        let o = Command::new(BIN)
+            .args(["train", "--phase", "1", "--world-size", "2", "--rank", "1"])
+            .args(["--reduce", "nccl", "--group-timeout", "600", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("no NCCL backend"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!out.exists());
+    }
 }
 
 #[test]

@@ -204,31 +204,17 @@ impl AdamW {
         }
     }
 
-    /// [`AdamW::step_reduced`] for parameters on a GPU (or in another dtype): the gradients
-    /// are reduced through host f32 buffers, then the update runs on the device.
+    /// [`AdamW::step_reduced`] for parameters on a GPU (or in another dtype): the group reduces
+    /// the gradients (on the device with NCCL, else through host f32 buffers), then the update
+    /// runs on the device.
     fn step_staged(&mut self, grads: &GradStore, clip: f64, group: &dyn AllReduce) -> Result<f64> {
         let gs = self.slot_grads(grads);
         self.every_gradient_present(&gs, group)?;
         let gs: Vec<Tensor> = gs.into_iter().flatten().collect();
-        let mut bufs = gs
-            .iter()
-            .map(|g| g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>())
-            .collect::<Result<Vec<_>>>()?;
-        group
-            .all_reduce_mean(&mut bufs)
+        let reduced = group
+            .all_reduce_mean_tensors(&gs)
             .map_err(candle_core::Error::wrap)?;
-        let reduced = gs
-            .iter()
-            .zip(bufs)
-            .map(|(g, b)| {
-                Ok(Some(
-                    Tensor::from_vec(b, g.dims(), &candle_core::Device::Cpu)?
-                        .to_dtype(g.dtype())?
-                        .to_device(g.device())?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.step_tensors(&reduced, clip)
+        self.step_tensors(&reduced.into_iter().map(Some).collect::<Vec<_>>(), clip)
     }
 
     /// [`AdamW::step`] on the host for CPU f32 parameters: one parallel pass per parameter.

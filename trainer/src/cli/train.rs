@@ -1,7 +1,7 @@
 //! `skeleguide-train train`: the training curriculum.
 
 use anyhow::{bail, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use skeleguide_trainer::config::TrainConfig;
 use skeleguide_trainer::parallel::{Group, ENV_RANK, ENV_RENDEZVOUS, ENV_WORLD_SIZE, WAIT};
 use skeleguide_trainer::phases::{self, PhaseSel};
@@ -37,6 +37,18 @@ pub(crate) struct TrainArgs {
     /// Seconds a rank waits for the others (to join, and at each step) before it stops.
     #[arg(long, default_value_t = WAIT.as_secs())]
     group_timeout: u64,
+    /// How the ranks average their gradients: `nccl` on the GPUs (a build with the
+    /// `skeleguide-engine/nccl` feature), `tcp` through rank 0's host memory, `auto` NCCL when
+    /// the build has it.
+    #[arg(long, value_enum, default_value = "auto")]
+    reduce: Reduce,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Reduce {
+    Auto,
+    Tcp,
+    Nccl,
 }
 
 /// The most processes of one data-parallel run.
@@ -99,6 +111,11 @@ pub(crate) fn run(a: TrainArgs) -> Result<()> {
             a.rank,
             wait,
             fingerprint(&cfg, &a),
+            match a.reduce {
+                Reduce::Auto => skeleguide_engine::model::allreduce::nccl_compiled(),
+                Reduce::Tcp => false,
+                Reduce::Nccl => true,
+            },
         )?)
     } else {
         None

@@ -3,14 +3,21 @@
 //! [`AllReduce`] is the whole interface the optimiser needs ([`super::adamw::AdamW::step_reduced`]).
 //! [`ThreadGroup`] is the in-process CPU backend: one rank per thread, for tests and for several
 //! ranks on one machine. [`TcpRank`] joins ranks in separate processes (or machines) over TCP:
-//! `skeleguide-train launch` and `train --world-size N --rank R` use it. A rank that fails calls [`AllReduce::abort`] (a [`ThreadRank`] owned by
+//! `skeleguide-train launch` and `train --world-size N --rank R` use it. `NcclRank` (the `nccl`
+//! feature) reduces GPU tensors with NCCL, the ranks having met over TCP. A rank that fails calls [`AllReduce::abort`] (a [`ThreadRank`] owned by
 //! a thread that panics does so itself when dropped), and every other rank's pending and later
 //! reductions return the group's first error instead of waiting for it; a rank that never
 //! arrives makes the others time out.
 
+#[cfg(feature = "nccl")]
+mod nccl;
 mod tcp;
 
+#[cfg(feature = "nccl")]
+pub use nccl::NcclRank;
 pub use tcp::TcpRank;
+
+use candle_core::{DType, Device, Tensor};
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -66,6 +73,46 @@ pub enum ReduceError {
     },
 }
 
+/// Whether this build has the NCCL backend (the `nccl` feature).
+pub fn nccl_compiled() -> bool {
+    cfg!(feature = "nccl")
+}
+
+/// Joins a group of processes over TCP ([`TcpRank::join`]'s arguments). With `nccl`, GPU
+/// tensors are then reduced by NCCL (`NcclRank`), which needs a build with the `nccl` feature.
+pub fn join(
+    addr: &str,
+    world: usize,
+    rank: usize,
+    timeout: Duration,
+    fingerprint: u64,
+    nccl: bool,
+) -> Result<Arc<dyn AllReduce>, ReduceError> {
+    if nccl {
+        #[cfg(feature = "nccl")]
+        return Ok(Arc::new(NcclRank::join(
+            addr,
+            world,
+            rank,
+            timeout,
+            fingerprint,
+        )?));
+        #[cfg(not(feature = "nccl"))]
+        return Err(ReduceError::Connection {
+            rank,
+            msg: "this build has no NCCL backend (build with --features skeleguide-engine/nccl)"
+                .into(),
+        });
+    }
+    Ok(Arc::new(TcpRank::join(
+        addr,
+        world,
+        rank,
+        timeout,
+        fingerprint,
+    )?))
+}
+
 /// Mean of buffers over the ranks of a data-parallel group.
 pub trait AllReduce: Send + Sync {
     /// Number of ranks.
@@ -75,6 +122,30 @@ pub trait AllReduce: Send + Sync {
     /// Replaces every buffer by its element-wise mean over the ranks. Every rank passes the same
     /// number of buffers with the same lengths, in the same order.
     fn all_reduce_mean(&self, bufs: &mut [Vec<f32>]) -> Result<(), ReduceError>;
+    /// The element-wise mean over the ranks of each tensor (same order, shapes and dtypes on
+    /// every rank), on the tensors' device and in their dtype. By default through host f32
+    /// buffers and [`AllReduce::all_reduce_mean`]; the NCCL backend reduces on the GPU.
+    fn all_reduce_mean_tensors(&self, ts: &[Tensor]) -> Result<Vec<Tensor>, ReduceError> {
+        let wrap = |e: candle_core::Error| ReduceError::Connection {
+            rank: self.rank(),
+            msg: format!("staging a gradient through host memory: {e}"),
+        };
+        let mut bufs = ts
+            .iter()
+            .map(|t| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>())
+            .collect::<candle_core::Result<Vec<_>>>()
+            .map_err(wrap)?;
+        self.all_reduce_mean(&mut bufs)?;
+        ts.iter()
+            .zip(bufs)
+            .map(|(t, b)| {
+                Tensor::from_vec(b, t.dims(), &Device::Cpu)?
+                    .to_dtype(t.dtype())?
+                    .to_device(t.device())
+            })
+            .collect::<candle_core::Result<Vec<_>>>()
+            .map_err(wrap)
+    }
     /// Stops the group: every rank's pending and later reductions fail with `why`.
     fn abort(&self, why: &str);
 }
