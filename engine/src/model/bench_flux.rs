@@ -98,6 +98,9 @@ pub struct FluxBenchRow {
     pub ms: f64,
     /// Peak resident memory of the process so far (CPU), MiB.
     pub peak_rss_mib: Option<f64>,
+    /// The most device memory in use while the row ran (GPU: the whole device's, weights and
+    /// other processes included, sampled every millisecond), MiB.
+    pub peak_device_mib: Option<f64>,
     /// Why the row could not be measured (out of device memory, say); the others still run.
     pub error: Option<String>,
 }
@@ -140,15 +143,67 @@ impl fmt::Display for FluxBench {
             self.lora_rank
         )?;
         for r in &self.rows {
-            let mem = r
-                .peak_rss_mib
-                .map_or(String::new(), |m| format!("   (peak RSS {m:.0} MiB)"));
+            let mem = match (r.peak_device_mib, r.peak_rss_mib) {
+                (Some(m), _) => format!("   (peak device memory {m:.0} MiB)"),
+                (None, Some(m)) => format!("   (peak RSS {m:.0} MiB)"),
+                (None, None) => String::new(),
+            };
             match &r.error {
                 Some(e) => writeln!(f, "{:<58} failed: {e}", r.what)?,
                 None => writeln!(f, "{:<58} {:>10.1} ms{mem}", r.what, r.ms)?,
             }
         }
         Ok(())
+    }
+}
+
+/// Samples a GPU's used memory on a thread while a row runs.
+struct DeviceMemorySampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Option<usize>>,
+}
+
+impl DeviceMemorySampler {
+    /// Starts sampling `device` (`None` off a GPU).
+    fn start(device: &Device) -> Option<Self> {
+        let used = device_used_bytes(device)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut peak = None;
+            loop {
+                let done = flag.load(std::sync::atomic::Ordering::Relaxed);
+                if let Some(u) = used() {
+                    peak = Some(peak.map_or(u, |p: usize| p.max(u)));
+                }
+                if done {
+                    return peak;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        Some(Self { stop, thread })
+    }
+
+    /// Stops sampling; the peak in MiB.
+    fn finish(self) -> Option<f64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = self.thread.join().ok().flatten()?;
+        Some(peak as f64 / (1024.0 * 1024.0))
+    }
+}
+
+/// A reader of the device's used memory in bytes (total minus free), for CUDA devices.
+fn device_used_bytes(device: &Device) -> Option<Box<dyn Fn() -> Option<usize> + Send>> {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(d) => {
+            let ctx = std::sync::Arc::clone(d.cuda_stream().context());
+            Some(Box::new(move || {
+                ctx.mem_get_info().ok().map(|(free, total)| total - free)
+            }))
+        }
+        _ => None,
     }
 }
 
@@ -269,6 +324,7 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
             }
             Ok(median(v))
         };
+        let sampler = DeviceMemorySampler::start(device);
         let (ms, error) = match run() {
             Ok(ms) => (ms, None),
             Err(e) => (f64::NAN, Some(e.to_string())),
@@ -281,6 +337,7 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
             } else {
                 None
             },
+            peak_device_mib: sampler.and_then(DeviceMemorySampler::finish),
             error,
         });
         Ok(())
