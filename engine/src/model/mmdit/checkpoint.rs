@@ -4,55 +4,98 @@
 //! memory; with checkpointing only the blocks' token streams stay, plus one block's activations
 //! during its recomputation.
 //!
-//! A checkpointed block is one node of candle's graph: a custom op over the block's inputs
-//! packed into one tensor, whose forward hands out the block's output (computed beforehand
-//! without recording a graph) and whose backward recomputes the block from the saved inputs
-//! and returns the gradient of the packed inputs. Whatever carries a gradient into the block
-//! (the token streams, the modulation vector, the condition K/V, the LoRA weights) must be one
-//! of its inputs: the base weights it captures are frozen ([`MmDit::set_activation_checkpointing`]
-//! refuses a trainable base).
+//! A checkpointed block is one node of candle's graph: a custom op over the block's inputs in
+//! one to three packed tensors ([`Packed`]: the token stream, the modulation vector and LoRA
+//! weights, the condition layer's K/V), whose forward hands out the block's packed output
+//! (computed beforehand without recording a graph) and whose backward recomputes the block from
+//! the saved inputs and returns their gradients. The next block takes that packed output as its
+//! stream input as it is, so each block's stream and K/V are kept once. Whatever carries a
+//! gradient into the block must be one of its inputs: the base weights it captures are frozen
+//! ([`MmDit::set_activation_checkpointing`] refuses a trainable base).
 
 use super::blocks::Ctx;
 use super::{CondStream, MmDit, Mode, Rope};
 use crate::model::config::DitConfig;
 use crate::model::lora::{LayerLora, LoraPair, Param};
 use candle_core::backend::{BackendDevice, BackendStorage};
-use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor, Var};
+use candle_core::{
+    CpuStorage, CudaStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Storage,
+    Tensor, Var,
+};
 use std::sync::{Arc, Mutex};
 
-/// A block's forward from its inputs to its outputs.
-type Segment = dyn Fn(&[Tensor]) -> candle_core::Result<Vec<Tensor>> + Send + Sync;
+/// A block's forward from its inputs, one list per [`Packed`] group, to its outputs.
+type Segment = dyn Fn(&[Vec<Tensor>]) -> candle_core::Result<Vec<Tensor>> + Send + Sync;
 
-/// Runs `segment` on `inputs` without keeping its intermediate activations for the backward
-/// pass. The outputs are connected to `inputs` for gradients; the segment is run again from
-/// the saved inputs when the backward pass reaches it.
-fn checkpoint(inputs: &[Tensor], segment: Arc<Segment>) -> candle_core::Result<Vec<Tensor>> {
-    let detached: Vec<Tensor> = inputs.iter().map(Tensor::detach).collect();
-    let outs = segment(&detached)?;
-    let in_shapes: Vec<Shape> = inputs.iter().map(|t| t.shape().clone()).collect();
-    let out_shapes: Vec<Shape> = outs.iter().map(|t| t.shape().clone()).collect();
-    let packed_out = pack(&outs)?;
+/// Tensors flattened and joined into one vector, with their shapes. A checkpointed block takes
+/// its inputs as one to three of these and returns its outputs as one, which the next block
+/// takes as it is: the token streams are kept once, not once more as the next block's input.
+#[derive(Clone)]
+pub(super) struct Packed {
+    flat: Tensor,
+    shapes: Vec<Shape>,
+}
+
+impl Packed {
+    /// The tensors joined into one vector (all of one dtype): a copy, except for one
+    /// contiguous tensor, whose flat view is taken as it is.
+    pub(super) fn of(ts: &[Tensor]) -> candle_core::Result<Self> {
+        let flat = ts
+            .iter()
+            .map(Tensor::flatten_all)
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            flat: Tensor::cat(&flat, 0)?,
+            shapes: ts.iter().map(|t| t.shape().clone()).collect(),
+        })
+    }
+
+    /// Views of the tensors.
+    pub(super) fn parts(&self) -> candle_core::Result<Vec<Tensor>> {
+        unpack(&self.flat, &self.shapes)
+    }
+
+    /// The first tensor (a view).
+    fn first(&self) -> candle_core::Result<Tensor> {
+        let s = self
+            .shapes
+            .first()
+            .ok_or_else(|| candle_core::Error::Msg("checkpoint: an empty group".into()))?;
+        self.flat.narrow(0, 0, s.elem_count())?.reshape(s)
+    }
+}
+
+/// Runs `segment` on the tensors of `groups` (one to three) without keeping its intermediate
+/// activations for the backward pass. The outputs are connected to the groups for gradients;
+/// the segment is run again from the saved groups when the backward pass reaches it.
+fn checkpoint(groups: &[&Packed], segment: Arc<Segment>) -> candle_core::Result<Packed> {
+    let inputs = groups
+        .iter()
+        .map(|g| unpack(&g.flat.detach(), &g.shapes))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let outs = segment(&inputs)?;
+    drop(inputs);
+    let out = Packed::of(&outs)?;
     drop(outs);
     let op = Checkpoint {
         segment,
-        in_shapes,
-        out_shapes: out_shapes.clone(),
-        out: Mutex::new(Some(packed_out)),
+        in_shapes: groups.iter().map(|g| g.shapes.clone()).collect(),
+        out_shapes: out.shapes.clone(),
+        out: Mutex::new(Some(out.flat)),
     };
-    let res = pack(inputs)?.apply_op1(op)?;
-    unpack(&res, &out_shapes)
+    let flat = match groups {
+        [a] => a.flat.apply_op1(op)?,
+        [a, b] => a.flat.apply_op2(&b.flat, op)?,
+        [a, b, c] => a.flat.apply_op3(&b.flat, &c.flat, op)?,
+        _ => candle_core::bail!("checkpoint: {} input groups, 1 to 3 expected", groups.len()),
+    };
+    Ok(Packed {
+        flat,
+        shapes: out.shapes,
+    })
 }
 
-/// The tensors flattened and joined into one vector (all of one dtype).
-fn pack(ts: &[Tensor]) -> candle_core::Result<Tensor> {
-    let flat = ts
-        .iter()
-        .map(Tensor::flatten_all)
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    Tensor::cat(&flat, 0)
-}
-
-/// The inverse of [`pack`]: views of `packed` in `shapes`.
+/// Views of `packed` in `shapes`.
 fn unpack(packed: &Tensor, shapes: &[Shape]) -> candle_core::Result<Vec<Tensor>> {
     let mut off = 0;
     let mut out = Vec::with_capacity(shapes.len());
@@ -66,7 +109,7 @@ fn unpack(packed: &Tensor, shapes: &[Shape]) -> candle_core::Result<Vec<Tensor>>
 
 struct Checkpoint {
     segment: Arc<Segment>,
-    in_shapes: Vec<Shape>,
+    in_shapes: Vec<Vec<Shape>>,
     out_shapes: Vec<Shape>,
     /// The packed outputs, computed before the op and handed over by its forward (once).
     out: Mutex<Option<Tensor>>,
@@ -74,12 +117,73 @@ struct Checkpoint {
 
 impl Checkpoint {
     fn take_out(&self) -> candle_core::Result<Tensor> {
-        self.out
-            .lock()
-            .ok()
-            .and_then(|mut o| o.take())
+        let mut out = self.out.lock().map_err(|_| {
+            candle_core::Error::Msg("checkpoint: the output's lock is poisoned".into())
+        })?;
+        out.take()
             .ok_or_else(|| candle_core::Error::Msg("checkpoint: forward run twice".into()))
     }
+
+    /// The forward on the CPU: the precomputed output, copied into the op's own storage.
+    fn cpu_out(&self) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = self.take_out()?;
+        let (storage, layout) = out.storage_and_layout();
+        match &*storage {
+            Storage::Cpu(s) => Ok((copy_of(s, layout)?, layout.shape().clone())),
+            _ => Err(different_devices()),
+        }
+    }
+
+    /// The forward on a CUDA device, as [`Checkpoint::cpu_out`].
+    fn cuda_out(&self) -> candle_core::Result<(CudaStorage, Shape)> {
+        let out = self.take_out()?;
+        let (storage, layout) = out.storage_and_layout();
+        match &*storage {
+            Storage::Cuda(s) => Ok((copy_of(s, layout)?, layout.shape().clone())),
+            _ => Err(different_devices()),
+        }
+    }
+
+    /// The gradient of each input group: the segment recomputed from `args`, then
+    /// d/d(inputs) of Σ out·grad, the chain rule's vector-Jacobian product.
+    fn grads(
+        &self,
+        args: &[&Tensor],
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Vec<Option<Tensor>>> {
+        let vars = args
+            .iter()
+            .map(|a| Var::from_tensor(&a.detach()))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let inputs = vars
+            .iter()
+            .zip(&self.in_shapes)
+            .map(|(v, s)| unpack(v.as_tensor(), s))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let outs = (self.segment)(&inputs)?;
+        let grads = unpack(&grad_res.detach(), &self.out_shapes)?;
+        let mut surrogate: Option<Tensor> = None;
+        for (o, g) in outs.iter().zip(&grads) {
+            let t = (o * g)?.sum_all()?.to_dtype(DType::F32)?;
+            surrogate = Some(match surrogate {
+                None => t,
+                Some(s) => (s + t)?,
+            });
+        }
+        let Some(surrogate) = surrogate else {
+            return Ok(vec![None; args.len()]);
+        };
+        let store = surrogate.backward()?;
+        // detached: a gradient must not keep the recomputed block's graph alive
+        Ok(vars
+            .iter()
+            .map(|v| store.get(v.as_tensor()).map(Tensor::detach))
+            .collect())
+    }
+}
+
+fn different_devices() -> candle_core::Error {
+    candle_core::Error::Msg("checkpoint: inputs and outputs on different devices".into())
 }
 
 /// A contiguous copy of `src` as `layout` describes it.
@@ -99,49 +203,94 @@ impl CustomOp1 for Checkpoint {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = self.take_out()?;
-        let (storage, layout) = out.storage_and_layout();
-        match &*storage {
-            Storage::Cpu(s) => Ok((copy_of(s, layout)?, layout.shape().clone())),
-            _ => Err(candle_core::Error::Msg(
-                "checkpoint: inputs and outputs on different devices".into(),
-            )),
-        }
+        self.cpu_out()
     }
 
     fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
-        let out = self.take_out()?;
-        let (storage, layout) = out.storage_and_layout();
-        match &*storage {
-            Storage::Cuda(s) => Ok((copy_of(s, layout)?, layout.shape().clone())),
-            _ => Err(candle_core::Error::Msg(
-                "checkpoint: inputs and outputs on different devices".into(),
-            )),
-        }
+        self.cuda_out()
+    }
+
+    fn bwd(&self, a: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(self.grads(&[a], grad)?.pop().flatten())
+    }
+}
+
+impl CustomOp2 for Checkpoint {
+    fn name(&self) -> &'static str {
+        "activation-checkpoint"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.cpu_out()
+    }
+
+    fn cuda_fwd(
+        &self,
+        _: &CudaStorage,
+        _: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        self.cuda_out()
     }
 
     fn bwd(
         &self,
-        packed_in: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
         _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let var = Var::from_tensor(&packed_in.detach())?;
-        let outs = (self.segment)(&unpack(var.as_tensor(), &self.in_shapes)?)?;
-        let grads = unpack(&grad_res.detach(), &self.out_shapes)?;
-        // d/d(inputs) of Σ out·grad is the chain rule's vector-Jacobian product.
-        let mut surrogate: Option<Tensor> = None;
-        for (o, g) in outs.iter().zip(&grads) {
-            let t = (o * g)?.sum_all()?.to_dtype(DType::F32)?;
-            surrogate = Some(match surrogate {
-                None => t,
-                Some(s) => (s + t)?,
-            });
-        }
-        let Some(surrogate) = surrogate else {
-            return Ok(None);
-        };
-        Ok(surrogate.backward()?.get(var.as_tensor()).cloned())
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let mut g = self.grads(&[a, b], grad)?.into_iter();
+        Ok((g.next().flatten(), g.next().flatten()))
+    }
+}
+
+impl CustomOp3 for Checkpoint {
+    fn name(&self) -> &'static str {
+        "activation-checkpoint"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.cpu_out()
+    }
+
+    fn cuda_fwd(
+        &self,
+        _: &CudaStorage,
+        _: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        self.cuda_out()
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        c: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let mut g = self.grads(&[a, b, c], grad)?.into_iter();
+        Ok((g.next().flatten(), g.next().flatten(), g.next().flatten()))
     }
 }
 
@@ -183,6 +332,7 @@ fn lora_with(template: &LayerLora, ts: &[Tensor]) -> LayerLora {
     for (slot, t) in adapters.iter_mut().zip(&template.adapters) {
         if t.is_some() {
             if let (Some(a), Some(b)) = (it.next(), it.next()) {
+                // views of the packed input, not `Var`s: their gradient flows to the packed input
                 *slot = Some(LoraPair {
                     a: Param::Frozen(a.clone()),
                     b: Param::Frozen(b.clone()),
@@ -207,108 +357,118 @@ impl MmDit {
         }
     }
 
-    /// Double block `i` of the image and text streams, checkpointed.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn double_checkpointed(
+    /// The condition stream with every block checkpointed: per layer, the block's packed
+    /// output, whose first tensor is the layer's K/V (then, but for the last layer, the
+    /// stream). The LoRA weights are inputs, so their gradients flow.
+    pub(super) fn cond_stream_checkpointed(
         &self,
         ctx: &Ctx,
-        i: usize,
+        tokens: &Tensor,
+        ids: &Tensor,
+        y: &Tensor,
+    ) -> candle_core::Result<Vec<Packed>> {
+        let start = self.cond_stream_start(ctx, tokens, ids, y)?;
+        let active = self.loras.active();
+        let scale = active.map(|s| s.scale()).unwrap_or(0.0);
+        let n_layers = self.cfg.num_blocks();
+        let mut stream = Packed::of(&[start.h])?;
+        let mut out = Vec::with_capacity(n_layers);
+        for (i, run) in self.cond_block_fns().into_iter().enumerate() {
+            let last = i + 1 == n_layers;
+            let lora = active.map(|s| (s.layers[i].clone(), scale));
+            let mut small = vec![start.mods_vec.clone()];
+            if let Some((l, _)) = &lora {
+                small.extend(lora_tensors(l));
+            }
+            let small = Packed::of(&small)?;
+            let octx = self.owned_ctx(ctx);
+            let rope = start.rope.clone();
+            let segment = Arc::new(move |g: &[Vec<Tensor>]| {
+                let (Some(h), Some((mods_vec, lora_ts))) = (g[0].last(), g[1].split_first())
+                else {
+                    candle_core::bail!("checkpoint: a condition block without its inputs")
+                };
+                let layer = lora.as_ref().map(|(l, s)| (lora_with(l, lora_ts), *s));
+                let mut cs = CondStream {
+                    h: h.clone(),
+                    mods_vec: mods_vec.clone(),
+                    rope: rope.clone(),
+                    lora: layer.as_ref().map(|(l, s)| (l, *s)),
+                };
+                let kv = run(&octx.ctx(), &mut cs, last)?;
+                Ok(if last { vec![kv] } else { vec![kv, cs.h] })
+            });
+            stream = checkpoint(&[&stream, &small], segment)?;
+            out.push(stream.clone());
+            if last {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The double and single blocks, each checkpointed, from the embedded text and image
+    /// tokens to the image tokens before the final layer. `cond` holds each layer's packed
+    /// condition K/V ([`MmDit::cond_stream_checkpointed`]).
+    pub(super) fn blocks_checkpointed(
+        &self,
+        ctx: &Ctx,
         txt: &Tensor,
         img: &Tensor,
         svec: &Tensor,
         ropes: [&Rope; 3],
-        ckv: Option<&Tensor>,
-    ) -> candle_core::Result<(Tensor, Tensor)> {
-        let blk = self.double_blocks[i].clone();
-        let octx = self.owned_ctx(ctx);
-        let [rope, rope_txt, rope_img] = ropes.map(Rope::clone);
-        let segment = Arc::new(move |x: &[Tensor]| {
-            let (t, im) = blk.forward(
-                &octx.ctx(),
-                &x[0],
-                &x[1],
-                &x[2],
-                &rope,
-                &rope_txt,
-                &rope_img,
-                x.get(3),
-            )?;
-            Ok(vec![t, im])
-        });
-        let mut inputs = vec![txt.clone(), img.clone(), svec.clone()];
-        inputs.extend(ckv.cloned());
-        let mut out = checkpoint(&inputs, segment)?.into_iter();
-        match (out.next(), out.next()) {
-            (Some(t), Some(im)) => Ok((t, im)),
-            _ => Err(candle_core::Error::Msg(
-                "checkpoint: a double block gave no (txt, img)".into(),
-            )),
-        }
-    }
-
-    /// Single block `j` over the joint sequence, checkpointed.
-    pub(super) fn single_checkpointed(
-        &self,
-        ctx: &Ctx,
-        j: usize,
-        x: &Tensor,
-        svec: &Tensor,
-        rope: &Rope,
-        ckv: Option<&Tensor>,
+        cond: Option<&[Packed]>,
     ) -> candle_core::Result<Tensor> {
-        let blk = self.single_blocks[j].clone();
-        let octx = self.owned_ctx(ctx);
-        let rope = rope.clone();
-        let segment = Arc::new(move |x: &[Tensor]| {
-            Ok(vec![blk.forward(
-                &octx.ctx(),
-                &x[0],
-                &x[1],
-                &rope,
-                x.get(2),
-            )?])
-        });
-        let mut inputs = vec![x.clone(), svec.clone()];
-        inputs.extend(ckv.cloned());
-        checkpoint(&inputs, segment)?
-            .pop()
-            .ok_or_else(|| candle_core::Error::Msg("checkpoint: a block gave no output".into()))
+        let (n_txt, n_img) = (txt.dim(1)?, img.dim(1)?);
+        let svec = Packed::of(std::slice::from_ref(svec))?;
+        let layer = |i: usize| match cond {
+            None => Ok(None),
+            Some(c) => c.get(i).map(Some).ok_or_else(|| {
+                candle_core::Error::Msg(format!("checkpoint: no condition K/V for layer {i}"))
+            }),
+        };
+        let mut stream = Packed::of(&[txt.clone(), img.clone()])?;
+        for i in 0..self.double_blocks.len() {
+            let blk = self.double_blocks[i].clone();
+            let octx = self.owned_ctx(ctx);
+            let [rope, rope_txt, rope_img] = ropes.map(Rope::clone);
+            let segment = Arc::new(move |g: &[Vec<Tensor>]| {
+                let (t, im) = blk.forward(
+                    &octx.ctx(),
+                    &g[0][0],
+                    &g[0][1],
+                    &g[1][0],
+                    &rope,
+                    &rope_txt,
+                    &rope_img,
+                    g.get(2).and_then(|c| c.first()),
+                )?;
+                Ok(vec![t, im])
+            });
+            stream = checkpoint(&groups(&stream, &svec, layer(i)?), segment)?;
+        }
+        let parts = stream.parts()?;
+        let mut stream = Packed::of(&[Tensor::cat(&[&parts[0], &parts[1]], 1)?])?;
+        drop(parts);
+        for j in 0..self.single_blocks.len() {
+            let blk = self.single_blocks[j].clone();
+            let octx = self.owned_ctx(ctx);
+            let rope = ropes[0].clone();
+            let segment = Arc::new(move |g: &[Vec<Tensor>]| {
+                let kv = g.get(2).and_then(|c| c.first());
+                Ok(vec![blk.forward(&octx.ctx(), &g[0][0], &g[1][0], &rope, kv)?])
+            });
+            let kv = layer(self.cfg.depth + j)?;
+            stream = checkpoint(&groups(&stream, &svec, kv), segment)?;
+        }
+        stream.first()?.narrow(1, n_txt, n_img)
     }
+}
 
-    /// One block's condition-stream pass (`run`), checkpointed: returns the layer's K/V and,
-    /// unless `last`, advances `cs.h`. The LoRA weights are inputs, so their gradients flow.
-    pub(super) fn cond_checkpointed(
-        &self,
-        ctx: &Ctx,
-        run: Arc<CondBlockFn>,
-        cs: &mut CondStream,
-        last: bool,
-    ) -> candle_core::Result<Tensor> {
-        let octx = self.owned_ctx(ctx);
-        let rope = cs.rope.clone();
-        let lora = cs.lora.map(|(l, s)| (l.clone(), s));
-        let mut inputs = vec![cs.h.clone(), cs.mods_vec.clone()];
-        if let Some((l, _)) = &lora {
-            inputs.extend(lora_tensors(l));
-        }
-        let segment = Arc::new(move |x: &[Tensor]| {
-            let layer = lora.as_ref().map(|(l, s)| (lora_with(l, &x[2..]), *s));
-            let mut stream = CondStream {
-                h: x[0].clone(),
-                mods_vec: x[1].clone(),
-                rope: rope.clone(),
-                lora: layer.as_ref().map(|(l, s)| (l, *s)),
-            };
-            let kv = run(&octx.ctx(), &mut stream, last)?;
-            Ok(if last { vec![kv] } else { vec![kv, stream.h] })
-        });
-        let mut out = checkpoint(&inputs, segment)?.into_iter();
-        let kv = out
-            .next()
-            .ok_or_else(|| candle_core::Error::Msg("checkpoint: a block gave no K/V".into()))?;
-        if let Some(h) = out.next() {
-            cs.h = h;
-        }
-        Ok(kv)
-    }
+/// A block's input groups: the token stream, the modulation vector and, with a condition, the
+/// layer's K/V.
+fn groups<'a>(stream: &'a Packed, svec: &'a Packed, kv: Option<&'a Packed>) -> Vec<&'a Packed> {
+    let mut g = vec![stream, svec];
+    g.extend(kv);
+    g
 }

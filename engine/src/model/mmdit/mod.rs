@@ -19,6 +19,7 @@
 mod blocks;
 mod checkpoint;
 
+use checkpoint::{CondBlockFn, Packed};
 use super::cond_cache::{condition_fingerprint, fingerprint, CondCache, CondKey};
 use super::config::DitConfig;
 use super::device::{check_dtype, device_name};
@@ -755,6 +756,38 @@ impl MmDit {
 
     // ----------------------------------------------------------------- condition stream
 
+    /// The condition stream before the first block: the embedded tokens, the modulation vector
+    /// and the position tables.
+    fn cond_stream_start<'a>(
+        &self,
+        ctx: &Ctx,
+        tokens: &Tensor,
+        ids: &Tensor,
+        y: &Tensor,
+    ) -> candle_core::Result<CondStream<'a>> {
+        Ok(CondStream {
+            h: self.img_in.forward_ctx(tokens, ctx.fused)?,
+            mods_vec: self.cond_vec(y, ctx.fused)?.silu()?,
+            rope: self.rope_tables(ids)?,
+            lora: None,
+        })
+    }
+
+    /// Every block's condition-stream pass, double blocks first.
+    fn cond_block_fns(&self) -> Vec<Arc<CondBlockFn>> {
+        let doubles = self.double_blocks.iter().map(|b| {
+            let b = b.clone();
+            Arc::new(move |c: &Ctx, s: &mut CondStream, l: bool| b.cond_forward(c, s, l))
+                as Arc<CondBlockFn>
+        });
+        let singles = self.single_blocks.iter().map(|b| {
+            let b = b.clone();
+            Arc::new(move |c: &Ctx, s: &mut CondStream, l: bool| b.cond_forward(c, s, l))
+                as Arc<CondBlockFn>
+        });
+        doubles.chain(singles).collect()
+    }
+
     /// Runs the condition tokens through every block; returns their per-layer (K, V).
     fn run_cond_stream(
         &self,
@@ -766,43 +799,13 @@ impl MmDit {
         let ctx = self.ctx(mode);
         let active = self.loras.active();
         let scale = active.map(|s| s.scale()).unwrap_or(0.0);
-        let lora_of = |li: usize| active.map(|s| (&s.layers[li], scale));
         let n_layers = self.cfg.num_blocks();
-        let mut cs = CondStream {
-            h: self.img_in.forward_ctx(tokens, ctx.fused)?,
-            mods_vec: self.cond_vec(y, ctx.fused)?.silu()?,
-            rope: self.rope_tables(ids)?,
-            lora: None,
-        };
-        let ckpt = self.checkpointing && mode == Mode::Train;
+        let mut cs = self.cond_stream_start(&ctx, tokens, ids, y)?;
         let mut kv = Vec::with_capacity(n_layers);
-        for (i, blk) in self.double_blocks.iter().enumerate() {
-            cs.lora = lora_of(i);
+        for (i, run) in self.cond_block_fns().into_iter().enumerate() {
+            cs.lora = active.map(|s| (&s.layers[i], scale));
             let last = i + 1 == n_layers;
-            kv.push(if ckpt {
-                let blk = blk.clone();
-                let run =
-                    Arc::new(move |c: &Ctx, s: &mut CondStream, l: bool| blk.cond_forward(c, s, l));
-                self.cond_checkpointed(&ctx, run, &mut cs, last)?
-            } else {
-                blk.cond_forward(&ctx, &mut cs, last)?
-            });
-            if last {
-                break;
-            }
-        }
-        for (j, blk) in self.single_blocks.iter().enumerate() {
-            let i = self.cfg.depth + j;
-            cs.lora = lora_of(i);
-            let last = i + 1 == n_layers;
-            kv.push(if ckpt {
-                let blk = blk.clone();
-                let run =
-                    Arc::new(move |c: &Ctx, s: &mut CondStream, l: bool| blk.cond_forward(c, s, l));
-                self.cond_checkpointed(&ctx, run, &mut cs, last)?
-            } else {
-                blk.cond_forward(&ctx, &mut cs, last)?
-            });
+            kv.push(run(&ctx, &mut cs, last)?);
             if last {
                 break;
             }
@@ -886,7 +889,9 @@ impl MmDit {
     /// Predicts the velocity `v = noise - x_data` for the image tokens, `(B, N_img, in_channels)`.
     pub fn forward(&self, inp: &DitInputs, cond: Condition, mode: Mode) -> Result<Tensor> {
         let (b, n_img, n_txt) = self.check_inputs(inp)?;
+        let ckpt = self.checkpointing && mode == Mode::Train;
         let owned_kv;
+        let mut packed_kv = None;
         let cond_kv: Option<&[Tensor]> = match cond {
             Condition::None => None,
             Condition::Tokens { tokens, ids } => {
@@ -898,8 +903,14 @@ impl MmDit {
                         found: tokens.dims().to_vec(),
                     });
                 }
-                owned_kv = self.run_cond_stream(tokens, ids, inp.y, mode)?;
-                Some(&owned_kv)
+                if ckpt {
+                    let ctx = self.ctx(mode);
+                    packed_kv = Some(self.cond_stream_checkpointed(&ctx, tokens, ids, inp.y)?);
+                    None
+                } else {
+                    owned_kv = self.run_cond_stream(tokens, ids, inp.y, mode)?;
+                    Some(&owned_kv)
+                }
             }
             Condition::Cached(c) => {
                 self.validate_cache(c, b, inp.y)?;
@@ -921,24 +932,25 @@ impl MmDit {
         let mut txt = self.txt_in.forward_ctx(inp.txt, ctx.fused)?;
         let mut img = self.img_in.forward_ctx(inp.img, ctx.fused)?;
 
-        let ckpt = self.checkpointing && mode == Mode::Train;
+        if ckpt {
+            if packed_kv.is_none() {
+                if let Some(kv) = cond_kv {
+                    let packed = kv.iter().map(|t| Packed::of(std::slice::from_ref(t)));
+                    packed_kv = Some(packed.collect::<candle_core::Result<Vec<_>>>()?);
+                }
+            }
+            let ropes = [&rope, &rope_txt, &rope_img];
+            let img =
+                self.blocks_checkpointed(&ctx, &txt, &img, &svec, ropes, packed_kv.as_deref())?;
+            return Ok(self.final_layer.forward(&ctx, &img, &svec)?);
+        }
         for (i, blk) in self.double_blocks.iter().enumerate() {
-            (txt, img) = if ckpt {
-                let ropes = [&rope, &rope_txt, &rope_img];
-                self.double_checkpointed(&ctx, i, &txt, &img, &svec, ropes, ckv(i))?
-            } else {
-                blk.forward(&ctx, &txt, &img, &svec, &rope, &rope_txt, &rope_img, ckv(i))?
-            };
+            (txt, img) = blk.forward(&ctx, &txt, &img, &svec, &rope, &rope_txt, &rope_img, ckv(i))?;
         }
 
         let mut x = Tensor::cat(&[&txt, &img], 1)?;
         for (j, blk) in self.single_blocks.iter().enumerate() {
-            let kv = ckv(self.cfg.depth + j);
-            x = if ckpt {
-                self.single_checkpointed(&ctx, j, &x, &svec, &rope, kv)?
-            } else {
-                blk.forward(&ctx, &x, &svec, &rope, kv)?
-            };
+            x = blk.forward(&ctx, &x, &svec, &rope, ckv(self.cfg.depth + j))?;
         }
         let img = x.narrow(1, n_txt, n_img)?;
         Ok(self.final_layer.forward(&ctx, &img, &svec)?)
