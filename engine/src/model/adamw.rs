@@ -173,7 +173,7 @@ impl AdamW {
     /// [`AdamW::step`] of one rank of a data-parallel group: the gradients are first replaced by
     /// their mean over the ranks, so every rank takes the same step. Every rank's optimiser must
     /// hold the same tensors in the same order. CPU f32 parameters reduce in one host pass,
-    /// others through host buffers ([`AdamW::step_staged`]).
+    /// others through the group's tensor reduction ([`AdamW::step_staged`]).
     pub fn step_reduced(
         &mut self,
         grads: &GradStore,

@@ -87,12 +87,12 @@ pub(crate) fn check(a: &TrainArgs) -> Result<(TrainConfig, PhaseSel)> {
 }
 
 /// What every rank of one run must agree on: the parsed config (its file was read once, by
-/// [`check`]), the phase and `--resume`.
-fn fingerprint(cfg: &TrainConfig, a: &TrainArgs) -> u64 {
+/// [`check`]), the phase, `--resume` and the reduction backend.
+fn fingerprint(cfg: &TrainConfig, a: &TrainArgs, nccl: bool) -> u64 {
     use skeleguide_engine::hash::{fnv1a, fnv1a_from};
     let settings = serde_json::to_string(cfg).unwrap_or_default();
     let h = fnv1a_from(fnv1a(settings.as_bytes()), a.phase.as_bytes());
-    fnv1a_from(h, &[a.resume as u8])
+    fnv1a_from(h, &[a.resume as u8, nccl as u8])
 }
 
 impl TrainArgs {
@@ -105,17 +105,18 @@ pub(crate) fn run(a: TrainArgs) -> Result<()> {
     let (cfg, phase) = check(&a)?;
     let group = if a.world_size > 1 {
         let wait = std::time::Duration::from_secs(a.group_timeout.max(1));
+        let nccl = match a.reduce {
+            Reduce::Auto => skeleguide_engine::model::allreduce::nccl_compiled(),
+            Reduce::Tcp => false,
+            Reduce::Nccl => true,
+        };
         Some(Group::join(
             &a.rendezvous,
             a.world_size,
             a.rank,
             wait,
-            fingerprint(&cfg, &a),
-            match a.reduce {
-                Reduce::Auto => skeleguide_engine::model::allreduce::nccl_compiled(),
-                Reduce::Tcp => false,
-                Reduce::Nccl => true,
-            },
+            fingerprint(&cfg, &a, nccl),
+            nccl,
         )?)
     } else {
         None

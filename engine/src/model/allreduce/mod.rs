@@ -1,10 +1,11 @@
 //! Data-parallel training's one collective: the mean of every rank's gradients.
 //!
-//! [`AllReduce`] is the whole interface the optimiser needs ([`super::adamw::AdamW::step_reduced`]).
-//! [`ThreadGroup`] is the in-process CPU backend: one rank per thread, for tests and for several
-//! ranks on one machine. [`TcpRank`] joins ranks in separate processes (or machines) over TCP:
-//! `skeleguide-train launch` and `train --world-size N --rank R` use it. `NcclRank` (the `nccl`
-//! feature) reduces GPU tensors with NCCL, the ranks having met over TCP. A rank that fails calls [`AllReduce::abort`] (a [`ThreadRank`] owned by
+//! [`AllReduce`] is the whole interface the optimiser needs
+//! ([`super::adamw::AdamW::step_reduced`]). [`ThreadGroup`] is the in-process CPU backend: one
+//! rank per thread, for tests and for several ranks on one machine. [`TcpRank`] joins ranks in
+//! separate processes (or machines) over TCP: `skeleguide-train launch` and `train --world-size N
+//! --rank R` use it. `NcclRank` (the `nccl` feature) reduces GPU tensors with NCCL, the ranks
+//! having met over TCP. A rank that fails calls [`AllReduce::abort`] (a [`ThreadRank`] owned by
 //! a thread that panics does so itself when dropped), and every other rank's pending and later
 //! reductions return the group's first error instead of waiting for it; a rank that never
 //! arrives makes the others time out.
@@ -126,28 +127,37 @@ pub trait AllReduce: Send + Sync {
     /// every rank), on the tensors' device and in their dtype. By default through host f32
     /// buffers and [`AllReduce::all_reduce_mean`]; the NCCL backend reduces on the GPU.
     fn all_reduce_mean_tensors(&self, ts: &[Tensor]) -> Result<Vec<Tensor>, ReduceError> {
-        let wrap = |e: candle_core::Error| ReduceError::Connection {
-            rank: self.rank(),
-            msg: format!("staging a gradient through host memory: {e}"),
-        };
-        let mut bufs = ts
-            .iter()
-            .map(|t| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>())
-            .collect::<candle_core::Result<Vec<_>>>()
-            .map_err(wrap)?;
-        self.all_reduce_mean(&mut bufs)?;
-        ts.iter()
-            .zip(bufs)
-            .map(|(t, b)| {
-                Tensor::from_vec(b, t.dims(), &Device::Cpu)?
-                    .to_dtype(t.dtype())?
-                    .to_device(t.device())
-            })
-            .collect::<candle_core::Result<Vec<_>>>()
-            .map_err(wrap)
+        mean_through_host(self, ts)
     }
     /// Stops the group: every rank's pending and later reductions fail with `why`.
     fn abort(&self, why: &str);
+}
+
+/// [`AllReduce::all_reduce_mean_tensors`] through host f32 buffers and
+/// [`AllReduce::all_reduce_mean`], for any device.
+pub(crate) fn mean_through_host<R: AllReduce + ?Sized>(
+    group: &R,
+    ts: &[Tensor],
+) -> Result<Vec<Tensor>, ReduceError> {
+    let wrap = |e: candle_core::Error| ReduceError::Connection {
+        rank: group.rank(),
+        msg: format!("staging a gradient through host memory: {e}"),
+    };
+    let mut bufs = ts
+        .iter()
+        .map(|t| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>())
+        .collect::<candle_core::Result<Vec<_>>>()
+        .map_err(wrap)?;
+    group.all_reduce_mean(&mut bufs)?;
+    ts.iter()
+        .zip(bufs)
+        .map(|(t, b)| {
+            Tensor::from_vec(b, t.dims(), &Device::Cpu)?
+                .to_dtype(t.dtype())?
+                .to_device(t.device())
+        })
+        .collect::<candle_core::Result<Vec<_>>>()
+        .map_err(wrap)
 }
 
 /// The buffers as f64 sums: every backend adds in f64 so the mean does not depend on the order

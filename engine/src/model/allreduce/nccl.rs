@@ -83,6 +83,11 @@ impl NcclRank {
             .lock()
             .map_err(|_| self.fail("the NCCL communicator's lock is poisoned".into()))?;
         if slot.is_none() {
+            // NCCL makes its communicator on the calling thread's current CUDA context.
+            dev.cuda_stream()
+                .context()
+                .bind_to_thread()
+                .map_err(|e| self.fail(format!("cannot bind the CUDA context: {e:?}")))?;
             let comm = Comm::from_rank(dev.cuda_stream(), self.rank(), self.world_size(), self.id)
                 .map_err(|e| self.fail(format!("NCCL cannot join the group: {e:?}")))?;
             *slot = Some(SendComm(comm));
@@ -108,19 +113,36 @@ impl AllReduce for NcclRank {
         let Some(first) = ts.first() else {
             return Ok(Vec::new());
         };
+        if !first.device().is_cuda() {
+            return super::mean_through_host(self, ts);
+        }
+        // Every rank meets here before any queues NCCL work: a rank that failed earlier stops
+        // the others (abort or timeout) instead of leaving them waiting inside NCCL.
+        self.tcp.all_reduce_mean(&mut [vec![0.0]])?;
         self.ensure_comm(first.device())?;
+        let wrap = |e: candle_core::Error| self.fail(format!("NCCL all-reduce: {e}"));
+        // One reduction for all the tensors: one launch instead of one per tensor.
+        let flat = ts
+            .iter()
+            .map(|t| t.to_dtype(DType::F32)?.flatten_all())
+            .collect::<candle_core::Result<Vec<_>>>()
+            .map_err(wrap)?;
+        let op = DeviceMean {
+            comm: Arc::clone(&self.comm),
+        };
+        let mean = Tensor::cat(&flat, 0)
+            .and_then(|packed| packed.apply_op1_no_bwd(&op))
+            .map_err(wrap)?;
+        let mut offset = 0;
         ts.iter()
             .map(|t| {
-                let op = DeviceMean {
-                    comm: Arc::clone(&self.comm),
-                };
-                t.to_dtype(DType::F32)?
-                    .contiguous()?
-                    .apply_op1_no_bwd(&op)?
-                    .to_dtype(t.dtype())
+                let n = t.elem_count();
+                let part = mean.narrow(0, offset, n)?.reshape(t.dims())?;
+                offset += n;
+                part.to_dtype(t.dtype())
             })
             .collect::<candle_core::Result<Vec<_>>>()
-            .map_err(|e| self.fail(format!("NCCL all-reduce: {e}")))
+            .map_err(wrap)
     }
 
     fn abort(&self, why: &str) {
@@ -128,7 +150,8 @@ impl AllReduce for NcclRank {
     }
 }
 
-/// The mean over the ranks of one contiguous f32 CUDA tensor, into a new one.
+/// The mean over the ranks of one contiguous f32 CUDA tensor, into a new one (the communicator
+/// orders it on the tensor's stream, after the kernels that wrote it).
 struct DeviceMean {
     comm: Arc<Mutex<Option<SendComm>>>,
 }
@@ -147,9 +170,11 @@ impl CustomOp1 for DeviceMean {
         storage: &CudaStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let n = layout.shape().elem_count();
-        let start = layout.start_offset();
-        let src = storage.as_cuda_slice::<f32>()?.slice(start..start + n);
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("the NCCL reduction takes contiguous tensors only")
+        };
+        let n = end - start;
+        let src = storage.as_cuda_slice::<f32>()?.slice(start..end);
         let dev = storage.device().clone();
         let mut dst = dev.alloc_zeros::<f32>(n)?;
         let guard = self.comm.lock().map_err(|_| {
