@@ -314,6 +314,19 @@ fn base_only_eval_reads_the_base_drawing_layouts_from_text() {
         assert!(v.get(k).is_some(), "missing {k}: {v}");
     }
     assert!(v["ms_per_image"].as_f64().unwrap() > 0.0);
+    // the asked-against-drawn table holds every example, its diagonal the count accuracy
+    let (mut total, mut right) = (0, 0);
+    for (asked, drawn) in v["count_confusion"].as_object().expect("count_confusion") {
+        for (d, n) in drawn.as_object().unwrap() {
+            let n = n.as_u64().unwrap();
+            total += n;
+            if d == asked {
+                right += n;
+            }
+        }
+    }
+    assert_eq!(total, 3, "{v}");
+    assert_eq!(right as f64 / 3.0, count, "{v}");
     // the same seeds give the same figures; guidance is a real input
     assert_eq!(run("1")["count_acc"], v["count_acc"]);
     assert_eq!(run("4")["guidance"]["reason"], 4.0);

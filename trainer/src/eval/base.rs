@@ -8,7 +8,7 @@
 //! - `pose_pckh`: PCKh@0.5 with each matched person moved onto its ground truth;
 //! - `limb_ratio_err`: the inverted people's limbs against the body model's ratios.
 
-use super::{appearance, EvalError, EvalOptions, Mean, PCKH_ALPHA};
+use super::{appearance, CountConfusion, EvalError, EvalOptions, Mean, PCKH_ALPHA};
 use crate::data::body::LIMB_RATIOS;
 use crate::data::manifest::Manifest;
 use serde::Serialize;
@@ -28,6 +28,8 @@ pub struct BaseReport {
     pub steps: usize,
     pub guidance: TextGuidance,
     pub count_acc: f64,
+    /// People asked for → people read back, examples per cell.
+    pub count_confusion: CountConfusion,
     /// `None` when no drawn person could be matched to the ground truth.
     pub pose_pckh: Option<f64>,
     pub limb_ratio_err: Option<f64>,
@@ -57,6 +59,7 @@ pub fn evaluate_base(
     let cancel = AtomicBool::new(false);
     let (mut count_ok, mut limb, mut ms) = (Mean::default(), Mean::default(), Mean::default());
     let mut pose_pck = PckCount::default();
+    let mut confusion = CountConfusion::default();
     for (i, rec) in manifest.records.iter().take(n).enumerate() {
         let sample = rec.load()?;
         let (w, h) = sample.background.dimensions();
@@ -85,6 +88,7 @@ pub fn evaluate_base(
             pred.resized(w, h)
         };
         count_ok.add(count_exact(&pred, &sample.poses) as u8 as f64);
+        confusion.add(sample.poses.people.len(), pred.people.len());
         pose_pck.add(pckh_aligned(&pred, &sample.poses, PCKH_ALPHA));
         for p in &pred.people {
             if let Some(e) = appearance::limb_ratio_error(p, &LIMB_RATIOS) {
@@ -100,6 +104,7 @@ pub fn evaluate_base(
         steps,
         guidance,
         count_acc: count_ok.get().unwrap_or(0.0),
+        count_confusion: confusion,
         pose_pckh: (pose_pck.total > 0).then(|| pose_pck.value()),
         limb_ratio_err: limb.get(),
         ms_per_image: ms.get().unwrap_or(0.0),
@@ -109,7 +114,7 @@ pub fn evaluate_base(
 /// The report as a short table.
 pub fn format_base(r: &BaseReport) -> String {
     let f = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.3}"));
-    format!(
+    let mut s = format!(
         "{} on {} ({} examples, {} steps, guidance {}), the base alone drawing layouts from text:\n  \
          count accuracy           {:.3}\n  pose PCKh@0.5 (aligned)  {}\n  limb ratio error         {}\n  \
          ms per image             {:.0}\n",
@@ -122,5 +127,9 @@ pub fn format_base(r: &BaseReport) -> String {
         f(r.pose_pckh),
         f(r.limb_ratio_err),
         r.ms_per_image
-    )
+    );
+    for line in r.count_confusion.lines() {
+        s.push_str(&format!("  people {line}\n"));
+    }
+    s
 }

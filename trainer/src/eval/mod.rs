@@ -116,6 +116,8 @@ pub struct EvalReport {
     /// PCKh@0.5 with each matched person moved onto its ground truth: the pose alone.
     pub pose_pckh: Option<f64>,
     pub count_acc: Option<f64>,
+    /// People asked for → people read back from the stage-1 layout, examples per cell.
+    pub count_confusion: CountConfusion,
     /// The generator's own second draw for the same scene and prompt, scored as a layout.
     pub layout_pckh_redrawn: Option<f64>,
     pub pose_pckh_redrawn: Option<f64>,
@@ -196,6 +198,29 @@ impl Mean {
     }
     pub(crate) fn get(&self) -> Option<f64> {
         (self.n > 0).then(|| self.sum / self.n as f64)
+    }
+}
+
+/// How many people each layout was asked for against how many the PoseInverter read back:
+/// whether the model follows the prompt's count at all, beyond `count_acc`.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(transparent)]
+pub struct CountConfusion(BTreeMap<usize, BTreeMap<usize, usize>>);
+
+impl CountConfusion {
+    pub(crate) fn add(&mut self, asked: usize, drawn: usize) {
+        *self.0.entry(asked).or_default().entry(drawn).or_default() += 1;
+    }
+
+    /// One line per asked count: "asked 2: drawn 0×3, 1×9, 2×20".
+    pub fn lines(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|(asked, drawn)| {
+                let cells: Vec<String> = drawn.iter().map(|(d, n)| format!("{d}×{n}")).collect();
+                format!("asked {asked}: drawn {}", cells.join(", "))
+            })
+            .collect()
     }
 }
 
@@ -288,6 +313,7 @@ pub fn evaluate(
     let mut redrawn_examples = 0usize;
     let mut redraw_missing: Option<String> = None;
     let mut count_ok = Mean::default();
+    let mut confusion = CountConfusion::default();
     let mut psnr_plain = Mean::default();
     let mut ssim_plain = Mean::default();
     let mut psnr_keep = Mean::default();
@@ -373,6 +399,7 @@ pub fn evaluate(
                     layout_pck.add(pckh(&pred, &sample.poses, PCKH_ALPHA));
                     pose_pck.add(pckh_aligned(&pred, &sample.poses, PCKH_ALPHA));
                     count_ok.add(count_exact(&pred, &sample.poses) as u8 as f64);
+                    confusion.add(sample.poses.people.len(), pred.people.len());
                     for p in &pred.people {
                         if let Some(e) = appearance::limb_ratio_error(p, &LIMB_RATIOS) {
                             limb.add(e);
@@ -451,6 +478,7 @@ pub fn evaluate(
         } else {
             None
         },
+        count_confusion: confusion,
         bg_psnr,
         bg_ssim,
         bg_psnr_plain: psnr_plain.get(),
@@ -632,6 +660,9 @@ pub fn format_report(r: &EvalReport) -> String {
             f(r.layout_pckh_redrawn, 3),
             f(r.pose_pckh_redrawn, 3)
         ));
+    }
+    for line in r.count_confusion.lines() {
+        s.push_str(&format!("  people {line}\n"));
     }
     for (k, v) in &r.null_reasons {
         s.push_str(&format!("  {k} is n/a: {v}\n"));
