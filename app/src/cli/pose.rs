@@ -300,23 +300,17 @@ fn describe(path: &Path, doc: &PoseDocument) -> String {
         if outside.is_empty() {
             let _ = writeln!(s, "  points outside the canvas: none");
         } else {
-            let total: usize = f
-                .people
-                .iter()
-                .map(|p| p.all_points().filter(|k| f.is_outside(k)).count())
-                .sum();
+            let total: usize = outside.iter().map(|o| o.count).sum();
             let _ = writeln!(s, "  points outside the canvas: {total}");
             // one line per person: the count of body joints first, then which points
-            for (p, n) in f.joints_outside().into_iter().enumerate() {
-                let what: Vec<&str> = outside
-                    .iter()
-                    .filter(|(q, _)| *q == p)
-                    .map(|(_, w)| w.as_str())
-                    .collect();
+            for p in 0..f.people.len() {
+                let mine = || outside.iter().filter(|o| o.person == p);
+                let joints = mine().filter(|o| o.body_joint).count();
+                let what: Vec<&str> = mine().map(|o| o.what.as_str()).collect();
                 if !what.is_empty() {
                     let _ = writeln!(
                         s,
-                        "    person {p}: {n} of 18 joints outside the canvas: {}",
+                        "    person {p}: {joints} of 18 joints outside the canvas: {}",
                         what.join(", ")
                     );
                 }

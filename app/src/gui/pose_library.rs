@@ -113,11 +113,19 @@ fn refresh(app: &mut SkeleGuideApp, ctx: &egui::Context) {
     match store::scan(dir) {
         Ok(scan) => {
             let message = scan.skipped_message(dir);
+            let mut before = std::mem::take(&mut lib.presets);
             lib.presets = scan
                 .presets
                 .into_iter()
                 .map(|p| {
-                    let t = texture(ctx, &p.name, &p.thumbnail);
+                    // an unchanged preset keeps its texture: no upload each time the menu opens
+                    let same = before
+                        .iter()
+                        .position(|(q, _)| q.name == p.name && q.thumbnail == p.thumbnail);
+                    let t = match same {
+                        Some(i) => before.swap_remove(i).1,
+                        None => texture(ctx, &p.name, &p.thumbnail),
+                    };
                     (p, t)
                 })
                 .collect();

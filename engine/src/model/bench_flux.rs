@@ -25,6 +25,8 @@ use candle_transformers::models::flux::WithForward;
 use candle_transformers::models::t5::{Config as T5Config, T5EncoderModel};
 use serde::Serialize;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What to measure.
@@ -159,7 +161,7 @@ impl fmt::Display for FluxBench {
 
 /// Samples a GPU's used memory on a thread while a row runs.
 struct DeviceMemorySampler {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<Option<usize>>,
 }
 
@@ -167,12 +169,12 @@ impl DeviceMemorySampler {
     /// Starts sampling `device` (`None` off a GPU).
     fn start(device: &Device) -> Option<Self> {
         let used = device_used_bytes(device)?;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = std::sync::Arc::clone(&stop);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let mut peak = None;
             loop {
-                let done = flag.load(std::sync::atomic::Ordering::Relaxed);
+                let done = flag.load(Ordering::Relaxed);
                 if let Some(u) = used() {
                     peak = Some(peak.map_or(u, |p: usize| p.max(u)));
                 }
@@ -187,7 +189,7 @@ impl DeviceMemorySampler {
 
     /// Stops sampling; the peak in MiB.
     fn finish(self) -> Option<f64> {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
         let peak = self.thread.join().ok().flatten()?;
         Some(peak as f64 / (1024.0 * 1024.0))
     }
@@ -198,7 +200,7 @@ fn device_used_bytes(device: &Device) -> Option<Box<dyn Fn() -> Option<usize> + 
     match device {
         #[cfg(feature = "cuda")]
         Device::Cuda(d) => {
-            let ctx = std::sync::Arc::clone(d.cuda_stream().context());
+            let ctx = Arc::clone(d.cuda_stream().context());
             Some(Box::new(move || {
                 ctx.mem_get_info().ok().map(|(free, total)| total - free)
             }))

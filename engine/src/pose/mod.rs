@@ -17,4 +17,4 @@ pub use io::{
 };
 pub use layout::{draw_layout, draw_layout_parts, draw_on, person_mask, stick_width, LayoutParts};
 pub use skeleton::{COLORS, JOINT_NAMES, LIMBS, NUM_JOINTS};
-pub use types::{Keypoint, Pose, PoseSet};
+pub use types::{Keypoint, OutsidePoints, Pose, PoseSet};

@@ -120,6 +120,19 @@ fn bbox<'a>(points: impl Iterator<Item = &'a Keypoint>) -> Option<(f64, f64, f64
     })
 }
 
+/// Points of one person outside the canvas ([`PoseSet::points_outside`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutsidePoints {
+    /// The person's index in the frame.
+    pub person: usize,
+    /// What lies outside, for people to read ("left wrist at (-3.0, 40.5)", "4 face point(s)").
+    pub what: String,
+    /// How many points the entry stands for.
+    pub count: usize,
+    /// Whether the entry is one body joint (else a hand or the face).
+    pub body_joint: bool,
+}
+
 /// The people in one image, with the canvas size in pixels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PoseSet {
@@ -161,15 +174,21 @@ impl PoseSet {
             .collect()
     }
 
-    /// Present points (body, hands, face) that lie outside the canvas, as (person, description).
-    pub fn points_outside(&self) -> Vec<(usize, String)> {
+    /// Present points (body, hands, face) that lie outside the canvas: each body joint on its
+    /// own, each hand and the face as one entry with its count.
+    pub fn points_outside(&self) -> Vec<OutsidePoints> {
         let outside = |p: &Keypoint| self.is_outside(p);
         let mut out = Vec::new();
         for (i, person) in self.people.iter().enumerate() {
             for (j, k) in person.joints.iter().enumerate() {
                 if let Some(k) = k.filter(outside) {
                     let name = super::skeleton::JOINT_NAMES[j];
-                    out.push((i, format!("{name} at ({:.1}, {:.1})", k.x, k.y)));
+                    out.push(OutsidePoints {
+                        person: i,
+                        what: format!("{name} at ({:.1}, {:.1})", k.x, k.y),
+                        count: 1,
+                        body_joint: true,
+                    });
                 }
             }
             let parts = [
@@ -185,7 +204,12 @@ impl PoseSet {
                     .filter(|k| outside(k))
                     .count();
                 if n > 0 {
-                    out.push((i, format!("{n} {name} point(s)")));
+                    out.push(OutsidePoints {
+                        person: i,
+                        what: format!("{n} {name} point(s)"),
+                        count: n,
+                        body_joint: false,
+                    });
                 }
             }
         }
