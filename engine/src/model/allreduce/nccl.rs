@@ -116,23 +116,24 @@ impl AllReduce for NcclRank {
         if !first.device().is_cuda() {
             return super::mean_through_host(self, ts);
         }
+        let wrap = |e: candle_core::Error| self.fail(format!("NCCL all-reduce: {e}"));
+        // One reduction for all the tensors: one launch instead of one per tensor. Packed before
+        // the barrier, so that running out of memory here stops the group like any failure.
+        let packed = ts
+            .iter()
+            .map(|t| t.to_dtype(DType::F32)?.flatten_all())
+            .collect::<candle_core::Result<Vec<_>>>()
+            .and_then(|flat| Tensor::cat(&flat, 0))
+            .map_err(wrap)?;
         // Every rank meets here before any queues NCCL work: a rank that failed earlier stops
         // the others (abort or timeout) instead of leaving them waiting inside NCCL.
         self.tcp.all_reduce_mean(&mut [vec![0.0]])?;
         self.ensure_comm(first.device())?;
-        let wrap = |e: candle_core::Error| self.fail(format!("NCCL all-reduce: {e}"));
-        // One reduction for all the tensors: one launch instead of one per tensor.
-        let flat = ts
-            .iter()
-            .map(|t| t.to_dtype(DType::F32)?.flatten_all())
-            .collect::<candle_core::Result<Vec<_>>>()
-            .map_err(wrap)?;
         let op = DeviceMean {
             comm: Arc::clone(&self.comm),
         };
-        let mean = Tensor::cat(&flat, 0)
-            .and_then(|packed| packed.apply_op1_no_bwd(&op))
-            .map_err(wrap)?;
+        let mean = packed.apply_op1_no_bwd(&op).map_err(wrap)?;
+        drop(packed);
         let mut offset = 0;
         ts.iter()
             .map(|t| {

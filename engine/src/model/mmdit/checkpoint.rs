@@ -5,13 +5,13 @@
 //! during its recomputation.
 //!
 //! A checkpointed block is one node of candle's graph: a custom op over the block's inputs in
-//! one to three packed tensors ([`Packed`]: the token stream, the modulation vector and LoRA
-//! weights, the condition layer's K/V), whose forward hands out the block's packed output
-//! (computed beforehand without recording a graph) and whose backward recomputes the block from
-//! the saved inputs and returns their gradients. The next block takes that packed output as its
-//! stream input as it is, so each block's stream and K/V are kept once. Whatever carries a
-//! gradient into the block must be one of its inputs: the base weights it captures are frozen
-//! ([`MmDit::set_activation_checkpointing`] refuses a trainable base).
+//! two or three packed tensors ([`Packed`]: the token stream; the modulation vector, with the
+//! layer's LoRA weights in the condition stream; the condition layer's K/V). Its forward hands
+//! out the block's packed output (computed beforehand without recording a graph); its backward
+//! recomputes the block from the saved inputs and returns their gradients. The next block takes
+//! that packed output as its stream input as it is, so each block's stream and K/V are kept
+//! once. Whatever carries a gradient into the block must be one of its inputs: the base weights
+//! it captures are frozen ([`MmDit::set_activation_checkpointing`] refuses a trainable base).
 
 use super::blocks::Ctx;
 use super::{CondStream, MmDit, Mode, Rope};
@@ -19,8 +19,7 @@ use crate::model::config::DitConfig;
 use crate::model::lora::{LayerLora, LoraPair, Param};
 use candle_core::backend::{BackendDevice, BackendStorage};
 use candle_core::{
-    CpuStorage, CudaStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Storage,
-    Tensor, Var,
+    CpuStorage, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Storage, Tensor, Var,
 };
 use std::sync::{Arc, Mutex};
 
@@ -28,7 +27,7 @@ use std::sync::{Arc, Mutex};
 type Segment = dyn Fn(&[Vec<Tensor>]) -> candle_core::Result<Vec<Tensor>> + Send + Sync;
 
 /// Tensors flattened and joined into one vector, with their shapes. A checkpointed block takes
-/// its inputs as one to three of these and returns its outputs as one, which the next block
+/// its inputs as two or three of these and returns its outputs as one, which the next block
 /// takes as it is: the token streams are kept once, not once more as the next block's input.
 #[derive(Clone)]
 pub(super) struct Packed {
@@ -51,21 +50,12 @@ impl Packed {
     }
 
     /// Views of the tensors.
-    pub(super) fn parts(&self) -> candle_core::Result<Vec<Tensor>> {
+    fn parts(&self) -> candle_core::Result<Vec<Tensor>> {
         unpack(&self.flat, &self.shapes)
-    }
-
-    /// The first tensor (a view).
-    fn first(&self) -> candle_core::Result<Tensor> {
-        let s = self
-            .shapes
-            .first()
-            .ok_or_else(|| candle_core::Error::Msg("checkpoint: an empty group".into()))?;
-        self.flat.narrow(0, 0, s.elem_count())?.reshape(s)
     }
 }
 
-/// Runs `segment` on the tensors of `groups` (one to three) without keeping its intermediate
+/// Runs `segment` on the tensors of `groups` (two or three) without keeping its intermediate
 /// activations for the backward pass. The outputs are connected to the groups for gradients;
 /// the segment is run again from the saved groups when the backward pass reaches it.
 fn checkpoint(groups: &[&Packed], segment: Arc<Segment>) -> candle_core::Result<Packed> {
@@ -84,10 +74,9 @@ fn checkpoint(groups: &[&Packed], segment: Arc<Segment>) -> candle_core::Result<
         out: Mutex::new(Some(out.flat)),
     };
     let flat = match groups {
-        [a] => a.flat.apply_op1(op)?,
         [a, b] => a.flat.apply_op2(&b.flat, op)?,
         [a, b, c] => a.flat.apply_op3(&b.flat, &c.flat, op)?,
-        _ => candle_core::bail!("checkpoint: {} input groups, 1 to 3 expected", groups.len()),
+        _ => candle_core::bail!("checkpoint: {} input groups, 2 or 3 expected", groups.len()),
     };
     Ok(Packed {
         flat,
@@ -151,14 +140,24 @@ impl Checkpoint {
         args: &[&Tensor],
         grad_res: &Tensor,
     ) -> candle_core::Result<Vec<Option<Tensor>>> {
+        // a group no gradient flows into (the first tokens, the modulation vector, a cache's
+        // K/V) is recomputed from as it is: no copy into a variable, no gradient computed
         let vars = args
             .iter()
-            .map(|a| Var::from_tensor(&a.detach()))
+            .map(|a| {
+                a.track_op()
+                    .then(|| Var::from_tensor(&a.detach()))
+                    .transpose()
+            })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let inputs = vars
             .iter()
+            .zip(args)
             .zip(&self.in_shapes)
-            .map(|(v, s)| unpack(v.as_tensor(), s))
+            .map(|((v, a), s)| match v {
+                Some(v) => unpack(v.as_tensor(), s),
+                None => unpack(&a.detach(), s),
+            })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let outs = (self.segment)(&inputs)?;
         let grads = unpack(&grad_res.detach(), &self.out_shapes)?;
@@ -177,7 +176,10 @@ impl Checkpoint {
         // detached: a gradient must not keep the recomputed block's graph alive
         Ok(vars
             .iter()
-            .map(|v| store.get(v.as_tensor()).map(Tensor::detach))
+            .map(|v| {
+                v.as_ref()
+                    .and_then(|v| store.get(v.as_tensor()).map(Tensor::detach))
+            })
             .collect())
     }
 }
@@ -195,24 +197,6 @@ where
     let mut dst = src.device().zeros_impl(layout.shape(), src.dtype())?;
     src.copy_strided_src(&mut dst, 0, layout)?;
     Ok(dst)
-}
-
-impl CustomOp1 for Checkpoint {
-    fn name(&self) -> &'static str {
-        "activation-checkpoint"
-    }
-
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.cpu_out()
-    }
-
-    fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
-        self.cuda_out()
-    }
-
-    fn bwd(&self, a: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(self.grads(&[a], grad)?.pop().flatten())
-    }
 }
 
 impl CustomOp2 for Checkpoint {
@@ -343,10 +327,6 @@ fn lora_with(template: &LayerLora, ts: &[Tensor]) -> LayerLora {
     LayerLora { adapters }
 }
 
-/// A block's condition-stream pass: `(ctx, stream, last) -> K/V`, advancing the stream.
-pub(super) type CondBlockFn =
-    dyn Fn(&Ctx, &mut CondStream, bool) -> candle_core::Result<Tensor> + Send + Sync;
-
 impl MmDit {
     fn owned_ctx(&self, ctx: &Ctx) -> OwnedCtx {
         OwnedCtx {
@@ -376,16 +356,15 @@ impl MmDit {
         for (i, run) in self.cond_block_fns().into_iter().enumerate() {
             let last = i + 1 == n_layers;
             let lora = active.map(|s| (s.layers[i].clone(), scale));
-            let mut small = vec![start.mods_vec.clone()];
+            let mut mods_and_lora = vec![start.mods_vec.clone()];
             if let Some((l, _)) = &lora {
-                small.extend(lora_tensors(l));
+                mods_and_lora.extend(lora_tensors(l));
             }
-            let small = Packed::of(&small)?;
+            let mods_and_lora = Packed::of(&mods_and_lora)?;
             let octx = self.owned_ctx(ctx);
             let rope = start.rope.clone();
             let segment = Arc::new(move |g: &[Vec<Tensor>]| {
-                let (Some(h), Some((mods_vec, lora_ts))) = (g[0].last(), g[1].split_first())
-                else {
+                let (Some(h), Some((mods_vec, lora_ts))) = (g[0].last(), g[1].split_first()) else {
                     candle_core::bail!("checkpoint: a condition block without its inputs")
                 };
                 let layer = lora.as_ref().map(|(l, s)| (lora_with(l, lora_ts), *s));
@@ -398,7 +377,7 @@ impl MmDit {
                 let kv = run(&octx.ctx(), &mut cs, last)?;
                 Ok(if last { vec![kv] } else { vec![kv, cs.h] })
             });
-            stream = checkpoint(&[&stream, &small], segment)?;
+            stream = checkpoint(&[&stream, &mods_and_lora], segment)?;
             out.push(stream.clone());
             if last {
                 break;
@@ -421,7 +400,7 @@ impl MmDit {
     ) -> candle_core::Result<Tensor> {
         let (n_txt, n_img) = (txt.dim(1)?, img.dim(1)?);
         let svec = Packed::of(std::slice::from_ref(svec))?;
-        let layer = |i: usize| match cond {
+        let cond_kv_of = |i: usize| match cond {
             None => Ok(None),
             Some(c) => c.get(i).map(Some).ok_or_else(|| {
                 candle_core::Error::Msg(format!("checkpoint: no condition K/V for layer {i}"))
@@ -433,41 +412,49 @@ impl MmDit {
             let octx = self.owned_ctx(ctx);
             let [rope, rope_txt, rope_img] = ropes.map(Rope::clone);
             let segment = Arc::new(move |g: &[Vec<Tensor>]| {
-                let (t, im) = blk.forward(
-                    &octx.ctx(),
-                    &g[0][0],
-                    &g[0][1],
-                    &g[1][0],
-                    &rope,
-                    &rope_txt,
-                    &rope_img,
-                    g.get(2).and_then(|c| c.first()),
-                )?;
+                let ([txt, img], [svec]) = (&g[0][..], &g[1][..]) else {
+                    candle_core::bail!("checkpoint: a double block without its inputs")
+                };
+                let kv = g.get(2).and_then(|c| c.first());
+                let (t, im) =
+                    blk.forward(&octx.ctx(), txt, img, svec, &rope, &rope_txt, &rope_img, kv)?;
                 Ok(vec![t, im])
             });
-            stream = checkpoint(&groups(&stream, &svec, layer(i)?), segment)?;
+            stream = checkpoint(&block_inputs(&stream, &svec, cond_kv_of(i)?), segment)?;
         }
-        let parts = stream.parts()?;
-        let mut stream = Packed::of(&[Tensor::cat(&[&parts[0], &parts[1]], 1)?])?;
-        drop(parts);
         for j in 0..self.single_blocks.len() {
             let blk = self.single_blocks[j].clone();
             let octx = self.owned_ctx(ctx);
             let rope = ropes[0].clone();
             let segment = Arc::new(move |g: &[Vec<Tensor>]| {
+                // the first single block joins the double blocks' (txt, img) itself, so that
+                // output is not kept a second time as a joined copy
+                let (x, svec) = match (&g[0][..], &g[1][..]) {
+                    ([x], [svec]) => (x.clone(), svec),
+                    ([txt, img], [svec]) => (Tensor::cat(&[txt, img], 1)?, svec),
+                    _ => candle_core::bail!("checkpoint: a single block without its inputs"),
+                };
                 let kv = g.get(2).and_then(|c| c.first());
-                Ok(vec![blk.forward(&octx.ctx(), &g[0][0], &g[1][0], &rope, kv)?])
+                Ok(vec![blk.forward(&octx.ctx(), &x, svec, &rope, kv)?])
             });
-            let kv = layer(self.cfg.depth + j)?;
-            stream = checkpoint(&groups(&stream, &svec, kv), segment)?;
+            let kv = cond_kv_of(self.cfg.depth + j)?;
+            stream = checkpoint(&block_inputs(&stream, &svec, kv), segment)?;
         }
-        stream.first()?.narrow(1, n_txt, n_img)
+        match &stream.parts()?[..] {
+            [x] => x.narrow(1, n_txt, n_img),
+            [_, img] => Ok(img.clone()),
+            _ => candle_core::bail!("checkpoint: the blocks gave no image tokens"),
+        }
     }
 }
 
 /// A block's input groups: the token stream, the modulation vector and, with a condition, the
 /// layer's K/V.
-fn groups<'a>(stream: &'a Packed, svec: &'a Packed, kv: Option<&'a Packed>) -> Vec<&'a Packed> {
+fn block_inputs<'a>(
+    stream: &'a Packed,
+    svec: &'a Packed,
+    kv: Option<&'a Packed>,
+) -> Vec<&'a Packed> {
     let mut g = vec![stream, svec];
     g.extend(kv);
     g

@@ -19,7 +19,6 @@
 mod blocks;
 mod checkpoint;
 
-use checkpoint::{CondBlockFn, Packed};
 use super::cond_cache::{condition_fingerprint, fingerprint, CondCache, CondKey};
 use super::config::DitConfig;
 use super::device::{check_dtype, device_name};
@@ -29,6 +28,7 @@ use super::lora::{LayerLora, LoraSets, SplitMix64};
 use blocks::{Ctx, DoubleBlock, FinalLayer, FusedCtx, SingleBlock};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
+use checkpoint::Packed;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -147,6 +147,9 @@ impl Rope {
         Ok(Rope { cos, sin, host })
     }
 }
+
+/// A block's condition-stream pass: `(ctx, stream, last) -> K/V`, advancing the stream.
+type CondBlockFn = dyn Fn(&Ctx, &mut CondStream, bool) -> candle_core::Result<Tensor> + Send + Sync;
 
 /// The condition stream's state inside one forward.
 struct CondStream<'a> {
@@ -706,10 +709,12 @@ impl MmDit {
         self.fused_train = on;
     }
 
-    /// Turns activation checkpointing of [`Mode::Train`] on or off: each block keeps only its
-    /// inputs and outputs, and the backward pass runs it again (values and gradients are
-    /// unchanged; the step costs about one more forward pass). For LoRA training, where the
-    /// base is frozen; a model built with [`MmDit::new_trainable`] is refused.
+    /// Turns activation checkpointing of [`Mode::Train`] on or off: in [`MmDit::forward`] each
+    /// block keeps only its inputs and outputs, and the backward pass runs it again (values and
+    /// gradients are unchanged; the step costs about one more forward pass). A condition cache
+    /// ([`MmDit::build_cond_cache`]) is never checkpointed: it is for sampling. For LoRA
+    /// training, where the base is frozen; a model built with [`MmDit::new_trainable`] is
+    /// refused.
     pub fn set_activation_checkpointing(&mut self, on: bool) -> Result<()> {
         if on && self.base_trainable {
             return Err(ModelError::InvalidConfig(
@@ -890,6 +895,7 @@ impl MmDit {
     pub fn forward(&self, inp: &DitInputs, cond: Condition, mode: Mode) -> Result<Tensor> {
         let (b, n_img, n_txt) = self.check_inputs(inp)?;
         let ckpt = self.checkpointing && mode == Mode::Train;
+        let ctx = self.ctx(mode);
         let owned_kv;
         let mut packed_kv = None;
         let cond_kv: Option<&[Tensor]> = match cond {
@@ -904,7 +910,6 @@ impl MmDit {
                     });
                 }
                 if ckpt {
-                    let ctx = self.ctx(mode);
                     packed_kv = Some(self.cond_stream_checkpointed(&ctx, tokens, ids, inp.y)?);
                     None
                 } else {
@@ -920,7 +925,6 @@ impl MmDit {
         if mode == Mode::Fast && self.host {
             return self.forward_fused_cpu(inp, cond_kv, n_img, n_txt);
         }
-        let ctx = self.ctx(mode);
         let ckv = |i: usize| cond_kv.map(|kv| &kv[i]);
 
         let vec = self.vec_embedding(inp.timesteps, inp.y, inp.guidance, ctx.fused)?;
@@ -929,10 +933,10 @@ impl MmDit {
         let rope = self.rope_tables(&ids)?;
         let rope_txt = rope.rows(0, n_txt)?;
         let rope_img = rope.rows(n_txt, n_img)?;
-        let mut txt = self.txt_in.forward_ctx(inp.txt, ctx.fused)?;
-        let mut img = self.img_in.forward_ctx(inp.img, ctx.fused)?;
+        let txt = self.txt_in.forward_ctx(inp.txt, ctx.fused)?;
+        let img = self.img_in.forward_ctx(inp.img, ctx.fused)?;
 
-        if ckpt {
+        let img = if ckpt {
             if packed_kv.is_none() {
                 if let Some(kv) = cond_kv {
                     let packed = kv.iter().map(|t| Packed::of(std::slice::from_ref(t)));
@@ -940,19 +944,19 @@ impl MmDit {
                 }
             }
             let ropes = [&rope, &rope_txt, &rope_img];
-            let img =
-                self.blocks_checkpointed(&ctx, &txt, &img, &svec, ropes, packed_kv.as_deref())?;
-            return Ok(self.final_layer.forward(&ctx, &img, &svec)?);
-        }
-        for (i, blk) in self.double_blocks.iter().enumerate() {
-            (txt, img) = blk.forward(&ctx, &txt, &img, &svec, &rope, &rope_txt, &rope_img, ckv(i))?;
-        }
-
-        let mut x = Tensor::cat(&[&txt, &img], 1)?;
-        for (j, blk) in self.single_blocks.iter().enumerate() {
-            x = blk.forward(&ctx, &x, &svec, &rope, ckv(self.cfg.depth + j))?;
-        }
-        let img = x.narrow(1, n_txt, n_img)?;
+            self.blocks_checkpointed(&ctx, &txt, &img, &svec, ropes, packed_kv.as_deref())?
+        } else {
+            let (mut txt, mut img) = (txt, img);
+            for (i, blk) in self.double_blocks.iter().enumerate() {
+                (txt, img) =
+                    blk.forward(&ctx, &txt, &img, &svec, &rope, &rope_txt, &rope_img, ckv(i))?;
+            }
+            let mut x = Tensor::cat(&[&txt, &img], 1)?;
+            for (j, blk) in self.single_blocks.iter().enumerate() {
+                x = blk.forward(&ctx, &x, &svec, &rope, ckv(self.cfg.depth + j))?;
+            }
+            x.narrow(1, n_txt, n_img)?
+        };
         Ok(self.final_layer.forward(&ctx, &img, &svec)?)
     }
 }
