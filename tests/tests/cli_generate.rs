@@ -4,6 +4,37 @@ use skeleguide_engine::imageio::read_png_text;
 use skeleguide_tests::{run, skeleguide_bin};
 use std::path::Path;
 
+/// `batch`'s arguments shared by these tests.
+fn batch_args(
+    scene: &Path,
+    prompts: &Path,
+    seeds: &str,
+    model: &Path,
+    steps: &str,
+    out: &Path,
+) -> Vec<String> {
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    vec![
+        "batch".into(),
+        "--scene".into(),
+        path(scene),
+        "--prompts".into(),
+        path(prompts),
+        "--seeds".into(),
+        seeds.into(),
+        "--model".into(),
+        path(model),
+        "--steps".into(),
+        steps.into(),
+        "--out".into(),
+        path(out),
+    ]
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 fn ok(out: &std::process::Output) {
     assert!(
         out.status.success(),
@@ -258,24 +289,9 @@ fn batch_writes_everything_and_resumes() {
     let pose = d.join("pose.json");
     std::fs::write(&pose, r#"{"people":[{"pose_keypoints_2d":[48,10,1,48,20,1,40,20,1,38,30,1,37,40,1,56,20,1,58,30,1,59,40,1,44,40,1,44,50,1,44,60,1,52,40,1,52,50,1,52,60,1,46,9,1,50,9,1,44,10,1,52,10,1]}],"canvas_width":96,"canvas_height":64}"#).unwrap();
     let out = d.join("out");
-    let args = [
-        "batch",
-        "--scene",
-        scene.to_str().unwrap(),
-        "--prompts",
-        prompts.to_str().unwrap(),
-        "--seeds",
-        "3..4",
-        "--pose",
-        pose.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--steps",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let r = run(&args);
+    let mut args = batch_args(&scene, &prompts, "3..4", &model, "1", &out);
+    args.extend(["--pose".to_string(), pose.to_str().unwrap().to_string()]);
+    let r = run(&strs(&args));
     ok(&r);
     assert!(String::from_utf8_lossy(&r.stderr).contains("4 written, 0 already there"));
     for stem in ["p000-s3", "p000-s4", "p001-s3", "p001-s4"] {
@@ -321,21 +337,9 @@ fn batches_into_one_folder_keep_every_png_in_the_manifest_and_never_relabel() {
     std::fs::write(&second, "a woman waving\n").unwrap();
     let out = d.join("out");
     let batch = |prompts: &Path, seeds: &str, steps: &str| {
-        run(&[
-            "batch",
-            "--scene",
-            scene.to_str().unwrap(),
-            "--prompts",
-            prompts.to_str().unwrap(),
-            "--seeds",
-            seeds,
-            "--model",
-            model.to_str().unwrap(),
-            "--steps",
-            steps,
-            "--out",
-            out.to_str().unwrap(),
-        ])
+        run(&strs(&batch_args(
+            &scene, prompts, seeds, &model, steps, &out,
+        )))
     };
     ok(&batch(&first, "0..1", "1"));
     ok(&batch(&first, "2..3", "1"));
@@ -419,27 +423,9 @@ fn an_interrupted_batch_resumes_to_the_same_files_as_an_uninterrupted_one() {
     let prompts = d.join("prompts.txt");
     std::fs::write(&prompts, "a man in a red shirt standing\na woman sitting\n").unwrap();
     // every item reasons its own layout: nothing of one item may leak into the next
-    let args = |out: &Path| -> Vec<String> {
-        [
-            "batch",
-            "--scene",
-            scene.to_str().unwrap(),
-            "--prompts",
-            prompts.to_str().unwrap(),
-            "--seeds",
-            "0..5",
-            "--model",
-            model.to_str().unwrap(),
-            "--steps",
-            "2",
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec()
-    };
+    let args = |out: &Path| batch_args(&scene, &prompts, "0..5", &model, "2", out);
     let (whole, resumed) = (d.join("whole"), d.join("resumed"));
-    let r = run(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    let r = run(&strs(&args(&whole)));
     ok(&r);
     assert_eq!(batch_counts(&r), (12, 0));
     // interrupted (Ctrl+C) once its first result is in the manifest
@@ -471,10 +457,7 @@ fn an_interrupted_batch_resumes_to_the_same_files_as_an_uninterrupted_one() {
         (1..12).contains(&done_before),
         "{done_before} results before resuming"
     );
-    let r = run(&args(&resumed)
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>());
+    let r = run(&strs(&args(&resumed)));
     ok(&r);
     assert_eq!(batch_counts(&r), (12 - done_before, done_before));
     // the same files, byte for byte: images, sidecars and the manifest
@@ -503,21 +486,9 @@ fn a_result_missing_from_the_manifest_is_read_back_from_its_png_never_relabelled
     std::fs::write(&prompts, "a man standing\n").unwrap();
     let out = d.join("out");
     let batch = || {
-        run(&[
-            "batch",
-            "--scene",
-            scene.to_str().unwrap(),
-            "--prompts",
-            prompts.to_str().unwrap(),
-            "--seeds",
-            "0..2",
-            "--model",
-            model.to_str().unwrap(),
-            "--steps",
-            "1",
-            "--out",
-            out.to_str().unwrap(),
-        ])
+        run(&strs(&batch_args(
+            &scene, &prompts, "0..2", &model, "1", &out,
+        )))
     };
     ok(&batch());
     let before = folder_files(&out);
