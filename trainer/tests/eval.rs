@@ -330,4 +330,30 @@ fn base_only_eval_reads_the_base_drawing_layouts_from_text() {
     // the same seeds give the same figures; guidance is a real input
     assert_eq!(run("1")["count_acc"], v["count_acc"]);
     assert_eq!(run("4")["guidance"]["reason"], 4.0);
+    // a sheet of ground-truth layout | the base's drawing | the people read back, per example
+    let sheet = dir.path().join("base.png");
+    let out = Command::new(env!("CARGO_BIN_EXE_skeleguide-train"))
+        .args(["eval", "--base-only", "--model"])
+        .arg(&shipped)
+        .arg("--data")
+        .arg(&data)
+        .args(["--count", "3", "--steps", "2", "--samples"])
+        .arg(&sheet)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let img = image::open(&sheet).unwrap().to_rgb8();
+    // three triplets of 128-px tiles in one row, 1 px between tiles, 6 px around triplets
+    assert_eq!(img.dimensions(), (3 * (3 * 128 + 2) + 4 * 6, 128 + 2 * 6));
+    // the first tile is the first example's ground truth drawn on black: coloured, mostly black
+    let tile = image::imageops::crop_imm(&img, 6, 6, 128, 128).to_image();
+    let lit = tile
+        .pixels()
+        .filter(|p| p.0.iter().any(|&c| c > 40))
+        .count();
+    assert!(lit > 50 && lit < 128 * 128 / 2, "{lit} lit pixels");
 }

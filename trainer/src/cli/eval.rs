@@ -39,7 +39,8 @@ pub(crate) struct EvalArgs {
     /// instead of the whole pipeline: count and aligned pose PCKh.
     #[arg(long)]
     base_only: bool,
-    /// Also write a sample sheet of the first 16 examples (scene | layout | output) to PNG.
+    /// Also write a sample sheet of the first 16 examples to PNG: scene | layout | output, or
+    /// with --base-only ground-truth layout | the base's drawing | the people read back.
     #[arg(long)]
     samples: Option<PathBuf>,
     /// Print the report as JSON (otherwise a table).
@@ -88,13 +89,25 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
         bar.set_length(n as u64);
         bar.set_position(i as u64);
     };
-    if base_only {
-        if samples.is_some() {
-            bail!("--samples: the base-only evaluation makes no renders; drop --base-only");
+    if let Some(dir) = samples.as_ref().and_then(|p| p.parent()) {
+        if !dir.as_os_str().is_empty() && !dir.is_dir() {
+            bail!("--samples: {} is not a folder", dir.display());
         }
-        let report =
+    }
+    let write_sheet = |images: &[skeleguide_trainer::eval::ExampleImages]| -> Result<()> {
+        if let Some(path) = &samples {
+            let sheet = skeleguide_trainer::eval::sample_sheet(images, 4)
+                .context("--samples: no example to show")?;
+            skeleguide_engine::imageio::write_png_rgb(path, &sheet)?;
+            eprintln!("wrote {}", path.display());
+        }
+        Ok(())
+    };
+    if base_only {
+        let (report, images) =
             skeleguide_trainer::eval::base::evaluate_base(&model, &data, &opts, &mut tick)?;
         bar.finish_and_clear();
+        write_sheet(&images)?;
         if json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
@@ -102,19 +115,9 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
         }
         return Ok(());
     }
-    if let Some(dir) = samples.as_ref().and_then(|p| p.parent()) {
-        if !dir.as_os_str().is_empty() && !dir.is_dir() {
-            bail!("--samples: {} is not a folder", dir.display());
-        }
-    }
     let (report, images) = skeleguide_trainer::eval::evaluate(&model, &data, &opts, &mut tick)?;
     bar.finish_and_clear();
-    if let Some(path) = &samples {
-        let sheet = skeleguide_trainer::eval::sample_sheet(&images, 4)
-            .context("--samples: no example to show")?;
-        skeleguide_engine::imageio::write_png_rgb(path, &sheet)?;
-        eprintln!("wrote {}", path.display());
-    }
+    write_sheet(&images)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -8,13 +8,14 @@
 //! - `pose_pckh`: PCKh@0.5 with each matched person moved onto its ground truth;
 //! - `limb_ratio_err`: the inverted people's limbs against the body model's ratios.
 
-use super::{appearance, CountConfusion, EvalError, EvalOptions, Mean, PCKH_ALPHA};
+use super::{appearance, CountConfusion, EvalError, EvalOptions, ExampleImages, Mean, PCKH_ALPHA};
 use crate::data::body::LIMB_RATIOS;
 use crate::data::manifest::Manifest;
 use serde::Serialize;
 use skeleguide_engine::metrics::pose::{count_exact, pckh_aligned, PckCount};
 use skeleguide_engine::modeldir::TextGuidance;
 use skeleguide_engine::pipeline::{self, Pipeline, RunOptions};
+use skeleguide_engine::pose::layout::draw_layout;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -37,13 +38,15 @@ pub struct BaseReport {
 }
 
 /// The base of `model` drawing the layouts of `data`'s first examples (see the module doc).
-/// Example `i` is sampled with seed `seed + i`; the stage-1 guidance applies.
+/// Example `i` is sampled with seed `seed + i`; the stage-1 guidance applies. The first
+/// `opts.keep_images` examples come back as (ground-truth layout | the base's drawing | the
+/// people read back from it), each on black.
 pub fn evaluate_base(
     model: &Path,
     data: &Path,
     opts: &EvalOptions,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<BaseReport, EvalError> {
+) -> Result<(BaseReport, Vec<ExampleImages>), EvalError> {
     let manifest = Manifest::open(data)?;
     let device = pipeline::default_device()?;
     let mut pipe = Pipeline::load(model, &device)?;
@@ -60,6 +63,7 @@ pub fn evaluate_base(
     let (mut count_ok, mut limb, mut ms) = (Mean::default(), Mean::default(), Mean::default());
     let mut pose_pck = PckCount::default();
     let mut confusion = CountConfusion::default();
+    let mut images = Vec::new();
     for (i, rec) in manifest.records.iter().take(n).enumerate() {
         let sample = rec.load()?;
         let (w, h) = sample.background.dimensions();
@@ -89,6 +93,14 @@ pub fn evaluate_base(
         };
         count_ok.add(count_exact(&pred, &sample.poses) as u8 as f64);
         confusion.add(sample.poses.people.len(), pred.people.len());
+        if images.len() < opts.keep_images {
+            images.push(ExampleImages {
+                id: rec.id.clone(),
+                scene: draw_layout(None, &sample.poses),
+                layout: Some(drawn.clone()),
+                output: draw_layout(None, &pred),
+            });
+        }
         pose_pck.add(pckh_aligned(&pred, &sample.poses, PCKH_ALPHA));
         for p in &pred.people {
             if let Some(e) = appearance::limb_ratio_error(p, &LIMB_RATIOS) {
@@ -97,7 +109,7 @@ pub fn evaluate_base(
         }
         progress(i + 1, n);
     }
-    Ok(BaseReport {
+    let report = BaseReport {
         model: model.display().to_string(),
         data: manifest.path.display().to_string(),
         examples: n,
@@ -108,7 +120,8 @@ pub fn evaluate_base(
         pose_pckh: (pose_pck.total > 0).then(|| pose_pck.value()),
         limb_ratio_err: limb.get(),
         ms_per_image: ms.get().unwrap_or(0.0),
-    })
+    };
+    Ok((report, images))
 }
 
 /// The report as a short table.
