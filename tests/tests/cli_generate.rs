@@ -307,7 +307,7 @@ fn batch_writes_everything_and_resumes() {
     assert_eq!(first["seed"], 3);
     // a killed batch resumes: only the missing item is made again
     std::fs::remove_file(out.join("p001-s3.png")).unwrap();
-    let r = run(&args);
+    let r = run(&strs(&args));
     ok(&r);
     assert!(
         String::from_utf8_lossy(&r.stderr).contains("1 written, 3 already there"),
