@@ -89,29 +89,20 @@ pub fn join(
     fingerprint: u64,
     nccl: bool,
 ) -> Result<Arc<dyn AllReduce>, ReduceError> {
+    #[cfg(not(feature = "nccl"))]
     if nccl {
-        #[cfg(feature = "nccl")]
-        return Ok(Arc::new(NcclRank::join(
-            addr,
-            world,
-            rank,
-            timeout,
-            fingerprint,
-        )?));
-        #[cfg(not(feature = "nccl"))]
         return Err(ReduceError::Connection {
             rank,
             msg: "this build has no NCCL backend (build with --features skeleguide-engine/nccl)"
                 .into(),
         });
     }
-    Ok(Arc::new(TcpRank::join(
-        addr,
-        world,
-        rank,
-        timeout,
-        fingerprint,
-    )?))
+    let tcp = TcpRank::join(addr, world, rank, timeout, fingerprint)?;
+    #[cfg(feature = "nccl")]
+    if nccl {
+        return Ok(Arc::new(NcclRank::over(tcp)?));
+    }
+    Ok(Arc::new(tcp))
 }
 
 /// Mean of buffers over the ranks of a data-parallel group.

@@ -11,7 +11,6 @@ use candle_core::cuda_backend::cudarc::nccl::{Comm, Id, ReduceOp};
 use candle_core::cuda_backend::CudaStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// Bytes of NCCL's unique id.
 const ID_BYTES: usize = 128;
@@ -31,16 +30,10 @@ pub struct NcclRank {
 }
 
 impl NcclRank {
-    /// Joins the group over TCP ([`TcpRank::join`]'s arguments), and takes NCCL's unique id
-    /// from rank 0.
-    pub fn join(
-        addr: &str,
-        world: usize,
-        rank: usize,
-        timeout: Duration,
-        fingerprint: u64,
-    ) -> Result<Self, ReduceError> {
-        let tcp = TcpRank::join(addr, world, rank, timeout, fingerprint)?;
+    /// Takes NCCL's unique id from rank 0 over the joined TCP group.
+    pub fn over(tcp: TcpRank) -> Result<Self, ReduceError> {
+        let rank = tcp.rank();
+        let world = tcp.world_size();
         let fail = |msg: String| ReduceError::Connection { rank, msg };
         let mut bytes = vec![0f32; ID_BYTES];
         if rank == 0 {
