@@ -43,6 +43,11 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
     (d as f64).sqrt() / (n as f64).sqrt().max(1e-30)
 }
 
+/// Mean squared error of `out` against `target`.
+fn mse(out: &Tensor, target: &Tensor) -> Tensor {
+    out.sub(target).unwrap().sqr().unwrap().mean_all().unwrap()
+}
+
 fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
     let m: f32 = (a - b)
         .unwrap()
@@ -738,16 +743,8 @@ fn checkpointed_training_matches_the_plain_backward() {
         let mut loss: Option<Tensor> = None;
         for (set, w) in [("skeletal", 0.5), ("appearance", 1.0)] {
             m.loras_mut().set_active(Some(set)).unwrap();
-            let l = m
-                .forward(&b.inputs(), b.cond(), Mode::Train)
-                .unwrap()
-                .sub(&target)
-                .unwrap()
-                .sqr()
-                .unwrap()
-                .mean_all()
-                .unwrap();
-            let l = (l * w).unwrap();
+            let out = m.forward(&b.inputs(), b.cond(), Mode::Train).unwrap();
+            let l = (mse(&out, &target) * w).unwrap();
             loss = Some(match loss {
                 None => l,
                 Some(s) => (s + l).unwrap(),
@@ -852,7 +849,7 @@ fn checkpointing_matches_with_some_adapters_missing_and_without_a_condition() {
             };
             let c = if cond { b.cond() } else { Condition::None };
             let out = m.forward(&inputs, c, Mode::Train).unwrap();
-            let loss = out.sub(&target).unwrap().sqr().unwrap().mean_all().unwrap();
+            let loss = mse(&out, &target);
             let g = loss.backward().unwrap();
             let mut grads = vec![g.get(img.as_tensor()).expect("image gradient").clone()];
             if cond {
