@@ -66,7 +66,7 @@ fn default_sample_count() -> usize {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimConfig {
-    /// Constant learning rate.
+    /// Constant learning rate of the LoRA phases (a phase table's `lr` overrides it).
     pub lr: f64,
     #[serde(default = "default_beta1")]
     pub beta1: f64,
@@ -259,6 +259,9 @@ fn default_ae_skeleton_weight() -> f32 {
 #[serde(deny_unknown_fields)]
 pub struct PhaseConfig {
     pub steps: usize,
+    /// This phase's constant learning rate, instead of `optim.lr`.
+    #[serde(default)]
+    pub lr: Option<f64>,
 }
 
 impl TrainConfig {
@@ -346,7 +349,16 @@ impl TrainConfig {
             return Err("sample_steps: must be at least 1".into());
         }
         let o = &self.optim;
-        for (name, v) in [("optim.lr", o.lr), ("optim.eps", o.eps)] {
+        let phase_lrs = [
+            ("phase1.lr", self.phase1.lr),
+            ("phase2.lr", self.phase2.lr),
+            ("phase3.lr", self.phase3.lr),
+        ];
+        let phase_lrs = phase_lrs.iter().filter_map(|&(n, v)| v.map(|v| (n, v)));
+        for (name, v) in [("optim.lr", o.lr), ("optim.eps", o.eps)]
+            .into_iter()
+            .chain(phase_lrs)
+        {
             if !(v.is_finite() && v > 0.0) {
                 return Err(format!("{name} = {v}: must be > 0"));
             }

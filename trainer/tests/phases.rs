@@ -259,6 +259,8 @@ fn phases_1_to_3_lower_their_loss_and_train_only_their_loras() {
     cfg.phase1.steps = 6;
     cfg.phase2.steps = 4;
     cfg.phase3.steps = 6;
+    // Phase 2 at its own learning rate; the others at optim.lr.
+    cfg.phase2.lr = Some(1e-3);
 
     let s1 = run_phase(&cfg, out.path(), data.path(), 1);
     assert!(
@@ -329,6 +331,10 @@ fn phases_1_to_3_lower_their_loss_and_train_only_their_loras() {
     assert!(p2
         .iter()
         .all(|r| r["loss_reason"].is_number() && r["loss_render"].is_number()));
+    for r in &recs {
+        let want = if r["phase"] == "2" { 1e-3 } else { 3e-3 };
+        assert_eq!(r["lr"].as_f64(), Some(want), "phase {}'s lr", r["phase"]);
+    }
     assert!(out.path().join("loss.png").is_file());
     Pipeline::load(&m, &candle_core::Device::Cpu).expect("a loadable model after phase 3");
 }
@@ -436,6 +442,11 @@ fn config_errors_name_the_file_and_the_key() {
             "bad probability",
             good.replace("prompt_dropout = 0.1", "prompt_dropout = 1.5"),
             "optim.prompt_dropout",
+        ),
+        (
+            "a phase's learning rate",
+            good.replace("[phase2]\nsteps = 6\n", "[phase2]\nsteps = 6\nlr = -1e-4\n"),
+            "phase2.lr = -0.0001",
         ),
         (
             "missing table",

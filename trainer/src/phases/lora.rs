@@ -3,8 +3,8 @@
 use super::data::{draws, eval_draws, TextCache};
 use super::loss::{scalar, Kind, LossCtx};
 use super::{
-    adam_params, bar, io_err, lora_steps, model_dir, phase_seed, Ctx, PhaseSummary, Result,
-    StepDone, TrainError,
+    adam_params, bar, io_err, lora_lr, lora_steps, model_dir, phase_seed, Ctx, PhaseSummary,
+    Result, StepDone, TrainError,
 };
 use crate::checkpoint;
 use crate::log;
@@ -132,7 +132,7 @@ impl Ctx<'_> {
                 vars.push((format!("lora.{set}.{i}"), v));
             }
         }
-        let mut opt = AdamW::new(vars, adam_params(self.cfg, self.cfg.optim.lr))?;
+        let mut opt = AdamW::new(vars, adam_params(self.cfg, lora_lr(self.cfg, phase)))?;
         let mut rng = TrainRng(phase_seed(self.cfg.seed, phase.as_str()));
         let mut start = 0;
         if let Some(c) = resume {

@@ -158,6 +158,17 @@ pub fn lora_steps(cfg: &TrainConfig, phase: Phase) -> usize {
     }
 }
 
+/// The constant learning rate of a LoRA phase: its own `lr`, else `optim.lr`.
+pub fn lora_lr(cfg: &TrainConfig, phase: Phase) -> f64 {
+    let own = match phase {
+        Phase::Ae | Phase::Dit => None,
+        Phase::Skeletal => cfg.phase1.lr,
+        Phase::Joint => cfg.phase2.lr,
+        Phase::Appearance => cfg.phase3.lr,
+    };
+    own.unwrap_or(cfg.optim.lr)
+}
+
 /// A config's LoRA step budget: the steps of every LoRA phase its method runs (what the
 /// ablation holds equal across methods).
 pub fn lora_budget(cfg: &TrainConfig) -> usize {
@@ -583,8 +594,16 @@ impl Ctx<'_> {
             let mean = tail.iter().sum::<f64>() / tail.len().max(1) as f64;
             card.push_str(&format!("| {ph} | {} | {mean:.4} |\n", ls.len()));
         }
+        let own_lrs: String = [
+            (1, self.cfg.phase1.lr),
+            (2, self.cfg.phase2.lr),
+            (3, self.cfg.phase3.lr),
+        ]
+        .iter()
+        .filter_map(|&(n, lr)| lr.map(|lr| format!(", phase {n} {lr}")))
+        .collect();
         card.push_str(&format!(
-            "\nTraining config: lr {} (AdamW, constant), batch {}, grad clip {}, prompt dropout {}, condition dropout {}, LoRA rank {} alpha {}.\n",
+            "\nTraining config: lr {}{own_lrs} (AdamW, constant), batch {}, grad clip {}, prompt dropout {}, condition dropout {}, LoRA rank {} alpha {}.\n",
             self.cfg.optim.lr,
             self.cfg.batch,
             self.cfg.optim.grad_clip,
