@@ -289,6 +289,13 @@ impl TrainConfig {
         Ok(cfg)
     }
 
+    /// The LoRA phases (1, 2, 3) that set their own learning rate, with it.
+    pub fn own_phase_lrs(&self) -> impl Iterator<Item = (u8, f64)> + '_ {
+        [(1, &self.phase1), (2, &self.phase2), (3, &self.phase3)]
+            .into_iter()
+            .filter_map(|(n, p)| p.lr.map(|lr| (n, lr)))
+    }
+
     fn validate(&self) -> Result<(), String> {
         let prob = |name: &str, p: f64| {
             if (0.0..=1.0).contains(&p) {
@@ -349,15 +356,15 @@ impl TrainConfig {
             return Err("sample_steps: must be at least 1".into());
         }
         let o = &self.optim;
-        let phase_lrs = [
-            ("phase1.lr", self.phase1.lr),
-            ("phase2.lr", self.phase2.lr),
-            ("phase3.lr", self.phase3.lr),
-        ];
-        let phase_lrs = phase_lrs.iter().filter_map(|&(n, v)| v.map(|v| (n, v)));
-        for (name, v) in [("optim.lr", o.lr), ("optim.eps", o.eps)]
-            .into_iter()
-            .chain(phase_lrs)
+        let phase_lrs = self
+            .own_phase_lrs()
+            .map(|(n, v)| (format!("phase{n}.lr"), v));
+        for (name, v) in [
+            ("optim.lr".to_string(), o.lr),
+            ("optim.eps".to_string(), o.eps),
+        ]
+        .into_iter()
+        .chain(phase_lrs)
         {
             if !(v.is_finite() && v > 0.0) {
                 return Err(format!("{name} = {v}: must be > 0"));

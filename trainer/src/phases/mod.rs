@@ -594,14 +594,11 @@ impl Ctx<'_> {
             let mean = tail.iter().sum::<f64>() / tail.len().max(1) as f64;
             card.push_str(&format!("| {ph} | {} | {mean:.4} |\n", ls.len()));
         }
-        let own_lrs: String = [
-            (1, self.cfg.phase1.lr),
-            (2, self.cfg.phase2.lr),
-            (3, self.cfg.phase3.lr),
-        ]
-        .iter()
-        .filter_map(|&(n, lr)| lr.map(|lr| format!(", phase {n} {lr}")))
-        .collect();
+        let own_lrs: String = self
+            .cfg
+            .own_phase_lrs()
+            .map(|(n, lr)| format!(", phase {n} {lr}"))
+            .collect();
         card.push_str(&format!(
             "\nTraining config: lr {}{own_lrs} (AdamW, constant), batch {}, grad clip {}, prompt dropout {}, condition dropout {}, LoRA rank {} alpha {}.\n",
             self.cfg.optim.lr,
