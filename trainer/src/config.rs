@@ -3,6 +3,7 @@
 //! Every table rejects unknown keys: a typo is an error naming the file, the key and its
 //! line, never a silently ignored setting.
 
+use crate::phase::Phase;
 use serde::{Deserialize, Serialize};
 use skeleguide_engine::modeldir::Method;
 use std::path::{Path, PathBuf};
@@ -289,11 +290,21 @@ impl TrainConfig {
         Ok(cfg)
     }
 
-    /// The LoRA phases (1, 2, 3) that set their own learning rate, with it.
-    pub fn own_phase_lrs(&self) -> impl Iterator<Item = (u8, f64)> + '_ {
-        [(1, &self.phase1), (2, &self.phase2), (3, &self.phase3)]
+    /// The settings of LoRA phase `phase` (`[phaseN]`); `None` for the parts of phase 0.
+    pub fn lora_phase(&self, phase: Phase) -> Option<&PhaseConfig> {
+        match phase {
+            Phase::Ae | Phase::Dit => None,
+            Phase::Skeletal => Some(&self.phase1),
+            Phase::Joint => Some(&self.phase2),
+            Phase::Appearance => Some(&self.phase3),
+        }
+    }
+
+    /// The LoRA phases that set their own learning rate, with it.
+    pub fn own_phase_lrs(&self) -> impl Iterator<Item = (Phase, f64)> + '_ {
+        Phase::ALL
             .into_iter()
-            .filter_map(|(n, p)| p.lr.map(|lr| (n, lr)))
+            .filter_map(|p| self.lora_phase(p)?.lr.map(|lr| (p, lr)))
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -358,13 +369,10 @@ impl TrainConfig {
         let o = &self.optim;
         let phase_lrs = self
             .own_phase_lrs()
-            .map(|(n, v)| (format!("phase{n}.lr"), v));
-        for (name, v) in [
-            ("optim.lr".to_string(), o.lr),
-            ("optim.eps".to_string(), o.eps),
-        ]
-        .into_iter()
-        .chain(phase_lrs)
+            .map(|(p, v)| (format!("phase{p}.lr"), v));
+        for (name, v) in [("optim.lr".into(), o.lr), ("optim.eps".into(), o.eps)]
+            .into_iter()
+            .chain(phase_lrs)
         {
             if !(v.is_finite() && v > 0.0) {
                 return Err(format!("{name} = {v}: must be > 0"));

@@ -150,23 +150,14 @@ pub fn phases_of(method: Method, with_phase0: bool) -> Vec<Phase> {
 /// The configured steps of LoRA phase `phase` (0 for the parts of phase 0, which train no
 /// LoRA).
 pub fn lora_steps(cfg: &TrainConfig, phase: Phase) -> usize {
-    match phase {
-        Phase::Ae | Phase::Dit => 0,
-        Phase::Skeletal => cfg.phase1.steps,
-        Phase::Joint => cfg.phase2.steps,
-        Phase::Appearance => cfg.phase3.steps,
-    }
+    cfg.lora_phase(phase).map_or(0, |p| p.steps)
 }
 
 /// The constant learning rate of a LoRA phase: its own `lr`, else `optim.lr`.
 pub fn lora_lr(cfg: &TrainConfig, phase: Phase) -> f64 {
-    let own = match phase {
-        Phase::Ae | Phase::Dit => None,
-        Phase::Skeletal => cfg.phase1.lr,
-        Phase::Joint => cfg.phase2.lr,
-        Phase::Appearance => cfg.phase3.lr,
-    };
-    own.unwrap_or(cfg.optim.lr)
+    cfg.lora_phase(phase)
+        .and_then(|p| p.lr)
+        .unwrap_or(cfg.optim.lr)
 }
 
 /// A config's LoRA step budget: the steps of every LoRA phase its method runs (what the
@@ -597,7 +588,7 @@ impl Ctx<'_> {
         let own_lrs: String = self
             .cfg
             .own_phase_lrs()
-            .map(|(n, lr)| format!(", phase {n} {lr}"))
+            .map(|(p, lr)| format!(", phase {p} {lr}"))
             .collect();
         card.push_str(&format!(
             "\nTraining config: lr {}{own_lrs} (AdamW, constant), batch {}, grad clip {}, prompt dropout {}, condition dropout {}, LoRA rank {} alpha {}.\n",
