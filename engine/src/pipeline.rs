@@ -127,9 +127,8 @@ pub struct Pipeline {
     /// Scenes after the autoencoder's round trip, by the same key as `scene_cache`.
     round_trip_cache: HashMap<u64, RgbImage>,
     text_cache: HashMap<String, (Tensor, Tensor)>,
+    /// The condition K/V of the last stage (a batch of two under guidance: prompt, empty prompt).
     cond_cache: Option<CondCache>,
-    /// The condition K/V under the empty prompt's pooled vector (guided sampling).
-    uncond_cache: Option<CondCache>,
     /// The PoseInverter network (the directory's own, else the embedded one), read on first use.
     network: OnceLock<crate::inverter::PoseInverter>,
 }
@@ -203,7 +202,6 @@ impl Pipeline {
             round_trip_cache: HashMap::new(),
             text_cache: HashMap::new(),
             cond_cache: None,
-            uncond_cache: None,
             network: OnceLock::new(),
         })
     }
@@ -215,7 +213,6 @@ impl Pipeline {
         self.round_trip_cache.clear();
         self.text_cache.clear();
         self.cond_cache = None;
-        self.uncond_cache = None;
     }
 
     /// The model's configuration.
@@ -355,41 +352,41 @@ impl Pipeline {
             Stage::Render => scales.render,
         };
         let (txt, y) = self.text_features(prompt)?;
-        let cond_ids = image_ids(1, th, tw, &self.device, self.dtype)?;
-        let img_ids = if joint {
-            joint_ids(1, th, tw, &self.device, self.dtype)?
-        } else {
-            cond_ids.clone()
-        };
-        let txt_ids = text_ids(1, txt.dim(1)?, &self.device, self.dtype)?;
-        let cond_tokens = match input {
-            StageInput::Latent { lora, cond } => {
-                self.dit.loras_mut().set_active(Some(lora))?;
-                let tokens = pack_latents(cond)?;
-                self.dit
-                    .ensure_cond_cache(&mut self.cond_cache, &tokens, &cond_ids, &y)?;
-                Some(tokens)
-            }
-            StageInput::BaseAlone { .. } => {
-                self.dit.loras_mut().set_active(None)?;
-                None
-            }
-        };
-        // Guidance pushes away from the empty prompt in the stage's own form, as training drops it.
-        let unguided = if scale != 1.0 {
+        // Guidance pushes away from the empty prompt in the stage's own form, as training drops
+        // it; the prompt and the empty prompt run as one batch of two, one forward per step.
+        let (txt, y, batch) = if scale != 1.0 {
             let empty = match stage {
                 Stage::Reason => self.cfg.reason_prompt(""),
                 Stage::Render => String::new(),
             };
             let (txt_u, y_u) = self.text_features(&empty)?;
-            if let Some(tokens) = &cond_tokens {
-                self.dit
-                    .ensure_cond_cache(&mut self.uncond_cache, tokens, &cond_ids, &y_u)?;
-            }
-            let ids_u = text_ids(1, txt_u.dim(1)?, &self.device, self.dtype)?;
-            Some((txt_u, y_u, ids_u))
+            (
+                Tensor::cat(&[&txt, &txt_u], 0)?,
+                Tensor::cat(&[&y, &y_u], 0)?,
+                2,
+            )
         } else {
-            None
+            (txt, y, 1)
+        };
+        let cond_ids = image_ids(batch, th, tw, &self.device, self.dtype)?;
+        let img_ids = if joint {
+            joint_ids(batch, th, tw, &self.device, self.dtype)?
+        } else {
+            cond_ids.clone()
+        };
+        let txt_ids = text_ids(batch, txt.dim(1)?, &self.device, self.dtype)?;
+        let conditioned = match input {
+            StageInput::Latent { lora, cond } => {
+                self.dit.loras_mut().set_active(Some(lora))?;
+                let tokens = twice_if_guided(&pack_latents(cond)?, batch)?;
+                self.dit
+                    .ensure_cond_cache(&mut self.cond_cache, &tokens, &cond_ids, &y)?;
+                true
+            }
+            StageInput::BaseAlone { .. } => {
+                self.dit.loras_mut().set_active(None)?;
+                false
+            }
         };
         let salt = match stage {
             Stage::Reason => 0x5245_4153,
@@ -416,21 +413,15 @@ impl Pipeline {
             .dit
             .guidance_embed
             .then(|| {
-                Tensor::new(&[self.cfg.guidance as f32], &self.device)
+                Tensor::new(vec![self.cfg.guidance as f32; batch], &self.device)
                     .and_then(|t| t.to_dtype(self.dtype))
             })
             .transpose()?;
-        let missing = || PipelineError::Input("condition cache missing".into());
-        let (condition, condition_u) = match cond_tokens {
-            Some(_) => (
-                Condition::Cached(self.cond_cache.as_ref().ok_or_else(missing)?),
-                match (&unguided, self.uncond_cache.as_ref()) {
-                    (None, _) => Condition::None,
-                    (Some(_), Some(c)) => Condition::Cached(c),
-                    (Some(_), None) => return Err(missing()),
-                },
-            ),
-            None => (Condition::None, Condition::None),
+        let condition = if conditioned {
+            let missing = || PipelineError::Input("condition cache missing".into());
+            Condition::Cached(self.cond_cache.as_ref().ok_or_else(missing)?)
+        } else {
+            Condition::None
         };
         let dit = &self.dit;
         let (device, dtype) = (&self.device, self.dtype);
@@ -438,9 +429,13 @@ impl Pipeline {
             noise,
             &sigmas,
             |x, sigma| {
-                let t = Tensor::new(&[sigma as f32], device)?.to_dtype(dtype)?;
+                let model = |e: candle_core::Error| SampleError::Model(e.to_string());
+                let img = twice_if_guided(x, batch).map_err(model)?;
+                let t = Tensor::new(vec![sigma as f32; batch], device)
+                    .and_then(|t| t.to_dtype(dtype))
+                    .map_err(model)?;
                 let inp = DitInputs {
-                    img: x,
+                    img: &img,
                     img_ids: &img_ids,
                     txt: &txt,
                     txt_ids: &txt_ids,
@@ -448,24 +443,17 @@ impl Pipeline {
                     y: &y,
                     guidance: guidance.as_ref(),
                 };
-                let model = |e: ModelError| SampleError::Model(e.to_string());
-                let v = dit.forward(&inp, condition, Mode::Fast).map_err(model)?;
-                let Some((txt_u, y_u, ids_u)) = &unguided else {
+                let v = dit
+                    .forward(&inp, condition, Mode::Fast)
+                    .map_err(|e| SampleError::Model(e.to_string()))?;
+                if batch == 1 {
                     return Ok(v);
+                }
+                let guide = || -> candle_core::Result<Tensor> {
+                    let (v_c, v_u) = (v.narrow(0, 0, 1)?, v.narrow(0, 1, 1)?);
+                    (&v_c - &v_u)?.affine(scale, 0.0)? + &v_u
                 };
-                let inp_u = DitInputs {
-                    txt: txt_u,
-                    txt_ids: ids_u,
-                    y: y_u,
-                    ..inp
-                };
-                let v_u = dit
-                    .forward(&inp_u, condition_u, Mode::Fast)
-                    .map_err(model)?;
-                let guided = (&v - &v_u)
-                    .and_then(|d| d.affine(scale, 0.0))
-                    .and_then(|d| d + &v_u);
-                guided.map_err(|e| model(e.into()))
+                guide().map_err(model)
             },
             |i, n| progress(stage, i, n),
             cancel,
@@ -996,4 +984,12 @@ impl AeRoundTrip {
 /// The default device: CUDA with the `cuda` feature when available, else the CPU.
 pub fn default_device() -> Result<Device> {
     Ok(crate::model::default_device()?)
+}
+
+/// `x`, or `x` stacked twice along the batch when guidance runs prompt and empty prompt together.
+fn twice_if_guided(x: &Tensor, batch: usize) -> candle_core::Result<Tensor> {
+    match batch {
+        1 => Ok(x.clone()),
+        _ => Tensor::cat(&[x, x], 0),
+    }
 }

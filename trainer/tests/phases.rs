@@ -82,6 +82,7 @@ fn phase0_trains_the_whole_base_and_writes_a_loadable_model() {
     p0.ae_steps = 4;
     p0.dit_steps = 8;
     p0.dit_lr = 2e-3;
+    cfg.checkpoint_every = 4;
     let m = phases::model_dir(out.path());
     let s0 = run_phase(&cfg, out.path(), data.path(), 0);
     assert_eq!(s0.phase, "0-dit");
@@ -139,6 +140,18 @@ fn phase0_trains_the_whole_base_and_writes_a_loadable_model() {
     );
     assert_eq!(mc.method, Method::Skeleguide);
     assert_eq!(mc.lora[SKELETAL].rank, cfg.lora.rank);
+
+    // The checkpoint at step 4 also wrote the base as it was then, as a model of its own.
+    let mid = phases::checkpoint_model_dir(out.path());
+    Pipeline::load(&mid, &candle_core::Device::Cpu).expect("the mid-phase base loads");
+    let card = std::fs::read_to_string(mid.join(modeldir::CARD_FILE)).unwrap();
+    assert!(card.contains("step 4 of 8 of phase 0"), "{card}");
+    let [mid_base, mid_ae, ..] = model_files(&mid);
+    assert_eq!(mid_ae, tensors(&m.join(modeldir::AE_FILE)));
+    assert_ne!(
+        mid_base, trained,
+        "the mid-phase base is step 4's, not the last step's"
+    );
 }
 
 #[test]

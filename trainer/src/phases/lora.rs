@@ -230,7 +230,11 @@ impl Ctx<'_> {
         }
         if self.writes() {
             self.write_loras_and_config(&dit, &mc)?;
-            self.finish_model_dir(&mc, &format!("phase {phase} ({steps} steps)"))?;
+            self.finish_model_dir(
+                &model_dir(&self.out),
+                &mc,
+                &format!("phase {phase} ({steps} steps)"),
+            )?;
             self.checkpoint(phase, steps, &rng, &opt)?;
             if self.cfg.sample_every > 0 {
                 self.sample_grid(phase, steps)?;

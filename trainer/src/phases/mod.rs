@@ -131,6 +131,12 @@ pub fn model_dir(out: &Path) -> PathBuf {
     out.join("model")
 }
 
+/// A complete model directory of the base as it was at phase 0's latest checkpoint (rewritten at
+/// each one), for a gate while the phase runs; `model_dir` holds finished phases only.
+pub fn checkpoint_model_dir(out: &Path) -> PathBuf {
+    out.join("model-at-checkpoint")
+}
+
 const AE_CONFIG_FILE: &str = "ae-config.json";
 
 /// The phases a method runs, in order.
@@ -555,10 +561,9 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Writes `config.json` and `MODEL_CARD.md` of the output model directory.
-    fn finish_model_dir(&self, mc: &ModelConfig, done: &str) -> Result<()> {
-        let mdir = model_dir(&self.out);
-        mc.save(&mdir)?;
+    /// Writes `config.json` and `MODEL_CARD.md` of the model directory `mdir`.
+    fn finish_model_dir(&self, mdir: &Path, mc: &ModelConfig, done: &str) -> Result<()> {
+        mc.save(mdir)?;
         let mut card = format!(
             "# SkeleGuide model `{}` (method `{}`)\n\nTrained by `skeleguide-train train` on {} examples.\n\n\
              Last completed: {done}. Wall time so far in this process: {:.0} s.\n\n| phase | steps | mean loss (last 20 steps) |\n|---|---|---|\n",

@@ -4,8 +4,8 @@
 use super::data::{draws, eval_draws, images_tensor, noise_like, Draw, Example};
 use super::loss::{fm_loss, guidance, scalar, StepCtx};
 use super::{
-    adam_params, bar, io_err, model_dir, phase_seed, Ctx, PhaseSummary, Result, StepDone,
-    TrainError, AE_CONFIG_FILE,
+    adam_params, bar, checkpoint_model_dir, io_err, model_dir, phase_seed, Ctx, PhaseSummary,
+    Result, StepDone, TrainError, AE_CONFIG_FILE,
 };
 use crate::checkpoint;
 use crate::optim::{AdamW, AdamWParams, TrainRng};
@@ -26,6 +26,14 @@ use std::time::Instant;
 /// Reconstruction MSE of `ae` on `x` (phase 0-ae's fixed-batch loss).
 fn ae_eval_mse(ae: &TinyAe, x: &Tensor) -> Result<f64> {
     scalar(&(ae.forward_train(x)?.detach() - x)?.sqr()?.mean_all()?)
+}
+
+/// What phase 0-dit writes into the run's model directory: the base DiT and text encoder as they
+/// are, under the run's model config.
+struct BaseWeights<'a> {
+    mc: &'a ModelConfig,
+    dit: &'a [(String, Var)],
+    text: &'a TinyText,
 }
 
 impl Ctx<'_> {
@@ -418,6 +426,27 @@ impl Ctx<'_> {
                 batch: self.cfg.batch,
             };
             self.end_step(phase, done, &pb, &rng, &opt)?;
+            if (step + 1) % cfg.checkpoint_every == 0 && step + 1 < steps && self.writes() {
+                // The base so far, in a model directory of its own, for a gate mid-phase.
+                let base = BaseWeights {
+                    mc: &mc,
+                    dit: &dit_vars,
+                    text: &text,
+                };
+                let done = format!(
+                    "step {} of {steps} of phase 0 (base DiT + text encoder)",
+                    step + 1
+                );
+                if opt.ema_decay.is_some() {
+                    opt.swap_ema()?;
+                }
+                let written =
+                    self.write_base_model_dir(&checkpoint_model_dir(&self.out), &base, &done);
+                if opt.ema_decay.is_some() {
+                    opt.swap_ema()?;
+                }
+                written?;
+            }
         }
         pb.finish_and_clear();
         // The model is the weights' moving average when the run keeps one: evaluate and write
@@ -427,34 +456,14 @@ impl Ctx<'_> {
             opt.swap_ema()?;
         }
         let eval_after = eval(eval_seed)?;
-        // Freeze and write the complete model directory (fresh LoRA sets).
-        let weights: HashMap<String, Tensor> = dit_vars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-            .collect();
-        let base = mdir.join(modeldir::BASE_FILE);
-        let tmp = base.with_extension("safetensors.tmp");
-        save_weights(&weights, &tmp)?;
-        std::fs::rename(&tmp, &base).map_err(|e| io_err(&base, e))?;
-        let tpath = mdir.join(modeldir::TEXT_FILE);
-        let tmp = tpath.with_extension("safetensors.tmp");
-        let frozen_text = TinyText::from_tensors(
-            text.parameters()
-                .iter()
-                .map(|(k, t)| (k.clone(), t.detach()))
-                .collect(),
-            text_cfg,
-            &self.device,
-        )?;
-        frozen_text.save(&tmp)?;
-        std::fs::rename(&tmp, &tpath).map_err(|e| io_err(&tpath, e))?;
-        let mut sets = LoraSets::new(&dit_cfg, &self.device, self.dtype);
-        for set in [SKELETAL, APPEARANCE] {
-            self.add_fresh(&mut sets, set)?;
-            sets.save(set, mdir.join(modeldir::lora_file(set)))?;
-        }
-        self.finish_model_dir(
-            &mc,
+        let base = BaseWeights {
+            mc: &mc,
+            dit: &dit_vars,
+            text: &text,
+        };
+        self.write_base_model_dir(
+            &model_dir(&self.out),
+            &base,
             &format!("phase 0 (base DiT + text encoder, {steps} steps)"),
         )?;
         if averaged {
@@ -472,6 +481,52 @@ impl Ctx<'_> {
             eval_before,
             eval_after,
         })
+    }
+
+    /// Writes the complete model directory from `base` (with fresh LoRA sets); `done` says in
+    /// the card how far the run is.
+    fn write_base_model_dir(&self, mdir: &Path, base: &BaseWeights, done: &str) -> Result<()> {
+        let TextSpec::Tiny { config: text_cfg } = &base.mc.text else {
+            return Err(TrainError::Config(
+                "phase 0 needs the tiny text encoder".into(),
+            ));
+        };
+        std::fs::create_dir_all(mdir).map_err(|e| io_err(mdir, e))?;
+        let ae = mdir.join(modeldir::AE_FILE);
+        let run_ae = model_dir(&self.out).join(modeldir::AE_FILE);
+        if ae != run_ae {
+            let tmp = ae.with_extension("safetensors.tmp");
+            std::fs::copy(&run_ae, &tmp).map_err(|e| io_err(&run_ae, e))?;
+            std::fs::rename(&tmp, &ae).map_err(|e| io_err(&ae, e))?;
+        }
+        let weights: HashMap<String, Tensor> = base
+            .dit
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect();
+        let path = mdir.join(modeldir::BASE_FILE);
+        let tmp = path.with_extension("safetensors.tmp");
+        save_weights(&weights, &tmp)?;
+        std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        let tpath = mdir.join(modeldir::TEXT_FILE);
+        let tmp = tpath.with_extension("safetensors.tmp");
+        let frozen_text = TinyText::from_tensors(
+            base.text
+                .parameters()
+                .iter()
+                .map(|(k, t)| (k.clone(), t.detach()))
+                .collect(),
+            text_cfg,
+            &self.device,
+        )?;
+        frozen_text.save(&tmp)?;
+        std::fs::rename(&tmp, &tpath).map_err(|e| io_err(&tpath, e))?;
+        let mut sets = LoraSets::new(&base.mc.dit, &self.device, self.dtype);
+        for set in [SKELETAL, APPEARANCE] {
+            self.add_fresh(&mut sets, set)?;
+            sets.save(set, mdir.join(modeldir::lora_file(set)))?;
+        }
+        self.finish_model_dir(mdir, base.mc, done)
     }
 }
 
