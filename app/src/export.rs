@@ -20,6 +20,8 @@ pub struct RunLabel {
     pub steps: usize,
     pub model: String,
     pub guidance: TextGuidance,
+    /// Stage-1 candidates sampled (1: one layout, no choice).
+    pub candidates: usize,
     pub keep_background: bool,
 }
 
@@ -32,6 +34,7 @@ impl RunLabel {
             steps: opts.steps,
             model: p.config().id(),
             guidance: opts.guidance.unwrap_or(p.config().text_guidance),
+            candidates: opts.candidates.unwrap_or(p.config().reason_candidates),
             keep_background: opts.keep_background,
         }
     }
@@ -53,6 +56,8 @@ impl RunLabel {
             steps: get("steps")?.parse().ok()?,
             model: get("model")?.to_string(),
             guidance: TextGuidance { reason, render },
+            // Files from before candidates were recorded sampled one.
+            candidates: get("candidates").map_or(Some(1), |v| v.parse().ok())?,
             keep_background: match get("background")? {
                 BACKGROUND_KEPT => true,
                 BACKGROUND_GENERATED => false,
@@ -82,6 +87,9 @@ impl RunLabel {
                 self.guidance.reason, self.guidance.render
             ));
         }
+        if self.candidates != other.candidates {
+            d.push(format!("candidates {}", self.candidates));
+        }
         if self.keep_background != other.keep_background {
             d.push(format!("keep_background {}", self.keep_background));
         }
@@ -110,6 +118,7 @@ pub fn metadata(label: &RunLabel, pose: Option<&PoseSet>) -> Vec<(&'static str, 
                 label.guidance.reason, label.guidance.render
             ),
         ),
+        ("candidates", label.candidates.to_string()),
         (
             "background",
             if label.keep_background {
@@ -220,6 +229,8 @@ pub struct BatchSpec {
     pub keep_background: bool,
     /// Classifier-free guidance per stage; `None`: the model's default.
     pub guidance: Option<TextGuidance>,
+    /// Stage-1 candidates when reasoning; `None`: the model's default.
+    pub candidates: Option<usize>,
 }
 
 impl BatchSpec {
@@ -281,11 +292,13 @@ pub fn run_batch(
     let mut report = BatchReport::default();
     let model = p.config().id();
     let guidance = spec.guidance.unwrap_or(p.config().text_guidance);
+    let candidates = spec.candidates.unwrap_or(p.config().reason_candidates);
     let options = |seed: u64| RunOptions {
         steps: spec.steps,
         seed,
         keep_background: spec.keep_background,
         guidance: Some(guidance),
+        candidates: Some(candidates),
     };
     let label = |pi: usize, seed: u64| RunLabel {
         prompt: spec.prompts[pi].clone(),
@@ -293,6 +306,7 @@ pub fn run_batch(
         steps: spec.steps,
         model: model.clone(),
         guidance,
+        candidates,
         keep_background: spec.keep_background,
     };
     let mut lines = folder_manifest(out)?;
@@ -440,8 +454,35 @@ mod tests {
             steps: 1,
             keep_background: false,
             guidance: None,
+            candidates: None,
         };
         assert_eq!(spec.len(), 6);
         assert_eq!(spec.items()[4], (1, 5, "p001-s5".to_string()));
+    }
+
+    #[test]
+    fn a_label_reads_back_from_its_png_and_an_older_png_sampled_one_candidate() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = image::RgbImage::new(4, 4);
+        let label = RunLabel {
+            prompt: "two people on the street".into(),
+            seed: 3,
+            steps: 25,
+            model: "tiny".into(),
+            guidance: TextGuidance::both(2.0),
+            candidates: 3,
+            keep_background: true,
+        };
+        let png = dir.path().join("a.png");
+        imageio::write_png_with_text(&png, &img, &metadata(&label, None)).unwrap();
+        assert_eq!(RunLabel::from_png(&png), Some(label.clone()));
+        let older: Vec<(&str, String)> = metadata(&label, None)
+            .into_iter()
+            .filter(|(k, _)| *k != "candidates")
+            .collect();
+        imageio::write_png_with_text(&png, &img, &older).unwrap();
+        let read = RunLabel::from_png(&png).unwrap();
+        assert_eq!(read.candidates, 1);
+        assert_eq!(read.differences(&label), "candidates 1");
     }
 }

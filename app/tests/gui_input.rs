@@ -73,6 +73,7 @@ fn direct_render(app: &SkeleGuideApp, poses: &PoseSet) -> image::RgbImage {
         seed: app.gen.seed,
         keep_background: app.gen.keep_background,
         guidance: app.gen.guidance,
+        candidates: None,
     };
     let scene = app.doc.scene.as_ref().unwrap();
     let layout = p.relayout(scene, poses).unwrap();
@@ -200,6 +201,7 @@ fn add_result(h: &mut Harness<SkeleGuideApp>, color: [u8; 3]) {
             steps: 1,
             model: "none".into(),
             guidance: Default::default(),
+            candidates: 1,
             keep_background: true,
         },
     });

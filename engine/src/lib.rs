@@ -15,5 +15,6 @@ pub mod modeldir;
 pub mod pipeline;
 pub mod pose;
 pub mod sampling;
+pub mod select;
 
 pub use pose::PoseError;

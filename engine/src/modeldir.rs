@@ -164,6 +164,19 @@ pub struct ModelConfig {
     /// Default classifier-free guidance on the prompt, per stage (see [`TextGuidance`]).
     #[serde(default)]
     pub text_guidance: TextGuidance,
+    /// Default number of stage-1 layouts sampled per call, of which the one read back with the
+    /// prompt's person count and the most complete skeletons is kept (see
+    /// [`crate::select`]); 1: one sample, no choice.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub reason_candidates: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// Classifier-free guidance on the prompt, per stage: each step predicts the velocity with the
@@ -285,6 +298,7 @@ impl ModelConfig {
             method: Method::Skeleguide,
             reason_prefix: String::new(),
             text_guidance: TextGuidance::default(),
+            reason_candidates: 1,
         }
     }
 
@@ -341,6 +355,16 @@ impl ModelConfig {
         cfg.text_guidance
             .check()
             .map_err(|e| ModelDirError::file(path, e))?;
+        if !(1..=crate::select::MAX_CANDIDATES).contains(&cfg.reason_candidates) {
+            return Err(ModelDirError::file(
+                path,
+                format!(
+                    "reason_candidates = {}: use 1 to {}",
+                    cfg.reason_candidates,
+                    crate::select::MAX_CANDIDATES
+                ),
+            ));
+        }
         for (name, l) in &cfg.lora {
             if l.rank == 0 || !l.alpha.is_finite() {
                 return Err(ModelDirError::file(
@@ -635,5 +659,35 @@ mod tests {
         mc.reason_prefix = TINY_REASON_PREFIX.into();
         let new = serde_json::to_string(&mc).unwrap();
         assert_eq!(serde_json::from_str::<ModelConfig>(&new).unwrap(), mc);
+    }
+
+    #[test]
+    fn stage1_candidates_default_to_one_and_are_range_checked_by_name() {
+        let mut mc = ModelConfig::tiny();
+        let one = serde_json::to_string(&mc).unwrap();
+        assert!(
+            !one.contains("reason_candidates"),
+            "the default is not written"
+        );
+        assert_eq!(
+            ModelConfig::parse(&one, Path::new("c.json"))
+                .unwrap()
+                .reason_candidates,
+            1
+        );
+        mc.reason_candidates = 4;
+        let four = serde_json::to_string(&mc).unwrap();
+        assert_eq!(ModelConfig::parse(&four, Path::new("c.json")).unwrap(), mc);
+        for bad in [0, crate::select::MAX_CANDIDATES + 1] {
+            mc.reason_candidates = bad;
+            let text = serde_json::to_string(&mc).unwrap();
+            let err = ModelConfig::parse(&text, Path::new("c.json"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("c.json: reason_candidates = {bad}")),
+                "{err}"
+            );
+        }
     }
 }

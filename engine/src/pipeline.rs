@@ -18,6 +18,7 @@ use crate::modeldir::{
 };
 use crate::pose::{self, PoseSet};
 use crate::sampling::{self, SampleError, Stage};
+use crate::select;
 use candle_core::{DType, Device, Tensor};
 use image::{imageops, RgbImage};
 use std::collections::HashMap;
@@ -79,6 +80,10 @@ pub struct RunOptions {
     pub keep_background: bool,
     /// Classifier-free guidance per stage; `None`: the model's `text_guidance`.
     pub guidance: Option<TextGuidance>,
+    /// Stage-1 layouts to sample, keeping the one read back with the prompt's person count and
+    /// the most complete skeletons ([`crate::select`]); `None`: the model's `reason_candidates`.
+    /// Candidate 0 is the call's own seed, so 1 is the plain sampler.
+    pub candidates: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -88,6 +93,7 @@ impl Default for RunOptions {
             seed: 0,
             keep_background: true,
             guidance: None,
+            candidates: None,
         }
     }
 }
@@ -526,28 +532,53 @@ impl Pipeline {
             Method::Skeleguide | Method::Stage1Only => {}
         }
         let cond = self.encode_fitted(scene)?;
-        let prompt = self.cfg.reason_prompt(prompt);
-        let latent = self.sample_stage(
-            Stage::Reason,
-            SKELETAL,
-            &cond,
-            &prompt,
-            opts,
-            progress,
-            cancel,
-        )?;
-        let decoded = self.to_image(&self.ae.decode(&latent)?)?;
-        let image = imageops::resize(
-            &decoded,
-            scene.width(),
-            scene.height(),
-            imageops::FilterType::Triangle,
-        );
-        Ok(Layout {
-            latent,
-            image,
-            poses: None,
-        })
+        let reason_prompt = self.cfg.reason_prompt(prompt);
+        let k = opts.candidates.unwrap_or(self.cfg.reason_candidates);
+        if !(1..=select::MAX_CANDIDATES).contains(&k) {
+            return Err(PipelineError::Input(format!(
+                "candidates = {k}: use 1 to {}",
+                select::MAX_CANDIDATES
+            )));
+        }
+        let asked = select::asked_count(prompt);
+        let mut best: Option<(select::Score, Layout)> = None;
+        for i in 0..k {
+            let o = RunOptions {
+                seed: select::candidate_seed(opts.seed, i),
+                ..opts.clone()
+            };
+            // One bar over all candidates.
+            let mut step = |s: Stage, j: usize, n: usize| progress(s, i * n + j, k * n);
+            let latent = self.sample_stage(
+                Stage::Reason,
+                SKELETAL,
+                &cond,
+                &reason_prompt,
+                &o,
+                &mut step,
+                cancel,
+            )?;
+            let decoded = self.to_image(&self.ae.decode(&latent)?)?;
+            let layout = Layout {
+                latent,
+                image: imageops::resize(
+                    &decoded,
+                    scene.width(),
+                    scene.height(),
+                    imageops::FilterType::Triangle,
+                ),
+                poses: None,
+            };
+            if k == 1 {
+                return Ok(layout);
+            }
+            let score = select::score(&self.invert(&layout)?, asked);
+            if best.as_ref().is_none_or(|(b, _)| score > *b) {
+                best = Some((score, layout));
+            }
+        }
+        best.map(|(_, l)| l)
+            .ok_or_else(|| PipelineError::Input("no stage-1 candidate".into()))
     }
 
     /// The base DiT alone drawing a `width`×`height` layout from the prompt's stage-1 form: no

@@ -67,6 +67,7 @@ fn generate(device: &Device, dtype: DType) -> (Tensor, RgbImage) {
         seed: 7,
         keep_background: false,
         guidance: None,
+        candidates: None,
     };
     let (layout, image) = p
         .generate(

@@ -37,6 +37,7 @@ fn opts(guidance: Option<TextGuidance>, keep_background: bool) -> RunOptions {
         seed: 5,
         keep_background,
         guidance,
+        candidates: None,
     }
 }
 

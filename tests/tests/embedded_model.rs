@@ -122,6 +122,7 @@ fn generate_without_model_uses_the_shipped_one_and_keeps_the_background() {
         seed: 3,
         keep_background: true,
         guidance: None,
+        candidates: None,
     };
     let (layout, generated) = p
         .generate(

@@ -667,6 +667,7 @@ fn baselines_train_and_generate_through_the_pipeline() {
         seed: 1,
         keep_background: false,
         guidance: None,
+        candidates: None,
     };
     for method in [Method::SingleStage, Method::Implicit, Method::Stage1Only] {
         let out = tempfile::tempdir().unwrap();

@@ -74,6 +74,10 @@ pub struct GenerateArgs {
     pub pose_out: Option<PathBuf>,
     #[command(flatten)]
     pub background: BackgroundArgs,
+    /// Stage-1 layouts to sample, keeping the one read back with the prompt's person count and
+    /// the most complete skeletons (default: the model's reason_candidates; 1: no choice).
+    #[arg(long)]
+    pub candidates: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -90,6 +94,10 @@ pub struct ReasonArgs {
     /// Also write the pose (needs a model with a PoseInverter).
     #[arg(long)]
     pub pose_out: Option<PathBuf>,
+    /// Stage-1 layouts to sample, keeping the one read back with the prompt's person count and
+    /// the most complete skeletons (default: the model's reason_candidates; 1: no choice).
+    #[arg(long)]
+    pub candidates: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -125,6 +133,17 @@ fn model_dir(args: &ModelArgs) -> Result<PathBuf> {
     }
 }
 
+/// `--candidates`, range-checked.
+fn candidates(k: Option<usize>) -> Result<Option<usize>> {
+    use skeleguide_engine::select::MAX_CANDIDATES;
+    match k {
+        Some(k) if !(1..=MAX_CANDIDATES).contains(&k) => {
+            bail!("--candidates {k}: use 1 to {MAX_CANDIDATES}")
+        }
+        k => Ok(k),
+    }
+}
+
 fn load(args: &ModelArgs) -> Result<(Pipeline, RunOptions)> {
     let dir = model_dir(args)?;
     let device = skeleguide_engine::pipeline::default_device()?;
@@ -148,6 +167,7 @@ fn load(args: &ModelArgs) -> Result<(Pipeline, RunOptions)> {
             seed: args.seed,
             keep_background: true,
             guidance: Some(guidance),
+            candidates: None,
         },
     ))
 }
@@ -225,6 +245,7 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
     let scene = imageio::read_rgb(&a.scene)?;
     let (mut p, mut opts) = load(&a.model)?;
     opts.keep_background = a.background.keep();
+    opts.candidates = candidates(a.candidates)?;
     if a.pose_out.is_some() && !p.has_inverter() {
         bail!(
             "--pose-out: {} has no PoseInverter (inverter.safetensors)",
@@ -299,7 +320,8 @@ pub fn reason(a: ReasonArgs) -> Result<()> {
         .collect();
     check_outputs(&outs)?;
     let scene = imageio::read_rgb(&a.scene)?;
-    let (mut p, opts) = load(&a.model)?;
+    let (mut p, mut opts) = load(&a.model)?;
+    opts.candidates = candidates(a.candidates)?;
     if a.pose_out.is_some() && !p.has_inverter() {
         bail!(
             "--pose-out: {} has no PoseInverter (inverter.safetensors)",
@@ -399,6 +421,10 @@ pub struct BatchArgs {
     /// Output directory: PNGs, pose JSONs and manifest.jsonl. Existing outputs are skipped.
     #[arg(long)]
     pub out: PathBuf,
+    /// Stage-1 layouts per item when reasoning, the best read back kept (default: the model's
+    /// reason_candidates).
+    #[arg(long)]
+    pub candidates: Option<usize>,
     #[command(flatten)]
     pub background: BackgroundArgs,
 }
@@ -431,6 +457,7 @@ pub fn batch(a: BatchArgs) -> Result<()> {
         steps: opts.steps,
         keep_background: a.background.keep(),
         guidance: opts.guidance,
+        candidates: candidates(a.candidates)?,
     };
     let bar = ProgressBar::new(spec.len() as u64);
     bar.set_style(

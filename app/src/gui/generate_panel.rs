@@ -32,6 +32,7 @@ pub(super) fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
     ui.checkbox(&mut app.gen.keep_background, "Keep the scene")
         .on_hover_text("The photo's own pixels at full resolution outside the person; off: the whole image is the model's");
     guidance_controls(ui, &mut app.gen.guidance);
+    candidate_controls(ui, &mut app.gen.candidates);
     let busy = app.running.is_some();
     ui.horizontal_wrapped(|ui| {
         if ui
@@ -123,6 +124,7 @@ pub(super) fn batch_window(app: &mut SkeleGuideApp, ctx: &egui::Context) {
         steps: app.gen.steps,
         keep_background: app.gen.keep_background,
         guidance: app.gen.guidance,
+        candidates: app.gen.candidates,
     };
     let out = std::path::PathBuf::from(app.gen.batch_out.trim());
     app.submit(JobKind::Batch { spec, out }, None);
@@ -139,6 +141,22 @@ fn guidance_controls(ui: &mut Ui, guidance: &mut Option<TextGuidance>) {
         (true, Some(g)) => {
             ui.add(egui::Slider::new(&mut g.reason, 1.0..=8.0).text("Pose guidance"));
             ui.add(egui::Slider::new(&mut g.render, 1.0..=8.0).text("Render guidance"));
+        }
+    }
+}
+
+/// "Custom pose candidates" and, when on, how many stage-1 layouts to sample (off: the model's
+/// `reason_candidates`).
+fn candidate_controls(ui: &mut Ui, candidates: &mut Option<usize>) {
+    let mut custom = candidates.is_some();
+    ui.checkbox(&mut custom, "Custom pose candidates").on_hover_text(
+        "Sample several skeleton layouts and keep the one with the prompt's person count and the most complete skeletons; off: the model's default",
+    );
+    match (custom, candidates.as_mut()) {
+        (false, _) => *candidates = None,
+        (true, None) => *candidates = Some(1),
+        (true, Some(k)) => {
+            ui.add(egui::Slider::new(k, 1..=8).text("Pose candidates"));
         }
     }
 }

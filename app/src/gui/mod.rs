@@ -61,6 +61,8 @@ pub struct GenSettings {
     pub keep_background: bool,
     /// Classifier-free guidance per stage; `None`: the model's default.
     pub guidance: Option<TextGuidance>,
+    /// Stage-1 candidates; `None`: the model's default.
+    pub candidates: Option<usize>,
 }
 
 /// The side a texture of `w`×`h` is shown at so that it fits `max_side` (the GPU's largest
@@ -209,6 +211,7 @@ impl SkeleGuideApp {
                 live_preview: false,
                 keep_background: true,
                 guidance: None,
+                candidates: None,
             },
             results: Vec::new(),
             selected_result: None,
@@ -381,6 +384,7 @@ impl SkeleGuideApp {
             seed: self.gen.seed,
             keep_background: self.gen.keep_background,
             guidance: self.gen.guidance,
+            candidates: self.gen.candidates,
         };
         let reason_only = matches!(kind, JobKind::Reason);
         let job = worker.submit(

@@ -487,6 +487,7 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
         seed: 0,
         keep_background: true,
         guidance: None,
+        candidates: None,
     };
     let cancel = std::sync::atomic::AtomicBool::new(false);
     timed(

@@ -35,6 +35,10 @@ pub(crate) struct EvalArgs {
     /// Guidance for stage 2 alone (the render).
     #[arg(long)]
     guidance_render: Option<f64>,
+    /// Stage-1 layouts sampled per example, keeping the one read back with the prompt's person
+    /// count and the most complete skeletons (default: the model's reason_candidates).
+    #[arg(long)]
+    candidates: Option<usize>,
     /// Score the base DiT alone drawing each prompt's layout from text (no scene, no LoRA)
     /// instead of the whole pipeline: count and aligned pose PCKh.
     #[arg(long)]
@@ -59,6 +63,7 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
         guidance,
         guidance_reason,
         guidance_render,
+        candidates,
         base_only,
         samples,
         json,
@@ -77,6 +82,7 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
             0
         },
         guidance: Some(scales),
+        candidates,
     };
     let bar = ProgressBar::new(0);
     bar.set_style(

@@ -72,6 +72,7 @@ pub fn evaluate_base(
             seed: opts.seed.wrapping_add(i as u64),
             keep_background: false,
             guidance: Some(guidance),
+            candidates: None,
         };
         let t = Instant::now();
         let record = |e: &dyn std::fmt::Display| {

@@ -99,6 +99,8 @@ pub struct EvalOptions {
     pub keep_images: usize,
     /// Classifier-free guidance per stage (the model's default when `None`).
     pub guidance: Option<TextGuidance>,
+    /// Stage-1 candidates per example (the model's `reason_candidates` when `None`).
+    pub candidates: Option<usize>,
 }
 
 /// The numbers `eval --json` prints.
@@ -111,6 +113,8 @@ pub struct EvalReport {
     pub steps: usize,
     /// The classifier-free guidance each stage sampled with.
     pub guidance: TextGuidance,
+    /// Stage-1 layouts sampled per example, the best read back kept.
+    pub candidates: usize,
     pub keep_background: bool,
     pub layout_pckh: Option<f64>,
     /// PCKh@0.5 with each matched person moved onto its ground truth: the pose alone.
@@ -333,6 +337,7 @@ pub fn evaluate(
             seed: opts.seed.wrapping_add(i as u64),
             keep_background: false,
             guidance: opts.guidance,
+            candidates: opts.candidates,
         };
         let t = Instant::now();
         let (layout, out) = pipe
@@ -470,6 +475,7 @@ pub fn evaluate(
         examples: n,
         steps,
         guidance: opts.guidance.unwrap_or(pipe.config().text_guidance),
+        candidates: opts.candidates.unwrap_or(pipe.config().reason_candidates),
         keep_background: opts.keep_background,
         layout_pckh,
         pose_pckh,
@@ -649,6 +655,7 @@ pub fn format_report(r: &EvalReport) -> String {
             "guidance",
             format!("reason {} render {}", r.guidance.reason, r.guidance.render),
         ),
+        ("stage-1 candidates", r.candidates.to_string()),
     ];
     for (k, v) in rows {
         s.push_str(&format!("  {k:<24} {v}\n"));

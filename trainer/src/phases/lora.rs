@@ -275,6 +275,7 @@ impl Ctx<'_> {
             seed: self.cfg.seed,
             keep_background: false,
             guidance: None,
+            candidates: None,
         };
         let mut rows = Vec::new();
         for e in self.examples.iter().take(self.cfg.sample_count) {

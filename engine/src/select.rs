@@ -1,0 +1,184 @@
+//! Choosing among several stage-1 layouts: each candidate is read back by the PoseInverter, and
+//! the one that has as many people as the prompt asks for, with the most complete skeletons,
+//! is kept (see [`crate::pipeline::RunOptions::candidates`]).
+
+use crate::pose::{PoseSet, NUM_JOINTS};
+
+/// The most candidates one call may sample.
+pub const MAX_CANDIDATES: usize = 16;
+
+/// Words that name one person.
+const PERSON_NOUNS: [&str; 10] = [
+    "man",
+    "woman",
+    "person",
+    "boy",
+    "girl",
+    "child",
+    "kid",
+    "guy",
+    "lady",
+    "gentleman",
+];
+
+/// Words that name several people.
+const PEOPLE_NOUNS: [&str; 8] = [
+    "people", "persons", "men", "women", "children", "kids", "boys", "girls",
+];
+
+/// Words that end an article's phrase before its noun ("a shirt in red": not a person).
+const BREAKS: [&str; 12] = [
+    "a", "an", "the", "and", "in", "on", "with", "wearing", "at", "by", "of", "near",
+];
+
+fn number(word: &str) -> Option<usize> {
+    const WORDS: [&str; 10] = [
+        "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    ];
+    WORDS
+        .iter()
+        .position(|w| *w == word)
+        .map(|i| i + 1)
+        .or_else(|| word.parse().ok().filter(|n| (1..=10).contains(n)))
+}
+
+/// How many people `prompt` asks for, when it says: a number before a word for people ("two
+/// people", "3 women", "one person"), else the people named one by one ("a man and a woman").
+/// `None` when it does not say ("people on the street", "someone").
+pub fn asked_count(prompt: &str) -> Option<usize> {
+    let lower = prompt.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let noun_after = |i: usize| words.get(i + 1).copied();
+    let counted = words.iter().enumerate().find_map(|(i, w)| {
+        let n = number(w)?;
+        let next = noun_after(i)?;
+        let names_people = PEOPLE_NOUNS.contains(&next) || PERSON_NOUNS.contains(&next);
+        names_people.then_some(n)
+    });
+    if counted.is_some() {
+        return counted;
+    }
+    // "a man", "an old man", "a tall young woman": an article, at most two words, the noun.
+    let named = (0..words.len())
+        .filter(|&i| matches!(words[i], "a" | "an" | "one"))
+        .filter(|&i| {
+            words[i + 1..]
+                .iter()
+                .take(3)
+                .take_while(|w| !BREAKS.contains(w))
+                .any(|w| PERSON_NOUNS.contains(w))
+        })
+        .count();
+    (named > 0).then_some(named)
+}
+
+/// The seed of candidate `i` for a call with `seed`: candidate 0 is the call's own sample.
+pub fn candidate_seed(seed: u64, i: usize) -> u64 {
+    seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// How well a candidate layout, as read back, answers the prompt; larger is better.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct Score {
+    /// As many people as asked (when the prompt does not say: anyone at all).
+    pub count_right: bool,
+    /// Minus how many people too many or too few.
+    pub count_gap: i64,
+    /// The read people's mean share of present joints (0 when nobody is read).
+    pub completeness: f64,
+}
+
+/// The score of `poses` for a prompt asking for `asked` people.
+pub fn score(poses: &PoseSet, asked: Option<usize>) -> Score {
+    let n = poses.people.len();
+    let completeness = if n == 0 {
+        0.0
+    } else {
+        let present: usize = poses.people.iter().map(|p| p.present_count()).sum();
+        present as f64 / (n * NUM_JOINTS) as f64
+    };
+    let (count_right, count_gap) = match asked {
+        Some(a) => (n == a, -(n.abs_diff(a) as i64)),
+        None => (n > 0, 0),
+    };
+    Score {
+        count_right,
+        count_gap,
+        completeness,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pose::{Keypoint, Pose};
+
+    #[test]
+    fn the_count_is_read_from_numbers_and_from_people_named_one_by_one() {
+        let cases: [(&str, Option<usize>); 11] = [
+            (
+                "two people in red and blue shirts walking across the street",
+                Some(2),
+            ),
+            (
+                "A man in a red shirt, three people in all, in the park",
+                Some(3),
+            ),
+            (
+                "In the living room, 4 women: a woman sitting on the sofa",
+                Some(4),
+            ),
+            ("one person in a white shirt lying on the bed", Some(1)),
+            ("a woman in a red shirt standing on the street", Some(1)),
+            (
+                "a man in a blue top and a woman in green sitting on the bench",
+                Some(2),
+            ),
+            ("An old man waving", Some(1)),
+            ("a tall young woman and an old man on the bench", Some(2)),
+            ("people on the street", None),
+            ("someone by the window", None),
+            ("a red shirt on a chair", None),
+        ];
+        for (prompt, want) in cases {
+            assert_eq!(asked_count(prompt), want, "{prompt}");
+        }
+    }
+
+    fn person(joints: usize) -> Pose {
+        let mut p = Pose::default();
+        for j in p.joints.iter_mut().take(joints) {
+            *j = Some(Keypoint::new(1.0, 1.0));
+        }
+        p
+    }
+
+    fn set(people: &[usize]) -> PoseSet {
+        PoseSet {
+            width: 64,
+            height: 64,
+            people: people.iter().map(|&j| person(j)).collect(),
+        }
+    }
+
+    #[test]
+    fn the_right_count_wins_then_the_nearer_count_then_the_more_complete_skeletons() {
+        let two = Some(2);
+        assert!(score(&set(&[6, 6]), two) > score(&set(&[18]), two));
+        assert!(score(&set(&[18]), two) > score(&set(&[]), two));
+        assert!(score(&set(&[18, 18, 18]), two) > score(&set(&[18, 18, 18, 18]), two));
+        assert!(score(&set(&[18, 12]), two) > score(&set(&[12, 12]), two));
+        assert!(score(&set(&[4]), None) > score(&set(&[]), None));
+    }
+
+    #[test]
+    fn candidate_zero_is_the_calls_own_seed_and_the_others_differ() {
+        assert_eq!(candidate_seed(42, 0), 42);
+        let seeds: std::collections::BTreeSet<u64> =
+            (0..MAX_CANDIDATES).map(|i| candidate_seed(42, i)).collect();
+        assert_eq!(seeds.len(), MAX_CANDIDATES);
+    }
+}
