@@ -55,7 +55,7 @@ fn the_kept_layout_is_the_best_read_candidate() {
         .expect("the kept layout is one of the candidates");
     for (i, s) in scores.iter().enumerate() {
         assert!(
-            !(*s > scores[which]),
+            s.partial_cmp(&scores[which]) != Some(std::cmp::Ordering::Greater),
             "candidate {i} ({s:?}) reads better than the kept {which} ({:?})",
             scores[which]
         );
