@@ -34,7 +34,7 @@ impl RunLabel {
             steps: opts.steps,
             model: p.config().id(),
             guidance: opts.guidance.unwrap_or(p.config().text_guidance),
-            candidates: opts.candidates.unwrap_or(p.config().reason_candidates),
+            candidates: p.candidates(opts),
             keep_background: opts.keep_background,
         }
     }
@@ -292,14 +292,16 @@ pub fn run_batch(
     let mut report = BatchReport::default();
     let model = p.config().id();
     let guidance = spec.guidance.unwrap_or(p.config().text_guidance);
-    let candidates = spec.candidates.unwrap_or(p.config().reason_candidates);
+    // A batch that renders a given pose samples no stage-1 layout: its labels record one.
+    let reasons = spec.pose.is_none() || spec.reason;
     let options = |seed: u64| RunOptions {
         steps: spec.steps,
         seed,
         keep_background: spec.keep_background,
         guidance: Some(guidance),
-        candidates: Some(candidates),
+        candidates: if reasons { spec.candidates } else { Some(1) },
     };
+    let candidates = p.candidates(&options(0));
     let label = |pi: usize, seed: u64| RunLabel {
         prompt: spec.prompts[pi].clone(),
         seed,

@@ -355,16 +355,8 @@ impl ModelConfig {
         cfg.text_guidance
             .check()
             .map_err(|e| ModelDirError::file(path, e))?;
-        if !(1..=crate::select::MAX_CANDIDATES).contains(&cfg.reason_candidates) {
-            return Err(ModelDirError::file(
-                path,
-                format!(
-                    "reason_candidates = {}: use 1 to {}",
-                    cfg.reason_candidates,
-                    crate::select::MAX_CANDIDATES
-                ),
-            ));
-        }
+        crate::select::check_candidates("reason_candidates", cfg.reason_candidates)
+            .map_err(|e| ModelDirError::file(path, e))?;
         for (name, l) in &cfg.lora {
             if l.rank == 0 || !l.alpha.is_finite() {
                 return Err(ModelDirError::file(

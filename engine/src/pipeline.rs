@@ -226,6 +226,17 @@ impl Pipeline {
         &self.cfg
     }
 
+    /// How many stage-1 layouts a call with `opts` samples: its own count, else the model's
+    /// `reason_candidates`; 1 for the baselines, whose reasoning (if any) is not stage 1's.
+    pub fn candidates(&self, opts: &RunOptions) -> usize {
+        match self.cfg.method {
+            Method::Skeleguide | Method::Stage1Only => {
+                opts.candidates.unwrap_or(self.cfg.reason_candidates)
+            }
+            Method::SingleStage | Method::Implicit => 1,
+        }
+    }
+
     /// The model directory it was loaded from.
     pub fn model_dir(&self) -> &Path {
         &self.dir
@@ -358,8 +369,7 @@ impl Pipeline {
             Stage::Render => scales.render,
         };
         let (txt, y) = self.text_features(prompt)?;
-        // Guidance pushes away from the empty prompt in the stage's own form, as training drops
-        // it; the prompt and the empty prompt run as one batch of two, one forward per step.
+        // One batch of two (prompt, empty prompt in the stage's form, as training drops it).
         let (txt, y, batch) = if scale != 1.0 {
             let empty = match stage {
                 Stage::Reason => self.cfg.reason_prompt(""),
@@ -517,6 +527,19 @@ impl Pipeline {
         ))
     }
 
+    /// Refuses several stage-1 candidates asked of a baseline that samples no stage-1 layout.
+    fn check_candidates_apply(&self, opts: &RunOptions) -> Result<()> {
+        match (opts.candidates, self.cfg.method) {
+            (Some(k), Method::SingleStage | Method::Implicit) if k > 1 => {
+                Err(PipelineError::Input(format!(
+                    "{}: candidates = {k}: this baseline samples no separate stage-1 layout to choose from; use 1",
+                    self.dir.display()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Stage 1: the scene-aware layout for `prompt`.
     pub fn reason(
         &mut self,
@@ -526,6 +549,7 @@ impl Pipeline {
         progress: Progress,
         cancel: &AtomicBool,
     ) -> Result<Layout> {
+        self.check_candidates_apply(opts)?;
         match self.cfg.method {
             Method::SingleStage => return Err(self.single_stage_error("reasoning stage")),
             Method::Implicit => return Ok(self.implicit(scene, prompt, opts, progress, cancel)?.0),
@@ -533,13 +557,8 @@ impl Pipeline {
         }
         let cond = self.encode_fitted(scene)?;
         let reason_prompt = self.cfg.reason_prompt(prompt);
-        let k = opts.candidates.unwrap_or(self.cfg.reason_candidates);
-        if !(1..=select::MAX_CANDIDATES).contains(&k) {
-            return Err(PipelineError::Input(format!(
-                "candidates = {k}: use 1 to {}",
-                select::MAX_CANDIDATES
-            )));
-        }
+        let k = self.candidates(opts);
+        select::check_candidates("candidates", k).map_err(PipelineError::Input)?;
         let asked = select::asked_count(prompt);
         let mut best: Option<(select::Score, Layout)> = None;
         for i in 0..k {
@@ -820,6 +839,7 @@ impl Pipeline {
         progress: Progress,
         cancel: &AtomicBool,
     ) -> Result<(Layout, RgbImage)> {
+        self.check_candidates_apply(opts)?;
         match self.cfg.method {
             Method::Implicit => return self.implicit(scene, prompt, opts, progress, cancel),
             Method::SingleStage => {

@@ -22,57 +22,74 @@ const PERSON_NOUNS: [&str; 10] = [
 ];
 
 /// Words that name several people.
-const PEOPLE_NOUNS: [&str; 8] = [
-    "people", "persons", "men", "women", "children", "kids", "boys", "girls",
+const PEOPLE_NOUNS: [&str; 10] = [
+    "people", "persons", "men", "women", "children", "kids", "boys", "girls", "guys", "ladies",
 ];
 
-/// Words that end an article's phrase before its noun ("a shirt in red": not a person).
-const BREAKS: [&str; 12] = [
-    "a", "an", "the", "and", "in", "on", "with", "wearing", "at", "by", "of", "near",
+/// Words that count everyone at once ("three people in all").
+const EVERYONE: [&str; 2] = ["people", "persons"];
+
+/// Words that end a phrase before its noun ("a shirt in red": not a person); a quantity does too.
+const BREAKS: [&str; 11] = [
+    ",", "the", "and", "in", "on", "with", "wearing", "at", "by", "of", "near",
 ];
 
-fn number(word: &str) -> Option<usize> {
-    const WORDS: [&str; 10] = [
-        "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    ];
-    WORDS
-        .iter()
-        .position(|w| *w == word)
-        .map(|i| i + 1)
-        .or_else(|| word.parse().ok().filter(|n| (1..=10).contains(n)))
+/// An error naming the field when `k` is not a candidate count (1 to [`MAX_CANDIDATES`]).
+pub fn check_candidates(field: &str, k: usize) -> Result<(), String> {
+    if (1..=MAX_CANDIDATES).contains(&k) {
+        Ok(())
+    } else {
+        Err(format!("{field} = {k}: use 1 to {MAX_CANDIDATES}"))
+    }
 }
 
-/// How many people `prompt` asks for, when it says: a number before a word for people ("two
-/// people", "3 women", "one person"), else the people named one by one ("a man and a woman").
-/// `None` when it does not say ("people on the street", "someone").
+/// How many people a word counts: "a", "an" one, a number word or numeral its value.
+fn quantity(word: &str) -> Option<usize> {
+    const WORDS: [&str; 12] = [
+        "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+        "twelve",
+    ];
+    match word {
+        "a" | "an" => Some(1),
+        _ => WORDS
+            .iter()
+            .position(|w| *w == word)
+            .map(|i| i + 1)
+            .or_else(|| word.parse().ok().filter(|n| (1..=99).contains(n))),
+    }
+}
+
+/// How many people `prompt` asks for, when it says: a number before "people" counts everyone
+/// ("three people in all: a man, …"); otherwise every counted phrase adds up ("a man and two
+/// women", "one man and one woman", "an old man"), a phrase being a quantity, at most two
+/// words, then a word for one or more people. `None` when it does not say ("people on the
+/// street", "someone").
 pub fn asked_count(prompt: &str) -> Option<usize> {
-    let lower = prompt.to_lowercase();
+    // Punctuation stays as a word of its own: no phrase runs across it.
+    let lower = prompt
+        .to_lowercase()
+        .replace([',', ';', ':', '.', '!', '?', '(', ')'], " , ");
     let words: Vec<&str> = lower
-        .split(|c: char| !c.is_alphanumeric())
+        .split(|c: char| !c.is_alphanumeric() && c != ',')
         .filter(|w| !w.is_empty())
         .collect();
-    let noun_after = |i: usize| words.get(i + 1).copied();
-    let counted = words.iter().enumerate().find_map(|(i, w)| {
-        let n = number(w)?;
-        let next = noun_after(i)?;
-        let names_people = PEOPLE_NOUNS.contains(&next) || PERSON_NOUNS.contains(&next);
-        names_people.then_some(n)
-    });
-    if counted.is_some() {
-        return counted;
-    }
-    // "a man", "an old man", "a tall young woman": an article, at most two words, the noun.
-    let named = (0..words.len())
-        .filter(|&i| matches!(words[i], "a" | "an" | "one"))
-        .filter(|&i| {
-            words[i + 1..]
+    // (quantity, the noun it counts) for every counted phrase.
+    let phrases: Vec<(usize, &str)> = (0..words.len())
+        .filter_map(|i| {
+            let n = quantity(words[i])?;
+            let noun = words[i + 1..]
                 .iter()
                 .take(3)
-                .take_while(|w| !BREAKS.contains(w))
-                .any(|w| PERSON_NOUNS.contains(w))
+                .take_while(|w| !BREAKS.contains(w) && quantity(w).is_none())
+                .find(|w| PERSON_NOUNS.contains(w) || PEOPLE_NOUNS.contains(w))?;
+            Some((n, *noun))
         })
-        .count();
-    (named > 0).then_some(named)
+        .collect();
+    if let Some((n, _)) = phrases.iter().find(|(_, noun)| EVERYONE.contains(noun)) {
+        return Some(*n);
+    }
+    let total: usize = phrases.iter().map(|(n, _)| n).sum();
+    (total > 0).then_some(total)
 }
 
 /// The seed of candidate `i` for a call with `seed`: candidate 0 is the call's own sample.
@@ -118,7 +135,7 @@ mod tests {
 
     #[test]
     fn the_count_is_read_from_numbers_and_from_people_named_one_by_one() {
-        let cases: [(&str, Option<usize>); 11] = [
+        let cases: [(&str, Option<usize>); 17] = [
             (
                 "two people in red and blue shirts walking across the street",
                 Some(2),
@@ -127,10 +144,8 @@ mod tests {
                 "A man in a red shirt, three people in all, in the park",
                 Some(3),
             ),
-            (
-                "In the living room, 4 women: a woman sitting on the sofa",
-                Some(4),
-            ),
+            ("In the living room, 4 women sitting on the sofa", Some(4)),
+            ("two people: a man standing and a woman sitting", Some(2)),
             ("one person in a white shirt lying on the bed", Some(1)),
             ("a woman in a red shirt standing on the street", Some(1)),
             (
@@ -139,9 +154,14 @@ mod tests {
             ),
             ("An old man waving", Some(1)),
             ("a tall young woman and an old man on the bench", Some(2)),
+            ("a man and two women on the street", Some(3)),
+            ("one man and one woman", Some(2)),
+            ("11 people on the plaza", Some(11)),
+            ("a man waving a hand, two people in all", Some(2)),
             ("people on the street", None),
             ("someone by the window", None),
             ("a red shirt on a chair", None),
+            ("", None),
         ];
         for (prompt, want) in cases {
             assert_eq!(asked_count(prompt), want, "{prompt}");
@@ -172,6 +192,14 @@ mod tests {
         assert!(score(&set(&[18, 18, 18]), two) > score(&set(&[18, 18, 18, 18]), two));
         assert!(score(&set(&[18, 12]), two) > score(&set(&[12, 12]), two));
         assert!(score(&set(&[4]), None) > score(&set(&[]), None));
+    }
+
+    #[test]
+    fn a_candidate_count_outside_1_to_16_is_refused_by_name() {
+        assert_eq!(check_candidates("k", 1), Ok(()));
+        assert_eq!(check_candidates("k", MAX_CANDIDATES), Ok(()));
+        assert_eq!(check_candidates("k", 0), Err("k = 0: use 1 to 16".into()));
+        assert!(check_candidates("k", 17).is_err());
     }
 
     #[test]

@@ -135,13 +135,11 @@ fn model_dir(args: &ModelArgs) -> Result<PathBuf> {
 
 /// `--candidates`, range-checked.
 fn candidates(k: Option<usize>) -> Result<Option<usize>> {
-    use skeleguide_engine::select::MAX_CANDIDATES;
-    match k {
-        Some(k) if !(1..=MAX_CANDIDATES).contains(&k) => {
-            bail!("--candidates {k}: use 1 to {MAX_CANDIDATES}")
-        }
-        k => Ok(k),
+    if let Some(k) = k {
+        skeleguide_engine::select::check_candidates("--candidates", k)
+            .map_err(anyhow::Error::msg)?;
     }
+    Ok(k)
 }
 
 fn load(args: &ModelArgs) -> Result<(Pipeline, RunOptions)> {
@@ -362,6 +360,8 @@ pub fn render(a: RenderArgs) -> Result<()> {
     let scene = imageio::read_rgb(&a.scene)?;
     let (mut p, mut opts) = load(&a.model)?;
     opts.keep_background = a.background.keep();
+    // Stage 1 does not run: the output's label records one layout.
+    opts.candidates = Some(1);
     let layout = match (&a.pose, &a.layout) {
         (Some(pp), _) => {
             let io = ImportOptions {

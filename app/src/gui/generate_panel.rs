@@ -156,7 +156,8 @@ fn candidate_controls(ui: &mut Ui, candidates: &mut Option<usize>) {
         (false, _) => *candidates = None,
         (true, None) => *candidates = Some(1),
         (true, Some(k)) => {
-            ui.add(egui::Slider::new(k, 1..=8).text("Pose candidates"));
+            let most = skeleguide_engine::select::MAX_CANDIDATES;
+            ui.add(egui::Slider::new(k, 1..=most).text("Pose candidates"));
         }
     }
 }

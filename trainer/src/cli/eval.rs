@@ -37,7 +37,7 @@ pub(crate) struct EvalArgs {
     guidance_render: Option<f64>,
     /// Stage-1 layouts sampled per example, keeping the one read back with the prompt's person
     /// count and the most complete skeletons (default: the model's reason_candidates).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "base_only")]
     candidates: Option<usize>,
     /// Score the base DiT alone drawing each prompt's layout from text (no scene, no LoRA)
     /// instead of the whole pipeline: count and aligned pose PCKh.
@@ -68,6 +68,10 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
         samples,
         json,
     } = a;
+    if let Some(k) = candidates {
+        skeleguide_engine::select::check_candidates("--candidates", k)
+            .map_err(anyhow::Error::msg)?;
+    }
     let scales = skeleguide_engine::modeldir::ModelConfig::load(&model)?
         .text_guidance
         .overridden(guidance, guidance_reason, guidance_render);

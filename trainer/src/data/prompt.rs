@@ -238,6 +238,11 @@ mod tests {
                 "stand", "walk", "sit", "seated", "lying", "wav", "rais", "point",
             ];
             assert!(words.iter().any(|w| p.contains(w)), "{p}");
+            assert_eq!(
+                skeleguide_engine::select::asked_count(&p),
+                Some(n),
+                "the engine reads the count asked for from {p:?}"
+            );
         }
     }
 }

@@ -475,7 +475,10 @@ pub fn evaluate(
         examples: n,
         steps,
         guidance: opts.guidance.unwrap_or(pipe.config().text_guidance),
-        candidates: opts.candidates.unwrap_or(pipe.config().reason_candidates),
+        candidates: pipe.candidates(&RunOptions {
+            candidates: opts.candidates,
+            ..Default::default()
+        }),
         keep_background: opts.keep_background,
         layout_pckh,
         pose_pckh,

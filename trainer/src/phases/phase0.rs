@@ -427,25 +427,15 @@ impl Ctx<'_> {
             };
             self.end_step(phase, done, &pb, &rng, &opt)?;
             if (step + 1) % cfg.checkpoint_every == 0 && step + 1 < steps && self.writes() {
-                // The base so far, in a model directory of its own, for a gate mid-phase.
+                // The base so far, for a gate mid-phase; a failed write costs only that copy.
                 let base = BaseWeights {
                     mc: &mc,
                     dit: &dit_vars,
                     text: &text,
                 };
-                let done = format!(
-                    "step {} of {steps} of phase 0 (base DiT + text encoder)",
-                    step + 1
-                );
-                if opt.ema_decay.is_some() {
-                    opt.swap_ema()?;
+                if let Err(e) = self.write_checkpoint_model_dir(&base, &mut opt, step + 1, steps) {
+                    pb.suspend(|| eprintln!("warning: {e}"));
                 }
-                let written =
-                    self.write_base_model_dir(&checkpoint_model_dir(&self.out), &base, &done);
-                if opt.ema_decay.is_some() {
-                    opt.swap_ema()?;
-                }
-                written?;
             }
         }
         pb.finish_and_clear();
@@ -481,6 +471,36 @@ impl Ctx<'_> {
             eval_before,
             eval_after,
         })
+    }
+
+    /// Writes `checkpoint_model_dir` from `base` at `step` of `steps` (the moving average when
+    /// the run keeps one): into a fresh sibling folder, then renamed over the previous one.
+    fn write_checkpoint_model_dir(
+        &self,
+        base: &BaseWeights,
+        opt: &mut AdamW,
+        step: usize,
+        steps: usize,
+    ) -> Result<()> {
+        let dir = checkpoint_model_dir(&self.out);
+        let tmp = dir.with_extension("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        }
+        let done = format!("step {step} of {steps} of phase 0 (base DiT + text encoder)");
+        let averaged = opt.ema_decay.is_some();
+        if averaged {
+            opt.swap_ema()?;
+        }
+        let written = self.write_base_model_dir(&tmp, base, &done);
+        if averaged {
+            opt.swap_ema()?;
+        }
+        written?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        }
+        std::fs::rename(&tmp, &dir).map_err(|e| io_err(&dir, e))
     }
 
     /// Writes the complete model directory from `base` (with fresh LoRA sets); `done` says in
