@@ -26,15 +26,20 @@ pub struct RunLabel {
 }
 
 impl RunLabel {
-    /// The label of a run of `p` with `opts` (the model's guidance when `opts` has none).
-    pub fn of(p: &Pipeline, prompt: &str, opts: &RunOptions) -> Self {
+    /// The label of a run of `p` with `opts` (the model's guidance when `opts` has none);
+    /// `reasoned`: stage 1 ran (else no candidate was sampled, and it records one).
+    pub fn of(p: &Pipeline, prompt: &str, opts: &RunOptions, reasoned: bool) -> Self {
         RunLabel {
             prompt: prompt.to_string(),
             seed: opts.seed,
             steps: opts.steps,
             model: p.config().id(),
             guidance: opts.guidance.unwrap_or(p.config().text_guidance),
-            candidates: p.candidates(opts),
+            candidates: if reasoned {
+                p.candidates(opts.candidates)
+            } else {
+                1
+            },
             keep_background: opts.keep_background,
         }
     }
@@ -292,16 +297,18 @@ pub fn run_batch(
     let mut report = BatchReport::default();
     let model = p.config().id();
     let guidance = spec.guidance.unwrap_or(p.config().text_guidance);
-    // A batch that renders a given pose samples no stage-1 layout: its labels record one.
-    let reasons = spec.pose.is_none() || spec.reason;
     let options = |seed: u64| RunOptions {
         steps: spec.steps,
         seed,
         keep_background: spec.keep_background,
         guidance: Some(guidance),
-        candidates: if reasons { spec.candidates } else { Some(1) },
+        candidates: spec.candidates,
     };
-    let candidates = p.candidates(&options(0));
+    // A batch that renders a given pose samples no stage-1 layout: its labels record one.
+    let candidates = match spec.pose.is_none() || spec.reason {
+        true => p.candidates(spec.candidates),
+        false => 1,
+    };
     let label = |pi: usize, seed: u64| RunLabel {
         prompt: spec.prompts[pi].clone(),
         seed,

@@ -313,18 +313,12 @@ fn run_job(
     send(Event::Image {
         job: id,
         image,
-        label: match job.kind {
-            // A pose rendered as it is: no stage-1 layout was sampled.
-            JobKind::Render { .. } => RunLabel::of(
-                p,
-                &job.prompt,
-                &RunOptions {
-                    candidates: Some(1),
-                    ..job.opts.clone()
-                },
-            ),
-            _ => RunLabel::of(p, &job.prompt, &job.opts),
-        },
+        label: RunLabel::of(
+            p,
+            &job.prompt,
+            &job.opts,
+            !matches!(job.kind, JobKind::Render { .. }),
+        ),
     });
     Ok(())
 }

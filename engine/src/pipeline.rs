@@ -226,13 +226,12 @@ impl Pipeline {
         &self.cfg
     }
 
-    /// How many stage-1 layouts a call with `opts` samples: its own count, else the model's
-    /// `reason_candidates`; 1 for the baselines, whose reasoning (if any) is not stage 1's.
-    pub fn candidates(&self, opts: &RunOptions) -> usize {
+    /// How many stage-1 layouts a call asking for `asked` (`RunOptions::candidates`) samples:
+    /// that, else the model's `reason_candidates`; 1 for the baselines, whose reasoning (if
+    /// any) is not stage 1's.
+    pub fn candidates(&self, asked: Option<usize>) -> usize {
         match self.cfg.method {
-            Method::Skeleguide | Method::Stage1Only => {
-                opts.candidates.unwrap_or(self.cfg.reason_candidates)
-            }
+            Method::Skeleguide | Method::Stage1Only => asked.unwrap_or(self.cfg.reason_candidates),
             Method::SingleStage | Method::Implicit => 1,
         }
     }
@@ -557,7 +556,7 @@ impl Pipeline {
         }
         let cond = self.encode_fitted(scene)?;
         let reason_prompt = self.cfg.reason_prompt(prompt);
-        let k = self.candidates(opts);
+        let k = self.candidates(opts.candidates);
         select::check_candidates("candidates", k).map_err(PipelineError::Input)?;
         let asked = select::asked_count(prompt);
         let mut best: Option<(select::Score, Layout)> = None;

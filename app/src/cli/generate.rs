@@ -218,9 +218,11 @@ fn metadata(
     p: &Pipeline,
     prompt: &str,
     opts: &RunOptions,
+    reasoned: bool,
     pose: Option<&PoseSet>,
 ) -> Vec<(&'static str, String)> {
-    crate::export::metadata(&crate::export::RunLabel::of(p, prompt, opts), pose)
+    let label = crate::export::RunLabel::of(p, prompt, opts, reasoned);
+    crate::export::metadata(&label, pose)
 }
 
 fn warn_truncated(p: &Pipeline, prompt: &str) {
@@ -269,6 +271,7 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
         &p,
         &a.prompt,
         &opts,
+        true,
         &a.output,
         &image,
         a.layout_out.as_deref(),
@@ -283,6 +286,7 @@ fn write_outputs(
     p: &Pipeline,
     prompt: &str,
     opts: &RunOptions,
+    reasoned: bool,
     out: &Path,
     image: &image::RgbImage,
     layout_out: Option<&Path>,
@@ -290,7 +294,7 @@ fn write_outputs(
     pose_out: Option<&Path>,
     poses: Option<&PoseSet>,
 ) -> Result<()> {
-    let meta = metadata(p, prompt, opts, poses.or(layout.poses.as_ref()));
+    let meta = metadata(p, prompt, opts, reasoned, poses.or(layout.poses.as_ref()));
     let png = |img: &image::RgbImage, path: &Path| {
         imageio::encode_png_with_text(img, &meta)
             .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))
@@ -345,6 +349,7 @@ pub fn reason(a: ReasonArgs) -> Result<()> {
         &p,
         &a.prompt,
         &opts,
+        true,
         &a.output,
         &layout.image,
         None,
@@ -360,8 +365,6 @@ pub fn render(a: RenderArgs) -> Result<()> {
     let scene = imageio::read_rgb(&a.scene)?;
     let (mut p, mut opts) = load(&a.model)?;
     opts.keep_background = a.background.keep();
-    // Stage 1 does not run: the output's label records one layout.
-    opts.candidates = Some(1);
     let layout = match (&a.pose, &a.layout) {
         (Some(pp), _) => {
             let io = ImportOptions {
@@ -395,7 +398,7 @@ pub fn render(a: RenderArgs) -> Result<()> {
     )?;
     bars.finish();
     write_outputs(
-        &p, &a.prompt, &opts, &a.output, &image, None, &layout, None, None,
+        &p, &a.prompt, &opts, false, &a.output, &image, None, &layout, None, None,
     )
 }
 

@@ -475,10 +475,7 @@ pub fn evaluate(
         examples: n,
         steps,
         guidance: opts.guidance.unwrap_or(pipe.config().text_guidance),
-        candidates: pipe.candidates(&RunOptions {
-            candidates: opts.candidates,
-            ..Default::default()
-        }),
+        candidates: pipe.candidates(opts.candidates),
         keep_background: opts.keep_background,
         layout_pckh,
         pose_pckh,

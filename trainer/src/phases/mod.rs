@@ -472,7 +472,7 @@ impl Ctx<'_> {
 
     /// The bookkeeping after every optimiser step of every phase: the JSONL record (a
     /// non-finite loss stops the run), the progress bar and the periodic checkpoint (rank 0
-    /// alone in a data-parallel group).
+    /// alone in a data-parallel group). Returns whether it wrote a checkpoint.
     fn end_step(
         &mut self,
         phase: Phase,
@@ -480,7 +480,7 @@ impl Ctx<'_> {
         pb: &ProgressBar,
         rng: &TrainRng,
         opt: &AdamW,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let StepDone {
             step,
             steps,
@@ -507,16 +507,17 @@ impl Ctx<'_> {
             )));
         }
         if !self.writes() {
-            return Ok(());
+            return Ok(false);
         }
         let p = self.out.join(log::LOG_FILE);
         self.log.push(r).map_err(|e| io_err(&p, e))?;
         pb.set_position(step as u64);
         pb.set_message(format!("loss {:.5}", losses.0));
-        if step % self.cfg.checkpoint_every == 0 && step < steps {
+        let due = step % self.cfg.checkpoint_every == 0 && step < steps;
+        if due {
             self.checkpoint(phase, step, rng, opt)?;
         }
-        Ok(())
+        Ok(due)
     }
 
     fn checkpoint(&self, phase: Phase, step: usize, rng: &TrainRng, opt: &AdamW) -> Result<()> {

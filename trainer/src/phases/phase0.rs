@@ -406,6 +406,11 @@ impl Ctx<'_> {
         let eval_before = eval(eval_seed)?;
         let steps = p0.dit_steps;
         let pb = bar(self.progress, phase, steps, start);
+        let base = BaseWeights {
+            mc: &mc,
+            dit: &dit_vars,
+            text: &text,
+        };
         let t_phase = Instant::now();
         for step in start..steps {
             let t0 = Instant::now();
@@ -425,14 +430,8 @@ impl Ctx<'_> {
                 secs,
                 batch: self.cfg.batch,
             };
-            self.end_step(phase, done, &pb, &rng, &opt)?;
-            if (step + 1) % cfg.checkpoint_every == 0 && step + 1 < steps && self.writes() {
-                // The base so far, for a gate mid-phase; a failed write costs only that copy.
-                let base = BaseWeights {
-                    mc: &mc,
-                    dit: &dit_vars,
-                    text: &text,
-                };
+            // The base so far, for a gate mid-phase; a failed write costs only that copy.
+            if self.end_step(phase, done, &pb, &rng, &opt)? {
                 if let Err(e) = self.write_checkpoint_model_dir(&base, &mut opt, step + 1, steps) {
                     pb.suspend(|| eprintln!("warning: {e}"));
                 }
@@ -446,11 +445,6 @@ impl Ctx<'_> {
             opt.swap_ema()?;
         }
         let eval_after = eval(eval_seed)?;
-        let base = BaseWeights {
-            mc: &mc,
-            dit: &dit_vars,
-            text: &text,
-        };
         self.write_base_model_dir(
             &model_dir(&self.out),
             &base,
