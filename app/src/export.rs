@@ -303,6 +303,7 @@ pub fn run_batch(
         keep_background: spec.keep_background,
         guidance: Some(guidance),
         candidates: spec.candidates,
+        contrast: None,
     };
     // A batch that renders a given pose samples no stage-1 layout: its labels record one.
     let candidates = match spec.pose.is_none() || spec.reason {

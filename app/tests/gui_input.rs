@@ -74,6 +74,7 @@ fn direct_render(app: &SkeleGuideApp, poses: &PoseSet) -> image::RgbImage {
         keep_background: app.gen.keep_background,
         guidance: app.gen.guidance,
         candidates: None,
+        contrast: None,
     };
     let scene = app.doc.scene.as_ref().unwrap();
     let layout = p.relayout(scene, poses).unwrap();

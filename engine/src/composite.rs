@@ -17,6 +17,19 @@ pub const FEATHER_FRACTION: f32 = 1.0 / 32.0;
 /// the round-tripped scene by more than this (the autoencoder's own error stays well below).
 pub const LAYOUT_DIFF_THRESHOLD: u8 = 64;
 
+/// How far around the people read from a layout its changes count as a person, as a fraction
+/// of the working size's longer side.
+pub const READ_MARGIN_FRACTION: f32 = 1.0 / 16.0;
+
+/// Clears the pixels of `core` outside `near` (both 255 inside, 0 outside).
+pub fn keep_within(core: &mut GrayImage, near: &GrayImage) {
+    for (c, n) in core.pixels_mut().zip(near.pixels()) {
+        if n.0[0] == 0 {
+            c.0[0] = 0;
+        }
+    }
+}
+
 /// The pixels where `layout` (a layout drawn over the scene, decoded) differs from
 /// `scene_round_trip` (the scene through the same autoencoder) by more than `threshold` in one
 /// channel, without isolated pixels (a skeleton is drawn with strokes, never single pixels).

@@ -169,6 +169,9 @@ pub struct ModelConfig {
     /// [`crate::select`]); 1: one sample, no choice.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub reason_candidates: usize,
+    /// Default scene contrast of stage 1 (see [`SceneContrast`]; absent: off).
+    #[serde(default, skip_serializing_if = "SceneContrast::is_off")]
+    pub reason_contrast: SceneContrast,
 }
 
 fn one() -> usize {
@@ -177,6 +180,49 @@ fn one() -> usize {
 
 fn is_one(n: &usize) -> bool {
     *n == 1
+}
+
+/// Stage 1's scene contrast: while the noise level is above `until`, each step moves the
+/// layout the model predicts, `x̂0`, to `x̂0 + scale·(x̂0 − S)`, `S` being the scene's latent
+/// (the condition), so that what the layout adds to the scene (the skeletons) is drawn firmer
+/// than the model alone would commit to; the steps below `until` are the model's own and clean
+/// the strokes up. A scale of 0 is off: the plain sampler.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SceneContrast {
+    /// How far past the model's prediction, away from the scene (0: off).
+    pub scale: f64,
+    /// The noise level (σ, 1 at the start, 0 at the end) below which the steps are plain.
+    pub until: f64,
+}
+
+impl SceneContrast {
+    /// The largest scale accepted: beyond it the layout is mostly amplified noise.
+    pub const MAX: f64 = 4.0;
+
+    /// Off: the plain sampler.
+    pub fn is_off(&self) -> bool {
+        self.scale == 0.0
+    }
+
+    /// An error naming the field when the scale is outside `[0, MAX]` or `until` outside
+    /// `[0, 1)`.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.scale.is_finite() || !(0.0..=Self::MAX).contains(&self.scale) {
+            return Err(format!(
+                "reason_contrast.scale = {}: use 0 to {} (0: off)",
+                self.scale,
+                Self::MAX
+            ));
+        }
+        if !self.until.is_finite() || !(0.0..1.0).contains(&self.until) {
+            return Err(format!(
+                "reason_contrast.until = {}: use a noise level from 0 up to, not including, 1",
+                self.until
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Classifier-free guidance on the prompt, per stage: each step predicts the velocity with the
@@ -299,6 +345,7 @@ impl ModelConfig {
             reason_prefix: String::new(),
             text_guidance: TextGuidance::default(),
             reason_candidates: 1,
+            reason_contrast: SceneContrast::default(),
         }
     }
 
@@ -356,6 +403,9 @@ impl ModelConfig {
             .check()
             .map_err(|e| ModelDirError::file(path, e))?;
         crate::select::check_candidates("reason_candidates", cfg.reason_candidates)
+            .map_err(|e| ModelDirError::file(path, e))?;
+        cfg.reason_contrast
+            .check()
             .map_err(|e| ModelDirError::file(path, e))?;
         for (name, l) in &cfg.lora {
             if l.rank == 0 || !l.alpha.is_finite() {
@@ -678,6 +728,39 @@ mod tests {
                 .to_string();
             assert!(
                 err.starts_with(&format!("c.json: reason_candidates = {bad}")),
+                "{err}"
+            );
+        }
+    }
+    #[test]
+    fn scene_contrast_defaults_to_off_and_is_range_checked_by_name() {
+        let mut mc = ModelConfig::tiny();
+        let off = serde_json::to_string(&mc).unwrap();
+        assert!(
+            !off.contains("reason_contrast"),
+            "the default is not written"
+        );
+        let parsed = ModelConfig::parse(&off, Path::new("c.json")).unwrap();
+        assert!(parsed.reason_contrast.is_off());
+        mc.reason_contrast = SceneContrast {
+            scale: 0.25,
+            until: 0.3,
+        };
+        let on = serde_json::to_string(&mc).unwrap();
+        assert_eq!(ModelConfig::parse(&on, Path::new("c.json")).unwrap(), mc);
+        for (scale, until, field) in [
+            (-0.1, 0.0, "scale = -0.1"),
+            (5.0, 0.0, "scale = 5"),
+            (0.2, 1.0, "until = 1"),
+            (0.2, -0.5, "until = -0.5"),
+        ] {
+            mc.reason_contrast = SceneContrast { scale, until };
+            let text = serde_json::to_string(&mc).unwrap();
+            let err = ModelConfig::parse(&text, Path::new("c.json"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("c.json: reason_contrast.{field}")),
                 "{err}"
             );
         }

@@ -1,8 +1,11 @@
-//! Several stage-1 candidates, on the shipped tiny model: the layout kept is one of the
-//! candidates each seed gives alone, and no other candidate reads back better for the prompt.
+//! Stage 1 on the shipped tiny model: with several candidates, the layout kept is one of the
+//! candidates each seed gives alone, and no other candidate reads back better for the prompt;
+//! a trajectory ends in the plain sample; the scene contrast is the plain sampler at scale 0
+//! and draws what the layout adds to the scene firmer above it.
 
 use image::RgbImage;
-use skeleguide_engine::pipeline::{Layout, Pipeline, RunOptions};
+use skeleguide_engine::modeldir::SceneContrast;
+use skeleguide_engine::pipeline::{Layout, Pipeline, PipelineError, RunOptions};
 use skeleguide_engine::select::{self, candidate_seed};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -17,21 +20,33 @@ fn scene() -> RgbImage {
     })
 }
 
+/// Stage 1 of `prompt` on the test scene with `o`.
+fn run(p: &mut Pipeline, prompt: &str, o: &RunOptions) -> Result<Layout, PipelineError> {
+    p.reason(
+        &scene(),
+        prompt,
+        o,
+        &mut |_, _, _| {},
+        &AtomicBool::new(false),
+    )
+}
+
 fn reason(p: &mut Pipeline, prompt: &str, seed: u64, candidates: usize) -> Layout {
     let o = RunOptions {
         steps: 4,
         seed,
         candidates: Some(candidates),
+        // the choice alone: the plain sampler
+        contrast: Some(SceneContrast::default()),
         ..Default::default()
     };
-    p.reason(
-        &scene(),
-        prompt,
-        &o,
-        &mut |_, _, _| {},
-        &AtomicBool::new(false),
-    )
-    .unwrap()
+    run(p, prompt, &o).unwrap()
+}
+
+/// The error of a two-step stage 1 with `o` (its steps replaced), which must refuse it.
+fn refusal(p: &mut Pipeline, o: RunOptions) -> String {
+    let o = RunOptions { steps: 2, ..o };
+    run(p, "a man", &o).unwrap_err().to_string()
 }
 
 #[test]
@@ -74,21 +89,147 @@ fn the_kept_layout_is_the_best_read_candidate() {
 fn a_candidate_count_out_of_range_is_refused_by_name() {
     let mut p = Pipeline::load(&tiny_model(), &candle_core::Device::Cpu).unwrap();
     for k in [0, select::MAX_CANDIDATES + 1] {
-        let o = RunOptions {
-            steps: 2,
-            candidates: Some(k),
-            ..Default::default()
-        };
+        let err = refusal(
+            &mut p,
+            RunOptions {
+                candidates: Some(k),
+                ..Default::default()
+            },
+        );
+        assert!(err.contains(&format!("candidates = {k}")), "{err}");
+    }
+}
+
+#[test]
+fn a_trajectory_ends_in_the_plain_sample_and_its_early_layouts_are_predictions() {
+    let mut p = Pipeline::load(&tiny_model(), &candle_core::Device::Cpu).unwrap();
+    let prompt = "a woman in a red shirt standing on the street";
+    let o = RunOptions {
+        steps: 6,
+        seed: 5,
+        candidates: Some(1),
+        ..Default::default()
+    };
+    let cancel = AtomicBool::new(false);
+    let t = p
+        .reason_trajectory(&scene(), prompt, &o, &[1, 3], &cancel)
+        .unwrap();
+    assert_eq!(t.len(), 3);
+    let plain = p
+        .reason(&scene(), prompt, &o, &mut |_, _, _| {}, &cancel)
+        .unwrap();
+    assert!(t[2].image == plain.image, "the last is the finished sample");
+    assert!(t[0].image != t[1].image && t[1].image != t[2].image);
+    assert_eq!(t[0].image.dimensions(), scene().dimensions());
+    for bad in [vec![3, 3], vec![4, 2], vec![6]] {
         let err = p
-            .reason(
-                &scene(),
-                "a man",
-                &o,
-                &mut |_, _, _| {},
-                &AtomicBool::new(false),
-            )
+            .reason_trajectory(&scene(), prompt, &o, &bad, &cancel)
             .unwrap_err()
             .to_string();
-        assert!(err.contains(&format!("candidates = {k}")), "{err}");
+        assert!(
+            err.contains("must rise and stay below the 6 steps"),
+            "{err}"
+        );
+    }
+}
+
+fn reason_with(p: &mut Pipeline, prompt: &str, contrast: SceneContrast) -> Layout {
+    let o = RunOptions {
+        steps: 6,
+        seed: 2,
+        candidates: Some(1),
+        contrast: Some(contrast),
+        ..Default::default()
+    };
+    run(p, prompt, &o).unwrap()
+}
+
+/// Mean absolute difference of two images, per channel value.
+fn mean_diff(a: &RgbImage, b: &RgbImage) -> f64 {
+    let sum: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y) as u64)
+        .sum();
+    sum as f64 / a.as_raw().len() as f64
+}
+
+#[test]
+fn the_scene_contrast_is_the_plain_sampler_at_zero_and_moves_the_layout_from_the_scene() {
+    let mut p = Pipeline::load(&tiny_model(), &candle_core::Device::Cpu).unwrap();
+    let prompt = "a man in a blue shirt standing on the street";
+    let plain = reason_with(&mut p, prompt, SceneContrast::default());
+    let zero_until = reason_with(
+        &mut p,
+        prompt,
+        SceneContrast {
+            scale: 0.0,
+            until: 0.5,
+        },
+    );
+    assert!(plain.image == zero_until.image, "scale 0 is off");
+    // the scene as the autoencoder gives it back: what a layout adds is drawn over it
+    let scene_rt = p
+        .decode_latent(&p.encode_uncached(&scene()).unwrap())
+        .unwrap();
+    let scene_rt = image::imageops::resize(
+        &scene_rt,
+        scene().width(),
+        scene().height(),
+        image::imageops::FilterType::Triangle,
+    );
+    let mut last = mean_diff(&plain.image, &scene_rt);
+    for scale in [0.2, 0.5] {
+        let pushed = reason_with(&mut p, prompt, SceneContrast { scale, until: 0.0 });
+        let d = mean_diff(&pushed.image, &scene_rt);
+        assert!(
+            d > last,
+            "scale {scale}: {d:.2} from the scene, no more than {last:.2} at a weaker contrast"
+        );
+        last = d;
+    }
+    // below `until` the steps are plain: an `until` above every step's noise level but the
+    // first leaves one pushed step, nearer the plain sample than a push throughout
+    let throughout = reason_with(
+        &mut p,
+        prompt,
+        SceneContrast {
+            scale: 0.5,
+            until: 0.0,
+        },
+    );
+    let first_only = reason_with(
+        &mut p,
+        prompt,
+        SceneContrast {
+            scale: 0.5,
+            until: 0.99,
+        },
+    );
+    assert!(
+        mean_diff(&first_only.image, &plain.image) < mean_diff(&throughout.image, &plain.image)
+    );
+}
+
+#[test]
+fn a_scene_contrast_out_of_range_is_refused_by_name() {
+    let mut p = Pipeline::load(&tiny_model(), &candle_core::Device::Cpu).unwrap();
+    for (scale, until, field) in [
+        (-1.0, 0.0, "scale"),
+        (f64::NAN, 0.0, "scale"),
+        (0.5, 1.0, "until"),
+    ] {
+        let err = refusal(
+            &mut p,
+            RunOptions {
+                contrast: Some(SceneContrast { scale, until }),
+                ..Default::default()
+            },
+        );
+        assert!(
+            err.starts_with(&format!("reason_contrast.{field} = ")),
+            "{err}"
+        );
     }
 }

@@ -68,6 +68,7 @@ fn generate(device: &Device, dtype: DType) -> (Tensor, RgbImage) {
         keep_background: false,
         guidance: None,
         candidates: None,
+        contrast: None,
     };
     let (layout, image) = p
         .generate(

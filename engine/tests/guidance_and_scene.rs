@@ -2,12 +2,13 @@
 //!
 //! Guidance: scale 0 is the empty prompt's velocity alone, so it must give exactly what the
 //! empty prompt gives unguided; another scale must change the sample. Keeping the scene: every
-//! output pixel away from the person region is the scene's own, at the scene's full resolution.
+//! output pixel away from the person region is the scene's own, at the scene's full resolution,
+//! and a layout's changes away from the people read from it are not pasted.
 
 use image::{GrayImage, RgbImage};
 use skeleguide_engine::composite;
-use skeleguide_engine::modeldir::TextGuidance;
-use skeleguide_engine::pipeline::{Pipeline, RunOptions};
+use skeleguide_engine::modeldir::{SceneContrast, TextGuidance};
+use skeleguide_engine::pipeline::{Layout, Pipeline, RunOptions};
 use skeleguide_engine::pose::{person_mask, Keypoint, Pose, PoseSet};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -37,8 +38,9 @@ fn opts(guidance: Option<TextGuidance>, keep_background: bool) -> RunOptions {
         seed: 5,
         keep_background,
         guidance,
-        // One layout: these tests compare samplers, not the choice among candidates.
+        // One plain layout: these tests compare samplers, not the choice among candidates.
         candidates: Some(1),
+        contrast: Some(SceneContrast::default()),
     }
 }
 
@@ -234,4 +236,60 @@ fn a_reasoned_layout_keeps_the_scene_where_its_alpha_is_zero() {
         }
     }
     eprintln!("{zero} of {} pixels are the scene's", scene.len() / 3);
+}
+
+/// A layout of `img` (a layout image at the scene's size) as stage 1 hands one over: its latent,
+/// decoded, no poses.
+fn sampled_layout(p: &Pipeline, img: &RgbImage) -> Layout {
+    let latent = p.encode_uncached(img).unwrap();
+    let decoded = p.decode_latent(&latent).unwrap();
+    Layout {
+        latent,
+        image: image::imageops::resize(
+            &decoded,
+            img.width(),
+            img.height(),
+            image::imageops::FilterType::Triangle,
+        ),
+        poses: None,
+    }
+}
+
+#[test]
+fn only_changes_near_the_people_read_from_a_layout_are_pasted() {
+    let mut p = pipeline();
+    let scene = RgbImage::from_fn(256, 192, |x, y| {
+        image::Rgb([(60 + x / 3) as u8, (90 + y / 2) as u8, 120])
+    });
+    let (w, h) = scene.dimensions();
+    let poses = standing_person(w, h);
+    let drawn = p.relayout(&scene, &poses).unwrap().image;
+    // a stroke far right of the person, which no one is read from
+    let blob = |img: &mut RgbImage| {
+        for y in h / 3..h / 2 {
+            for x in w * 4 / 5..w * 9 / 10 {
+                img.put_pixel(x, y, image::Rgb([250, 20, 200]));
+            }
+        }
+    };
+    let (bx, by) = (w * 17 / 20, h * 5 / 12);
+    let mut with_person = drawn.clone();
+    blob(&mut with_person);
+    let layout = sampled_layout(&p, &with_person);
+    let read = p.invert(&layout).unwrap();
+    assert_eq!(read.people.len(), 1, "the person is read back");
+    let alpha = p.person_alpha(&scene, &layout).unwrap();
+    assert_eq!(alpha.get_pixel(bx, by).0[0], 0, "the stroke is not pasted");
+    let neck = poses.people[0].joints[1].unwrap();
+    assert!(
+        alpha.get_pixel(neck.x as u32, neck.y as u32 + 10).0[0] > 0,
+        "the person is"
+    );
+    // read nobody, every change counts: the stroke is pasted
+    let mut stroke_alone = scene.clone();
+    blob(&mut stroke_alone);
+    let layout = sampled_layout(&p, &stroke_alone);
+    assert!(p.invert(&layout).unwrap().people.is_empty());
+    let alpha = p.person_alpha(&scene, &layout).unwrap();
+    assert!(alpha.get_pixel(bx, by).0[0] > 0, "the stroke is pasted");
 }

@@ -123,6 +123,7 @@ fn generate_without_model_uses_the_shipped_one_and_keeps_the_background() {
         keep_background: true,
         guidance: None,
         candidates: None,
+        contrast: None,
     };
     let (layout, generated) = p
         .generate(

@@ -668,6 +668,7 @@ fn baselines_train_and_generate_through_the_pipeline() {
         keep_background: false,
         guidance: None,
         candidates: None,
+        contrast: None,
     };
     for method in [Method::SingleStage, Method::Implicit, Method::Stage1Only] {
         let out = tempfile::tempdir().unwrap();

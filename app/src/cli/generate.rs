@@ -166,6 +166,7 @@ fn load(args: &ModelArgs) -> Result<(Pipeline, RunOptions)> {
             keep_background: true,
             guidance: Some(guidance),
             candidates: None,
+            contrast: None,
         },
     ))
 }

@@ -385,6 +385,7 @@ impl SkeleGuideApp {
             keep_background: self.gen.keep_background,
             guidance: self.gen.guidance,
             candidates: self.gen.candidates,
+            contrast: None,
         };
         let reason_only = matches!(kind, JobKind::Reason);
         let job = worker.submit(

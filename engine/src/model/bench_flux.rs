@@ -488,6 +488,7 @@ pub fn bench_flux(opts: &FluxBenchOptions, device: &Device) -> Result<FluxBench>
         keep_background: true,
         guidance: None,
         candidates: None,
+        contrast: None,
     };
     let cancel = std::sync::atomic::AtomicBool::new(false);
     timed(

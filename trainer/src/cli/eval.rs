@@ -39,6 +39,12 @@ pub(crate) struct EvalArgs {
     /// count and the most complete skeletons (default: the model's reason_candidates).
     #[arg(long, conflicts_with = "base_only")]
     candidates: Option<usize>,
+    /// Stage 1's scene contrast scale (default: the model's reason_contrast; 0: off).
+    #[arg(long, conflicts_with = "base_only")]
+    contrast: Option<f64>,
+    /// The noise level below which stage 1's steps are plain (default: the model's).
+    #[arg(long, conflicts_with = "base_only")]
+    contrast_until: Option<f64>,
     /// Score the base DiT alone drawing each prompt's layout from text (no scene, no LoRA)
     /// instead of the whole pipeline: count and aligned pose PCKh.
     #[arg(long)]
@@ -64,6 +70,8 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
         guidance_reason,
         guidance_render,
         candidates,
+        contrast,
+        contrast_until,
         base_only,
         samples,
         json,
@@ -72,9 +80,21 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
         skeleguide_engine::select::check_candidates("--candidates", k)
             .map_err(anyhow::Error::msg)?;
     }
-    let scales = skeleguide_engine::modeldir::ModelConfig::load(&model)?
+    let mc = skeleguide_engine::modeldir::ModelConfig::load(&model)?;
+    let scales = mc
         .text_guidance
         .overridden(guidance, guidance_reason, guidance_render);
+    let contrast = skeleguide_engine::modeldir::SceneContrast {
+        scale: contrast.unwrap_or(mc.reason_contrast.scale),
+        until: contrast_until.unwrap_or(mc.reason_contrast.until),
+    };
+    if let Err(e) = contrast.check() {
+        let flag = match e.starts_with("reason_contrast.until") {
+            true => "--contrast-until",
+            false => "--contrast",
+        };
+        bail!("{flag}: {}", e.trim_start_matches("reason_contrast."));
+    }
     let opts = skeleguide_trainer::eval::EvalOptions {
         count,
         steps,
@@ -87,6 +107,7 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
         },
         guidance: Some(scales),
         candidates,
+        contrast: Some(contrast),
     };
     let bar = ProgressBar::new(0);
     bar.set_style(

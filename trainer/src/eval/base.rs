@@ -73,6 +73,7 @@ pub fn evaluate_base(
             keep_background: false,
             guidance: Some(guidance),
             candidates: None,
+            contrast: None,
         };
         let t = Instant::now();
         let record = |e: &dyn std::fmt::Display| {

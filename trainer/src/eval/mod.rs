@@ -47,7 +47,7 @@ use serde::Serialize;
 use serde_json::Value;
 use skeleguide_engine::metrics::image as im;
 use skeleguide_engine::metrics::pose::{count_exact, pckh, pckh_aligned, PckCount};
-use skeleguide_engine::modeldir::{Method, TextGuidance};
+use skeleguide_engine::modeldir::{Method, SceneContrast, TextGuidance};
 use skeleguide_engine::pipeline::{self, Pipeline, PipelineError, RunOptions};
 use skeleguide_engine::pose::{layout::dilate_mask, person_mask, PoseSet};
 use std::collections::BTreeMap;
@@ -101,6 +101,8 @@ pub struct EvalOptions {
     pub guidance: Option<TextGuidance>,
     /// Stage-1 candidates per example (the model's `reason_candidates` when `None`).
     pub candidates: Option<usize>,
+    /// Stage 1's scene contrast (the model's `reason_contrast` when `None`).
+    pub contrast: Option<SceneContrast>,
 }
 
 /// The numbers `eval --json` prints.
@@ -115,6 +117,8 @@ pub struct EvalReport {
     pub guidance: TextGuidance,
     /// Stage-1 layouts sampled per example, the best read back kept.
     pub candidates: usize,
+    /// Stage 1's scene contrast.
+    pub contrast: SceneContrast,
     pub keep_background: bool,
     pub layout_pckh: Option<f64>,
     /// PCKh@0.5 with each matched person moved onto its ground truth: the pose alone.
@@ -338,6 +342,7 @@ pub fn evaluate(
             keep_background: false,
             guidance: opts.guidance,
             candidates: opts.candidates,
+            contrast: opts.contrast,
         };
         let t = Instant::now();
         let (layout, out) = pipe
@@ -476,6 +481,7 @@ pub fn evaluate(
         steps,
         guidance: opts.guidance.unwrap_or(pipe.config().text_guidance),
         candidates: pipe.candidates(opts.candidates),
+        contrast: pipe.contrast(opts.contrast),
         keep_background: opts.keep_background,
         layout_pckh,
         pose_pckh,
@@ -656,6 +662,10 @@ pub fn format_report(r: &EvalReport) -> String {
             format!("reason {} render {}", r.guidance.reason, r.guidance.render),
         ),
         ("stage-1 candidates", r.candidates.to_string()),
+        (
+            "stage-1 scene contrast",
+            format!("{} until σ {}", r.contrast.scale, r.contrast.until),
+        ),
     ];
     for (k, v) in rows {
         s.push_str(&format!("  {k:<24} {v}\n"));

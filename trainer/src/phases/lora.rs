@@ -276,6 +276,7 @@ impl Ctx<'_> {
             keep_background: false,
             guidance: None,
             candidates: None,
+            contrast: None,
         };
         let mut rows = Vec::new();
         for e in self.examples.iter().take(self.cfg.sample_count) {

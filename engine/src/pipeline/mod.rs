@@ -9,22 +9,25 @@
 
 use crate::composite;
 use crate::model::{
-    image_ids, joint_ids, pack_latents, text_ids, unpack_latents, Autoencoder, CondCache,
-    Condition, DitInputs, FluxAe, FluxText, LoraSets, MmDit, Mode, ModelError, TextEncoder,
+    Autoencoder, CondCache, FluxAe, FluxText, LoraSets, MmDit, ModelError, TextEncoder,
     TextFeatures, TinyAe, TinyText,
 };
 use crate::modeldir::{
-    self, AeSpec, Method, ModelConfig, ModelDirError, TextGuidance, TextSpec, APPEARANCE, SKELETAL,
+    self, AeSpec, Method, ModelConfig, ModelDirError, SceneContrast, TextGuidance, TextSpec,
+    APPEARANCE, SKELETAL,
 };
 use crate::pose::{self, PoseSet};
 use crate::sampling::{self, SampleError, Stage};
 use crate::select;
 use candle_core::{DType, Device, Tensor};
 use image::{imageops, RgbImage};
+use stage::StageInput;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
+
+mod stage;
 
 /// Why a pipeline call failed.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +87,8 @@ pub struct RunOptions {
     /// the most complete skeletons ([`crate::select`]); `None`: the model's `reason_candidates`.
     /// Candidate 0 is the call's own seed, so 1 is the plain sampler.
     pub candidates: Option<usize>,
+    /// Stage 1's scene contrast ([`SceneContrast`]); `None`: the model's `reason_contrast`.
+    pub contrast: Option<SceneContrast>,
 }
 
 impl Default for RunOptions {
@@ -94,6 +99,7 @@ impl Default for RunOptions {
             keep_background: true,
             guidance: None,
             candidates: None,
+            contrast: None,
         }
     }
 }
@@ -107,14 +113,6 @@ pub struct Layout {
     pub image: RgbImage,
     /// The poses it was drawn from, when it came from `relayout`.
     pub poses: Option<PoseSet>,
-}
-
-/// What a stage samples from: a condition latent of the working size under a LoRA set, or
-/// nothing (the base DiT alone, as phase 0 pretrains it).
-#[derive(Clone, Copy)]
-enum StageInput<'a> {
-    Latent { lora: &'a str, cond: &'a Tensor },
-    BaseAlone { channels: usize, h: usize, w: usize },
 }
 
 /// Progress: (stage, step, total steps).
@@ -322,165 +320,6 @@ impl Pipeline {
             .truncated)
     }
 
-    /// One flow-matching stage conditioned on `cond` (a latent of the working size).
-    #[allow(clippy::too_many_arguments)]
-    fn sample_stage(
-        &mut self,
-        stage: Stage,
-        lora: &str,
-        cond: &Tensor,
-        prompt: &str,
-        opts: &RunOptions,
-        progress: Progress,
-        cancel: &AtomicBool,
-    ) -> Result<Tensor> {
-        let input = StageInput::Latent { lora, cond };
-        let mut v = self.sample_latents(stage, input, prompt, opts, progress, cancel, false)?;
-        Ok(v.remove(0))
-    }
-
-    /// Samples one latent, or with `joint` (the implicit baseline) the image latent and the
-    /// layout latent together: one sequence of both token grids, the layout's with the first
-    /// position-id axis set to 1 (`joint_ids`), as the trainer trains it.
-    #[allow(clippy::too_many_arguments)]
-    fn sample_latents(
-        &mut self,
-        stage: Stage,
-        input: StageInput,
-        prompt: &str,
-        opts: &RunOptions,
-        progress: Progress,
-        cancel: &AtomicBool,
-        joint: bool,
-    ) -> Result<Vec<Tensor>> {
-        let (c, h, w) = match input {
-            StageInput::Latent { cond, .. } => {
-                let (_, c, h, w) = cond.dims4()?;
-                (c, h, w)
-            }
-            StageInput::BaseAlone { channels, h, w } => (channels, h, w),
-        };
-        let (th, tw) = (h / 2, w / 2);
-        let scales = opts.guidance.unwrap_or(self.cfg.text_guidance);
-        scales.check().map_err(PipelineError::Input)?;
-        let scale = match stage {
-            Stage::Reason => scales.reason,
-            Stage::Render => scales.render,
-        };
-        let (txt, y) = self.text_features(prompt)?;
-        // One batch of two (prompt, empty prompt in the stage's form, as training drops it).
-        let (txt, y, batch) = if scale != 1.0 {
-            let empty = match stage {
-                Stage::Reason => self.cfg.reason_prompt(""),
-                Stage::Render => String::new(),
-            };
-            let (txt_u, y_u) = self.text_features(&empty)?;
-            (
-                Tensor::cat(&[&txt, &txt_u], 0)?,
-                Tensor::cat(&[&y, &y_u], 0)?,
-                2,
-            )
-        } else {
-            (txt, y, 1)
-        };
-        let cond_ids = image_ids(batch, th, tw, &self.device, self.dtype)?;
-        let img_ids = if joint {
-            joint_ids(batch, th, tw, &self.device, self.dtype)?
-        } else {
-            cond_ids.clone()
-        };
-        let txt_ids = text_ids(batch, txt.dim(1)?, &self.device, self.dtype)?;
-        let conditioned = match input {
-            StageInput::Latent { lora, cond } => {
-                self.dit.loras_mut().set_active(Some(lora))?;
-                let tokens = twice_if_guided(&pack_latents(cond)?, batch)?;
-                self.dit
-                    .ensure_cond_cache(&mut self.cond_cache, &tokens, &cond_ids, &y)?;
-                true
-            }
-            StageInput::BaseAlone { .. } => {
-                self.dit.loras_mut().set_active(None)?;
-                false
-            }
-        };
-        let salt = match stage {
-            Stage::Reason => 0x5245_4153,
-            Stage::Render => 0x5245_4e44,
-        };
-        let mut noise = pack_latents(&sampling::seeded_noise(
-            &[1, c, h, w],
-            opts.seed ^ salt,
-            &self.device,
-            self.dtype,
-        )?)?;
-        if joint {
-            let lay = sampling::seeded_noise(
-                &[1, c, h, w],
-                opts.seed ^ 0x5245_4153,
-                &self.device,
-                self.dtype,
-            )?;
-            noise = Tensor::cat(&[noise, pack_latents(&lay)?], 1)?;
-        }
-        let sigmas = sampling::schedule(opts.steps, self.cfg.time_shift.then_some(th * tw));
-        let guidance = self
-            .cfg
-            .dit
-            .guidance_embed
-            .then(|| {
-                Tensor::new(vec![self.cfg.guidance as f32; batch], &self.device)
-                    .and_then(|t| t.to_dtype(self.dtype))
-            })
-            .transpose()?;
-        let condition = if conditioned {
-            let missing = || PipelineError::Input("condition cache missing".into());
-            Condition::Cached(self.cond_cache.as_ref().ok_or_else(missing)?)
-        } else {
-            Condition::None
-        };
-        let dit = &self.dit;
-        let (device, dtype) = (&self.device, self.dtype);
-        let x = sampling::euler(
-            noise,
-            &sigmas,
-            |x, sigma| {
-                let model = |e: candle_core::Error| SampleError::Model(e.to_string());
-                let img = twice_if_guided(x, batch).map_err(model)?;
-                let t = Tensor::new(vec![sigma as f32; batch], device)
-                    .and_then(|t| t.to_dtype(dtype))
-                    .map_err(model)?;
-                let inp = DitInputs {
-                    img: &img,
-                    img_ids: &img_ids,
-                    txt: &txt,
-                    txt_ids: &txt_ids,
-                    timesteps: &t,
-                    y: &y,
-                    guidance: guidance.as_ref(),
-                };
-                let v = dit
-                    .forward(&inp, condition, Mode::Fast)
-                    .map_err(|e| SampleError::Model(e.to_string()))?;
-                if batch == 1 {
-                    return Ok(v);
-                }
-                let guide = || -> candle_core::Result<Tensor> {
-                    let (v_c, v_u) = (v.narrow(0, 0, 1)?, v.narrow(0, 1, 1)?);
-                    (&v_c - &v_u)?.affine(scale, 0.0)? + &v_u
-                };
-                guide().map_err(model)
-            },
-            |i, n| progress(stage, i, n),
-            cancel,
-        )?;
-        let n = th * tw;
-        let mut out = vec![unpack_latents(&x.narrow(1, 0, n)?, th, tw)?];
-        if joint {
-            out.push(unpack_latents(&x.narrow(1, n, n)?, th, tw)?);
-        }
-        Ok(out)
-    }
-
     /// The implicit baseline: image and layout sampled jointly from the scene (appearance LoRA).
     fn implicit(
         &mut self,
@@ -558,35 +397,20 @@ impl Pipeline {
         let reason_prompt = self.cfg.reason_prompt(prompt);
         let k = self.candidates(opts.candidates);
         select::check_candidates("candidates", k).map_err(PipelineError::Input)?;
+        let input = StageInput::Latent {
+            lora: SKELETAL,
+            cond: &cond,
+        };
+        let run = self.stage_run(Stage::Reason, input, &reason_prompt, opts, false)?;
+        let n = run.steps();
         let asked = select::asked_count(prompt);
         let mut best: Option<(select::Score, Layout)> = None;
         for i in 0..k {
-            let o = RunOptions {
-                seed: select::candidate_seed(opts.seed, i),
-                ..opts.clone()
-            };
+            let noise = self.stage_noise(&run, select::candidate_seed(opts.seed, i))?;
             // One bar over all candidates.
-            let mut step = |s: Stage, j: usize, n: usize| progress(s, i * n + j, k * n);
-            let latent = self.sample_stage(
-                Stage::Reason,
-                SKELETAL,
-                &cond,
-                &reason_prompt,
-                &o,
-                &mut step,
-                cancel,
-            )?;
-            let decoded = self.to_image(&self.ae.decode(&latent)?)?;
-            let layout = Layout {
-                latent,
-                image: imageops::resize(
-                    &decoded,
-                    scene.width(),
-                    scene.height(),
-                    imageops::FilterType::Triangle,
-                ),
-                poses: None,
-            };
+            let mut step = |s: Stage, j: usize, _: usize| progress(s, i * n + j, k * n);
+            let x = self.integrate(&run, noise, 0, n, &mut step, cancel)?;
+            let layout = self.layout_of(&run, &x, scene)?;
             if k == 1 {
                 return Ok(layout);
             }
@@ -597,6 +421,71 @@ impl Pipeline {
         }
         best.map(|(_, l)| l)
             .ok_or_else(|| PipelineError::Input("no stage-1 candidate".into()))
+    }
+
+    /// The scene contrast a call asking for `asked` (`RunOptions::contrast`) gives stage 1:
+    /// that, else the model's `reason_contrast`.
+    pub fn contrast(&self, asked: Option<SceneContrast>) -> SceneContrast {
+        asked.unwrap_or(self.cfg.reason_contrast)
+    }
+
+    /// A stage-1 state as a layout: its latent, decoded and scaled to the scene's size.
+    fn layout_of(&self, run: &stage::StageRun, x: &Tensor, scene: &RgbImage) -> Result<Layout> {
+        let latent = self.unpack_state(run, x)?.remove(0);
+        let decoded = self.to_image(&self.ae.decode(&latent)?)?;
+        Ok(Layout {
+            latent,
+            image: imageops::resize(
+                &decoded,
+                scene.width(),
+                scene.height(),
+                imageops::FilterType::Triangle,
+            ),
+            poses: None,
+        })
+    }
+
+    /// Stage 1 of one seed (`opts.seed`, no candidates), with the layouts the model predicts
+    /// along the way: at each step of `at` (ascending, below `opts.steps`) the clean layout
+    /// predicted from that step's state, then the finished layout: how early a sample settles
+    /// its people.
+    pub fn reason_trajectory(
+        &mut self,
+        scene: &RgbImage,
+        prompt: &str,
+        opts: &RunOptions,
+        at: &[usize],
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Layout>> {
+        match self.cfg.method {
+            Method::Skeleguide | Method::Stage1Only => {}
+            Method::SingleStage | Method::Implicit => {
+                return Err(self.single_stage_error("separate stage-1 layout"))
+            }
+        }
+        let cond = self.encode_fitted(scene)?;
+        let reason_prompt = self.cfg.reason_prompt(prompt);
+        let input = StageInput::Latent {
+            lora: SKELETAL,
+            cond: &cond,
+        };
+        let run = self.stage_run(Stage::Reason, input, &reason_prompt, opts, false)?;
+        let n = run.steps();
+        if at.windows(2).any(|w| w[0] >= w[1]) || at.last().is_some_and(|&s| s >= n) {
+            return Err(PipelineError::Input(format!(
+                "trajectory steps {at:?}: they must rise and stay below the {n} steps"
+            )));
+        }
+        let mut x = self.stage_noise(&run, opts.seed)?;
+        let mut from = 0;
+        let mut out = Vec::with_capacity(at.len() + 1);
+        for &s in at.iter().chain(std::iter::once(&n)) {
+            x = self.integrate(&run, x, from, s, &mut |_, _, _| {}, cancel)?;
+            let predicted = self.predicted_clean(&run, &x, s)?;
+            out.push(self.layout_of(&run, &predicted, scene)?);
+            from = s;
+        }
+        Ok(out)
     }
 
     /// The base DiT alone drawing a `width`×`height` layout from the prompt's stage-1 form: no
@@ -810,7 +699,17 @@ impl Pipeline {
             None => {
                 let drawn = self.decode_latent(&layout.latent)?;
                 let scene_rt = self.scene_round_trip(scene)?;
-                composite::layout_core(&drawn, &scene_rt, composite::LAYOUT_DIFF_THRESHOLD)
+                let mut core =
+                    composite::layout_core(&drawn, &scene_rt, composite::LAYOUT_DIFF_THRESHOLD);
+                // Where people are read, only the changes near them are a person; elsewhere
+                // they are the sampler's strokes, and the scene stays.
+                let read = self.invert(layout)?;
+                if !read.people.is_empty() {
+                    let margin = ww.max(wh) as f32 * composite::READ_MARGIN_FRACTION;
+                    let near = pose::person_mask(&read.resized(ww, wh), margin.round() as u32);
+                    composite::keep_within(&mut core, &near);
+                }
+                core
             }
         };
         let side = ww.max(wh) as f32;
@@ -1034,12 +933,4 @@ impl AeRoundTrip {
 /// The default device: CUDA with the `cuda` feature when available, else the CPU.
 pub fn default_device() -> Result<Device> {
     Ok(crate::model::default_device()?)
-}
-
-/// `x`, or `x` stacked twice along the batch when guidance runs prompt and empty prompt together.
-fn twice_if_guided(x: &Tensor, batch: usize) -> candle_core::Result<Tensor> {
-    match batch {
-        1 => Ok(x.clone()),
-        _ => Tensor::cat(&[x, x], 0),
-    }
 }
