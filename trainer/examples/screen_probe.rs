@@ -6,12 +6,15 @@
 //!
 //! `cargo run --release -p skeleguide-trainer --example screen_probe -- MODEL DATA [COUNT] [M] [READS]`
 //!
+//! Stage 1 runs without the scene contrast (the plain sampler), as the probe was measured.
+//!
 //! READS, comma-separated (default `p6,p12,c5,c8`): `pN`, the layout the full-length sample
 //! predicts at step N (a screened candidate runs on from that state); `cN`, a sample of the
 //! same noise in N steps (the chosen candidate is then sampled again at full length).
 
 use anyhow::{bail, Context};
 use skeleguide_engine::metrics::pose::{count_exact, pckh_aligned, PckCount};
+use skeleguide_engine::modeldir::SceneContrast;
 use skeleguide_engine::pipeline::{self, Pipeline, RunOptions};
 use skeleguide_engine::select;
 use skeleguide_trainer::data::Manifest;
@@ -30,7 +33,7 @@ struct Candidate {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 2 {
-        bail!("usage: screen_probe MODEL DATA [COUNT] [M] [STEPS]");
+        bail!("usage: screen_probe MODEL DATA [COUNT] [M] [READS]");
     }
     let model = PathBuf::from(&args[0]);
     let manifest = Manifest::open(&PathBuf::from(&args[1]))?;
@@ -63,6 +66,8 @@ fn main() -> anyhow::Result<()> {
                 steps,
                 seed: select::candidate_seed(i as u64, c),
                 keep_background: false,
+                // the sampler as it was measured: no scene contrast
+                contrast: Some(SceneContrast::default()),
                 ..RunOptions::default()
             };
             let layouts =

@@ -424,9 +424,13 @@ impl Pipeline {
     }
 
     /// The scene contrast a call asking for `asked` (`RunOptions::contrast`) gives stage 1:
-    /// that, else the model's `reason_contrast`.
+    /// that, else the model's `reason_contrast`; off for the baselines, which sample no
+    /// separate stage-1 layout.
     pub fn contrast(&self, asked: Option<SceneContrast>) -> SceneContrast {
-        asked.unwrap_or(self.cfg.reason_contrast)
+        match self.cfg.method {
+            Method::Skeleguide | Method::Stage1Only => asked.unwrap_or(self.cfg.reason_contrast),
+            Method::SingleStage | Method::Implicit => SceneContrast::default(),
+        }
     }
 
     /// A stage-1 state as a layout: its latent, decoded and scaled to the scene's size.
@@ -447,8 +451,8 @@ impl Pipeline {
 
     /// Stage 1 of one seed (`opts.seed`, no candidates), with the layouts the model predicts
     /// along the way: at each step of `at` (ascending, below `opts.steps`) the clean layout
-    /// predicted from that step's state, then the finished layout: how early a sample settles
-    /// its people.
+    /// predicted from that step's state (as the sampler moves, so with the scene contrast's
+    /// push where it applies), then the finished layout: how early a sample settles its people.
     pub fn reason_trajectory(
         &mut self,
         scene: &RgbImage,
@@ -459,8 +463,12 @@ impl Pipeline {
     ) -> Result<Vec<Layout>> {
         match self.cfg.method {
             Method::Skeleguide | Method::Stage1Only => {}
-            Method::SingleStage | Method::Implicit => {
-                return Err(self.single_stage_error("separate stage-1 layout"))
+            Method::SingleStage => return Err(self.single_stage_error("stage-1 layout")),
+            Method::Implicit => {
+                return Err(PipelineError::Input(format!(
+                    "{}: this model is the implicit baseline (method implicit): it samples its layout with the image, not as a separate stage 1",
+                    self.dir.display()
+                )))
             }
         }
         let cond = self.encode_fitted(scene)?;
@@ -690,8 +698,9 @@ impl Pipeline {
 
     /// Where the person may be, at the scene's size (255: generated, 0: the scene's pixel). The
     /// skeleton is found at the working size: drawn from the poses when the layout has them,
-    /// else where the decoded layout differs from the scene through the same autoencoder. It is
-    /// grown by the body around the bones and feathered ([`composite`]).
+    /// else where the decoded layout differs from the scene through the same autoencoder, and
+    /// only near the people the PoseInverter reads from it when it reads any. It is grown by the
+    /// body around the bones and feathered ([`composite`]).
     pub fn person_alpha(&mut self, scene: &RgbImage, layout: &Layout) -> Result<image::GrayImage> {
         let (ww, wh) = self.working_size(scene.width(), scene.height());
         let core = match &layout.poses {
@@ -703,8 +712,9 @@ impl Pipeline {
                     composite::layout_core(&drawn, &scene_rt, composite::LAYOUT_DIFF_THRESHOLD);
                 // Where people are read, only the changes near them are a person; elsewhere
                 // they are the sampler's strokes, and the scene stays.
-                let read = self.invert(layout)?;
-                if !read.people.is_empty() {
+                // (a layout the inverter cannot read keeps every change)
+                let read = self.invert(layout).ok().filter(|r| !r.people.is_empty());
+                if let Some(read) = read {
                     let margin = ww.max(wh) as f32 * composite::READ_MARGIN_FRACTION;
                     let near = pose::person_mask(&read.resized(ww, wh), margin.round() as u32);
                     composite::keep_within(&mut core, &near);
