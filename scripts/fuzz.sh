@@ -2,7 +2,7 @@
 # Fuzzes every reader of user input with cargo-fuzz (libFuzzer + AddressSanitizer, nightly).
 #
 #   scripts/fuzz.sh            # each target for 10 minutes
-#   scripts/fuzz.sh 20         # each target for 20 seconds (what CI runs)
+#   scripts/fuzz.sh 10         # each target for 10 seconds (what CI runs)
 #   scripts/fuzz.sh 60 image   # one target
 #
 # A run fails on a crash, an abort, an allocation over 1 GB (-malloc_limit_mb), a resident set
