@@ -393,15 +393,9 @@ impl Pipeline {
             Method::Implicit => return Ok(self.implicit(scene, prompt, opts, progress, cancel)?.0),
             Method::Skeleguide | Method::Stage1Only => {}
         }
-        let cond = self.encode_fitted(scene)?;
-        let reason_prompt = self.cfg.reason_prompt(prompt);
         let k = self.candidates(opts.candidates);
         select::check_candidates("candidates", k).map_err(PipelineError::Input)?;
-        let input = StageInput::Latent {
-            lora: SKELETAL,
-            cond: &cond,
-        };
-        let run = self.stage_run(Stage::Reason, input, &reason_prompt, opts, false)?;
+        let run = self.stage1_run(scene, prompt, opts)?;
         let n = run.steps();
         let asked = select::asked_count(prompt);
         let mut best: Option<(select::Score, Layout)> = None;
@@ -433,10 +427,27 @@ impl Pipeline {
         }
     }
 
+    /// Stage 1 set up for `prompt` on `scene`: the skeletal LoRA on the scene's latent, the
+    /// prompt in its stage-1 form.
+    fn stage1_run(
+        &mut self,
+        scene: &RgbImage,
+        prompt: &str,
+        opts: &RunOptions,
+    ) -> Result<stage::StageRun> {
+        let cond = self.encode_fitted(scene)?;
+        let input = StageInput::Latent {
+            lora: SKELETAL,
+            cond: &cond,
+        };
+        let reason_prompt = self.cfg.reason_prompt(prompt);
+        self.stage_run(Stage::Reason, input, &reason_prompt, opts, false)
+    }
+
     /// A stage-1 state as a layout: its latent, decoded and scaled to the scene's size.
     fn layout_of(&self, run: &stage::StageRun, x: &Tensor, scene: &RgbImage) -> Result<Layout> {
         let latent = self.unpack_state(run, x)?.remove(0);
-        let decoded = self.to_image(&self.ae.decode(&latent)?)?;
+        let decoded = self.decode_latent(&latent)?;
         Ok(Layout {
             latent,
             image: imageops::resize(
@@ -471,13 +482,7 @@ impl Pipeline {
                 )))
             }
         }
-        let cond = self.encode_fitted(scene)?;
-        let reason_prompt = self.cfg.reason_prompt(prompt);
-        let input = StageInput::Latent {
-            lora: SKELETAL,
-            cond: &cond,
-        };
-        let run = self.stage_run(Stage::Reason, input, &reason_prompt, opts, false)?;
+        let run = self.stage1_run(scene, prompt, opts)?;
         let n = run.steps();
         if at.windows(2).any(|w| w[0] >= w[1]) || at.last().is_some_and(|&s| s >= n) {
             return Err(PipelineError::Input(format!(
@@ -712,8 +717,13 @@ impl Pipeline {
                     composite::layout_core(&drawn, &scene_rt, composite::LAYOUT_DIFF_THRESHOLD);
                 // Where people are read, only the changes near them are a person; elsewhere
                 // they are the sampler's strokes, and the scene stays.
-                // (a layout the inverter cannot read keeps every change)
-                let read = self.invert(layout).ok().filter(|r| !r.people.is_empty());
+                // (a layout the inverter cannot read keeps every change; with no change there
+                // is nothing to read for)
+                let changed = core.pixels().any(|p| p.0[0] > 0);
+                let read = changed
+                    .then(|| self.invert(layout).ok())
+                    .flatten()
+                    .filter(|r| !r.people.is_empty());
                 if let Some(read) = read {
                     let margin = ww.max(wh) as f32 * composite::READ_MARGIN_FRACTION;
                     let near = pose::person_mask(&read.resized(ww, wh), margin.round() as u32);

@@ -34,7 +34,7 @@ pub(super) struct StageRun {
     batch: usize,
     conditioned: bool,
     /// The `steps + 1` noise levels, 1 down to 0.
-    pub(super) sigmas: Vec<f64>,
+    sigmas: Vec<f64>,
     channels: usize,
     th: usize,
     tw: usize,
@@ -137,17 +137,27 @@ impl Pipeline {
             cond_ids.clone()
         };
         let txt_ids = text_ids(batch, txt.dim(1)?, &self.device, self.dtype)?;
-        let conditioned = match input {
+        let (conditioned, contrast) = match input {
             StageInput::Latent { lora, cond } => {
                 self.dit.loras_mut().set_active(Some(lora))?;
-                let tokens = twice_if_guided(&pack_latents(cond)?, batch)?;
+                let packed = pack_latents(cond)?;
+                let tokens = twice_if_guided(&packed, batch)?;
                 self.dit
                     .ensure_cond_cache(&mut self.cond_cache, &tokens, &cond_ids, &y)?;
-                true
+                // Stage 1 pushes its layout away from the scene it is conditioned on.
+                let contrast = match stage {
+                    Stage::Reason => {
+                        let c = self.contrast(opts.contrast);
+                        c.check().map_err(PipelineError::Input)?;
+                        (!c.is_off()).then_some((packed, c))
+                    }
+                    Stage::Render => None,
+                };
+                (true, contrast)
             }
             StageInput::BaseAlone { .. } => {
                 self.dit.loras_mut().set_active(None)?;
-                false
+                (false, None)
             }
         };
         let sigmas = sampling::schedule(opts.steps, self.cfg.time_shift.then_some(th * tw));
@@ -160,16 +170,6 @@ impl Pipeline {
                     .and_then(|t| t.to_dtype(self.dtype))
             })
             .transpose()?;
-        let contrast = match (stage, input) {
-            (Stage::Reason, StageInput::Latent { cond, .. }) => {
-                let c = self.contrast(opts.contrast);
-                c.check().map_err(PipelineError::Input)?;
-                (!c.is_off())
-                    .then(|| pack_latents(cond).map(|t| (t, c)))
-                    .transpose()?
-            }
-            _ => None,
-        };
         Ok(StageRun {
             contrast,
             stage,
