@@ -165,7 +165,7 @@ pub struct ModelConfig {
     #[serde(default)]
     pub text_guidance: TextGuidance,
     /// Default number of stage-1 layouts sampled per call, of which the one read back with the
-    /// prompt's person count and the most complete skeletons is kept (see
+    /// prompt's person count and the best-shaped skeletons is kept (see
     /// [`crate::select`]); 1: one sample, no choice.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub reason_candidates: usize,

@@ -1,7 +1,9 @@
 //! Choosing among several stage-1 layouts: each candidate is read back by the PoseInverter, and
-//! the one that has as many people as the prompt asks for, with the most complete skeletons,
-//! is kept (see [`crate::pipeline::RunOptions::candidates`]).
+//! the one that has as many people as the prompt asks for, with the most complete skeletons
+//! shaped most like a body, is kept (see [`crate::pipeline::RunOptions::candidates`]).
 
+use crate::inverter::{body_misfit, PRIOR_CAP};
+use crate::pose::layout::stick_width;
 use crate::pose::{PoseSet, NUM_JOINTS};
 
 /// The most candidates one call may sample.
@@ -97,8 +99,14 @@ pub fn candidate_seed(seed: u64, i: usize) -> u64 {
     seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// How well a candidate layout, as read back, answers the prompt; larger is better.
-#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+/// How much a unit of [`Score::body_fit`] weighs against the whole of
+/// [`Score::completeness`] when the counts tie: a skeleton shaped like a body is worth some
+/// missing joints.
+pub const BODY_FIT_WEIGHT: f64 = 0.1;
+
+/// How well a candidate layout, as read back, answers the prompt; larger is better: the right
+/// count, then the nearer count, then [`Score::shape`].
+#[derive(Clone, Copy, Debug)]
 pub struct Score {
     /// As many people as asked (when the prompt does not say: anyone at all).
     pub count_right: bool,
@@ -106,6 +114,32 @@ pub struct Score {
     pub count_gap: i64,
     /// The read people's mean share of present joints (0 when nobody is read).
     pub completeness: f64,
+    /// Minus the read people's mean [`body_misfit`] (how unlike a body their bone-length ratios
+    /// are; people holding no pair of bones count as the prior's cap), `-∞` when nobody is read.
+    pub body_fit: f64,
+}
+
+impl Score {
+    /// The skeletons' quality, once the counts tie: `completeness + BODY_FIT_WEIGHT × body_fit`.
+    pub fn shape(&self) -> f64 {
+        self.completeness + BODY_FIT_WEIGHT * self.body_fit
+    }
+
+    fn key(&self) -> (bool, i64, f64) {
+        (self.count_right, self.count_gap, self.shape())
+    }
+}
+
+impl PartialEq for Score {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        self.key().partial_cmp(&other.key())
+    }
 }
 
 /// The score of `poses` for a prompt asking for `asked` people.
@@ -117,6 +151,17 @@ pub fn score(poses: &PoseSet, asked: Option<usize>) -> Score {
         let present: usize = poses.people.iter().map(|p| p.present_count()).sum();
         present as f64 / (n * NUM_JOINTS) as f64
     };
+    let floor = stick_width(poses.width, poses.height) as f64;
+    let body_fit = if n == 0 {
+        f64::NEG_INFINITY
+    } else {
+        let misfit: f64 = poses
+            .people
+            .iter()
+            .map(|p| body_misfit(p, floor).unwrap_or(PRIOR_CAP))
+            .sum();
+        -misfit / n as f64
+    };
     let (count_right, count_gap) = match asked {
         Some(a) => (n == a, -(n.abs_diff(a) as i64)),
         None => (n > 0, 0),
@@ -125,6 +170,7 @@ pub fn score(poses: &PoseSet, asked: Option<usize>) -> Score {
         count_right,
         count_gap,
         completeness,
+        body_fit,
     }
 }
 
@@ -192,6 +238,41 @@ mod tests {
         assert!(score(&set(&[18, 18, 18]), two) > score(&set(&[18, 18, 18, 18]), two));
         assert!(score(&set(&[18, 12]), two) > score(&set(&[12, 12]), two));
         assert!(score(&set(&[4]), None) > score(&set(&[]), None));
+    }
+
+    #[test]
+    fn with_the_count_right_a_body_shaped_skeleton_beats_a_more_complete_stretched_one() {
+        let body = crate::pose::edit::default_person((64.0, 64.0), 100.0);
+        // the wrists and ankles three times as far from the elbows and knees
+        let mut stretched = body.clone();
+        for (end, mid) in [(4, 3), (7, 6), (10, 9), (13, 12)] {
+            let (e, m) = (body.joints[end].unwrap(), body.joints[mid].unwrap());
+            stretched.joints[end] = Some(Keypoint::new(
+                m.x + 3.0 * (e.x - m.x),
+                m.y + 3.0 * (e.y - m.y),
+            ));
+        }
+        // the body without its eyes and ears
+        let mut partial = body.clone();
+        for j in 14..18 {
+            partial.joints[j] = None;
+        }
+        let one = |p: &Pose| PoseSet {
+            width: 128,
+            height: 128,
+            people: vec![p.clone()],
+        };
+        let (b, s, p) = (
+            score(&one(&body), Some(1)),
+            score(&one(&stretched), Some(1)),
+            score(&one(&partial), Some(1)),
+        );
+        assert!(b.body_fit > s.body_fit + 1.0, "{b:?} {s:?}");
+        assert!(p > s, "{p:?} {s:?}");
+        assert!(b > p, "{b:?} {p:?}");
+        // the count still comes first
+        assert!(s > score(&one(&body), Some(2)));
+        assert_eq!(score(&set(&[]), Some(1)).body_fit, f64::NEG_INFINITY);
     }
 
     #[test]

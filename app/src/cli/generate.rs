@@ -75,7 +75,7 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub background: BackgroundArgs,
     /// Stage-1 layouts to sample, keeping the one read back with the prompt's person count and
-    /// the most complete skeletons (default: the model's reason_candidates; 1: no choice).
+    /// the best-shaped skeletons (default: the model's reason_candidates; 1: no choice).
     #[arg(long)]
     pub candidates: Option<usize>,
 }
@@ -95,7 +95,7 @@ pub struct ReasonArgs {
     #[arg(long)]
     pub pose_out: Option<PathBuf>,
     /// Stage-1 layouts to sample, keeping the one read back with the prompt's person count and
-    /// the most complete skeletons (default: the model's reason_candidates; 1: no choice).
+    /// the best-shaped skeletons (default: the model's reason_candidates; 1: no choice).
     #[arg(long)]
     pub candidates: Option<usize>,
 }

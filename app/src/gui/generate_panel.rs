@@ -150,7 +150,7 @@ fn guidance_controls(ui: &mut Ui, guidance: &mut Option<TextGuidance>) {
 fn candidate_controls(ui: &mut Ui, candidates: &mut Option<usize>) {
     let mut custom = candidates.is_some();
     ui.checkbox(&mut custom, "Custom pose candidates").on_hover_text(
-        "Sample several skeleton layouts and keep the one with the prompt's person count and the most complete skeletons; off: the model's default",
+        "Sample several skeleton layouts and keep the one with the prompt's person count and the best-shaped skeletons; off: the model's default",
     );
     match (custom, candidates.as_mut()) {
         (false, _) => *candidates = None,

@@ -65,7 +65,7 @@ pub use input::{
     image_from_raw, read_layout, to_working, window_features, WorkGeometry, INPUT_CHANNELS,
 };
 pub use network::{InverterConfig, PoseInverter};
-pub use prior::POSE_PRIOR;
+pub use prior::{body_misfit, POSE_PRIOR, PRIOR_CAP};
 pub use targets::{class_targets, loss, one_hot};
 
 use crate::error::PoseError;

@@ -44,7 +44,7 @@ pub const POSE_PRIOR: [(usize, usize, f64, f64); 28] = [
 
 /// The most one [`POSE_PRIOR`] term may add (a squared z-score): a foreshortened bone or a
 /// jittered small person is unlikely, not impossible.
-const PRIOR_CAP: f64 = 16.0;
+pub const PRIOR_CAP: f64 = 16.0;
 
 /// How much a unit of [`implausibility`] weighs against a unit of limb evidence in
 /// [`regroup_by_prior`].
@@ -68,6 +68,22 @@ fn implausibility(p: &Pose, floor: f64) -> f64 {
             Some((z * z).min(PRIOR_CAP) - 1.0)
         })
         .sum()
+}
+
+/// How unlike a body a person's proportions are on average: the mean over the [`POSE_PRIOR`]
+/// pairs whose four joints it holds of the squared z-score of the pair's log length ratio (each
+/// at most [`PRIOR_CAP`]; about 1 for a body the prior describes). `None` when it holds no
+/// pair. Lengths are at least `floor`, as in [`implausibility`].
+pub fn body_misfit(p: &Pose, floor: f64) -> Option<f64> {
+    let len = |k: usize| p.limb_length(k).map(|l| l.max(floor));
+    let z2: Vec<f64> = POSE_PRIOR
+        .iter()
+        .filter_map(|&(k, l, mean, sd)| {
+            let z = ((len(k)? / len(l)?).ln() - mean) / sd;
+            Some((z * z).min(PRIOR_CAP))
+        })
+        .collect();
+    (!z2.is_empty()).then(|| z2.iter().sum::<f64>() / z2.len() as f64)
 }
 
 /// The joints a regrouping moves together: the neck alone, and each other joint with every
@@ -213,6 +229,26 @@ mod tests {
         let mut people = vec![p.clone(), q.clone()];
         regroup_by_prior(&mut people, &drawn, 1.0);
         assert_eq!(people, vec![p, q]);
+    }
+
+    #[test]
+    fn a_body_like_person_misfits_less_than_one_with_a_stretched_forearm() {
+        let a = standing(100.0, 40.0, 20.0);
+        let fit = body_misfit(&a, 1.0).unwrap();
+        assert!(fit < 2.0, "{fit}");
+        let mut stretched = a.clone();
+        // the right wrist three forearms from the elbow
+        let (e, w) = (a.joints[3].unwrap(), a.joints[4].unwrap());
+        stretched.joints[4] = Some(Keypoint::new(
+            e.x + 3.0 * (w.x - e.x),
+            e.y + 3.0 * (w.y - e.y),
+        ));
+        assert!(body_misfit(&stretched, 1.0).unwrap() > fit + 0.5);
+        // a neck and a nose hold one bone and no pair to compare
+        let mut head = Pose::from_joints([None; NUM_JOINTS]);
+        head.joints[0] = a.joints[0];
+        head.joints[1] = a.joints[1];
+        assert_eq!(body_misfit(&head, 1.0), None);
     }
 
     #[test]

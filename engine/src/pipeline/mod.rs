@@ -84,7 +84,7 @@ pub struct RunOptions {
     /// Classifier-free guidance per stage; `None`: the model's `text_guidance`.
     pub guidance: Option<TextGuidance>,
     /// Stage-1 layouts to sample, keeping the one read back with the prompt's person count and
-    /// the most complete skeletons ([`crate::select`]); `None`: the model's `reason_candidates`.
+    /// the best-shaped skeletons ([`crate::select`]); `None`: the model's `reason_candidates`.
     /// Candidate 0 is the call's own seed, so 1 is the plain sampler.
     pub candidates: Option<usize>,
     /// Stage 1's scene contrast ([`SceneContrast`]); `None`: the model's `reason_contrast`.
@@ -393,28 +393,79 @@ impl Pipeline {
             Method::Implicit => return Ok(self.implicit(scene, prompt, opts, progress, cancel)?.0),
             Method::Skeleguide | Method::Stage1Only => {}
         }
-        let k = self.candidates(opts.candidates);
-        select::check_candidates("candidates", k).map_err(PipelineError::Input)?;
-        let run = self.stage1_run(scene, prompt, opts)?;
-        let n = run.steps();
-        let asked = select::asked_count(prompt);
-        let mut best: Option<(select::Score, Layout)> = None;
-        for i in 0..k {
-            let noise = self.stage_noise(&run, select::candidate_seed(opts.seed, i))?;
-            // One bar over all candidates.
-            let mut step = |s: Stage, j: usize, _: usize| progress(s, i * n + j, k * n);
-            let x = self.integrate(&run, noise, 0, n, &mut step, cancel)?;
-            let layout = self.layout_of(&run, &x, scene)?;
-            if k == 1 {
-                return Ok(layout);
-            }
-            let score = select::score(&self.invert(&layout)?, asked);
-            if best.as_ref().is_none_or(|(b, _)| score > *b) {
-                best = Some((score, layout));
+        let mut candidates = self.reason_candidates(scene, prompt, opts, progress, cancel)?;
+        let mut kept = 0;
+        if candidates.len() > 1 {
+            let asked = select::asked_count(prompt);
+            let mut best = None;
+            for (i, c) in candidates.iter().enumerate() {
+                let score = select::score(&self.invert(c)?, asked);
+                if best.is_none_or(|b| score > b) {
+                    (best, kept) = (Some(score), i);
+                }
             }
         }
-        best.map(|(_, l)| l)
-            .ok_or_else(|| PipelineError::Input("no stage-1 candidate".into()))
+        let Layout { latent, image, .. } = candidates.swap_remove(kept);
+        Ok(layout_at_scene_size(scene, latent, image))
+    }
+
+    /// Every stage-1 candidate [`Pipeline::reason`] chooses from (`opts.candidates`, else the
+    /// model's `reason_candidates`), in candidate order, none read back yet. Their images are
+    /// at the working size, where [`Pipeline::reason`] reads them: the strokes the model drew,
+    /// no more pixels (it scales only the kept one to the scene's size).
+    pub fn reason_candidates(
+        &mut self,
+        scene: &RgbImage,
+        prompt: &str,
+        opts: &RunOptions,
+        progress: Progress,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Layout>> {
+        self.check_candidates_apply(opts)?;
+        self.check_separate_stage1()?;
+        let k = self.candidates(opts.candidates);
+        select::check_candidates("candidates", k).map_err(PipelineError::Input)?;
+        // The candidates side by side in one batch: a step of all costs less than one each.
+        let run = self.stage1_run(scene, prompt, opts, k)?;
+        let noises = (0..k)
+            .map(|i| self.stage_noise(&run, select::candidate_seed(opts.seed, i)))
+            .collect::<Result<Vec<_>>>()?;
+        let x = self.integrate(
+            &run,
+            Tensor::cat(&noises, 0)?,
+            0,
+            run.steps(),
+            progress,
+            cancel,
+        )?;
+        let latents = (0..k)
+            .map(|i| Ok(self.unpack_state(&run, &x.narrow(0, i, 1)?)?.remove(0)))
+            .collect::<Result<Vec<_>>>()?;
+        // One decode for all of them, as for the sampling.
+        let decoded = self.ae.decode(&Tensor::cat(&latents, 0)?)?;
+        latents
+            .into_iter()
+            .enumerate()
+            .map(|(i, latent)| {
+                Ok(Layout {
+                    latent,
+                    image: self.to_image(&decoded.narrow(0, i, 1)?)?,
+                    poses: None,
+                })
+            })
+            .collect()
+    }
+
+    /// Refuses a baseline that samples no separate stage-1 layout.
+    fn check_separate_stage1(&self) -> Result<()> {
+        match self.cfg.method {
+            Method::Skeleguide | Method::Stage1Only => Ok(()),
+            Method::SingleStage => Err(self.single_stage_error("stage-1 layout")),
+            Method::Implicit => Err(PipelineError::Input(format!(
+                "{}: this model is the implicit baseline (method implicit): it samples its layout with the image, not as a separate stage 1",
+                self.dir.display()
+            ))),
+        }
     }
 
     /// The scene contrast a call asking for `asked` (`RunOptions::contrast`) gives stage 1:
@@ -427,13 +478,14 @@ impl Pipeline {
         }
     }
 
-    /// Stage 1 set up for `prompt` on `scene`: the skeletal LoRA on the scene's latent, the
-    /// prompt in its stage-1 form.
+    /// Stage 1 set up for `prompt` on `scene`, `samples` layouts at a time: the skeletal LoRA on
+    /// the scene's latent, the prompt in its stage-1 form.
     fn stage1_run(
         &mut self,
         scene: &RgbImage,
         prompt: &str,
         opts: &RunOptions,
+        samples: usize,
     ) -> Result<stage::StageRun> {
         let cond = self.encode_fitted(scene)?;
         let input = StageInput::Latent {
@@ -441,23 +493,14 @@ impl Pipeline {
             cond: &cond,
         };
         let reason_prompt = self.cfg.reason_prompt(prompt);
-        self.stage_run(Stage::Reason, input, &reason_prompt, opts, false)
+        self.stage_run(Stage::Reason, input, &reason_prompt, opts, false, samples)
     }
 
     /// A stage-1 state as a layout: its latent, decoded and scaled to the scene's size.
     fn layout_of(&self, run: &stage::StageRun, x: &Tensor, scene: &RgbImage) -> Result<Layout> {
         let latent = self.unpack_state(run, x)?.remove(0);
         let decoded = self.decode_latent(&latent)?;
-        Ok(Layout {
-            latent,
-            image: imageops::resize(
-                &decoded,
-                scene.width(),
-                scene.height(),
-                imageops::FilterType::Triangle,
-            ),
-            poses: None,
-        })
+        Ok(layout_at_scene_size(scene, latent, decoded))
     }
 
     /// Stage 1 of one seed (`opts.seed`, no candidates), with the layouts the model predicts
@@ -472,17 +515,8 @@ impl Pipeline {
         at: &[usize],
         cancel: &AtomicBool,
     ) -> Result<Vec<Layout>> {
-        match self.cfg.method {
-            Method::Skeleguide | Method::Stage1Only => {}
-            Method::SingleStage => return Err(self.single_stage_error("stage-1 layout")),
-            Method::Implicit => {
-                return Err(PipelineError::Input(format!(
-                    "{}: this model is the implicit baseline (method implicit): it samples its layout with the image, not as a separate stage 1",
-                    self.dir.display()
-                )))
-            }
-        }
-        let run = self.stage1_run(scene, prompt, opts)?;
+        self.check_separate_stage1()?;
+        let run = self.stage1_run(scene, prompt, opts, 1)?;
         let n = run.steps();
         if at.windows(2).any(|w| w[0] >= w[1]) || at.last().is_some_and(|&s| s >= n) {
             return Err(PipelineError::Input(format!(
@@ -864,6 +898,26 @@ fn image_to_tensor(img: &RgbImage, device: &Device, dtype: DType) -> Result<Tens
         .permute((0, 3, 1, 2))?
         .contiguous()?;
     Ok(t.to_dtype(dtype)?.to_device(device)?)
+}
+
+/// A stage-1 layout from its latent and its decoding at the working size, scaled to the scene's
+/// size.
+fn layout_at_scene_size(scene: &RgbImage, latent: Tensor, decoded: RgbImage) -> Layout {
+    let image = if decoded.dimensions() == scene.dimensions() {
+        decoded
+    } else {
+        imageops::resize(
+            &decoded,
+            scene.width(),
+            scene.height(),
+            imageops::FilterType::Triangle,
+        )
+    };
+    Layout {
+        latent,
+        image,
+        poses: None,
+    }
 }
 
 /// The first image of a decoded batch `(B, 3, H, W)` in about [-1, 1], as RGB8.

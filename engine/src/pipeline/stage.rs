@@ -29,8 +29,11 @@ pub(super) struct StageRun {
     txt_ids: Tensor,
     img_ids: Tensor,
     guidance: Option<Tensor>,
-    /// The classifier-free guidance scale; the batch is two (prompt, empty prompt) unless 1.
+    /// The classifier-free guidance scale; guided (prompt and empty prompt) unless 1.
     scale: f64,
+    /// Samples integrated side by side (stage 1's candidates), one batch for all of them.
+    samples: usize,
+    /// The DiT's batch: `samples`, twice that under guidance (all prompts, then all empty ones).
     batch: usize,
     conditioned: bool,
     /// The `steps + 1` noise levels, 1 down to 0.
@@ -84,14 +87,15 @@ impl Pipeline {
         cancel: &AtomicBool,
         joint: bool,
     ) -> Result<Vec<Tensor>> {
-        let run = self.stage_run(stage, input, prompt, opts, joint)?;
+        let run = self.stage_run(stage, input, prompt, opts, joint, 1)?;
         let noise = self.stage_noise(&run, opts.seed)?;
         let x = self.integrate(&run, noise, 0, run.steps(), progress, cancel)?;
         self.unpack_state(&run, &x)
     }
 
-    /// Sets a stage up: the LoRA set and the condition cache, the prompt's (and under guidance
-    /// the empty prompt's) features, the ids and the schedule.
+    /// Sets a stage up for `samples` samples integrated together: the LoRA set and the
+    /// condition cache, the prompt's (and under guidance the empty prompt's) features, the ids
+    /// and the schedule.
     pub(super) fn stage_run(
         &mut self,
         stage: Stage,
@@ -99,6 +103,7 @@ impl Pipeline {
         prompt: &str,
         opts: &RunOptions,
         joint: bool,
+        samples: usize,
     ) -> Result<StageRun> {
         let (channels, h, w) = match input {
             StageInput::Latent { cond, .. } => {
@@ -115,20 +120,22 @@ impl Pipeline {
             Stage::Render => scales.render,
         };
         let (txt, y) = self.text_features(prompt)?;
-        // One batch of two (prompt, empty prompt in the stage's form, as training drops it).
+        let (txt, y) = (repeat_batch(&txt, samples)?, repeat_batch(&y, samples)?);
+        // The prompt's batch, then the empty prompt's (in the stage's form, as training drops it).
         let (txt, y, batch) = if scale != 1.0 {
             let empty = match stage {
                 Stage::Reason => self.cfg.reason_prompt(""),
                 Stage::Render => String::new(),
             };
             let (txt_u, y_u) = self.text_features(&empty)?;
+            let (txt_u, y_u) = (repeat_batch(&txt_u, samples)?, repeat_batch(&y_u, samples)?);
             (
                 Tensor::cat(&[&txt, &txt_u], 0)?,
                 Tensor::cat(&[&y, &y_u], 0)?,
-                2,
+                2 * samples,
             )
         } else {
-            (txt, y, 1)
+            (txt, y, samples)
         };
         let cond_ids = image_ids(batch, th, tw, &self.device, self.dtype)?;
         let img_ids = if joint {
@@ -141,7 +148,7 @@ impl Pipeline {
             StageInput::Latent { lora, cond } => {
                 self.dit.loras_mut().set_active(Some(lora))?;
                 let packed = pack_latents(cond)?;
-                let tokens = twice_if_guided(&packed, batch)?;
+                let tokens = repeat_batch(&packed, batch)?;
                 self.dit
                     .ensure_cond_cache(&mut self.cond_cache, &tokens, &cond_ids, &y)?;
                 // Stage 1 pushes its layout away from the scene it is conditioned on.
@@ -179,6 +186,7 @@ impl Pipeline {
             img_ids,
             guidance,
             scale,
+            samples,
             batch,
             conditioned,
             sigmas,
@@ -217,7 +225,7 @@ impl Pipeline {
         sigma: f64,
     ) -> std::result::Result<Tensor, SampleError> {
         let model = |e: candle_core::Error| SampleError::Model(e.to_string());
-        let img = twice_if_guided(x, run.batch).map_err(model)?;
+        let img = twice_if_guided(x, run.batch / run.samples).map_err(model)?;
         let t = Tensor::new(vec![sigma as f32; run.batch], &self.device)
             .and_then(|t| t.to_dtype(self.dtype))
             .map_err(model)?;
@@ -240,11 +248,12 @@ impl Pipeline {
             .dit
             .forward(&inp, condition, Mode::Fast)
             .map_err(|e| SampleError::Model(e.to_string()))?;
-        let v = if run.batch == 1 {
+        let v = if run.batch == run.samples {
             v
         } else {
             let guide = || -> candle_core::Result<Tensor> {
-                let (v_c, v_u) = (v.narrow(0, 0, 1)?, v.narrow(0, 1, 1)?);
+                let n = run.samples;
+                let (v_c, v_u) = (v.narrow(0, 0, n)?, v.narrow(0, n, n)?);
                 (&v_c - &v_u)?.affine(run.scale, 0.0)? + &v_u
             };
             guide().map_err(model)?
@@ -254,7 +263,7 @@ impl Pipeline {
             Some((scene, c)) if sigma > c.until => {
                 let push = || -> candle_core::Result<Tensor> {
                     let x0 = (x - (&v * sigma)?)?;
-                    let d = (x0 - scene)?.affine(c.scale / sigma, 0.0)?;
+                    let d = x0.broadcast_sub(scene)?.affine(c.scale / sigma, 0.0)?;
                     &v - d
                 };
                 push().map_err(model)
@@ -303,7 +312,8 @@ impl Pipeline {
         Ok((x - (v * sigma)?)?)
     }
 
-    /// Packed tokens back to latents: one, or the image's and the layout's for a joint run.
+    /// Packed tokens back to latents: one per sample, or the image's and the layout's for a
+    /// joint run.
     pub(super) fn unpack_state(&self, run: &StageRun, x: &Tensor) -> Result<Vec<Tensor>> {
         let n = run.th * run.tw;
         let mut out = vec![unpack_latents(&x.narrow(1, 0, n)?, run.th, run.tw)?];
@@ -314,10 +324,19 @@ impl Pipeline {
     }
 }
 
-/// `x`, or `x` stacked twice along the batch when guidance runs prompt and empty prompt together.
-fn twice_if_guided(x: &Tensor, batch: usize) -> candle_core::Result<Tensor> {
-    match batch {
+/// `x`, or `x` stacked twice along the batch when guidance runs prompt and empty prompt together
+/// (`copies` 2).
+fn twice_if_guided(x: &Tensor, copies: usize) -> candle_core::Result<Tensor> {
+    match copies {
         1 => Ok(x.clone()),
         _ => Tensor::cat(&[x, x], 0),
+    }
+}
+
+/// A batch-of-one tensor repeated `n` times along the batch.
+fn repeat_batch(x: &Tensor, n: usize) -> candle_core::Result<Tensor> {
+    match n {
+        1 => Ok(x.clone()),
+        _ => Tensor::cat(&vec![x; n], 0),
     }
 }

@@ -36,7 +36,7 @@ pub(crate) struct EvalArgs {
     #[arg(long)]
     guidance_render: Option<f64>,
     /// Stage-1 layouts sampled per example, keeping the one read back with the prompt's person
-    /// count and the most complete skeletons (default: the model's reason_candidates).
+    /// count and the best-shaped skeletons (default: the model's reason_candidates).
     #[arg(long, conflicts_with = "base_only")]
     candidates: Option<usize>,
     /// Stage 1's scene contrast scale (default: the model's reason_contrast; 0: off).
