@@ -409,3 +409,27 @@ fn a_scene_past_the_texture_limit_opens_downscaled_for_display() {
         );
     }
 }
+
+#[test]
+fn custom_guidance_and_candidates_start_from_the_models_defaults() {
+    let mut app = SkeleGuideApp::new(&GuiOptions::default());
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/models/tiny");
+    app.gen.model_dir = dir.display().to_string();
+    let cfg = skeleguide_engine::modeldir::ModelConfig::load(&dir).unwrap();
+    assert_ne!(
+        cfg.reason_candidates, 1,
+        "the shipped model samples several candidates, so a start at 1 would show"
+    );
+    let mut h = harness(app);
+    assert_eq!(h.state().gen.candidates, None);
+    h.get_by_label("Custom pose candidates").click();
+    h.run();
+    assert_eq!(h.state().gen.candidates, Some(cfg.reason_candidates));
+    h.get_by_label("Custom guidance").click();
+    h.run();
+    assert_eq!(h.state().gen.guidance, Some(cfg.text_guidance));
+    // off again: the model decides
+    h.get_by_label("Custom pose candidates").click();
+    h.run();
+    assert_eq!(h.state().gen.candidates, None);
+}

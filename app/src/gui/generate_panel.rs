@@ -4,7 +4,8 @@
 use super::SkeleGuideApp;
 use crate::worker::JobKind;
 use egui::Ui;
-use skeleguide_engine::modeldir::TextGuidance;
+use skeleguide_engine::modeldir::{ModelConfig, TextGuidance};
+use std::path::Path;
 
 pub(super) fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
     ui.heading("Generate");
@@ -31,8 +32,9 @@ pub(super) fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
     );
     ui.checkbox(&mut app.gen.keep_background, "Keep the scene")
         .on_hover_text("The photo's own pixels at full resolution outside the person; off: the whole image is the model's");
-    guidance_controls(ui, &mut app.gen.guidance);
-    candidate_controls(ui, &mut app.gen.candidates);
+    let model_dir = app.gen.model_dir.trim().to_string();
+    guidance_controls(ui, &mut app.gen.guidance, &model_dir);
+    candidate_controls(ui, &mut app.gen.candidates, &model_dir);
     let busy = app.running.is_some();
     ui.horizontal_wrapped(|ui| {
         if ui
@@ -130,14 +132,24 @@ pub(super) fn batch_window(app: &mut SkeleGuideApp, ctx: &egui::Context) {
     app.submit(JobKind::Batch { spec, out }, None);
 }
 
+/// The sampling defaults of the model directory `dir` (its `config.json`), where it has one: a
+/// custom setting starts from them.
+fn model_defaults(dir: &str) -> Option<ModelConfig> {
+    ModelConfig::load(Path::new(dir)).ok()
+}
+
 /// "Custom guidance" and, when on, one slider per stage (off: the model's `text_guidance`).
-fn guidance_controls(ui: &mut Ui, guidance: &mut Option<TextGuidance>) {
+fn guidance_controls(ui: &mut Ui, guidance: &mut Option<TextGuidance>, model_dir: &str) {
     let mut custom = guidance.is_some();
     ui.checkbox(&mut custom, "Custom guidance")
         .on_hover_text("Classifier-free guidance on the prompt; off: the model's defaults");
     match (custom, guidance.as_mut()) {
         (false, _) => *guidance = None,
-        (true, None) => *guidance = Some(TextGuidance::default()),
+        (true, None) => {
+            *guidance = Some(
+                model_defaults(model_dir).map_or_else(TextGuidance::default, |c| c.text_guidance),
+            )
+        }
         (true, Some(g)) => {
             ui.add(egui::Slider::new(&mut g.reason, 1.0..=8.0).text("Pose guidance"));
             ui.add(egui::Slider::new(&mut g.render, 1.0..=8.0).text("Render guidance"));
@@ -147,14 +159,16 @@ fn guidance_controls(ui: &mut Ui, guidance: &mut Option<TextGuidance>) {
 
 /// "Custom pose candidates" and, when on, how many stage-1 layouts to sample (off: the model's
 /// `reason_candidates`).
-fn candidate_controls(ui: &mut Ui, candidates: &mut Option<usize>) {
+fn candidate_controls(ui: &mut Ui, candidates: &mut Option<usize>, model_dir: &str) {
     let mut custom = candidates.is_some();
     ui.checkbox(&mut custom, "Custom pose candidates").on_hover_text(
         "Sample several skeleton layouts and keep the one with the prompt's person count and the best-shaped skeletons; off: the model's default",
     );
     match (custom, candidates.as_mut()) {
         (false, _) => *candidates = None,
-        (true, None) => *candidates = Some(1),
+        (true, None) => {
+            *candidates = Some(model_defaults(model_dir).map_or(1, |c| c.reason_candidates))
+        }
         (true, Some(k)) => {
             let most = skeleguide_engine::select::MAX_CANDIDATES;
             ui.add(egui::Slider::new(k, 1..=most).text("Pose candidates"));
