@@ -1,10 +1,11 @@
-//! Stage 1 on the shipped tiny model: with several candidates, the layout kept is one of the
-//! candidates each seed gives alone, and no other candidate reads back better for the prompt;
+//! Stage 1 on the shipped tiny model: candidates sampled in one batch are, guided or not, the
+//! samples their seeds give alone; the layout kept is one of them, and no other candidate reads
+//! back better for the prompt;
 //! a trajectory ends in the plain sample; the scene contrast is the plain sampler at scale 0
 //! and draws what the layout adds to the scene firmer above it.
 
 use image::RgbImage;
-use skeleguide_engine::modeldir::SceneContrast;
+use skeleguide_engine::modeldir::{SceneContrast, TextGuidance};
 use skeleguide_engine::pipeline::{Layout, Pipeline, PipelineError, RunOptions};
 use skeleguide_engine::select::{self, candidate_seed};
 use std::path::PathBuf;
@@ -87,6 +88,43 @@ fn the_kept_layout_is_the_best_read_candidate() {
         reason(&mut p, prompt, 4, 1).image == alone[0].image,
         "one candidate is the call's own seed"
     );
+}
+
+#[test]
+fn every_batched_candidate_is_the_sample_its_seed_gives_alone_guided_or_not() {
+    let mut p = Pipeline::load(&tiny_model(), &candle_core::Device::Cpu).unwrap();
+    let prompt = "a woman in a red shirt standing on the street";
+    for reason_guidance in [1.0, 2.0] {
+        let o = |seed, k| RunOptions {
+            steps: 6,
+            seed,
+            candidates: Some(k),
+            guidance: Some(TextGuidance {
+                reason: reason_guidance,
+                render: 1.0,
+            }),
+            ..Default::default()
+        };
+        let batched = p
+            .reason_candidates(
+                &scene(),
+                prompt,
+                &o(7, 3),
+                &mut |_, _, _| {},
+                &AtomicBool::new(false),
+            )
+            .unwrap();
+        assert_eq!(batched.len(), 3);
+        for (i, c) in batched.iter().enumerate() {
+            // the scene is the working size, so the layout alone is the candidate's image
+            let alone = run(&mut p, prompt, &o(candidate_seed(7, i), 1)).unwrap();
+            assert!(
+                alone.image == c.image,
+                "guidance {reason_guidance}: candidate {i} is not its seed's own sample"
+            );
+        }
+        assert!(batched[0].image != batched[1].image && batched[1].image != batched[2].image);
+    }
 }
 
 #[test]

@@ -6,7 +6,9 @@
 //!
 //! `cargo run --release -p skeleguide-trainer --example screen_probe -- MODEL DATA [COUNT] [M] [READS]`
 //!
-//! Stage 1 runs without the scene contrast (the plain sampler), as the probe was measured.
+//! Stage 1 runs without the scene contrast (the plain sampler), as the probe was measured; it
+//! was measured at stage-1 guidance 2 and with ties among right counts broken by completeness
+//! alone, so at the model's current defaults its figures differ.
 //!
 //! READS, comma-separated (default `p6,p12,c5,c8`): `pN`, the layout the full-length sample
 //! predicts at step N (a screened candidate runs on from that state); `cN`, a sample of the

@@ -1,8 +1,9 @@
 //! Which rule should choose among stage-1 candidates: for each held-out scene, `M` candidates
 //! are sampled at the model's defaults (as `generate` and `eval` sample them) and read back by
-//! the PoseInverter once, at the working size as the pipeline reads them; the probe then replays, for the first `K` candidates, what each
-//! choosing rule would have kept: count accuracy, pose PCKh and limb ratio error of the kept
-//! layout against the ground truth.
+//! the PoseInverter once, at the working size as the pipeline reads them; the probe then
+//! replays, for the first `K` candidates, what each choosing rule would have kept: count
+//! accuracy, pose PCKh and limb ratio error of the kept layout against the ground truth, and the
+//! best any rule could keep.
 //!
 //! `cargo run --release -p skeleguide-trainer --example select_probe -- MODEL DATA [COUNT] [M]`
 
@@ -50,9 +51,10 @@ fn rules() -> Vec<Rule> {
         out.push(Rule {
             name: format!(
                 "count, then completeness + {w} × body fit{}",
-                match w {
-                    w if w == select::BODY_FIT_WEIGHT => " (shipped)",
-                    _ => "",
+                if w == select::BODY_FIT_WEIGHT {
+                    " (shipped)"
+                } else {
+                    ""
                 }
             ),
             key: Box::new(move |s| (s.count_right, s.count_gap, s.completeness + w * s.body_fit)),
@@ -82,7 +84,7 @@ fn main() -> anyhow::Result<()> {
             candidates: Some(m),
             ..RunOptions::default()
         };
-        let layouts = pipe.reason_candidates(
+        let candidates = pipe.reason_candidates(
             &sample.background,
             &sample.prompt,
             &opts,
@@ -90,8 +92,8 @@ fn main() -> anyhow::Result<()> {
             &cancel,
         )?;
         let mut cands = Vec::new();
-        for layout in &layouts {
-            let poses = pipe.invert(layout)?;
+        for c in &candidates {
+            let poses = pipe.invert_image(&c.image)?;
             let fin = poses.resized(sample.background.width(), sample.background.height());
             cands.push(Candidate {
                 score: select::score(&poses, asked),
@@ -111,7 +113,10 @@ fn main() -> anyhow::Result<()> {
     println!("{} scenes, {m} candidates each", scenes.len());
     println!("| K | rule | count_acc | pose PCKh | limb ratio err | completeness |");
     println!("|---|---|---|---|---|---|");
-    for k in [1, m / 2, m * 3 / 4, m] {
+    let mut ks = vec![1, m / 2, m * 3 / 4, m];
+    ks.retain(|&k| k >= 1);
+    ks.dedup();
+    for k in ks {
         for rule in rules() {
             let (mut right, mut pose, mut limbs, mut complete) =
                 (0usize, PckCount::default(), Vec::new(), 0.0);

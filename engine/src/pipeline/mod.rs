@@ -115,6 +115,16 @@ pub struct Layout {
     pub poses: Option<PoseSet>,
 }
 
+/// One stage-1 candidate as sampled, before any is chosen: its latent and its decoding, both at
+/// the model's working size (where [`Pipeline::reason`] reads it back).
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// `(1, C, h, w)`.
+    pub latent: Tensor,
+    /// The decoded layout image at the working size.
+    pub image: RgbImage,
+}
+
 /// Progress: (stage, step, total steps).
 pub type Progress<'a> = &'a mut dyn FnMut(Stage, usize, usize);
 
@@ -399,20 +409,20 @@ impl Pipeline {
             let asked = select::asked_count(prompt);
             let mut best = None;
             for (i, c) in candidates.iter().enumerate() {
-                let score = select::score(&self.invert(c)?, asked);
+                let score = select::score(&self.invert_image(&c.image)?, asked);
                 if best.is_none_or(|b| score > b) {
                     (best, kept) = (Some(score), i);
                 }
             }
         }
-        let Layout { latent, image, .. } = candidates.swap_remove(kept);
+        let Candidate { latent, image } = candidates.swap_remove(kept);
         Ok(layout_at_scene_size(scene, latent, image))
     }
 
     /// Every stage-1 candidate [`Pipeline::reason`] chooses from (`opts.candidates`, else the
-    /// model's `reason_candidates`), in candidate order, none read back yet. Their images are
-    /// at the working size, where [`Pipeline::reason`] reads them: the strokes the model drew,
-    /// no more pixels (it scales only the kept one to the scene's size).
+    /// model's `reason_candidates`), in candidate order, none read back yet. They stay at the
+    /// working size, where [`Pipeline::reason`] reads them: the strokes the model drew, no more
+    /// pixels (it scales only the kept one to the scene's size).
     pub fn reason_candidates(
         &mut self,
         scene: &RgbImage,
@@ -420,7 +430,7 @@ impl Pipeline {
         opts: &RunOptions,
         progress: Progress,
         cancel: &AtomicBool,
-    ) -> Result<Vec<Layout>> {
+    ) -> Result<Vec<Candidate>> {
         self.check_candidates_apply(opts)?;
         self.check_separate_stage1()?;
         let k = self.candidates(opts.candidates);
@@ -447,10 +457,9 @@ impl Pipeline {
             .into_iter()
             .enumerate()
             .map(|(i, latent)| {
-                Ok(Layout {
+                Ok(Candidate {
                     latent,
                     image: self.to_image(&decoded.narrow(0, i, 1)?)?,
-                    poses: None,
                 })
             })
             .collect()

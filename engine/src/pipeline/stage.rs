@@ -312,8 +312,8 @@ impl Pipeline {
         Ok((x - (v * sigma)?)?)
     }
 
-    /// Packed tokens back to latents: one per sample, or the image's and the layout's for a
-    /// joint run.
+    /// Packed tokens back to latents: one (holding every sample along its batch), or the
+    /// image's and the layout's for a joint run.
     pub(super) fn unpack_state(&self, run: &StageRun, x: &Tensor) -> Result<Vec<Tensor>> {
         let n = run.th * run.tw;
         let mut out = vec![unpack_latents(&x.narrow(1, 0, n)?, run.th, run.tw)?];
