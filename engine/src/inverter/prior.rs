@@ -60,14 +60,17 @@ const PRIOR_MARGIN: f64 = 0.05;
 /// that does not raises it. Lengths are at least `floor` (a stick width: below it the drawing
 /// does not resolve them).
 fn implausibility(p: &Pose, floor: f64) -> f64 {
-    let len = |k: usize| p.limb_length(k).map(|l| l.max(floor));
-    POSE_PRIOR
-        .iter()
-        .filter_map(|&(k, l, mean, sd)| {
-            let z = ((len(k)? / len(l)?).ln() - mean) / sd;
-            Some((z * z).min(PRIOR_CAP) - 1.0)
-        })
-        .sum()
+    prior_terms(p, floor).map(|z2| z2 - 1.0).sum()
+}
+
+/// For each [`POSE_PRIOR`] pair whose four joints `p` holds, the squared z-score of the pair's
+/// log length ratio, at most [`PRIOR_CAP`]; lengths at least `floor`.
+fn prior_terms(p: &Pose, floor: f64) -> impl Iterator<Item = f64> + '_ {
+    let len = move |k: usize| p.limb_length(k).map(|l| l.max(floor));
+    POSE_PRIOR.iter().filter_map(move |&(k, l, mean, sd)| {
+        let z = ((len(k)? / len(l)?).ln() - mean) / sd;
+        Some((z * z).min(PRIOR_CAP))
+    })
 }
 
 /// How unlike a body a person's proportions are on average: the mean over the [`POSE_PRIOR`]
@@ -75,15 +78,8 @@ fn implausibility(p: &Pose, floor: f64) -> f64 {
 /// at most [`PRIOR_CAP`]; about 1 for a body the prior describes). `None` when it holds no
 /// pair. Lengths are at least `floor`, as in [`implausibility`].
 pub fn body_misfit(p: &Pose, floor: f64) -> Option<f64> {
-    let len = |k: usize| p.limb_length(k).map(|l| l.max(floor));
-    let z2: Vec<f64> = POSE_PRIOR
-        .iter()
-        .filter_map(|&(k, l, mean, sd)| {
-            let z = ((len(k)? / len(l)?).ln() - mean) / sd;
-            Some((z * z).min(PRIOR_CAP))
-        })
-        .collect();
-    (!z2.is_empty()).then(|| z2.iter().sum::<f64>() / z2.len() as f64)
+    let (n, sum) = prior_terms(p, floor).fold((0usize, 0.0), |(n, s), z2| (n + 1, s + z2));
+    (n > 0).then(|| sum / n as f64)
 }
 
 /// The joints a regrouping moves together: the neck alone, and each other joint with every

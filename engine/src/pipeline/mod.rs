@@ -448,17 +448,13 @@ impl Pipeline {
             progress,
             cancel,
         )?;
-        let latents = (0..k)
-            .map(|i| Ok(self.unpack_state(&run, &x.narrow(0, i, 1)?)?.remove(0)))
-            .collect::<Result<Vec<_>>>()?;
+        let latents = self.unpack_state(&run, &x)?.remove(0);
         // One decode for all of them, as for the sampling.
-        let decoded = self.ae.decode(&Tensor::cat(&latents, 0)?)?;
-        latents
-            .into_iter()
-            .enumerate()
-            .map(|(i, latent)| {
+        let decoded = self.ae.decode(&latents)?;
+        (0..k)
+            .map(|i| {
                 Ok(Candidate {
-                    latent,
+                    latent: latents.narrow(0, i, 1)?,
                     image: self.to_image(&decoded.narrow(0, i, 1)?)?,
                 })
             })

@@ -225,7 +225,8 @@ impl Pipeline {
         sigma: f64,
     ) -> std::result::Result<Tensor, SampleError> {
         let model = |e: candle_core::Error| SampleError::Model(e.to_string());
-        let img = twice_if_guided(x, run.batch / run.samples).map_err(model)?;
+        // Under guidance the samples twice: once for the prompt's rows, once for the empty ones.
+        let img = repeat_batch(x, run.batch / run.samples).map_err(model)?;
         let t = Tensor::new(vec![sigma as f32; run.batch], &self.device)
             .and_then(|t| t.to_dtype(self.dtype))
             .map_err(model)?;
@@ -324,16 +325,7 @@ impl Pipeline {
     }
 }
 
-/// `x`, or `x` stacked twice along the batch when guidance runs prompt and empty prompt together
-/// (`copies` 2).
-fn twice_if_guided(x: &Tensor, copies: usize) -> candle_core::Result<Tensor> {
-    match copies {
-        1 => Ok(x.clone()),
-        _ => Tensor::cat(&[x, x], 0),
-    }
-}
-
-/// A batch-of-one tensor repeated `n` times along the batch.
+/// `x` stacked `n` times along the batch.
 fn repeat_batch(x: &Tensor, n: usize) -> candle_core::Result<Tensor> {
     match n {
         1 => Ok(x.clone()),
