@@ -122,7 +122,12 @@ pub struct Score {
 impl Score {
     /// The skeletons' quality, once the counts tie: `completeness + BODY_FIT_WEIGHT × body_fit`.
     pub fn shape(&self) -> f64 {
-        self.completeness + BODY_FIT_WEIGHT * self.body_fit
+        self.shape_weighing_fit(BODY_FIT_WEIGHT)
+    }
+
+    /// [`Score::shape`] with the body fit weighed by `weight` instead (for probes of the rule).
+    pub fn shape_weighing_fit(&self, weight: f64) -> f64 {
+        self.completeness + weight * self.body_fit
     }
 
     fn key(&self) -> (bool, i64, f64) {

@@ -57,7 +57,7 @@ fn rules() -> Vec<Rule> {
                     ""
                 }
             ),
-            key: Box::new(move |s| (s.count_right, s.count_gap, s.completeness + w * s.body_fit)),
+            key: Box::new(move |s| (s.count_right, s.count_gap, s.shape_weighing_fit(w))),
         });
     }
     out

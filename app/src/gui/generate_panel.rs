@@ -32,9 +32,8 @@ pub(super) fn show(app: &mut SkeleGuideApp, ui: &mut Ui) {
     );
     ui.checkbox(&mut app.gen.keep_background, "Keep the scene")
         .on_hover_text("The photo's own pixels at full resolution outside the person; off: the whole image is the model's");
-    let model_dir = app.gen.model_dir.trim().to_string();
-    guidance_controls(ui, &mut app.gen.guidance, &model_dir);
-    candidate_controls(ui, &mut app.gen.candidates, &model_dir);
+    guidance_controls(ui, &mut app.gen.guidance, app.gen.model_dir.trim());
+    candidate_controls(ui, &mut app.gen.candidates, app.gen.model_dir.trim());
     let busy = app.running.is_some();
     ui.horizontal_wrapped(|ui| {
         if ui
