@@ -93,6 +93,15 @@ pub struct OptimConfig {
     pub sigma_logit_mean: f64,
     #[serde(default = "default_one")]
     pub sigma_logit_std: f64,
+    /// Extra weight of the skeleton strokes' tokens in `L_reason` (a token counts `1 +` this
+    /// times the share of its pixels that are strokes; 0: the plain MSE). The strokes cover a
+    /// few tokens of a layout whose rest is the scene given as the condition.
+    #[serde(default)]
+    pub reason_focus: f64,
+    /// Extra weight of the person's tokens in `L_render` (as `reason_focus`, with the pixels
+    /// where the image differs from its scene).
+    #[serde(default)]
+    pub render_focus: f64,
     /// LoRA phases: keep only each transformer block's inputs and outputs and recompute the
     /// block during the backward pass (needed to train FLUX.1-dev at 1024² on one GPU).
     #[serde(default)]
@@ -389,6 +398,8 @@ impl TrainConfig {
             ("optim.lambda_reason", o.lambda_reason),
             ("optim.lambda_render", o.lambda_render),
             ("optim.sigma_logit_std", o.sigma_logit_std),
+            ("optim.reason_focus", o.reason_focus),
+            ("optim.render_focus", o.render_focus),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("{name} = {v}: must be >= 0"));

@@ -112,6 +112,12 @@ pub(super) struct Latents {
     pub(super) scene: Tensor,
     pub(super) layout: Tensor,
     pub(super) image: Tensor,
+    /// Per token, the share of its pixels where the image differs from the scene (the
+    /// person): `(N, tokens, 1)`.
+    pub(super) person: Tensor,
+    /// Per token, the share of its pixels where the layout differs from the scene (the
+    /// skeleton strokes): `(N, tokens, 1)`.
+    pub(super) strokes: Tensor,
     /// Token grid of the latents.
     pub(super) th: usize,
     pub(super) tw: usize,
@@ -143,13 +149,47 @@ pub(super) fn cache_latents(
     )?;
     let f = ae.downsample() * 2;
     let (w, h) = ex[0].image.dimensions();
+    let (th, tw) = (h as usize / f, w as usize / f);
+    let shares = |pick: fn(&Example) -> &RgbImage| -> Result<Tensor> {
+        let mut v = Vec::with_capacity(ex.len() * th * tw);
+        for e in ex {
+            v.extend(differing_share(pick(e), &e.scene, f as u32));
+        }
+        Ok(Tensor::from_vec(v, (ex.len(), th * tw, 1), device)?.to_dtype(dtype)?)
+    };
     Ok(Latents {
+        person: shares(|e| &e.image)?,
+        strokes: shares(|e| &e.layout)?,
         scene,
         layout,
         image,
-        th: h as usize / f,
-        tw: w as usize / f,
+        th,
+        tw,
     })
+}
+
+/// A channel difference above this (of 255) marks a pixel as drawn over the scene; resizing
+/// leaves the untouched pixels of two images of one scene within a level or two.
+const DRAWN_OVER: u8 = 12;
+
+/// For each `cell`×`cell` block of `img` in row-major order (the token grid), the share of its
+/// pixels that differ from `scene` by more than [`DRAWN_OVER`] in some channel.
+pub(super) fn differing_share(img: &RgbImage, scene: &RgbImage, cell: u32) -> Vec<f32> {
+    let (gw, gh) = (img.width() / cell, img.height() / cell);
+    let mut out = vec![0f32; (gw * gh) as usize];
+    for (x, y, p) in img.enumerate_pixels() {
+        let (cx, cy) = (x / cell, y / cell);
+        if cx >= gw || cy >= gh {
+            continue;
+        }
+        let q = scene.get_pixel(x, y);
+        if p.0.iter().zip(q.0).any(|(a, b)| a.abs_diff(b) > DRAWN_OVER) {
+            out[(cy * gw + cx) as usize] += 1.0;
+        }
+    }
+    let area = (cell * cell) as f32;
+    out.iter_mut().for_each(|v| *v /= area);
+    out
 }
 
 /// Text features per prompt (frozen encoder), plus the empty prompt, each also in its
@@ -305,4 +345,23 @@ pub(super) fn cond_keep(d: &[Draw], device: &Device, dtype: DType) -> Result<Ten
         device,
         dtype,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differing_share_counts_the_drawn_pixels_of_each_cell() {
+        let scene = RgbImage::from_pixel(32, 16, image::Rgb([100, 120, 140]));
+        let mut img = scene.clone();
+        // 64 pixels of the second cell drawn over; one pixel of the first moved by resizing noise
+        for y in 0..8 {
+            for x in 16..24 {
+                img.put_pixel(x, y, image::Rgb([250, 0, 0]));
+            }
+        }
+        img.put_pixel(3, 3, image::Rgb([105, 118, 141]));
+        assert_eq!(differing_share(&img, &scene, 16), vec![0.0, 0.25]);
+    }
 }

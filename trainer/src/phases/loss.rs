@@ -44,7 +44,8 @@ impl StepCtx {
     }
 }
 
-/// FM loss of `dit` on clean tokens `x` with `noise`: MSE between `v̂(x_σ)` and `noise − x`.
+/// FM loss of `dit` on clean tokens `x` with `noise`: MSE between `v̂(x_σ)` and `noise − x`,
+/// each token weighted by `focus` (`(B, tokens, 1)`, mean 1) where given.
 pub(super) fn fm_loss(
     dit: &MmDit,
     ctx: &StepCtx,
@@ -52,12 +53,33 @@ pub(super) fn fm_loss(
     noise: &Tensor,
     img_ids: &Tensor,
     cond: Condition,
+    focus: Option<&Tensor>,
 ) -> Result<Tensor> {
     let s = ctx.sigma.unsqueeze(1)?.unsqueeze(2)?;
     let xs = (x.broadcast_mul(&(1.0 - &s)?)? + noise.broadcast_mul(&s)?)?;
     let v = dit.forward(&ctx.inputs(&xs, img_ids), cond, Mode::Train)?;
     let target = (noise - x)?;
-    Ok((v - target)?.sqr()?.mean_all()?)
+    let err = (v - target)?.sqr()?;
+    Ok(match focus {
+        Some(w) => err.broadcast_mul(w)?.mean_all()?,
+        None => err.mean_all()?,
+    })
+}
+
+/// Token weights `1 + weight · share` of the drawn rows of each `(share, weight)` part
+/// (`(N, tokens, 1)`), joined along the tokens and divided by their mean so the loss keeps its
+/// scale; `None` when every weight is 0 (the plain MSE).
+pub(super) fn focus_weights(parts: &[(&Tensor, f64)], d: &[Draw]) -> Result<Option<Tensor>> {
+    if parts.iter().all(|(_, w)| *w == 0.0) {
+        return Ok(None);
+    }
+    let w = parts
+        .iter()
+        .map(|(share, weight)| Ok(((gather(share, d)? * *weight)? + 1.0)?))
+        .collect::<Result<Vec<_>>>()?;
+    let w = Tensor::cat(&w, 1)?;
+    let mean = w.mean_all()?;
+    Ok(Some(w.broadcast_div(&mean)?))
 }
 
 pub(super) fn scalar(t: &Tensor) -> Result<f64> {
@@ -115,6 +137,16 @@ impl LossCtx<'_> {
             Some((rows, batch)) => noise_rows(rng, t, rows.clone(), *batch),
             None => noise_like(rng, t),
         }
+    }
+
+    /// `L_reason`'s token weights: the skeleton strokes by `optim.reason_focus`.
+    fn reason_focus(&self, d: &[Draw]) -> Result<Option<Tensor>> {
+        focus_weights(&[(&self.lat.strokes, self.cfg.optim.reason_focus)], d)
+    }
+
+    /// `L_render`'s token weights: the person by `optim.render_focus`.
+    fn render_focus(&self, d: &[Draw]) -> Result<Option<Tensor>> {
+        focus_weights(&[(&self.lat.person, self.cfg.optim.render_focus)], d)
     }
 
     /// The batch's prompts (empty where dropped) as text features; with `reason`, in their
@@ -175,8 +207,9 @@ impl LossCtx<'_> {
             Kind::Reason => {
                 dit.loras_mut().set_active(Some(SKELETAL))?;
                 let noise = self.noise(rng, &layout)?;
+                let focus = self.reason_focus(d)?;
                 Ok((
-                    fm_loss(dit, &ctx, &layout, &noise, &ids, scene_cond)?,
+                    fm_loss(dit, &ctx, &layout, &noise, &ids, scene_cond, focus.as_ref())?,
                     None,
                     None,
                 ))
@@ -193,15 +226,29 @@ impl LossCtx<'_> {
                     tokens: &cond_lat,
                     ids: &ids,
                 };
-                Ok((fm_loss(dit, &ctx, &image, &noise, &ids, cond)?, None, None))
+                let focus = self.render_focus(d)?;
+                Ok((
+                    fm_loss(dit, &ctx, &image, &noise, &ids, cond, focus.as_ref())?,
+                    None,
+                    None,
+                ))
             }
             Kind::Implicit => {
                 dit.loras_mut().set_active(Some(APPEARANCE))?;
                 let x = Tensor::cat(&[&image, &layout], 1)?;
                 let noise = self.noise(rng, &x)?;
                 let jids = joint_ids(d.len(), self.lat.th, self.lat.tw, self.device, self.dtype)?;
+                // the image tokens first, then the layout's (as `x`)
+                let o = &self.cfg.optim;
+                let focus = focus_weights(
+                    &[
+                        (&self.lat.person, o.render_focus),
+                        (&self.lat.strokes, o.reason_focus),
+                    ],
+                    d,
+                )?;
                 Ok((
-                    fm_loss(dit, &ctx, &x, &noise, &jids, scene_cond)?,
+                    fm_loss(dit, &ctx, &x, &noise, &jids, scene_cond, focus.as_ref())?,
                     None,
                     None,
                 ))
@@ -217,7 +264,15 @@ impl LossCtx<'_> {
                 };
                 let rctx = &rctx;
                 let noise_m = self.noise(rng, &layout)?;
-                let l_reason = fm_loss(dit, rctx, &layout, &noise_m, &ids, scene_cond)?;
+                let l_reason = fm_loss(
+                    dit,
+                    rctx,
+                    &layout,
+                    &noise_m,
+                    &ids,
+                    scene_cond,
+                    self.reason_focus(d)?.as_ref(),
+                )?;
                 // M̂ = M0 − v̂(M0, σ = 1): one differentiable step from a fixed noise per example.
                 let (c, h, w) = (layout.dim(2)? / 4, self.lat.th * 2, self.lat.tw * 2);
                 let m0: Vec<Tensor> = d
@@ -258,6 +313,7 @@ impl LossCtx<'_> {
                         tokens: &m_hat,
                         ids: &ids,
                     },
+                    self.render_focus(d)?.as_ref(),
                 )?;
                 let total = ((&l_reason * self.cfg.optim.lambda_reason)?
                     + (&l_render * self.cfg.optim.lambda_render)?)?;

@@ -395,7 +395,7 @@ impl Ctx<'_> {
                         &device,
                     )?,
                 };
-                fm_loss(dit, &ctx, &x, &noise, &ctx.img_ids, Condition::None)
+                fm_loss(dit, &ctx, &x, &noise, &ctx.img_ids, Condition::None, None)
             };
         let eval = |rng_seed: u64| -> Result<f64> {
             let dit = build()?;
