@@ -175,6 +175,19 @@ fn a_batch_the_ranks_cannot_share_and_phase_zero_are_refused() {
     let err = refused_launch(&["--phase", "0"], &smoke, &dir.path().join("p0"));
     assert!(err.contains("phase 0 trains on one process"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // the focus weights are divided by the whole batch's mean
+    let focus = dir.path().join("focus.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("batch = 3", "batch = 4")
+        .replace("[optim]\n", "[optim]\nrender_focus = 2.0\n");
+    std::fs::write(&focus, text).unwrap();
+    let err = refused_launch(&["--phase", "3"], &focus, &dir.path().join("f"));
+    assert!(
+        err.contains("focus.toml") && err.contains("optim.render_focus"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
     // launch sets the rank flags itself
     let err = refused_launch(&["--rank", "1"], &cfg, &dir.path().join("r"));
     assert!(err.contains("--rank: launch sets it"));

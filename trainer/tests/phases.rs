@@ -503,6 +503,11 @@ fn config_errors_name_the_file_and_the_key() {
             "phase2.lr = -0.0001",
         ),
         (
+            "negative focus",
+            good.replace("grad_clip = 1.0", "grad_clip = 1.0\nreason_focus = -1.0"),
+            "optim.reason_focus = -1",
+        ),
+        (
             "missing table",
             good.replace("[phase2]\nsteps = 6\n", ""),
             "phase2",

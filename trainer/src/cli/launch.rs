@@ -57,6 +57,13 @@ pub(crate) fn run(a: LaunchArgs) -> Result<()> {
     if skeleguide_trainer::phases::runs_phase0(&cfg, phase) {
         bail!("{}", skeleguide_trainer::phases::PHASE0_ALONE);
     }
+    if skeleguide_trainer::phases::uses_focus(&cfg) {
+        bail!(
+            "{}: {}",
+            train.config_path().display(),
+            skeleguide_trainer::phases::FOCUS_ALONE
+        );
+    }
     if cfg.batch % a.gpus != 0 {
         bail!(
             "{}: batch = {} cannot be split over {} processes (it must divide by {})",

@@ -114,10 +114,10 @@ pub(super) struct Latents {
     pub(super) image: Tensor,
     /// Per token, the share of its pixels where the image differs from the scene (the
     /// person): `(N, tokens, 1)`.
-    pub(super) person: Tensor,
+    pub(super) person_share: Tensor,
     /// Per token, the share of its pixels where the layout differs from the scene (the
     /// skeleton strokes): `(N, tokens, 1)`.
-    pub(super) strokes: Tensor,
+    pub(super) stroke_share: Tensor,
     /// Token grid of the latents.
     pub(super) th: usize,
     pub(super) tw: usize,
@@ -158,8 +158,8 @@ pub(super) fn cache_latents(
         Ok(Tensor::from_vec(v, (ex.len(), th * tw, 1), device)?.to_dtype(dtype)?)
     };
     Ok(Latents {
-        person: shares(|e| &e.image)?,
-        strokes: shares(|e| &e.layout)?,
+        person_share: shares(|e| &e.image)?,
+        stroke_share: shares(|e| &e.layout)?,
         scene,
         layout,
         image,

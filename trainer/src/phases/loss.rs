@@ -66,7 +66,7 @@ pub(super) fn fm_loss(
     })
 }
 
-/// Token weights `1 + weight · share` of the drawn rows of each `(share, weight)` part
+/// Token weights `1 + weight · share` of the batch's rows of each `(share, weight)` part
 /// (`(N, tokens, 1)`), joined along the tokens and divided by their mean so the loss keeps its
 /// scale; `None` when every weight is 0 (the plain MSE).
 pub(super) fn focus_weights(parts: &[(&Tensor, f64)], d: &[Draw]) -> Result<Option<Tensor>> {
@@ -141,12 +141,12 @@ impl LossCtx<'_> {
 
     /// `L_reason`'s token weights: the skeleton strokes by `optim.reason_focus`.
     fn reason_focus(&self, d: &[Draw]) -> Result<Option<Tensor>> {
-        focus_weights(&[(&self.lat.strokes, self.cfg.optim.reason_focus)], d)
+        focus_weights(&[(&self.lat.stroke_share, self.cfg.optim.reason_focus)], d)
     }
 
     /// `L_render`'s token weights: the person by `optim.render_focus`.
     fn render_focus(&self, d: &[Draw]) -> Result<Option<Tensor>> {
-        focus_weights(&[(&self.lat.person, self.cfg.optim.render_focus)], d)
+        focus_weights(&[(&self.lat.person_share, self.cfg.optim.render_focus)], d)
     }
 
     /// The batch's prompts (empty where dropped) as text features; with `reason`, in their
@@ -242,8 +242,8 @@ impl LossCtx<'_> {
                 let o = &self.cfg.optim;
                 let focus = focus_weights(
                     &[
-                        (&self.lat.person, o.render_focus),
-                        (&self.lat.strokes, o.reason_focus),
+                        (&self.lat.person_share, o.render_focus),
+                        (&self.lat.stroke_share, o.reason_focus),
                     ],
                     d,
                 )?;

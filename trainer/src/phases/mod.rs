@@ -203,6 +203,14 @@ fn writes(group: &Option<Group>) -> bool {
 pub const PHASE0_ALONE: &str =
     "phase 0 trains on one process; run it alone, then the LoRA phases (--phase 1, 2, 3) data-parallel";
 
+/// Why a data-parallel run refuses the focus weights.
+pub const FOCUS_ALONE: &str = "optim.reason_focus, optim.render_focus: the token weights are divided by the whole batch's mean, which a data-parallel rank does not see; set them to 0 or train on one process";
+
+/// Whether `cfg` weights the strokes' or the person's tokens (`optim.*_focus`).
+pub fn uses_focus(cfg: &TrainConfig) -> bool {
+    cfg.optim.reason_focus != 0.0 || cfg.optim.render_focus != 0.0
+}
+
 /// Whether a run of `cfg` with `phase` trains phase 0 (the tiny preset's own base).
 pub fn runs_phase0(cfg: &TrainConfig, phase: PhaseSel) -> bool {
     let has0 = cfg.phase0.is_some() && cfg.base_model.is_none();
@@ -285,6 +293,9 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
     };
     if args.group.is_some() && runs_phase0(cfg, args.phase) {
         return Err(TrainError::Config(PHASE0_ALONE.into()));
+    }
+    if args.group.is_some() && uses_focus(cfg) {
+        return Err(TrainError::Config(FOCUS_ALONE.into()));
     }
     // Resume: skip the phases finished before the checkpoint.
     let ckpt = if args.resume {
