@@ -376,3 +376,42 @@ pub fn phase2_render_loss(
     let (total, _, _) = lc.loss(&mut dit, Kind::Joint, &d, &mut rng)?;
     Ok((total, skel, app))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draw(index: usize) -> Draw {
+        Draw {
+            index,
+            drop_prompt: false,
+            drop_cond: false,
+            sigma: 0.5,
+        }
+    }
+
+    #[test]
+    fn focus_weights_follow_the_draws_and_the_parts_order_and_average_one() {
+        let dev = Device::Cpu;
+        // two examples of two tokens: the person fills example 1's first token, the strokes
+        // half of example 0's second
+        let person = Tensor::new(&[[[0f32], [0.0]], [[1.0], [0.0]]], &dev).unwrap();
+        let strokes = Tensor::new(&[[[0f32], [0.5]], [[0.0], [0.0]]], &dev).unwrap();
+        assert!(
+            focus_weights(&[(&person, 0.0), (&strokes, 0.0)], &[draw(0)])
+                .unwrap()
+                .is_none()
+        );
+        let w = focus_weights(&[(&person, 3.0), (&strokes, 2.0)], &[draw(1), draw(0)])
+            .unwrap()
+            .unwrap();
+        // rows in draw order, the person's tokens before the strokes': raw 1 + 3·1, 1, 1, 1 | 1, 1, 1, 1 + 2·0.5
+        let raw = [4f32, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0];
+        let mean = raw.iter().sum::<f32>() / raw.len() as f32;
+        let got = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(w.dims(), &[2, 4, 1]);
+        for (g, r) in got.iter().zip(raw) {
+            assert!((g - r / mean).abs() < 1e-6, "{got:?}");
+        }
+    }
+}
