@@ -32,9 +32,15 @@ pub struct AeImage {
 /// The pixels where `layout` differs from the `scene` it was drawn on: the skeletons, with the
 /// pixels that resizing blended into them. Both images have one size.
 pub fn drawn_pixels(layout: &RgbImage, scene: &RgbImage) -> GrayImage {
-    GrayImage::from_fn(layout.width(), layout.height(), |x, y| {
-        let (a, b) = (layout.get_pixel(x, y).0, scene.get_pixel(x, y).0);
-        let differs = a.iter().zip(b).any(|(&p, q)| p.abs_diff(q) > 2);
+    drawn_pixels_over(layout, scene, 2)
+}
+
+/// The pixels where `img` differs from `scene` by more than `threshold` in some channel (255
+/// there, 0 elsewhere). Both images have one size.
+pub fn drawn_pixels_over(img: &RgbImage, scene: &RgbImage, threshold: u8) -> GrayImage {
+    GrayImage::from_fn(img.width(), img.height(), |x, y| {
+        let (a, b) = (img.get_pixel(x, y).0, scene.get_pixel(x, y).0);
+        let differs = a.iter().zip(b).any(|(&p, q)| p.abs_diff(q) > threshold);
         Luma([if differs { 255 } else { 0 }])
     })
 }

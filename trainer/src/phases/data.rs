@@ -175,15 +175,12 @@ const DRAWN_OVER: u8 = 12;
 /// For each `cell`×`cell` block of `img` in row-major order (the token grid), the share of its
 /// pixels that differ from `scene` by more than [`DRAWN_OVER`] in some channel.
 pub(super) fn differing_share(img: &RgbImage, scene: &RgbImage, cell: u32) -> Vec<f32> {
+    let drawn = crate::ae::drawn_pixels_over(img, scene, DRAWN_OVER);
     let (gw, gh) = (img.width() / cell, img.height() / cell);
     let mut out = vec![0f32; (gw * gh) as usize];
-    for (x, y, p) in img.enumerate_pixels() {
+    for (x, y, p) in drawn.enumerate_pixels() {
         let (cx, cy) = (x / cell, y / cell);
-        if cx >= gw || cy >= gh {
-            continue;
-        }
-        let q = scene.get_pixel(x, y);
-        if p.0.iter().zip(q.0).any(|(a, b)| a.abs_diff(b) > DRAWN_OVER) {
+        if cx < gw && cy < gh && p.0[0] > 0 {
             out[(cy * gw + cx) as usize] += 1.0;
         }
     }
