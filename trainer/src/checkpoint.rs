@@ -5,6 +5,9 @@
 //! within it, the AdamW step count and the RNG state. Frozen parts (the base, the autoencoder,
 //! the text encoder, a finished LoRA set) live in the model directory written at each phase's
 //! end, so a checkpoint only needs what is being trained.
+//!
+//! A compact checkpoint (metadata `moments` = `compact`, the config's `compact_checkpoint`)
+//! holds the second moment in bf16 and no first moment, which resuming restarts at zero.
 
 use crate::optim::{AdamW, TrainRng};
 use crate::phase::Phase;
@@ -14,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 const FORMAT: &str = "skeleguide.checkpoint.v1";
+/// Metadata value of `moments` in a compact checkpoint (absent: both moments in f32).
+const COMPACT: &str = "compact";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -42,6 +47,8 @@ pub struct Checkpoint {
     pub rng: TrainRng,
     pub adam_t: u64,
     pub tensors: HashMap<String, Tensor>,
+    /// Written compact: no first moment, the second in bf16.
+    pub compact: bool,
     /// The shaping fields of the config it was written under (see [`shaping_fields`]).
     pub shaping: HashMap<String, String>,
 }
@@ -70,28 +77,36 @@ pub fn shaping_fields(cfg: &crate::config::TrainConfig) -> Vec<(String, String)>
     ]
 }
 
-/// Writes the optimiser's parameters and state, with the `shaping` fields of the run's config.
+/// Writes the optimiser's parameters and state, with the `shaping` fields of the run's config;
+/// `compact` leaves out the first moment and keeps the second in bf16.
 pub fn save(
     out: &Path,
     pos: &Position,
     rng: &TrainRng,
     opt: &AdamW,
     shaping: &[(String, String)],
+    compact: bool,
 ) -> Result<(), CheckpointError> {
     let p = path(out);
     let mut data: Vec<(String, Tensor)> = Vec::with_capacity(opt.slots.len() * 3);
-    let host = |t: &Tensor| -> Result<Tensor, CheckpointError> {
-        t.to_dtype(DType::F32)
+    let host = |t: &Tensor, dtype: DType| -> Result<Tensor, CheckpointError> {
+        t.to_dtype(dtype)
             .and_then(|t| t.to_device(&Device::Cpu))
             .map(|t| t.detach())
             .map_err(|e| err(&p, e))
     };
+    let v_dtype = if compact { DType::BF16 } else { DType::F32 };
     for s in &opt.slots {
-        data.push((format!("param.{}", s.name), host(s.var.as_tensor())?));
-        data.push((format!("adam_m.{}", s.name), host(&s.m)?));
-        data.push((format!("adam_v.{}", s.name), host(&s.v)?));
+        data.push((
+            format!("param.{}", s.name),
+            host(s.var.as_tensor(), DType::F32)?,
+        ));
+        if !compact {
+            data.push((format!("adam_m.{}", s.name), host(&s.m, DType::F32)?));
+        }
+        data.push((format!("adam_v.{}", s.name), host(&s.v, v_dtype)?));
         if let Some(e) = &s.ema {
-            data.push((format!("ema.{}", s.name), host(e)?));
+            data.push((format!("ema.{}", s.name), host(e, DType::F32)?));
         }
     }
     let mut meta: HashMap<String, String> = [
@@ -104,6 +119,9 @@ pub fn save(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    if compact {
+        meta.insert("moments".into(), COMPACT.into());
+    }
     for (k, v) in shaping {
         meta.insert(format!("config.{k}"), v.clone());
     }
@@ -162,6 +180,16 @@ pub fn load(out: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("config.")?.to_string(), v.clone())))
         .collect();
+    let compact = match meta.get("moments").map(String::as_str) {
+        None => false,
+        Some(COMPACT) => true,
+        Some(other) => {
+            return Err(err(
+                &p,
+                format!("metadata `moments` = {other:?} is not {COMPACT:?}"),
+            ))
+        }
+    };
     let rng = TrainRng(num("rng")?);
     let adam_t = num("adam_t")?;
     let tensors =
@@ -171,6 +199,7 @@ pub fn load(out: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
         rng,
         adam_t,
         tensors,
+        compact,
         shaping,
     }))
 }
@@ -196,7 +225,8 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// Puts the parameters and moments back into `opt` (same slot names, same shapes).
+    /// Puts the parameters and moments back into `opt` (same slot names, same shapes); a
+    /// compact checkpoint's first moment restarts at zero.
     pub fn restore(&self, opt: &mut AdamW, out: &Path) -> Result<(), CheckpointError> {
         let p = path(out);
         for s in opt.slots.iter_mut() {
@@ -221,7 +251,11 @@ impl Checkpoint {
                     .map_err(|e| err(&p, e))
             };
             s.var.set(&get("param")?).map_err(|e| err(&p, e))?;
-            s.m = get("adam_m")?;
+            s.m = if self.compact {
+                s.var.as_tensor().zeros_like().map_err(|e| err(&p, e))?
+            } else {
+                get("adam_m")?
+            };
             s.v = get("adam_v")?;
             if s.ema.is_some() {
                 // A checkpoint from before the average was kept starts it at the parameters.

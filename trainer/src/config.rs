@@ -36,6 +36,11 @@ pub struct TrainConfig {
     pub batch: usize,
     /// Write a checkpoint every this many steps (and at the end of each phase).
     pub checkpoint_every: usize,
+    /// Checkpoints keep AdamW's second moment in bf16 and leave out the first, which restarts
+    /// at zero on resume (its 0.9 decay refills it within tens of steps): about half the size,
+    /// for carrying a run between machines whose transfers are capped.
+    #[serde(default)]
+    pub compact_checkpoint: bool,
     /// Write a sample grid every this many steps of phases 1-3 (0: never).
     #[serde(default)]
     pub sample_every: usize,
@@ -196,6 +201,11 @@ pub struct Phase0Config {
     /// a decoder fine-tuned on that autoencoder valid for the new model.
     #[serde(default)]
     pub ae_from: Option<std::path::PathBuf>,
+    /// A tiny model directory whose base DiT and text encoder phase 0-dit continues training
+    /// instead of starting from random weights: its architecture, vocabulary and text length
+    /// are kept, and `ae_from` must name the same directory (the base learnt its latents).
+    #[serde(default)]
+    pub dit_from: Option<std::path::PathBuf>,
     /// Share of the base DiT's text-to-image examples that are layouts (the scene with the
     /// skeletons drawn), prompted with [`skeleguide_engine::modeldir::TINY_REASON_PREFIX`]
     /// before the example's prompt; 0 trains on photos alone. A frozen base that never saw a
@@ -439,6 +449,19 @@ impl TrainConfig {
                 return Err(
                     "phase0.ae_from: the autoencoder is adopted from that model directory, so phase0.ae_steps must be 0 and [phase0.ae] absent".into(),
                 );
+            }
+            if let Some(d) = &p0.dit_from {
+                if p0.ae_from.as_ref() != Some(d) {
+                    return Err(format!(
+                        "phase0.dit_from = {}: phase0.ae_from must name the same model directory (the base was trained on its autoencoder's latents)",
+                        d.display()
+                    ));
+                }
+                if p0.adaln_zero {
+                    return Err(
+                        "phase0.adaln_zero: only shapes fresh weights; phase0.dit_from continues trained ones".into(),
+                    );
+                }
             }
             if !(0.0..=1.0).contains(&p0.layout_share) {
                 return Err(format!(

@@ -41,6 +41,7 @@ fn run_phase(cfg: &TrainConfig, out: &Path, data: &Path, phase: u8) -> phases::P
         data: Some(data.to_path_buf()),
         progress: false,
         group: None,
+        stop_at: None,
     };
     let mut s = phases::train(&args).unwrap();
     let last = s.pop().unwrap();
@@ -225,6 +226,73 @@ fn phase0_adopts_an_autoencoder_and_pretrains_the_base_on_layouts_too() {
     let cancel = std::sync::atomic::AtomicBool::new(false);
     p.reason(&scene, "a man", &opts, &mut |_, _, _| {}, &cancel)
         .expect("stage 1 runs on a layout-pretrained base");
+}
+
+/// `phase0.dit_from` continues a trained base: the run starts from its weights (the fixed
+/// batch's loss is where the first run left it), keeps its vocabulary, and trains on.
+#[test]
+fn phase0_continues_a_base_from_its_model_directory() {
+    let data = dataset(2);
+    let shipped = repo_file("assets/models/tiny");
+    let mut cfg = fixed_batch_config();
+    let p0 = cfg.phase0.as_mut().unwrap();
+    p0.ae_steps = 0;
+    p0.ae_from = Some(shipped);
+    p0.layout_share = 0.5;
+    p0.dit_steps = 3;
+    p0.dit_lr = 2e-3;
+    let first = tempfile::tempdir().unwrap();
+    let a = run_phase(&cfg, first.path(), data.path(), 0);
+    let src = phases::model_dir(first.path());
+    let p0 = cfg.phase0.as_mut().unwrap();
+    p0.ae_from = Some(src.clone());
+    p0.dit_from = Some(src.clone());
+    let second = tempfile::tempdir().unwrap();
+    let b = run_phase(&cfg, second.path(), data.path(), 0);
+    assert_eq!(
+        b.eval_before, a.eval_after,
+        "the continued run starts where the first ended"
+    );
+    assert!(
+        b.eval_after < b.eval_before,
+        "and trains on: {} -> {}",
+        b.eval_before,
+        b.eval_after
+    );
+    let m = phases::model_dir(second.path());
+    let (was, now) = (
+        modeldir::ModelConfig::load(&src).unwrap(),
+        modeldir::ModelConfig::load(&m).unwrap(),
+    );
+    assert_eq!(
+        now.text, was.text,
+        "the vocabulary and text length are the source's"
+    );
+    assert_eq!(now.reason_prefix, was.reason_prefix);
+    assert_ne!(
+        tensors(&m.join(modeldir::BASE_FILE)),
+        tensors(&src.join(modeldir::BASE_FILE))
+    );
+
+    // a text length other than the source's is named
+    let mut other = cfg.clone();
+    other.phase0.as_mut().unwrap().text_max_len = 48;
+    let out = tempfile::tempdir().unwrap();
+    let args = TrainArgs {
+        config: other,
+        out: out.path().to_path_buf(),
+        phase: PhaseSel::One(0),
+        resume: false,
+        data: Some(data.path().to_path_buf()),
+        progress: false,
+        group: None,
+        stop_at: None,
+    };
+    let e = phases::train(&args).expect_err("refused").to_string();
+    assert!(
+        e.contains("phase0.text_max_len = 48") && e.contains("reads 32 tokens"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -458,6 +526,7 @@ fn phase0_keeps_a_moving_average_across_a_resume_and_writes_it() {
         data: Some(data.path().to_path_buf()),
         progress: false,
         group: None,
+        stop_at: None,
     };
     phases::train(&args).unwrap();
     let resumed = tensors(&phases::model_dir(halves.path()).join(modeldir::BASE_FILE));
@@ -554,6 +623,14 @@ fn config_errors_name_the_file_and_the_key() {
             "short text encoder",
             good.replace("dit_steps = 6", "dit_steps = 6\ntext_max_len = 3"),
             "phase0.text_max_len",
+        ),
+        (
+            "a base continued on another autoencoder",
+            good.replace(
+                "ae_steps = 6",
+                "ae_steps = 0\nae_from = \"a\"\ndit_from = \"b\"",
+            ),
+            "phase0.dit_from = b: phase0.ae_from must name the same",
         ),
         (
             "EMA decay of 1",
@@ -736,6 +813,7 @@ fn baselines_train_and_generate_through_the_pipeline() {
             data: Some(data.path().to_path_buf()),
             progress: false,
             group: None,
+            stop_at: None,
         };
         let s = phases::train(&args).unwrap();
         let names: Vec<&str> = s.iter().map(|s| s.phase.as_str()).collect();

@@ -1,7 +1,9 @@
 //! An interrupted run resumes bit-identically (docs/training.md): for every part of the
 //! curriculum (0-ae, 0-dit, 1, 2, 3), a run killed with SIGKILL after a checkpoint and resumed
 //! with `--resume` ends with the same loss log, model files and checkpoint (weights, AdamW
-//! moments, moving average, RNG state), bit for bit, as a run straight through.
+//! moments, moving average, RNG state), bit for bit, as a run straight through. So does a run
+//! cut into time slots by `--minutes`; a compact checkpoint carries a run in half the bytes,
+//! and the device slot's scripts carry it to another run folder.
 
 mod common;
 
@@ -332,4 +334,239 @@ fn phase2_resumes_bit_identically_after_sigkill() {
 #[test]
 fn phase3_resumes_bit_identically_after_sigkill() {
     lora_phase_resumes_bit_identically(3);
+}
+
+/// A phase-0 config (checkpoints only at each part's end) that trains its autoencoder 4 steps,
+/// or adopts the shipped one (`adopt`).
+fn slot_config(dir: &Path, compact: bool, adopt: bool) -> PathBuf {
+    let p = dir.join(format!("slot-{compact}-{adopt}.toml"));
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/tiny");
+    let ae = if adopt {
+        format!(
+            "ae_steps = 0\nae_from = {:?}",
+            shipped.display().to_string()
+        )
+    } else {
+        "ae_steps = 4\nae_batch = 2\nae_crop = 32".to_string()
+    };
+    let text = format!(
+        "preset = \"tiny\"\nseed = 3\nbatch = 2\ncheckpoint_every = 100\ncompact_checkpoint = {compact}\n\
+         [optim]\nlr = 1e-3\ngrad_clip = 1.0\nprompt_dropout = 0.1\ncond_dropout = 0.1\nlambda_reason = 0.5\nlambda_render = 1.0\n\
+         [data]\n[lora]\nrank = 4\nalpha = 4.0\n\
+         [phase0]\n{ae}\n\
+         dit_steps = 5\ndit_lr = 1e-3\ndit_schedule = \"cosine\"\nlayout_share = 0.5\n\
+         [phase1]\nsteps = 1\n[phase2]\nsteps = 1\n[phase3]\nsteps = 1\n"
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// `--minutes` stops a run after the step under way, with a checkpoint and exit status 0, and
+/// a run cut into slots that way ends bit for bit as the run straight through.
+#[test]
+fn a_run_cut_into_time_slots_ends_as_the_run_straight_through() {
+    let data = dataset(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = slot_config(tmp.path(), false, false);
+    let straight = tmp.path().join("straight");
+    finish(train(&config, data.path(), &straight, "0", false));
+    let cut = tmp.path().join("cut");
+    // a budget spent by the first step: each slot runs one step
+    let slot = |resume| {
+        let mut c = train(&config, data.path(), &cut, "0", resume);
+        c.args(["--minutes", "0.00001"]);
+        finish(c)
+    };
+    let first = slot(false);
+    assert!(
+        first.contains("stopped at step 1 of 4 of phase 0-ae") && first.contains("--resume"),
+        "{first}"
+    );
+    assert_eq!(position(&cut), Some(("0-ae".to_string(), 1)));
+    let mut slots = 1;
+    while slot(true).contains("stopped at step") {
+        slots += 1;
+        assert!(slots < 20, "the slots do not end");
+    }
+    // one step per slot; a part's last step never stops, the next part's first does
+    assert_eq!(slots, (4 - 1) + (5 - 1), "slots that stopped");
+    assert_same_end(&straight, &cut);
+
+    let o = train(&config, data.path(), &cut, "0", true)
+        .args(["--minutes", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--minutes 0: must be above 0"), "{err}");
+}
+
+/// A compact checkpoint holds the parameters in f32, the second moment in bf16 and no first
+/// moment, about half the bytes of a full one, and a run resumed from it goes on to its end.
+#[test]
+fn a_compact_checkpoint_keeps_the_second_moment_in_bf16_and_resumes() {
+    let data = dataset(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let (full_cfg, compact_cfg) = (
+        slot_config(tmp.path(), false, true),
+        slot_config(tmp.path(), true, true),
+    );
+    // the autoencoder adopted, a slot of one step stops after the first step of 0-dit
+    let stop_in_dit = |config: &Path, out: &Path| {
+        let mut c = train(config, data.path(), out, "0", false);
+        c.args(["--minutes", "0.00001"]);
+        finish(c);
+        assert_eq!(position(out), Some(("0-dit".to_string(), 1)));
+    };
+    let (full, compact) = (tmp.path().join("full"), tmp.path().join("compact"));
+    stop_in_dit(&full_cfg, &full);
+    stop_in_dit(&compact_cfg, &compact);
+    let ((ft, _), (ct, cm)) = (
+        raw(&full.join(CHECKPOINT_FILE)),
+        raw(&compact.join(CHECKPOINT_FILE)),
+    );
+    assert_eq!(cm.get("moments").map(String::as_str), Some("compact"));
+    assert!(
+        ct.keys().all(|k| !k.starts_with("adam_m.")),
+        "no first moment"
+    );
+    let vs: Vec<_> = ct
+        .iter()
+        .filter(|(k, _)| k.starts_with("adam_v."))
+        .collect();
+    assert_eq!(
+        vs.len(),
+        ft.keys().filter(|k| k.starts_with("adam_v.")).count()
+    );
+    assert!(
+        vs.iter().all(|(_, (dtype, _, _))| dtype == "BF16"),
+        "v in bf16"
+    );
+    for (k, t) in ct.iter().filter(|(k, _)| k.starts_with("param.")) {
+        assert_eq!(
+            t, &ft[k],
+            "{k}: the parameters are the full checkpoint's, in f32"
+        );
+    }
+    let bytes = |out: &Path| std::fs::metadata(out.join(CHECKPOINT_FILE)).unwrap().len();
+    let (fb, cb) = (bytes(&full), bytes(&compact));
+    assert!(cb * 10 < fb * 6, "compact {cb} bytes against full {fb}");
+    let err = finish(train(&compact_cfg, data.path(), &compact, "0", true));
+    assert!(err.contains("phase 0-dit: 5 steps (4 run now)"), "{err}");
+    let log = log_records(&compact);
+    assert_eq!(log.len(), 5, "the adopted autoencoder logs no step");
+    assert!(log
+        .iter()
+        .all(|r| r["loss"].as_f64().is_some_and(f64::is_finite)));
+}
+
+/// The device slot's two scripts: `scripts/device/train-base.sh` stops a run at its time with
+/// a compact checkpoint and packs it into parts of at most 15 MiB without the data set or the
+/// adopted autoencoder; `scripts/device/unpack-run.sh` puts it into another run folder, where
+/// `--resume` goes on from the slot's step to the end.
+#[test]
+fn a_device_slot_comes_back_in_parts_and_the_run_goes_on_elsewhere() {
+    let has = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !has("xz") || !has("tar") || !has("split") {
+        eprintln!("skipped: the device scripts need xz, tar and split");
+        return;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tmp = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(repo.join("trainer/configs/tiny-gpu-base.toml")).unwrap();
+    let small = [
+        ("batch = 256", "batch = 2"),
+        ("synth_count = 20000", "synth_count = 6"),
+        ("dit_steps = 4000", "dit_steps = 400"),
+        ("checkpoint_every = 200", "checkpoint_every = 1000"),
+    ]
+    .iter()
+    .fold(base, |t, (a, b)| {
+        assert!(t.contains(a), "{a} in tiny-gpu-base.toml");
+        t.replace(a, b)
+    })
+    .replace("steps = 1000\n", "steps = 1\n")
+    .replace("steps = 250\n", "steps = 1\n")
+    .replace("steps = 600\n", "steps = 1\n");
+    let config = tmp.path().join("small.toml");
+    std::fs::write(&config, small).unwrap();
+    let (run, out, back) = (
+        tmp.path().join("run"),
+        tmp.path().join("out"),
+        tmp.path().join("back"),
+    );
+    let bin = Path::new(BIN).parent().unwrap();
+    let o = Command::new("bash")
+        .arg(repo.join("scripts/device/train-base.sh"))
+        .current_dir(&repo)
+        .envs([
+            ("BIN", bin.as_os_str()),
+            ("CONFIG", config.as_os_str()),
+            ("RUN", run.as_os_str()),
+            ("OUT", out.as_os_str()),
+            ("MINUTES", "0.15".as_ref()),
+        ])
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(out.join("log.txt")).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "{log}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        log.contains("of phase 0-dit, the time given being spent"),
+        "the slot stops inside the base: {log}"
+    );
+    let (phase, at) = position(&run).unwrap();
+    assert_eq!(phase, "0-dit");
+    let parts: Vec<u64> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("run.tar.xz.part-")
+        })
+        .map(|e| e.metadata().unwrap().len())
+        .collect();
+    assert!(
+        parts.len() >= 2,
+        "a compact checkpoint spans parts: {parts:?}"
+    );
+    assert!(parts.iter().all(|&n| n <= 15 << 20), "{parts:?}");
+
+    let o = Command::new("bash")
+        .arg(repo.join("scripts/device/unpack-run.sh"))
+        .arg(&out)
+        .arg(&back)
+        .arg(repo.join("assets/models/tiny"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!back.join("data").exists(), "the data set stays behind");
+    assert_eq!(
+        std::fs::read(back.join("model/ae.safetensors")).unwrap(),
+        std::fs::read(repo.join("assets/models/tiny/ae.safetensors")).unwrap()
+    );
+    assert_eq!(position(&back), Some(("0-dit".to_string(), at)));
+    // the data set is regenerated from the config's seed, as it was on the device
+    let err = finish({
+        let mut c = Command::new(BIN);
+        c.args(["train", "--resume", "--minutes", "0.00001", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&back);
+        c
+    });
+    assert!(
+        err.contains(&format!("stopped at step {} of 400 of phase 0-dit", at + 1)),
+        "{err}"
+    );
+    assert_eq!(position(&back), Some(("0-dit".to_string(), at + 1)));
 }

@@ -24,6 +24,10 @@ pub(crate) struct TrainArgs {
     /// Training manifest directory (overrides the config's data.dir).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Stop after this many minutes from the start, with a checkpoint, and exit 0 (the run
+    /// goes on with --resume, on this machine or another): a run cut to a time slot.
+    #[arg(long)]
+    minutes: Option<f64>,
     /// Data-parallel LoRA phases: the number of processes (`launch` sets it; a cluster
     /// scheduler may set it per process instead). The batch is split over them.
     #[arg(long, env = ENV_WORLD_SIZE, default_value_t = 1)]
@@ -55,6 +59,8 @@ enum Reduce {
 pub(crate) const MAX_WORLD: usize = 1024;
 /// The longest `--group-timeout`: a week.
 const MAX_GROUP_TIMEOUT_S: u64 = 7 * 24 * 3600;
+/// The longest `--minutes`: a week.
+const MAX_MINUTES: f64 = 7.0 * 24.0 * 60.0;
 
 /// The config and phase selection of `a`, checked (what `launch` checks before it starts any
 /// process).
@@ -74,6 +80,14 @@ pub(crate) fn check(a: &TrainArgs) -> Result<(TrainConfig, PhaseSel)> {
             "--group-timeout {}: at most {MAX_GROUP_TIMEOUT_S} s",
             a.group_timeout
         );
+    }
+    if let Some(m) = a.minutes {
+        if !(m.is_finite() && m > 0.0 && m <= MAX_MINUTES) {
+            bail!("--minutes {m}: must be above 0 and at most {MAX_MINUTES}");
+        }
+        if a.world_size > 1 {
+            bail!("--minutes: a data-parallel run cannot stop its ranks together; run it alone");
+        }
     }
     let cfg = TrainConfig::load(&a.config)?;
     let phase = match a.phase.as_str() {
@@ -121,11 +135,13 @@ pub(crate) fn run(a: TrainArgs) -> Result<()> {
     } else {
         None
     };
+    let start = std::time::Instant::now();
     let TrainArgs {
         out,
         resume,
         data,
         rank,
+        minutes,
         ..
     } = a;
     let args = phases::TrainArgs {
@@ -136,10 +152,14 @@ pub(crate) fn run(a: TrainArgs) -> Result<()> {
         data,
         progress: rank == 0,
         group,
+        stop_at: minutes.map(|m| start + std::time::Duration::from_secs_f64(m * 60.0)),
     };
-    let start = std::time::Instant::now();
     let summaries = match phases::train(&args) {
         Ok(s) => s,
+        Err(e @ phases::TrainError::Paused { .. }) => {
+            eprintln!("{e}");
+            return Ok(());
+        }
         Err(e) => {
             // The other ranks stop at their next reduction instead of waiting for this one.
             if let Some(g) = &args.group {

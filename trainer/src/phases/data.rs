@@ -7,6 +7,7 @@ use crate::data::manifest::Manifest;
 use crate::optim::TrainRng;
 use candle_core::{DType, Device, Tensor};
 use image::{imageops, RgbImage};
+use indicatif::ProgressBar;
 use skeleguide_engine::model::{pack_latents, Autoencoder, TextEncoder};
 use skeleguide_engine::modeldir::ModelConfig;
 use skeleguide_engine::sampling;
@@ -41,6 +42,7 @@ pub(super) fn load_examples(
     limit: usize,
     resolution: u32,
     unit: u32,
+    progress: &dyn Fn(usize) -> ProgressBar,
 ) -> Result<Vec<Example>> {
     let m = Manifest::open(dir).map_err(|e| TrainError::Data(e.to_string()))?;
     if m.records.is_empty() {
@@ -56,7 +58,9 @@ pub(super) fn load_examples(
     };
     let mut out: Vec<Example> = Vec::with_capacity(n);
     let mut size = None;
+    let pb = progress(n);
     for r in m.records.iter().take(n) {
+        pb.inc(1);
         let s = r.load().map_err(|e| TrainError::Data(e.to_string()))?;
         let ws = working_size(s.image.width(), s.image.height(), resolution, unit);
         match size {
@@ -82,6 +86,7 @@ pub(super) fn load_examples(
             image: fit(&s.image, ws),
         });
     }
+    pb.finish_and_clear();
     Ok(out)
 }
 
@@ -95,6 +100,7 @@ fn encode_all(
     imgs: &[&RgbImage],
     device: &Device,
     dtype: DType,
+    pb: &ProgressBar,
 ) -> Result<Tensor> {
     // Small chunks keep the CPU's working set in cache; on a GPU each chunk is a round of
     // kernel launches, so larger chunks cut the launch overhead.
@@ -103,6 +109,7 @@ fn encode_all(
     for chunk in imgs.chunks(chunk) {
         let lat = ae.encode(&images_tensor(chunk, device)?.to_dtype(dtype)?)?;
         parts.push(pack_latents(&lat.to_dtype(dtype)?)?);
+        pb.inc(chunk.len() as u64);
     }
     Ok(Tensor::cat(&parts, 0)?)
 }
@@ -128,24 +135,28 @@ pub(super) fn cache_latents(
     ex: &[Example],
     device: &Device,
     dtype: DType,
+    pb: &ProgressBar,
 ) -> Result<Latents> {
     let scene = encode_all(
         ae,
         &ex.iter().map(|e| &e.scene).collect::<Vec<_>>(),
         device,
         dtype,
+        pb,
     )?;
     let layout = encode_all(
         ae,
         &ex.iter().map(|e| &e.layout).collect::<Vec<_>>(),
         device,
         dtype,
+        pb,
     )?;
     let image = encode_all(
         ae,
         &ex.iter().map(|e| &e.image).collect::<Vec<_>>(),
         device,
         dtype,
+        pb,
     )?;
     let f = ae.downsample() * 2;
     let (w, h) = ex[0].image.dimensions();

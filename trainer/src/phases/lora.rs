@@ -222,6 +222,7 @@ impl Ctx<'_> {
                 self.write_loras_and_config(&dit, &mc)?;
                 self.sample_grid(phase, s1)?;
             }
+            self.stop_if_paused(steps)?;
         }
         pb.finish_and_clear();
         let eval_after = eval(&mut dit)?;

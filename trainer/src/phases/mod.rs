@@ -76,6 +76,13 @@ pub enum TrainError {
     Pipeline(String),
     #[error("data-parallel group: {0}")]
     Group(#[from] skeleguide_engine::model::allreduce::ReduceError),
+    /// Not a failure: the time given ran out and the checkpoint holds the run.
+    #[error("stopped at step {step} of {steps} of phase {phase}, the time given being spent; the checkpoint holds it: continue with --resume")]
+    Paused {
+        phase: Phase,
+        step: usize,
+        steps: usize,
+    },
 }
 
 type Result<T> = std::result::Result<T, TrainError>;
@@ -109,6 +116,9 @@ pub struct TrainArgs {
     pub progress: bool,
     /// This process's rank in a data-parallel group (LoRA phases only); `None`: alone.
     pub group: Option<Group>,
+    /// Stop at this instant, after the step under way, with a checkpoint
+    /// (`TrainError::Paused`): a run cut to fit a machine's time slot.
+    pub stop_at: Option<Instant>,
 }
 
 /// What one phase measured.
@@ -192,6 +202,9 @@ struct Ctx<'a> {
     /// The prompts' features from the frozen text encoder of phases 1-3.
     text_cache: Option<Arc<TextCache>>,
     group: Option<Group>,
+    stop_at: Option<Instant>,
+    /// Set by the step after which the time given ran out (its checkpoint written).
+    paused: Option<Position>,
 }
 
 /// Whether a process writes the run's files: alone, or rank 0 of a group.
@@ -338,7 +351,9 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
         }
         None => (ModelConfig::tiny().resolution, 16),
     };
-    let examples = load_examples(&data_dir, cfg.data.limit, resolution, unit)?;
+    let examples = load_examples(&data_dir, cfg.data.limit, resolution, unit, &|n| {
+        prep_bar(args.progress, "loading the data", n)
+    })?;
     let mut ctx = Ctx {
         cfg,
         out: args.out.clone(),
@@ -351,6 +366,8 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
         latents: None,
         text_cache: None,
         group: args.group.clone(),
+        stop_at: args.stop_at,
+        paused: None,
     };
     let mut summaries = Vec::new();
     for phase in selected {
@@ -404,6 +421,21 @@ fn synth_data(out: &Path, cfg: &TrainConfig) -> Result<PathBuf> {
     };
     crate::data::write_dataset(&dir, &opts, &|| {}).map_err(|e| TrainError::Data(e.to_string()))?;
     Ok(dir)
+}
+
+/// A progress bar for the run's preparation (`what`: loading the data, encoding latents).
+fn prep_bar(show: bool, what: &str, len: usize) -> ProgressBar {
+    let b = ProgressBar::new(len as u64);
+    if !show {
+        b.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    b.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what} [{{bar:30}}] {{pos}}/{{len}} {{elapsed_precise}} eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b
 }
 
 fn bar(show: bool, phase: Phase, steps: usize, done: usize) -> ProgressBar {
@@ -524,11 +556,28 @@ impl Ctx<'_> {
         self.log.push(r).map_err(|e| io_err(&p, e))?;
         pb.set_position(step as u64);
         pb.set_message(format!("loss {:.5}", losses.0));
-        let due = step % self.cfg.checkpoint_every == 0 && step < steps;
+        let out_of_time = step < steps && self.stop_at.is_some_and(|t| Instant::now() >= t);
+        let due = (step % self.cfg.checkpoint_every == 0 || out_of_time) && step < steps;
         if due {
             self.checkpoint(phase, step, rng, opt)?;
         }
+        if out_of_time {
+            self.paused = Some(Position { phase, step });
+        }
         Ok(due)
+    }
+
+    /// Ends the run with [`TrainError::Paused`] once a step has found the time given spent
+    /// (called at the end of each step, after what the step writes).
+    fn stop_if_paused(&self, steps: usize) -> Result<()> {
+        match &self.paused {
+            Some(p) => Err(TrainError::Paused {
+                phase: p.phase,
+                step: p.step,
+                steps,
+            }),
+            None => Ok(()),
+        }
     }
 
     fn checkpoint(&self, phase: Phase, step: usize, rng: &TrainRng, opt: &AdamW) -> Result<()> {
@@ -538,6 +587,7 @@ impl Ctx<'_> {
             rng,
             opt,
             &checkpoint::shaping_fields(self.cfg),
+            self.cfg.compact_checkpoint,
         )?;
         self.log
             .plot(&self.out)
@@ -626,7 +676,15 @@ impl Ctx<'_> {
         if let Some(l) = &self.latents {
             return Ok(Arc::clone(l));
         }
-        let l = Arc::new(cache_latents(ae, &self.examples, &self.device, self.dtype)?);
+        let pb = prep_bar(self.progress, "encoding latents", 3 * self.examples.len());
+        let l = Arc::new(cache_latents(
+            ae,
+            &self.examples,
+            &self.device,
+            self.dtype,
+            &pb,
+        )?);
+        pb.finish_and_clear();
         self.latents = Some(Arc::clone(&l));
         Ok(l)
     }

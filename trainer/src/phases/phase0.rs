@@ -152,6 +152,7 @@ impl Ctx<'_> {
                 batch: p0.ae_batch,
             };
             self.end_step(phase, done, &pb, &rng, &opt)?;
+            self.stop_if_paused(steps)?;
         }
         pb.finish_and_clear();
         let eval_after = eval(&model)?;
@@ -246,6 +247,9 @@ impl Ctx<'_> {
         let text = std::fs::read_to_string(&cfg_path)
             .map_err(|e| io_err(&cfg_path, format!("cannot read (run phase 0 first): {e}")))?;
         let ae_cfg: TinyAeConfig = serde_json::from_str(&text).map_err(|e| io_err(&cfg_path, e))?;
+        if let Some(src) = &self.p0()?.dit_from {
+            return self.continued_model_config(src, ae_cfg);
+        }
         // The DiT packs 2×2 latent patches into one token.
         mc.dit.in_channels = 4 * ae_cfg.latent_channels;
         mc.ae = AeSpec::Tiny { config: ae_cfg };
@@ -262,6 +266,82 @@ impl Ctx<'_> {
         mc.text = TextSpec::Tiny { config: tc };
         self.apply_run_settings(&mut mc);
         Ok(mc)
+    }
+
+    /// The model config of a run that continues `src`'s base: `src`'s own, with the run's
+    /// LoRA settings; its autoencoder must be the one the run adopted.
+    fn continued_model_config(&self, src: &Path, ae_cfg: TinyAeConfig) -> Result<ModelConfig> {
+        let mut mc = ModelConfig::load(src)?;
+        let key = "phase0.dit_from";
+        if !matches!(&mc.ae, AeSpec::Tiny { config } if *config == ae_cfg) {
+            return Err(TrainError::Config(format!(
+                "{key} = {}: its autoencoder is not the run's",
+                src.display()
+            )));
+        }
+        let TextSpec::Tiny { config: tc } = &mc.text else {
+            return Err(TrainError::Config(format!(
+                "{key} = {}: its text encoder is not the tiny one",
+                src.display()
+            )));
+        };
+        let want = self.p0()?.text_max_len;
+        if tc.max_len != want {
+            return Err(TrainError::Config(format!(
+                "phase0.text_max_len = {want}, but {key} = {} reads {} tokens: set it to {}",
+                src.display(),
+                tc.max_len,
+                tc.max_len
+            )));
+        }
+        if self.p0()?.layout_share > 0.0 && mc.reason_prefix.is_empty() {
+            return Err(TrainError::Config(format!(
+                "phase0.layout_share: {key} = {} has no stage-1 prompt prefix (its base never drew layouts)",
+                src.display()
+            )));
+        }
+        self.apply_run_settings(&mut mc);
+        Ok(mc)
+    }
+
+    /// The base DiT's trainable weights: `phase0.dit_from`'s, or fresh ones (zeroed where
+    /// adaLN-Zero asks).
+    fn base_dit_start(&self, mc: &ModelConfig) -> Result<Vec<(String, Var)>> {
+        let p0 = self.p0()?;
+        let mut w = random_weights(&mc.dit, self.cfg.seed, &self.device, self.dtype)?;
+        if let Some(src) = &p0.dit_from {
+            let path = src.join(modeldir::BASE_FILE);
+            let loaded = candle_core::safetensors::load(&path, &self.device)
+                .map_err(|e| io_err(&path, e))?;
+            for (k, t) in w.iter_mut() {
+                let l = loaded
+                    .get(k)
+                    .ok_or_else(|| io_err(&path, format!("tensor `{k}` is missing")))?;
+                if l.dims() != t.dims() {
+                    return Err(io_err(
+                        &path,
+                        format!(
+                            "tensor `{k}` has shape {:?}, expected {:?}",
+                            l.dims(),
+                            t.dims()
+                        ),
+                    ));
+                }
+                *t = l.to_dtype(self.dtype)?;
+            }
+        } else if p0.adaln_zero {
+            for (k, t) in w.iter_mut() {
+                if is_adaln_zero(k) {
+                    *t = t.zeros_like()?;
+                }
+            }
+        }
+        let mut v = w
+            .into_iter()
+            .map(|(k, t)| Ok((k, Var::from_tensor(&t)?)))
+            .collect::<Result<Vec<_>>>()?;
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(v)
     }
 
     pub(super) fn phase0_dit(
@@ -283,24 +363,25 @@ impl Ctx<'_> {
         let ae = TinyAe::load(&mdir.join(modeldir::AE_FILE), ae_cfg, &self.device)?;
         let lat = self.latents(&ae)?;
         let dit_cfg = mc.dit.clone();
-        let dit_vars: Vec<(String, Var)> = {
-            let mut w = random_weights(&dit_cfg, self.cfg.seed, &self.device, self.dtype)?;
-            if p0.adaln_zero {
-                for (k, t) in w.iter_mut() {
-                    if is_adaln_zero(k) {
-                        *t = t.zeros_like()?;
-                    }
-                }
-            }
-            let mut v = w
-                .into_iter()
-                .map(|(k, t)| Ok((k, Var::from_tensor(&t)?)))
-                .collect::<Result<Vec<_>>>()?;
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        };
+        let dit_vars = self.base_dit_start(&mc)?;
         let text_vm =
             TinyText::seeded_varmap(text_cfg, self.cfg.seed.wrapping_add(202), &self.device)?;
+        if let Some(src) = &p0.dit_from {
+            let trained = TinyText::load(&src.join(modeldir::TEXT_FILE), text_cfg, &self.device)?;
+            let vars = text_vm
+                .data()
+                .lock()
+                .map_err(|_| TrainError::Config("poisoned var map".into()))?;
+            for (k, var) in vars.iter() {
+                let t = trained.parameters().get(k).ok_or_else(|| {
+                    io_err(
+                        &src.join(modeldir::TEXT_FILE),
+                        format!("tensor `{k}` is missing"),
+                    )
+                })?;
+                var.set(t)?;
+            }
+        }
         let text = TinyText::new(
             VarBuilder::from_varmap(&text_vm, DType::F32, &self.device),
             text_cfg,
@@ -436,6 +517,7 @@ impl Ctx<'_> {
                     pb.suspend(|| eprintln!("warning: {e}"));
                 }
             }
+            self.stop_if_paused(steps)?;
         }
         pb.finish_and_clear();
         // The model is the weights' moving average when the run keeps one: evaluate and write
