@@ -1,28 +1,28 @@
 #!/usr/bin/env bash
 # Puts a run that came back from a device slot (scripts/device/train-base.sh) into a run folder:
 #
-#   scripts/device/unpack-run.sh FROM RUN [MODEL]
+#   scripts/device/unpack-run.sh FROM RUN
 #
-# FROM holds the slot's run.tar.xz.part-* files; RUN is the run folder (its checkpoint, log and
-# model directory are replaced); MODEL is the model directory whose autoencoder the run adopted
-# (default assets/models/tiny), copied back in since the slot leaves it behind. Then
+# FROM holds the slot's run.tar.xz.part-* files (and its gpu.txt); RUN is the run folder: its
+# checkpoint, log and model directory are replaced, its data set kept, and the base of an earlier
+# checkpoint (model-at-checkpoint/) removed. Then
 # `skeleguide-train train --config CONFIG --out RUN --resume` goes on, here or in the next slot.
 set -euo pipefail
-[ $# -ge 2 ] || { echo "usage: $0 FROM RUN [MODEL]" >&2; exit 2; }
-from=$1 run=$2 model=${3:-assets/models/tiny}
+[ $# -eq 2 ] || { echo "usage: $0 FROM RUN" >&2; exit 2; }
+from=$1 run=$2
 parts=("$from"/run.tar.xz.part-*)
 [ -f "${parts[0]}" ] || { echo "$from: no run.tar.xz.part-* files" >&2; exit 2; }
-[ -f "$model/ae.safetensors" ] || { echo "$model/ae.safetensors: missing" >&2; exit 2; }
+[ -f "$from/gpu.txt" ] && grep -h '^train: exit' "$from/gpu.txt" || true
 mkdir -p "$run"
 tmp=$(mktemp -d "$run/.unpack.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-# Everything is checked before the run folder is touched: a truncated part fails here.
-cat "${parts[@]}" | xz -d | tar -C "$tmp" -xf -
-mkdir -p "$tmp/model"
-if [ -f "$tmp/model/config.json" ] || [ -f "$tmp/ae-config.json" ]; then
-    cp "$model/ae.safetensors" "$tmp/model/ae.safetensors"
+# Everything is read before the run folder is touched: a missing or truncated part fails here.
+if ! cat "${parts[@]}" | xz -d | tar -C "$tmp" -xf -; then
+    echo "$from: the parts do not make a whole run (missing or truncated)" >&2
+    exit 2
 fi
-for f in "$tmp"/* "$tmp"/.[!.]*; do
+rm -rf "${run:?}/model-at-checkpoint"
+for f in "$tmp"/*; do
     [ -e "$f" ] || continue
     rm -rf "${run:?}/$(basename "$f")"
     mv "$f" "$run/"

@@ -188,6 +188,19 @@ fn a_batch_the_ranks_cannot_share_and_phase_zero_are_refused() {
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // ranks cannot stop together at a time
+    let plain = dir.path().join("plain.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("batch = 3", "batch = 4");
+    std::fs::write(&plain, text).unwrap();
+    let err = refused_launch(
+        &["--phase", "1", "--minutes", "5"],
+        &plain,
+        &dir.path().join("m"),
+    );
+    assert!(err.contains("--minutes: a data-parallel run"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
     // launch sets the rank flags itself
     let err = refused_launch(&["--rank", "1"], &cfg, &dir.path().join("r"));
     assert!(err.contains("--rank: launch sets it"));

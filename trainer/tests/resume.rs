@@ -388,8 +388,9 @@ fn a_run_cut_into_time_slots_ends_as_the_run_straight_through() {
         slots += 1;
         assert!(slots < 20, "the slots do not end");
     }
-    // one step per slot; a part's last step never stops, the next part's first does
-    assert_eq!(slots, (4 - 1) + (5 - 1), "slots that stopped");
+    // one step per slot; a part's last step stops at the part's end, and the slot after it
+    // goes on to the next part's first step
+    assert_eq!(slots, 4 + (5 - 1), "slots that stopped");
     assert_same_end(&straight, &cut);
 
     let o = train(&config, data.path(), &cut, "0", true)
@@ -482,7 +483,8 @@ fn a_device_slot_comes_back_in_parts_and_the_run_goes_on_elsewhere() {
     let small = [
         ("batch = 256", "batch = 2"),
         ("synth_count = 20000", "synth_count = 6"),
-        ("dit_steps = 4000", "dit_steps = 400"),
+        // more steps than any machine runs in the slot
+        ("dit_steps = 4000", "dit_steps = 100000"),
         ("checkpoint_every = 200", "checkpoint_every = 1000"),
     ]
     .iter()
@@ -541,13 +543,35 @@ fn a_device_slot_comes_back_in_parts_and_the_run_goes_on_elsewhere() {
     );
     assert!(parts.iter().all(|&n| n <= 15 << 20), "{parts:?}");
 
-    let o = Command::new("bash")
-        .arg(repo.join("scripts/device/unpack-run.sh"))
-        .arg(&out)
-        .arg(&back)
-        .arg(repo.join("assets/models/tiny"))
-        .output()
-        .unwrap();
+    let unpack = |from: &Path| {
+        Command::new("bash")
+            .arg(repo.join("scripts/device/unpack-run.sh"))
+            .arg(from)
+            .arg(&back)
+            .output()
+            .unwrap()
+    };
+    // a part lost on the way: refused, the run folder untouched
+    let short = tmp.path().join("short");
+    std::fs::create_dir(&short).unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with("run.tar.xz.part-"))
+        .collect();
+    names.sort();
+    for n in &names[..names.len() - 1] {
+        std::fs::copy(out.join(n), short.join(n)).unwrap();
+    }
+    let o = unpack(&short);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("missing or truncated"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!back.join(CHECKPOINT_FILE).exists());
+    let o = unpack(&out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!back.join("data").exists(), "the data set stays behind");
     assert_eq!(
@@ -565,7 +589,10 @@ fn a_device_slot_comes_back_in_parts_and_the_run_goes_on_elsewhere() {
         c
     });
     assert!(
-        err.contains(&format!("stopped at step {} of 400 of phase 0-dit", at + 1)),
+        err.contains(&format!(
+            "stopped at step {} of 100000 of phase 0-dit",
+            at + 1
+        )),
         "{err}"
     );
     assert_eq!(position(&back), Some(("0-dit".to_string(), at + 1)));

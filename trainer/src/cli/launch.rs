@@ -54,6 +54,9 @@ pub(crate) fn run(a: LaunchArgs) -> Result<()> {
         bail!("{flag}: launch sets it for each process; leave it out of the command");
     }
     let (cfg, phase) = super::train::check(&train)?;
+    if train.minutes().is_some() && a.gpus > 1 {
+        bail!("--minutes: {}", super::train::MINUTES_ALONE);
+    }
     if skeleguide_trainer::phases::runs_phase0(&cfg, phase) {
         bail!("{}", skeleguide_trainer::phases::PHASE0_ALONE);
     }

@@ -59,6 +59,9 @@ enum Reduce {
 pub(crate) const MAX_WORLD: usize = 1024;
 /// The longest `--group-timeout`: a week.
 const MAX_GROUP_TIMEOUT_S: u64 = 7 * 24 * 3600;
+/// Why a data-parallel run refuses `--minutes`.
+pub(crate) const MINUTES_ALONE: &str =
+    "a data-parallel run cannot stop its ranks together; run it alone";
 /// The longest `--minutes`: a week.
 const MAX_MINUTES: f64 = 7.0 * 24.0 * 60.0;
 
@@ -86,7 +89,7 @@ pub(crate) fn check(a: &TrainArgs) -> Result<(TrainConfig, PhaseSel)> {
             bail!("--minutes {m}: must be above 0 and at most {MAX_MINUTES}");
         }
         if a.world_size > 1 {
-            bail!("--minutes: a data-parallel run cannot stop its ranks together; run it alone");
+            bail!("--minutes: {MINUTES_ALONE}");
         }
     }
     let cfg = TrainConfig::load(&a.config)?;
@@ -112,6 +115,10 @@ fn fingerprint(cfg: &TrainConfig, a: &TrainArgs, nccl: bool) -> u64 {
 impl TrainArgs {
     pub(crate) fn config_path(&self) -> &std::path::Path {
         &self.config
+    }
+
+    pub(crate) fn minutes(&self) -> Option<f64> {
+        self.minutes
     }
 }
 

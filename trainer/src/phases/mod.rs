@@ -370,6 +370,7 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
         paused: None,
     };
     let mut summaries = Vec::new();
+    let last = selected.last().copied();
     for phase in selected {
         let resume_here = match &ckpt {
             Some(c) => {
@@ -391,6 +392,18 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
                 ctx.lora_phase(phase, resume_here)?
             }
         };
+        // Time spent at the end of a phase that stepped here: the next phase's set-up would
+        // overrun the slot (one that only finished a phase goes on, so every slot steps).
+        if Some(phase) != last
+            && s.steps_run > 0
+            && args.stop_at.is_some_and(|t| Instant::now() >= t)
+        {
+            return Err(TrainError::Paused {
+                phase,
+                step: s.steps,
+                steps: s.steps,
+            });
+        }
         summaries.push(s);
     }
     Ok(summaries)
