@@ -19,7 +19,10 @@
 #   scripts/device/train-base.sh
 #
 # Back here: scripts/device/unpack-run.sh FILES runs/gpu-base, then go on with
-# `skeleguide-train train --config CONFIG --out runs/gpu-base --resume`, here or in the next slot.
+# `skeleguide-train train --config CONFIG --out runs/gpu-base --resume`. Where the tree sent to
+# the device is capped below the repository plus a packed phase-0 checkpoint (about 55 + 50 MB),
+# a run stopped inside phase 0 goes on here, not in a later slot; the LoRA phases go on here at a
+# CPU's batch (a copy of the config with `batch = 32`: the batch shapes no tensor).
 # BIN names a folder holding an uncompressed skeleguide-train instead (the script's test on the
 # CPU does that). Exits with the trainer's status; the parts are written either way.
 set -euo pipefail

@@ -344,11 +344,13 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
     if let Some(g) = &args.group {
         g.barrier()?;
     }
-    let (resolution, unit) = match &cfg.base_model {
-        Some(b) => {
-            let mc = ModelConfig::load(b)?;
-            (mc.resolution, 16)
-        }
+    // The working size of the model the run starts from: its base, or the base phase 0 continues.
+    let from = cfg
+        .base_model
+        .as_ref()
+        .or(cfg.phase0.as_ref().and_then(|p| p.dit_from.as_ref()));
+    let (resolution, unit) = match from {
+        Some(b) => (ModelConfig::load(b)?.resolution, 16),
         None => (ModelConfig::tiny().resolution, 16),
     };
     let examples = load_examples(&data_dir, cfg.data.limit, resolution, unit, &|n| {
