@@ -189,11 +189,7 @@ fn a_batch_the_ranks_cannot_share_and_phase_zero_are_refused() {
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     // ranks cannot stop together at a time
-    let plain = dir.path().join("plain.toml");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("batch = 3", "batch = 4");
-    std::fs::write(&plain, text).unwrap();
+    let plain = config(dir.path(), "plain.toml", 2);
     let err = refused_launch(
         &["--phase", "1", "--minutes", "5"],
         &plain,

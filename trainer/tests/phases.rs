@@ -32,8 +32,9 @@ fn smoke_config() -> TrainConfig {
     TrainConfig::load(&repo_file("trainer/configs/tiny-smoke.toml")).unwrap()
 }
 
-fn run_phase(cfg: &TrainConfig, out: &Path, data: &Path, phase: u8) -> phases::PhaseSummary {
-    let args = TrainArgs {
+/// Phase `phase` of `cfg` on `data` into `out`, alone, fresh, without progress bars.
+fn phase_args(cfg: &TrainConfig, out: &Path, data: &Path, phase: u8) -> TrainArgs {
+    TrainArgs {
         config: cfg.clone(),
         out: out.to_path_buf(),
         phase: PhaseSel::One(phase),
@@ -42,8 +43,11 @@ fn run_phase(cfg: &TrainConfig, out: &Path, data: &Path, phase: u8) -> phases::P
         progress: false,
         group: None,
         stop_at: None,
-    };
-    let mut s = phases::train(&args).unwrap();
+    }
+}
+
+fn run_phase(cfg: &TrainConfig, out: &Path, data: &Path, phase: u8) -> phases::PhaseSummary {
+    let mut s = phases::train(&phase_args(cfg, out, data, phase)).unwrap();
     let last = s.pop().unwrap();
     eprintln!(
         "phase {}: {:.1} s, loss {:.4} -> {:.4}",
@@ -278,17 +282,9 @@ fn phase0_continues_a_base_from_its_model_directory() {
     let mut other = cfg.clone();
     other.phase0.as_mut().unwrap().text_max_len = 48;
     let out = tempfile::tempdir().unwrap();
-    let args = TrainArgs {
-        config: other,
-        out: out.path().to_path_buf(),
-        phase: PhaseSel::One(0),
-        resume: false,
-        data: Some(data.path().to_path_buf()),
-        progress: false,
-        group: None,
-        stop_at: None,
-    };
-    let e = phases::train(&args).expect_err("refused").to_string();
+    let e = phases::train(&phase_args(&other, out.path(), data.path(), 0))
+        .expect_err("refused")
+        .to_string();
     assert!(
         e.contains("phase0.text_max_len = 48") && e.contains("reads 32 tokens"),
         "{e}"
@@ -519,14 +515,8 @@ fn phase0_keeps_a_moving_average_across_a_resume_and_writes_it() {
     first.phase0.as_mut().unwrap().dit_steps = 2;
     run_phase(&first, halves.path(), data.path(), 0);
     let args = TrainArgs {
-        config: cfg.clone(),
-        out: halves.path().to_path_buf(),
-        phase: PhaseSel::One(0),
         resume: true,
-        data: Some(data.path().to_path_buf()),
-        progress: false,
-        group: None,
-        stop_at: None,
+        ..phase_args(&cfg, halves.path(), data.path(), 0)
     };
     phases::train(&args).unwrap();
     let resumed = tensors(&phases::model_dir(halves.path()).join(modeldir::BASE_FILE));
@@ -806,14 +796,8 @@ fn baselines_train_and_generate_through_the_pipeline() {
         cfg.sample_count = 1;
         cfg.sample_steps = 2;
         let args = TrainArgs {
-            config: cfg,
-            out: out.path().to_path_buf(),
             phase: PhaseSel::All,
-            resume: false,
-            data: Some(data.path().to_path_buf()),
-            progress: false,
-            group: None,
-            stop_at: None,
+            ..phase_args(&cfg, out.path(), data.path(), 0)
         };
         let s = phases::train(&args).unwrap();
         let names: Vec<&str> = s.iter().map(|s| s.phase.as_str()).collect();

@@ -42,7 +42,7 @@ pub(super) fn load_examples(
     limit: usize,
     resolution: u32,
     unit: u32,
-    progress: &dyn Fn(usize) -> ProgressBar,
+    pb: &ProgressBar,
 ) -> Result<Vec<Example>> {
     let m = Manifest::open(dir).map_err(|e| TrainError::Data(e.to_string()))?;
     if m.records.is_empty() {
@@ -58,7 +58,7 @@ pub(super) fn load_examples(
     };
     let mut out: Vec<Example> = Vec::with_capacity(n);
     let mut size = None;
-    let pb = progress(n);
+    pb.set_length(n as u64);
     for r in m.records.iter().take(n) {
         pb.inc(1);
         let s = r.load().map_err(|e| TrainError::Data(e.to_string()))?;

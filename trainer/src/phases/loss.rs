@@ -348,16 +348,9 @@ pub fn phase2_render_loss(
     };
     let ae = TinyAe::load(&model.join(modeldir::AE_FILE), ae_cfg, &device)?;
     let text = TinyText::load(&model.join(modeldir::TEXT_FILE), text_cfg, &device)?;
-    let examples = load_examples(data, batch, mc.resolution, 16, &|_| {
-        indicatif::ProgressBar::hidden()
-    })?;
-    let lat = cache_latents(
-        &ae,
-        &examples,
-        &device,
-        dtype,
-        &indicatif::ProgressBar::hidden(),
-    )?;
+    let hidden = indicatif::ProgressBar::hidden();
+    let examples = load_examples(data, batch, mc.resolution, 16, &hidden)?;
+    let lat = cache_latents(&ae, &examples, &device, dtype, &hidden)?;
     let tc = TextCache::new(&text, &examples, dtype, &mc)?;
     let skel = dit.loras_mut().make_trainable(SKELETAL)?;
     let app = dit.loras_mut().make_trainable(APPEARANCE)?;

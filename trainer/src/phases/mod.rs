@@ -353,9 +353,8 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
         Some(b) => (ModelConfig::load(b)?.resolution, 16),
         None => (ModelConfig::tiny().resolution, 16),
     };
-    let examples = load_examples(&data_dir, cfg.data.limit, resolution, unit, &|n| {
-        prep_bar(args.progress, "loading the data", n)
-    })?;
+    let pb = prep_bar(args.progress, "loading the data", 0);
+    let examples = load_examples(&data_dir, cfg.data.limit, resolution, unit, &pb)?;
     let mut ctx = Ctx {
         cfg,
         out: args.out.clone(),
@@ -396,10 +395,7 @@ pub fn train(args: &TrainArgs) -> Result<Vec<PhaseSummary>> {
         };
         // Time spent at the end of a phase that stepped here: the next phase's set-up would
         // overrun the slot (one that only finished a phase goes on, so every slot steps).
-        if Some(phase) != last
-            && s.steps_run > 0
-            && args.stop_at.is_some_and(|t| Instant::now() >= t)
-        {
+        if Some(phase) != last && s.steps_run > 0 && ctx.time_spent() {
             return Err(TrainError::Paused {
                 phase,
                 step: s.steps,
@@ -438,7 +434,7 @@ fn synth_data(out: &Path, cfg: &TrainConfig) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// A progress bar for the run's preparation (`what`: loading the data, encoding latents).
+/// A progress bar of `len` items headed `what` (hidden unless `show`).
 fn prep_bar(show: bool, what: &str, len: usize) -> ProgressBar {
     let b = ProgressBar::new(len as u64);
     if !show {
@@ -446,7 +442,7 @@ fn prep_bar(show: bool, what: &str, len: usize) -> ProgressBar {
     }
     b.set_style(
         ProgressStyle::with_template(&format!(
-            "{what} [{{bar:30}}] {{pos}}/{{len}} {{elapsed_precise}} eta {{eta}}"
+            "{what} [{{bar:30}}] {{pos}}/{{len}} {{elapsed_precise}} eta {{eta}} {{msg}}"
         ))
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
@@ -454,16 +450,7 @@ fn prep_bar(show: bool, what: &str, len: usize) -> ProgressBar {
 }
 
 fn bar(show: bool, phase: Phase, steps: usize, done: usize) -> ProgressBar {
-    let b = ProgressBar::new(steps as u64);
-    if !show {
-        b.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    b.set_style(
-        ProgressStyle::with_template(&format!(
-            "phase {phase:>5} [{{bar:30}}] {{pos}}/{{len}} {{elapsed_precise}} eta {{eta}} {{msg}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let b = prep_bar(show, &format!("phase {phase:>5}"), steps);
     b.set_position(done as u64);
     b
 }
@@ -571,7 +558,7 @@ impl Ctx<'_> {
         self.log.push(r).map_err(|e| io_err(&p, e))?;
         pb.set_position(step as u64);
         pb.set_message(format!("loss {:.5}", losses.0));
-        let out_of_time = step < steps && self.stop_at.is_some_and(|t| Instant::now() >= t);
+        let out_of_time = step < steps && self.time_spent();
         let due = (step % self.cfg.checkpoint_every == 0 || out_of_time) && step < steps;
         if due {
             self.checkpoint(phase, step, rng, opt)?;
@@ -580,6 +567,11 @@ impl Ctx<'_> {
             self.paused = Some(Position { phase, step });
         }
         Ok(due)
+    }
+
+    /// Whether the run's time (`--minutes`) is spent.
+    fn time_spent(&self) -> bool {
+        self.stop_at.is_some_and(|t| Instant::now() >= t)
     }
 
     /// Ends the run with [`TrainError::Paused`] once a step has found the time given spent

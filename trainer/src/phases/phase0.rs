@@ -11,11 +11,11 @@ use crate::checkpoint;
 use crate::optim::{AdamW, AdamWParams, TrainRng};
 use crate::phase::Phase;
 use candle_core::{DType, Tensor, Var};
-use candle_nn::VarBuilder;
+use candle_nn::{VarBuilder, VarMap};
 use image::{imageops, GrayImage, RgbImage};
 use skeleguide_engine::model::{
-    image_ids, random_weights, save_weights, text_ids, Condition, LoraSets, MmDit, TextEncoder,
-    TinyAe, TinyAeConfig, TinyText, TinyTextConfig,
+    bfl_tensor_shapes, image_ids, random_weights, save_weights, text_ids, Condition, LoraSets,
+    MmDit, TextEncoder, TinyAe, TinyAeConfig, TinyText, TinyTextConfig,
 };
 use skeleguide_engine::modeldir::{self, AeSpec, ModelConfig, TextSpec, APPEARANCE, SKELETAL};
 use std::collections::HashMap;
@@ -308,34 +308,38 @@ impl Ctx<'_> {
     /// adaLN-Zero asks).
     fn base_dit_start(&self, mc: &ModelConfig) -> Result<Vec<(String, Var)>> {
         let p0 = self.p0()?;
-        let mut w = random_weights(&mc.dit, self.cfg.seed, &self.device, self.dtype)?;
-        if let Some(src) = &p0.dit_from {
-            let path = src.join(modeldir::BASE_FILE);
-            let loaded = candle_core::safetensors::load(&path, &self.device)
-                .map_err(|e| io_err(&path, e))?;
-            for (k, t) in w.iter_mut() {
-                let l = loaded
-                    .get(k)
-                    .ok_or_else(|| io_err(&path, format!("tensor `{k}` is missing")))?;
-                if l.dims() != t.dims() {
-                    return Err(io_err(
-                        &path,
-                        format!(
-                            "tensor `{k}` has shape {:?}, expected {:?}",
-                            l.dims(),
-                            t.dims()
-                        ),
-                    ));
-                }
-                *t = l.to_dtype(self.dtype)?;
+        let w: Vec<(String, Tensor)> = match &p0.dit_from {
+            Some(src) => {
+                let path = src.join(modeldir::BASE_FILE);
+                let mut loaded = candle_core::safetensors::load(&path, &self.device)
+                    .map_err(|e| io_err(&path, e))?;
+                bfl_tensor_shapes(&mc.dit)
+                    .into_iter()
+                    .map(|(k, shape)| {
+                        let t = loaded
+                            .remove(&k)
+                            .ok_or_else(|| io_err(&path, format!("tensor `{k}` is missing")))?;
+                        if t.dims() != shape.as_slice() {
+                            return Err(io_err(
+                                &path,
+                                format!(
+                                    "tensor `{k}` has shape {:?}, expected {shape:?}",
+                                    t.dims()
+                                ),
+                            ));
+                        }
+                        Ok((k, t.to_dtype(self.dtype)?))
+                    })
+                    .collect::<Result<_>>()?
             }
-        } else if p0.adaln_zero {
-            for (k, t) in w.iter_mut() {
-                if is_adaln_zero(k) {
-                    *t = t.zeros_like()?;
-                }
-            }
-        }
+            None => random_weights(&mc.dit, self.cfg.seed, &self.device, self.dtype)?
+                .into_iter()
+                .map(|(k, t)| {
+                    let zero = p0.adaln_zero && is_adaln_zero(&k);
+                    Ok((k, if zero { t.zeros_like()? } else { t }))
+                })
+                .collect::<Result<_>>()?,
+        };
         let mut v = w
             .into_iter()
             .map(|(k, t)| Ok((k, Var::from_tensor(&t)?)))
@@ -364,24 +368,28 @@ impl Ctx<'_> {
         let lat = self.latents(&ae)?;
         let dit_cfg = mc.dit.clone();
         let dit_vars = self.base_dit_start(&mc)?;
-        let text_vm =
-            TinyText::seeded_varmap(text_cfg, self.cfg.seed.wrapping_add(202), &self.device)?;
-        if let Some(src) = &p0.dit_from {
-            let trained = TinyText::load(&src.join(modeldir::TEXT_FILE), text_cfg, &self.device)?;
-            let vars = text_vm
-                .data()
-                .lock()
-                .map_err(|_| TrainError::Config("poisoned var map".into()))?;
-            for (k, var) in vars.iter() {
-                let t = trained.parameters().get(k).ok_or_else(|| {
-                    io_err(
-                        &src.join(modeldir::TEXT_FILE),
-                        format!("tensor `{k}` is missing"),
-                    )
-                })?;
-                var.set(t)?;
+        // The text encoder's start: `dit_from`'s trained weights (checked by name and shape
+        // on loading), or seeded ones.
+        let text_vm = match &p0.dit_from {
+            Some(src) => {
+                let trained =
+                    TinyText::load(&src.join(modeldir::TEXT_FILE), text_cfg, &self.device)?;
+                let vm = VarMap::new();
+                {
+                    let mut vars = vm
+                        .data()
+                        .lock()
+                        .map_err(|_| TrainError::Config("poisoned var map".into()))?;
+                    for (k, t) in trained.parameters() {
+                        vars.insert(k.clone(), Var::from_tensor(t)?);
+                    }
+                }
+                vm
             }
-        }
+            None => {
+                TinyText::seeded_varmap(text_cfg, self.cfg.seed.wrapping_add(202), &self.device)?
+            }
+        };
         let text = TinyText::new(
             VarBuilder::from_varmap(&text_vm, DType::F32, &self.device),
             text_cfg,
