@@ -58,13 +58,13 @@ fn the_kept_layout_is_the_best_read_candidate() {
     assert_eq!(asked, Some(2));
     let k = 4;
     let alone: Vec<Layout> = (0..k)
-        .map(|i| reason(&mut p, prompt, candidate_seed(4, i), 1))
+        .map(|i| reason(&mut p, prompt, candidate_seed(6, i), 1))
         .collect();
     let scores: Vec<select::Score> = alone
         .iter()
         .map(|l| select::score(&p.invert(l).unwrap(), asked))
         .collect();
-    let kept = reason(&mut p, prompt, 4, k);
+    let kept = reason(&mut p, prompt, 6, k);
     let which = alone
         .iter()
         .position(|l| l.image == kept.image)
@@ -85,7 +85,7 @@ fn the_kept_layout_is_the_best_read_candidate() {
         "here two candidates read the right count, so the skeletons' shape decides ({scores:?})"
     );
     assert!(
-        reason(&mut p, prompt, 4, 1).image == alone[0].image,
+        reason(&mut p, prompt, 6, 1).image == alone[0].image,
         "one candidate is the call's own seed"
     );
 }
