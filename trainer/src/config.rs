@@ -221,7 +221,8 @@ pub struct Phase0Config {
     #[serde(default)]
     pub adaln_zero: bool,
     /// The text encoder's sequence length in tokens, `<bos>` included (default 32). Prompts
-    /// longer than this are cut; stage 1's `pose layout` cue adds two tokens.
+    /// longer than this are cut; stage 1's `pose layout` cue adds two tokens. With `dit_from`
+    /// it may exceed the source's (the new positions start as its last one), never undercut it.
     #[serde(default = "default_text_max_len")]
     pub text_max_len: usize,
     /// Decay of an exponential moving average of the DiT's and text encoder's weights, which

@@ -7,6 +7,7 @@ mod common;
 use candle_core::backprop::GradStore;
 use candle_core::Var;
 use common::dataset;
+use skeleguide_engine::model::{TextEncoder, TinyText};
 use skeleguide_engine::modeldir::{self, Method, APPEARANCE, SKELETAL};
 use skeleguide_engine::pipeline::Pipeline;
 use skeleguide_trainer::config::TrainConfig;
@@ -278,17 +279,65 @@ fn phase0_continues_a_base_from_its_model_directory() {
         tensors(&src.join(modeldir::BASE_FILE))
     );
 
-    // a text length other than the source's is named
+    // a shorter text length than the source's is named
     let mut other = cfg.clone();
-    other.phase0.as_mut().unwrap().text_max_len = 48;
+    other.phase0.as_mut().unwrap().text_max_len = 16;
     let out = tempfile::tempdir().unwrap();
     let e = phases::train(&phase_args(&other, out.path(), data.path(), 0))
         .expect_err("refused")
         .to_string();
     assert!(
-        e.contains("phase0.text_max_len = 48") && e.contains("reads 32 tokens"),
+        e.contains("phase0.text_max_len = 16") && e.contains("reads 32 tokens"),
         "{e}"
     );
+
+    // a longer one grows the learnt positions, each new one starting as the source's last
+    let mut longer = cfg.clone();
+    longer.phase0.as_mut().unwrap().text_max_len = 48;
+    let out = tempfile::tempdir().unwrap();
+    let c = run_phase(&longer, out.path(), data.path(), 0);
+    assert!(
+        c.eval_after < c.eval_before,
+        "{} -> {}",
+        c.eval_before,
+        c.eval_after
+    );
+    let m = phases::model_dir(out.path());
+    let modeldir::TextSpec::Tiny { config: tc } = modeldir::ModelConfig::load(&m).unwrap().text
+    else {
+        panic!("the tiny text encoder")
+    };
+    assert_eq!(tc.max_len, 48);
+    let pos = |dir: &Path| tensors(&dir.join(modeldir::TEXT_FILE))["pos_emb.weight"].clone();
+    let (was, now, d) = (pos(&src), pos(&m), tc.dim);
+    assert_eq!((was.len(), now.len()), (32 * d, 48 * d));
+    let row = |v: &[f32], i: usize| v[i * d..(i + 1) * d].to_vec();
+    let gap = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    };
+    // three AdamW steps at lr 2e-3 move a weight by well under 0.02
+    let moved = 0.02;
+    assert!(
+        gap(&row(&was, 30), &row(&was, 31)) > moved,
+        "two learnt positions differ"
+    );
+    for i in 0..48 {
+        let start = row(&was, i.min(31));
+        assert!(
+            gap(&row(&now, i), &start) < moved,
+            "position {i} starts from the source's"
+        );
+    }
+    // a prompt the source cut at 32 tokens is now read whole
+    let text =
+        TinyText::load(&m.join(modeldir::TEXT_FILE), &tc, &candle_core::Device::Cpu).unwrap();
+    let long = ["a man in a red shirt"; 6].join(" and ");
+    let (ids, cut) = text.tokenize(&long);
+    assert_eq!((ids.len(), cut), (42, false), "41 words and <bos>");
+    assert_eq!(text.encode(&[&long]).unwrap().tokens.dims()[1], 48);
 }
 
 #[test]

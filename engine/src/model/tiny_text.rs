@@ -146,7 +146,7 @@ impl TinyTextConfig {
             InitKind::Normal(0.1),
         );
         push(
-            "pos_emb.weight".into(),
+            TinyText::POSITIONS.into(),
             vec![self.max_len, d],
             InitKind::Normal(0.02),
         );
@@ -244,6 +244,9 @@ impl std::fmt::Debug for TinyText {
 }
 
 impl TinyText {
+    /// The learnt position embeddings' tensor, `[max_len, dim]`.
+    pub const POSITIONS: &'static str = "pos_emb.weight";
+
     /// The vocabulary of `texts`: the special tokens, then every word seen at least
     /// `min_count` times, most frequent first (ties alphabetical), so it is deterministic.
     pub fn build_vocab<S: AsRef<str>>(texts: &[S], min_count: usize) -> Vec<String> {
@@ -365,7 +368,7 @@ impl TinyText {
         Ok(Self {
             index,
             tok_emb: g("tok_emb.weight")?,
-            pos_emb: g("pos_emb.weight")?,
+            pos_emb: g(Self::POSITIONS)?,
             blocks,
             ln_f: ln("ln_f")?,
             token_out: lin("token_out")?,

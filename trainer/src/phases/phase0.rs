@@ -279,21 +279,24 @@ impl Ctx<'_> {
                 src.display()
             )));
         }
-        let TextSpec::Tiny { config: tc } = &mc.text else {
+        let TextSpec::Tiny { config: tc } = &mut mc.text else {
             return Err(TrainError::Config(format!(
                 "{key} = {}: its text encoder is not the tiny one",
                 src.display()
             )));
         };
+        // The text length may grow (new positions are learnt on), never shrink: a shorter one
+        // would throw away learnt positions the base reads.
         let want = self.p0()?.text_max_len;
-        if tc.max_len != want {
+        if want < tc.max_len {
             return Err(TrainError::Config(format!(
-                "phase0.text_max_len = {want}, but {key} = {} reads {} tokens: set it to {}",
+                "phase0.text_max_len = {want}, but {key} = {} reads {} tokens: set it to {} or more",
                 src.display(),
                 tc.max_len,
                 tc.max_len
             )));
         }
+        tc.max_len = want;
         if self.p0()?.layout_share > 0.0 && mc.reason_prefix.is_empty() {
             return Err(TrainError::Config(format!(
                 "phase0.layout_share: {key} = {} has no stage-1 prompt prefix (its base never drew layouts)",
@@ -302,6 +305,37 @@ impl Ctx<'_> {
         }
         self.apply_run_settings(&mut mc);
         Ok(mc)
+    }
+
+    /// `src`'s trained text encoder, its learnt positions grown to the run's `text_max_len`
+    /// (`text_cfg`): each new position starts as the source's last one, so the tokens a longer
+    /// prompt adds are first read like the last token the source kept.
+    fn continued_text(
+        &self,
+        src: &Path,
+        text_cfg: &TinyTextConfig,
+    ) -> Result<HashMap<String, Tensor>> {
+        let TextSpec::Tiny { config: src_cfg } = ModelConfig::load(src)?.text else {
+            return Err(TrainError::Config(format!(
+                "phase0.dit_from = {}: its text encoder is not the tiny one",
+                src.display()
+            )));
+        };
+        let path = src.join(modeldir::TEXT_FILE);
+        let mut params = TinyText::load(&path, &src_cfg, &self.device)?
+            .parameters()
+            .clone();
+        let added = text_cfg.max_len.saturating_sub(src_cfg.max_len);
+        if added > 0 {
+            let key = TinyText::POSITIONS;
+            let pos = params
+                .remove(key)
+                .ok_or_else(|| io_err(&path, format!("tensor `{key}` is missing")))?;
+            let (len, dim) = pos.dims2()?;
+            let last = pos.narrow(0, len - 1, 1)?.broadcast_as((added, dim))?;
+            params.insert(key.to_string(), Tensor::cat(&[&pos, &last], 0)?);
+        }
+        Ok(params)
     }
 
     /// The base DiT's trainable weights: `phase0.dit_from`'s, or fresh ones (zeroed where
@@ -372,15 +406,14 @@ impl Ctx<'_> {
         // on loading), or seeded ones.
         let text_vm = match &p0.dit_from {
             Some(src) => {
-                let trained =
-                    TinyText::load(&src.join(modeldir::TEXT_FILE), text_cfg, &self.device)?;
+                let trained = self.continued_text(src, text_cfg)?;
                 let vm = VarMap::new();
                 {
                     let mut vars = vm
                         .data()
                         .lock()
                         .map_err(|_| TrainError::Config("poisoned var map".into()))?;
-                    for (k, t) in trained.parameters() {
+                    for (k, t) in &trained {
                         vars.insert(k.clone(), Var::from_tensor(t)?);
                     }
                 }
