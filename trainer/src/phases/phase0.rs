@@ -308,34 +308,26 @@ impl Ctx<'_> {
     }
 
     /// `src`'s trained text encoder, its learnt positions grown to the run's `text_max_len`
-    /// (`text_cfg`): each new position starts as the source's last one, so the tokens a longer
-    /// prompt adds are first read like the last token the source kept.
-    fn continued_text(
-        &self,
-        src: &Path,
-        text_cfg: &TinyTextConfig,
-    ) -> Result<HashMap<String, Tensor>> {
-        let TextSpec::Tiny { config: src_cfg } = ModelConfig::load(src)?.text else {
-            return Err(TrainError::Config(format!(
-                "phase0.dit_from = {}: its text encoder is not the tiny one",
-                src.display()
-            )));
-        };
+    /// (`text_cfg`, which [`Self::continued_model_config`] only lets exceed the source's): each
+    /// new position starts as the source's last one, so the tokens a longer prompt adds are
+    /// first read like the last token the source kept. Checked by name and shape against
+    /// `text_cfg`.
+    fn continued_text(&self, src: &Path, text_cfg: &TinyTextConfig) -> Result<TinyText> {
         let path = src.join(modeldir::TEXT_FILE);
-        let mut params = TinyText::load(&path, &src_cfg, &self.device)?
-            .parameters()
-            .clone();
-        let added = text_cfg.max_len.saturating_sub(src_cfg.max_len);
-        if added > 0 {
-            let key = TinyText::POSITIONS;
-            let pos = params
-                .remove(key)
-                .ok_or_else(|| io_err(&path, format!("tensor `{key}` is missing")))?;
+        let mut tensors =
+            candle_core::safetensors::load(&path, &self.device).map_err(|e| io_err(&path, e))?;
+        let key = TinyText::POSITIONS;
+        if let Some(pos) = tensors.get(key) {
             let (len, dim) = pos.dims2()?;
-            let last = pos.narrow(0, len - 1, 1)?.broadcast_as((added, dim))?;
-            params.insert(key.to_string(), Tensor::cat(&[&pos, &last], 0)?);
+            if (1..text_cfg.max_len).contains(&len) {
+                let last = pos
+                    .narrow(0, len - 1, 1)?
+                    .broadcast_as((text_cfg.max_len - len, dim))?;
+                let grown = Tensor::cat(&[pos, &last], 0)?;
+                tensors.insert(key.to_string(), grown);
+            }
         }
-        Ok(params)
+        TinyText::from_tensors(tensors, text_cfg, &self.device).map_err(|e| io_err(&path, e))
     }
 
     /// The base DiT's trainable weights: `phase0.dit_from`'s, or fresh ones (zeroed where
@@ -413,7 +405,7 @@ impl Ctx<'_> {
                         .data()
                         .lock()
                         .map_err(|_| TrainError::Config("poisoned var map".into()))?;
-                    for (k, t) in &trained {
+                    for (k, t) in trained.parameters() {
                         vars.insert(k.clone(), Var::from_tensor(t)?);
                     }
                 }
